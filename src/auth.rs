@@ -1,0 +1,219 @@
+//! Client authentication (RFC 6749 §2.3), encoded once at construction.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::HeaderValue;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::Error;
+use crate::secret::{ClientAssertion, ClientSecret};
+
+/// The assertion type of a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How the client proves its identity to the token endpoint.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic` (RFC 6749 §2.3.1): HTTP Basic authentication, with the client id
+    /// and secret form-encoded before base64 as §2.3.1 requires.
+    ///
+    /// Every byte outside the unreserved set is percent-encoded, space as `%20`: tried against
+    /// real servers, `%20` is decoded both by servers that form-decode and by those that only
+    /// percent-decode, where the `+` of strict form encoding breaks the latter.
+    SecretBasic(ClientSecret),
+    /// HTTP Basic authentication without the §2.3.1 encoding, for servers that do not decode
+    /// the credentials at all. The client id must not contain `:` (RFC 7617 §2).
+    SecretBasicUnencoded(ClientSecret),
+    /// `client_secret_post` (RFC 6749 §2.3.1): the client id and secret in the request body.
+    SecretPost(ClientSecret),
+    /// `none`: the client id only, for public clients and for clients authenticated by mutual
+    /// TLS (RFC 8705).
+    None,
+    /// A client assertion the caller signed, such as a `private_key_jwt` or `client_secret_jwt`
+    /// JWT (RFC 7521 §4.2, RFC 7523 §2.2), sent with the JWT bearer assertion type.
+    Assertion(ClientAssertion),
+}
+
+impl ClientAuth {
+    /// The method's name as registered for RFC 7591's `token_endpoint_auth_method`.
+    #[must_use]
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Self::SecretBasic(_) | Self::SecretBasicUnencoded(_) => AuthMethod::ClientSecretBasic,
+            Self::SecretPost(_) => AuthMethod::ClientSecretPost,
+            Self::None => AuthMethod::None,
+            Self::Assertion(_) => AuthMethod::ClientAssertion,
+        }
+    }
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SecretBasicUnencoded(_) => f.write_str("SecretBasicUnencoded([redacted])"),
+            other => write!(f, "{:?}", other.method()),
+        }
+    }
+}
+
+/// A client authentication method, without its credential: safe to log and compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// `client_secret_basic`.
+    ClientSecretBasic,
+    /// `client_secret_post`.
+    ClientSecretPost,
+    /// `none`.
+    None,
+    /// A client assertion (`private_key_jwt` or `client_secret_jwt`).
+    ClientAssertion,
+}
+
+impl AuthMethod {
+    /// The method's registered name (`client_assertion` for a pre-signed assertion, whose
+    /// registered name depends on how it was signed).
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+            Self::ClientAssertion => "client_assertion",
+        }
+    }
+}
+
+/// Everything outside RFC 3986's unreserved set (`ALPHA DIGIT - . _ ~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A client's authentication, encoded once: a header, body parameters, or both.
+#[derive(Clone)]
+pub(crate) struct EncodedAuth {
+    /// The `Authorization` header, marked sensitive.
+    pub(crate) header: Option<HeaderValue>,
+    /// Form pairs for the body, in order.
+    pub(crate) body_pairs: Vec<(&'static str, Box<str>)>,
+}
+
+impl EncodedAuth {
+    pub(crate) fn new(client_id: &str, auth: &ClientAuth) -> Result<Self, Error> {
+        let only_body = |pairs| {
+            Ok(Self {
+                header: None,
+                body_pairs: pairs,
+            })
+        };
+        match auth {
+            ClientAuth::SecretBasic(secret) => Ok(Self::secret_basic(client_id, secret)),
+            ClientAuth::SecretBasicUnencoded(secret) => {
+                if client_id.contains(':') {
+                    return Err(Error::InvalidParameter {
+                        name: "client_id".into(),
+                        reason: "a client id with `:` cannot be sent in unencoded basic credentials (RFC 7617 §2); use ClientAuth::SecretBasic",
+                    });
+                }
+                Ok(Self::basic(client_id, secret.secret()))
+            }
+            ClientAuth::SecretPost(secret) => only_body(vec![
+                ("client_id", client_id.into()),
+                ("client_secret", secret.secret().into()),
+            ]),
+            ClientAuth::None => only_body(vec![("client_id", client_id.into())]),
+            ClientAuth::Assertion(assertion) => only_body(vec![
+                ("client_id", client_id.into()),
+                ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
+                ("client_assertion", assertion.secret().into()),
+            ]),
+        }
+    }
+
+    /// `client_secret_basic`, which cannot fail: every id and secret can be encoded.
+    pub(crate) fn secret_basic(client_id: &str, secret: &ClientSecret) -> Self {
+        Self::basic(
+            &utf8_percent_encode(client_id, NOT_UNRESERVED).to_string(),
+            &utf8_percent_encode(secret.secret(), NOT_UNRESERVED).to_string(),
+        )
+    }
+
+    fn basic(user: &str, password: &str) -> Self {
+        let mut value = String::from("Basic ");
+        BASE64.encode_string(format!("{user}:{password}"), &mut value);
+        let mut header =
+            HeaderValue::from_str(&value).expect("base64 output is a valid header value");
+        header.set_sensitive(true);
+        Self {
+            header: Some(header),
+            body_pairs: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic_header(id: &str, auth: &ClientAuth) -> String {
+        let encoded = EncodedAuth::new(id, auth).unwrap();
+        let header = encoded.header.unwrap();
+        assert!(header.is_sensitive());
+        let b64 = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        String::from_utf8(BASE64.decode(b64).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn basic_percent_encodes_before_base64_rfc6749_2_3_1() {
+        let auth = ClientAuth::SecretBasic(ClientSecret::new("p:a ss+%&=é"));
+        assert_eq!(
+            basic_header("id:1 ~x", &auth),
+            "id%3A1%20~x:p%3Aa%20ss%2B%25%26%3D%C3%A9"
+        );
+    }
+
+    #[test]
+    fn basic_unencoded_sends_the_raw_values() {
+        let auth = ClientAuth::SecretBasicUnencoded(ClientSecret::new("p:a ss+%"));
+        assert_eq!(basic_header("id 1", &auth), "id 1:p:a ss+%");
+        assert!(matches!(
+            EncodedAuth::new("id:1", &auth),
+            Err(Error::InvalidParameter { .. })
+        ));
+    }
+
+    #[test]
+    fn body_methods_put_credentials_in_the_body() {
+        let post = EncodedAuth::new("c", &ClientAuth::SecretPost(ClientSecret::new("s"))).unwrap();
+        assert!(post.header.is_none());
+        assert_eq!(post.body_pairs.len(), 2);
+        let none = EncodedAuth::new("c", &ClientAuth::None).unwrap();
+        assert_eq!(none.body_pairs, vec![("client_id", "c".into())]);
+        let assertion =
+            EncodedAuth::new("c", &ClientAuth::Assertion(ClientAssertion::new("a.b.c"))).unwrap();
+        assert_eq!(
+            assertion.body_pairs[1],
+            ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into())
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_credential() {
+        let text = format!(
+            "{:?}",
+            ClientAuth::SecretBasic(ClientSecret::new("hunter2"))
+        );
+        assert_eq!(text, "ClientSecretBasic");
+        let text = format!(
+            "{:?}",
+            ClientAuth::Assertion(ClientAssertion::new("hunter2"))
+        );
+        assert!(!text.contains("hunter2"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The OAuth 2.0 client credentials grant (RFC 6749 §4.4), sans-IO.
+//!
+//! This crate builds the token request and parses the token response. It does no IO, reads no
+//! clock and has no async: you send the request with whatever HTTP client you already have, and
+//! pass in the time you sent it.
+//!
+//! ```text
+//!   ClientCredentials ──token_request()…build()──▶ TokenRequest   (validated once)
+//!                                                     │
+//!                                       http_request() │  ▲ parse_response(&response, sent_at)
+//!                                                     ▼  │
+//!                                   your HTTP client ──▶ token endpoint
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use client_credentials::{ClientCredentials, ClientSecret, TokenType, TokenUrl};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = ClientCredentials::new(
+//!     TokenUrl::new("https://idp.example.com/oauth/token")?,
+//!     "my-client",
+//!     ClientSecret::new("s3cr3t"),
+//! );
+//! let request = client
+//!     .token_request()
+//!     .audience("https://api.example.com")
+//!     .scope("read:things")
+//!     .build()?; // every parameter is checked here, once
+//!
+//! let http_request = request.http_request(); // an `http::Request`: send it with any client
+//! assert_eq!(http_request.method(), "POST");
+//!
+//! # let sent_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//! // let sent_at = SystemTime::now(); just before sending
+//! let response = http::Response::builder()
+//!     .status(200)
+//!     .header("content-type", "application/json")
+//!     .body(r#"{"access_token":"eyJhbGciOi...","token_type":"Bearer","expires_in":3600}"#)?;
+//!
+//! let token = request.parse_response(&response, sent_at)?; // or a typed error
+//! assert_eq!(token.token_type(), &TokenType::Bearer);
+//! assert_eq!(token.scope(), Some("read:things")); // omitted by the server: as requested
+//! assert!(!token.expires_within(sent_at, Duration::from_secs(60)));
+//! # Ok(()) }
+//! ```
+//!
+//! # What it implements
+//!
+//! - The request: `POST`, form body, `grant_type=client_credentials` ([RFC 6749 §4.4.2]),
+//!   client authentication by `client_secret_basic` or `client_secret_post` ([§2.3.1]), `none`,
+//!   or a signed client assertion ([RFC 7523 §2.2]); `scope` ([§3.3]), `audience`, `resource`
+//!   ([RFC 8707]) and any extra parameter.
+//! - The response: a token ([§5.1]) or a typed OAuth error ([§5.2], with the `WWW-Authenticate`
+//!   challenge of [RFC 9110 §11.6.1] and the `DPoP-Nonce` of [RFC 9449 §8]), or a typed error
+//!   saying what else came back. Where real servers deviate from the RFC, [`ResponseRules`]
+//!   names each tolerance; [`ResponseRules::strict`] turns them all off.
+//! - Secrets ([`ClientSecret`], [`AccessToken`], the request body) redact themselves in `Debug`,
+//!   and no error message holds one.
+//!
+//! [RFC 6749 §4.4.2]: https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2
+//! [§2.3.1]: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
+//! [§3.3]: https://www.rfc-editor.org/rfc/rfc6749#section-3.3
+//! [§5.1]: https://www.rfc-editor.org/rfc/rfc6749#section-5.1
+//! [§5.2]: https://www.rfc-editor.org/rfc/rfc6749#section-5.2
+//! [RFC 7523 §2.2]: https://www.rfc-editor.org/rfc/rfc7523#section-2.2
+//! [RFC 8707]: https://www.rfc-editor.org/rfc/rfc8707
+//! [RFC 9110 §11.6.1]: https://www.rfc-editor.org/rfc/rfc9110#section-11.6.1
+//! [RFC 9449 §8]: https://www.rfc-editor.org/rfc/rfc9449#section-8
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+mod challenge;
+mod endpoint;
+mod error;
+mod request;
+mod response;
+mod sanitize;
+mod secret;
+mod token;
+
+pub use http;
+
+pub use auth::{AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE};
+pub use challenge::Challenge;
+pub use endpoint::TokenUrl;
+pub use error::{
+    Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
+};
+pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
+pub use response::ResponseRules;
+pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
+pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
+pub use token::{MAX_EXPIRES_IN, Token, TokenType};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,699 @@
+//! Building the token request (RFC 6749 §4.4.2): validated once, then built for every attempt.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method};
+
+use crate::auth::{AuthMethod, ClientAuth, EncodedAuth};
+use crate::response::ResponseRules;
+use crate::secret::{ClientSecret, RequestBody};
+use crate::{Error, Token, TokenUrl};
+
+/// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot override.
+pub const RESERVED_PARAMS: [&str; 8] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "scope",
+    "resource",
+    "audience",
+];
+
+/// A client of one token endpoint: its URL, its identity and how it authenticates.
+///
+/// Cheap to clone and to share between threads; the credentials are encoded once, here.
+#[derive(Clone)]
+pub struct ClientCredentials(Arc<ClientInner>);
+
+#[derive(Clone)]
+struct ClientInner {
+    token_url: TokenUrl,
+    client_id: Box<str>,
+    method: AuthMethod,
+    auth: EncodedAuth,
+    rules: ResponseRules,
+}
+
+impl ClientCredentials {
+    /// A client that authenticates with `client_secret_basic`, the method every server must
+    /// support (RFC 6749 §2.3.1).
+    pub fn new(token_url: TokenUrl, client_id: impl Into<String>, secret: ClientSecret) -> Self {
+        let client_id = client_id.into();
+        let auth = EncodedAuth::secret_basic(&client_id, &secret);
+        Self::from_parts(token_url, client_id, AuthMethod::ClientSecretBasic, auth)
+    }
+
+    /// A client that authenticates with the given method.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] if the client id cannot be sent with that method
+    /// ([`ClientAuth::SecretBasicUnencoded`] with a `:` in the id).
+    pub fn with_auth(
+        token_url: TokenUrl,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Result<Self, Error> {
+        let client_id = client_id.into();
+        let encoded = EncodedAuth::new(&client_id, &auth)?;
+        Ok(Self::from_parts(
+            token_url,
+            client_id,
+            auth.method(),
+            encoded,
+        ))
+    }
+
+    fn from_parts(
+        token_url: TokenUrl,
+        client_id: String,
+        method: AuthMethod,
+        auth: EncodedAuth,
+    ) -> Self {
+        Self(Arc::new(ClientInner {
+            token_url,
+            client_id: client_id.into_boxed_str(),
+            method,
+            auth,
+            rules: ResponseRules::default(),
+        }))
+    }
+
+    /// Replaces the rules responses are parsed by (tolerant by default).
+    #[must_use]
+    pub fn with_response_rules(mut self, rules: ResponseRules) -> Self {
+        Arc::make_mut(&mut self.0).rules = rules;
+        self
+    }
+
+    /// Starts a token request.
+    pub fn token_request(&self) -> TokenRequestBuilder {
+        TokenRequestBuilder {
+            client: self.clone(),
+            scopes: Vec::new(),
+            audience: None,
+            resources: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// The token endpoint.
+    #[must_use]
+    pub fn token_url(&self) -> &TokenUrl {
+        &self.0.token_url
+    }
+
+    /// The client identifier.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.0.client_id
+    }
+
+    /// How the client authenticates.
+    #[must_use]
+    pub fn auth_method(&self) -> AuthMethod {
+        self.0.method
+    }
+
+    /// The rules responses are parsed by.
+    #[must_use]
+    pub fn response_rules(&self) -> &ResponseRules {
+        &self.0.rules
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.0.token_url)
+            .field("client_id", &self.0.client_id)
+            .field("auth_method", &self.0.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parameters of a token request, checked when [`build`](Self::build) is called.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TokenRequestBuilder {
+    client: ClientCredentials,
+    scopes: Vec<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
+    params: Vec<(String, String)>,
+}
+
+impl TokenRequestBuilder {
+    /// Asks for one or more scopes (RFC 6749 §3.3), separated by single spaces; may be called
+    /// again to add more.
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        self.scopes
+            .extend(scope.as_ref().split(' ').map(str::to_owned));
+        self
+    }
+
+    /// Asks for each of the given scopes.
+    pub fn scopes<S: AsRef<str>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes
+            .extend(scopes.into_iter().map(|s| s.as_ref().to_owned()));
+        self
+    }
+
+    /// Names the API the token is for, in the `audience` parameter that Auth0, Okta and many
+    /// other servers read. Replaces an earlier audience.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Names a resource the token is for (RFC 8707): an absolute URI without a fragment. May be
+    /// called again for more resources.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// Adds any other parameter a server needs. Repeated names are sent repeated; a name in
+    /// [`RESERVED_PARAMS`] is refused by [`build`](Self::build).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Checks every parameter and encodes the request body once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] for a scope token with characters RFC 6749 §3.3 does not
+    /// allow (or an empty one), an empty audience, a resource that is not an absolute URI or
+    /// has a fragment (RFC 8707 §2), or an extra parameter that is empty or reserved.
+    pub fn build(self) -> Result<TokenRequest, Error> {
+        for scope in &self.scopes {
+            check_scope_token(scope)?;
+        }
+        if self.audience.as_deref() == Some("") {
+            return Err(invalid("audience", "it is empty"));
+        }
+        for resource in &self.resources {
+            check_resource(resource)?;
+        }
+        for (name, _) in &self.params {
+            check_param_name(name)?;
+        }
+        let scope = (!self.scopes.is_empty()).then(|| Arc::from(self.scopes.join(" ")));
+        let mut scope_set: Vec<Box<str>> = self.scopes.into_iter().map(Into::into).collect();
+        scope_set.sort_unstable();
+        scope_set.dedup();
+        let mut request = RequestInner {
+            client: self.client,
+            scope,
+            scope_set,
+            audience: self.audience.map(Into::into),
+            resources: self.resources.into_iter().map(Into::into).collect(),
+            params: self
+                .params
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            body: Bytes::new(),
+        };
+        request.body = request.encode_body();
+        Ok(TokenRequest(Arc::new(request)))
+    }
+}
+
+fn invalid(name: &str, reason: &'static str) -> Error {
+    Error::InvalidParameter {
+        name: name.to_owned(),
+        reason,
+    }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn check_scope_token(token: &str) -> Result<(), Error> {
+    let allowed = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+    if token.is_empty() {
+        return Err(invalid(
+            "scope",
+            "a scope is empty (two spaces in a row, or a leading or trailing space)",
+        ));
+    }
+    if !token.bytes().all(allowed) {
+        return Err(invalid(
+            "scope",
+            "a scope has a character RFC 6749 §3.3 forbids: only printable ASCII other than `\"` and `\\`",
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 8707 §2: an absolute URI (RFC 3986 §4.3) without a fragment.
+fn check_resource(resource: &str) -> Result<(), Error> {
+    let Some((scheme, rest)) = resource.split_once(':') else {
+        return Err(invalid(
+            "resource",
+            "it is not an absolute uri (RFC 8707 §2)",
+        ));
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !scheme_ok || rest.is_empty() {
+        return Err(invalid(
+            "resource",
+            "it is not an absolute uri (RFC 8707 §2)",
+        ));
+    }
+    if resource.contains('#') {
+        return Err(invalid("resource", "it has a fragment (RFC 8707 §2)"));
+    }
+    if resource.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(invalid(
+            "resource",
+            "it has white space or control characters; percent-encode them",
+        ));
+    }
+    Ok(())
+}
+
+fn check_param_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(invalid(name, "the name is empty"));
+    }
+    if RESERVED_PARAMS.contains(&name) {
+        return Err(invalid(
+            name,
+            "the crate sets this parameter itself; use the builder method or client authentication for it",
+        ));
+    }
+    Ok(())
+}
+
+/// A validated token request, ready to be sent any number of times.
+///
+/// Cheap to clone. Two requests are equal, and hash alike, when they would get the same token:
+/// the same endpoint, client, authentication method, scopes (in any order), audience, resources
+/// and extra parameters. That makes a `TokenRequest` a cache key.
+#[derive(Clone)]
+pub struct TokenRequest(Arc<RequestInner>);
+
+struct RequestInner {
+    client: ClientCredentials,
+    scope: Option<Arc<str>>,
+    scope_set: Vec<Box<str>>,
+    audience: Option<Box<str>>,
+    resources: Vec<Box<str>>,
+    params: Vec<(Box<str>, Box<str>)>,
+    body: Bytes,
+}
+
+impl RequestInner {
+    fn encode_body(&self) -> Bytes {
+        let mut form = form_urlencoded::Serializer::new(String::with_capacity(128));
+        form.append_pair("grant_type", "client_credentials");
+        for (name, value) in &self.client.0.auth.body_pairs {
+            form.append_pair(name, value);
+        }
+        if let Some(scope) = &self.scope {
+            form.append_pair("scope", scope);
+        }
+        if let Some(audience) = &self.audience {
+            form.append_pair("audience", audience);
+        }
+        for resource in &self.resources {
+            form.append_pair("resource", resource);
+        }
+        for (name, value) in &self.params {
+            form.append_pair(name, value);
+        }
+        Bytes::from(form.finish())
+    }
+
+    fn key(&self) -> impl Eq + Hash + '_ {
+        let client = &self.client.0;
+        (
+            (&client.token_url, &client.client_id, client.method),
+            &self.scope_set,
+            &self.audience,
+            &self.resources,
+            &self.params,
+        )
+    }
+}
+
+impl TokenRequest {
+    /// The HTTP request to send: a `POST` with a form body (RFC 6749 §4.4.2), `Accept:
+    /// application/json`, and the client's authentication.
+    ///
+    /// Building it allocates only the header map: the URL, the body and the header values are
+    /// shared with this `TokenRequest`.
+    #[must_use]
+    pub fn http_request(&self) -> http::Request<RequestBody> {
+        let client = &self.0.client.0;
+        let mut request = http::Request::new(RequestBody::new(self.0.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = client.token_url.as_uri().clone();
+        let headers = request.headers_mut();
+        headers.reserve(3);
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(authorization) = &client.auth.header {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        request
+    }
+
+    /// Parses the token endpoint's response to this request, by the client's
+    /// [`ResponseRules`].
+    ///
+    /// `sent_at` is when the request was sent: the token's expiry is counted from it, so the
+    /// estimate errs early, never late. Where the server leaves out `scope`, the token's scope
+    /// is the requested one (RFC 6749 §5.1).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OAuth`] for an OAuth error response, and the other response errors described
+    /// at [`ResponseRules::parse`].
+    pub fn parse_response(
+        &self,
+        response: &http::Response<impl AsRef<[u8]>>,
+        sent_at: SystemTime,
+    ) -> Result<Token, Error> {
+        let token = self.0.client.0.rules.parse(response, sent_at)?;
+        Ok(match &self.0.scope {
+            Some(requested) => token.with_default_scope(requested),
+            None => token,
+        })
+    }
+
+    /// The client this request is for.
+    #[must_use]
+    pub fn client(&self) -> &ClientCredentials {
+        &self.0.client
+    }
+
+    /// The requested scopes, space-separated, as given.
+    #[must_use]
+    pub fn scope(&self) -> Option<&str> {
+        self.0.scope.as_deref()
+    }
+
+    /// The requested audience.
+    #[must_use]
+    pub fn audience(&self) -> Option<&str> {
+        self.0.audience.as_deref()
+    }
+
+    /// The requested resources (RFC 8707).
+    pub fn resources(&self) -> impl Iterator<Item = &str> {
+        self.0.resources.iter().map(|r| &**r)
+    }
+
+    /// The extra parameters, in order.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.params.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl PartialEq for TokenRequest {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for TokenRequest {}
+
+impl Hash for TokenRequest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key().hash(state);
+    }
+}
+
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Extra parameter values are left out: a server may take a credential in one.
+        let param_names: Vec<&str> = self.0.params.iter().map(|(k, _)| &**k).collect();
+        f.debug_struct("TokenRequest")
+            .field("client", &self.0.client)
+            .field("scope", &self.0.scope)
+            .field("audience", &self.0.audience)
+            .field("resources", &self.0.resources)
+            .field("param_names", &param_names)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::ClientAssertion;
+
+    fn url() -> TokenUrl {
+        TokenUrl::new("https://idp.example.com/token").unwrap()
+    }
+
+    fn client() -> ClientCredentials {
+        ClientCredentials::new(url(), "client", ClientSecret::new("secret"))
+    }
+
+    fn body(request: &TokenRequest) -> String {
+        String::from_utf8(request.http_request().body().secret().to_vec()).unwrap()
+    }
+
+    fn rejected(builder: TokenRequestBuilder) -> (String, &'static str) {
+        match builder.build() {
+            Err(Error::InvalidParameter { name, reason }) => (name, reason),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn post_form_with_accept_json_rfc6749_4_4_2() {
+        let request = client().token_request().build().unwrap().http_request();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "https://idp.example.com/token");
+        assert_eq!(
+            request.headers()[CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(request.headers()[ACCEPT], "application/json");
+        assert!(request.headers()[AUTHORIZATION].is_sensitive());
+        assert_eq!(request.body().secret(), b"grant_type=client_credentials");
+    }
+
+    #[test]
+    fn parameters_in_order_with_repeats() {
+        let request = client()
+            .token_request()
+            .scope("read:things write")
+            .scopes(["admin"])
+            .audience("https://api.example.com")
+            .resource("https://a.example.com/")
+            .resource("urn:example:b")
+            .param("tenant", "x y")
+            .param("tenant", "z")
+            .build()
+            .unwrap();
+        assert_eq!(
+            body(&request),
+            "grant_type=client_credentials&scope=read%3Athings+write+admin\
+             &audience=https%3A%2F%2Fapi.example.com&resource=https%3A%2F%2Fa.example.com%2F\
+             &resource=urn%3Aexample%3Ab&tenant=x+y&tenant=z"
+        );
+        assert_eq!(request.scope(), Some("read:things write admin"));
+    }
+
+    #[test]
+    fn scope_tokens_are_checked_rfc6749_3_3() {
+        assert_eq!(rejected(client().token_request().scope("a  b")).0, "scope");
+        assert_eq!(rejected(client().token_request().scope("")).0, "scope");
+        assert_eq!(rejected(client().token_request().scope("a\"b")).0, "scope");
+        assert_eq!(rejected(client().token_request().scope("a\\b")).0, "scope");
+        assert_eq!(rejected(client().token_request().scope("é")).0, "scope");
+        assert_eq!(
+            rejected(client().token_request().scopes(["a b"])).0,
+            "scope"
+        );
+        assert!(client().token_request().scope("!#[]~").build().is_ok());
+    }
+
+    #[test]
+    fn resources_are_absolute_uris_without_fragment_rfc8707_2() {
+        for bad in [
+            "api",
+            "/relative",
+            "https://a.example/#f",
+            "1x:y",
+            "https:",
+            "a b:c",
+        ] {
+            assert_eq!(
+                rejected(client().token_request().resource(bad)).0,
+                "resource",
+                "{bad}"
+            );
+        }
+        assert!(client().token_request().resource("urn:x:y").build().is_ok());
+    }
+
+    #[test]
+    fn reserved_parameters_cannot_be_overridden() {
+        for name in RESERVED_PARAMS {
+            let (rejected_name, _) = rejected(client().token_request().param(name, "evil"));
+            assert_eq!(rejected_name, name);
+        }
+        assert_eq!(rejected(client().token_request().param("", "x")).0, "");
+        assert_eq!(
+            rejected(client().token_request().audience("")).0,
+            "audience"
+        );
+    }
+
+    #[test]
+    fn golden_client_secret_post_rfc6749_2_3_1() {
+        let client = ClientCredentials::with_auth(
+            url(),
+            "id:+%&= é",
+            ClientAuth::SecretPost(ClientSecret::new("s:+%&= é")),
+        )
+        .unwrap();
+        let request = client.token_request().build().unwrap();
+        assert!(
+            request
+                .http_request()
+                .headers()
+                .get(AUTHORIZATION)
+                .is_none()
+        );
+        assert_eq!(
+            body(&request),
+            "grant_type=client_credentials&client_id=id%3A%2B%25%26%3D+%C3%A9\
+             &client_secret=s%3A%2B%25%26%3D+%C3%A9"
+        );
+    }
+
+    #[test]
+    fn golden_client_secret_basic_rfc6749_2_3_1() {
+        let client = ClientCredentials::new(url(), "id:+%&= é", ClientSecret::new("s:+%&= é"));
+        let request = client.token_request().build().unwrap().http_request();
+        // base64("id%3A%2B%25%26%3D%20%C3%A9:s%3A%2B%25%26%3D%20%C3%A9")
+        assert_eq!(
+            request.headers()[AUTHORIZATION],
+            "Basic aWQlM0ElMkIlMjUlMjYlM0QlMjAlQzMlQTk6cyUzQSUyQiUyNSUyNiUzRCUyMCVDMyVBOQ=="
+        );
+    }
+
+    #[test]
+    fn golden_none_and_assertion() {
+        let none = ClientCredentials::with_auth(url(), "pub lic", ClientAuth::None).unwrap();
+        assert_eq!(
+            body(&none.token_request().build().unwrap()),
+            "grant_type=client_credentials&client_id=pub+lic"
+        );
+        let jwt = ClientCredentials::with_auth(
+            url(),
+            "c",
+            ClientAuth::Assertion(ClientAssertion::new("h.p.s")),
+        )
+        .unwrap();
+        assert_eq!(
+            body(&jwt.token_request().build().unwrap()),
+            "grant_type=client_credentials&client_id=c&client_assertion_type=\
+             urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=h.p.s"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secrets_and_param_values() {
+        let client = ClientCredentials::with_auth(
+            url(),
+            "c",
+            ClientAuth::SecretPost(ClientSecret::new("hunter2")),
+        )
+        .unwrap();
+        let request = client
+            .token_request()
+            .param("api_key", "swordfish")
+            .build()
+            .unwrap();
+        for text in [
+            format!("{client:?}"),
+            format!("{request:?}"),
+            format!("{:?}", request.http_request()),
+        ] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!text.contains("swordfish"), "{text}");
+        }
+    }
+
+    #[test]
+    fn equal_requests_share_a_key_and_differing_ones_do_not() {
+        use std::collections::HashSet;
+        let base = || client().token_request().scope("a b").audience("x");
+        let same = [
+            base().build().unwrap(),
+            client()
+                .token_request()
+                .scope("b a")
+                .audience("x")
+                .build()
+                .unwrap(),
+            client()
+                .token_request()
+                .scopes(["b", "a", "a"])
+                .audience("x")
+                .build()
+                .unwrap(),
+        ];
+        let unique: HashSet<_> = same.iter().cloned().collect();
+        assert_eq!(unique.len(), 1);
+        let post = ClientCredentials::with_auth(
+            url(),
+            "client",
+            ClientAuth::SecretPost(ClientSecret::new("secret")),
+        )
+        .unwrap();
+        let other_url = ClientCredentials::new(
+            TokenUrl::new("https://b.example/t").unwrap(),
+            "client",
+            ClientSecret::new("secret"),
+        );
+        let different = [
+            base().scope("c").build().unwrap(),
+            base().audience("y").build().unwrap(),
+            base().resource("urn:r").build().unwrap(),
+            base().param("k", "v").build().unwrap(),
+            ClientCredentials::new(url(), "other", ClientSecret::new("secret"))
+                .token_request()
+                .scope("a b")
+                .audience("x")
+                .build()
+                .unwrap(),
+            post.token_request()
+                .scope("a b")
+                .audience("x")
+                .build()
+                .unwrap(),
+            other_url
+                .token_request()
+                .scope("a b")
+                .audience("x")
+                .build()
+                .unwrap(),
+        ];
+        for request in &different {
+            assert!(!unique.contains(request), "{request:?}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The token (RFC 6749 §5.1) and its lifetime, judged against times the caller passes in.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::secret::{AccessToken, RefreshToken};
+
+/// The longest lifetime a token is taken to have: about 136 years. A larger `expires_in` is
+/// clamped to it, so no arithmetic on it can overflow.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// An access token and what the server said about it.
+#[derive(Clone)]
+pub struct Token {
+    pub(crate) access_token: AccessToken,
+    pub(crate) token_type: TokenType,
+    pub(crate) expires_in: Option<Duration>,
+    pub(crate) sent_at: SystemTime,
+    pub(crate) scope: Option<Arc<str>>,
+    pub(crate) refresh_token: Option<RefreshToken>,
+    pub(crate) extra: Map<String, Value>,
+}
+
+impl Token {
+    /// Parses a token endpoint response by the default (tolerant) [`ResponseRules`].
+    ///
+    /// `sent_at` is when the request was sent; see [`ResponseRules::parse`]. Prefer
+    /// [`TokenRequest::parse_response`](crate::TokenRequest::parse_response), which also knows
+    /// the requested scope and the client's rules.
+    ///
+    /// # Errors
+    ///
+    /// As [`ResponseRules::parse`].
+    ///
+    /// [`ResponseRules`]: crate::ResponseRules
+    /// [`ResponseRules::parse`]: crate::ResponseRules::parse
+    pub fn from_response(
+        response: &http::Response<impl AsRef<[u8]>>,
+        sent_at: SystemTime,
+    ) -> Result<Self, crate::Error> {
+        crate::ResponseRules::default().parse(response, sent_at)
+    }
+
+    /// The access token.
+    #[must_use]
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// The token type, which says how to present the token (RFC 6749 §7.1).
+    #[must_use]
+    pub fn token_type(&self) -> &TokenType {
+        &self.token_type
+    }
+
+    /// The lifetime the server gave (`expires_in`), clamped to [`MAX_EXPIRES_IN`]; `None` if it
+    /// gave none, in which case the lifetime is unknown.
+    #[must_use]
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+    }
+
+    /// When the request that got this token was sent: the start of its lifetime.
+    #[must_use]
+    pub fn sent_at(&self) -> SystemTime {
+        self.sent_at
+    }
+
+    /// When the token expires, counted from when the request was sent so that the estimate errs
+    /// early; `None` if the lifetime is unknown.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        let lifetime = self.expires_in?;
+        // Only a `sent_at` within 136 years of the end of time fails this; then expire at once.
+        Some(self.sent_at.checked_add(lifetime).unwrap_or(self.sent_at))
+    }
+
+    /// Whether the token has expired at `now`. A token of unknown lifetime never does: decide
+    /// for yourself how long to keep one (the token cache does, by a documented default).
+    #[must_use]
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_within(now, Duration::ZERO)
+    }
+
+    /// Whether the token expires within `margin` of `now`: the test for refreshing early.
+    #[must_use]
+    pub fn expires_within(&self, now: SystemTime, margin: Duration) -> bool {
+        self.expires_at().is_some_and(|expires_at| {
+            now.checked_add(margin)
+                .is_none_or(|deadline| deadline >= expires_at)
+        })
+    }
+
+    /// The granted scope, space-separated: as the server sent it (a JSON array joined by
+    /// spaces), or the requested scope where the server left it out (RFC 6749 §5.1) and the
+    /// token was parsed by [`TokenRequest::parse_response`](crate::TokenRequest::parse_response).
+    #[must_use]
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The granted scopes, one by one.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The refresh token, which the server should not have sent (RFC 6749 §4.4.3) but some do.
+    #[must_use]
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    /// A member of the response other than the ones read above (`id_token`,
+    /// `ext_expires_in`, `issued_token_type`, …), by name.
+    #[must_use]
+    pub fn extra(&self, name: &str) -> Option<&Value> {
+        self.extra.get(name)
+    }
+
+    /// Every other member of the response, for deserializing into the caller's own type.
+    #[must_use]
+    pub fn extras(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+
+    /// The other members of the response, deserialized into a type of the caller's.
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's error if the members do not fit `T`.
+    pub fn extras_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(serde::de::value::MapDeserializer::new(
+            self.extra
+                .iter()
+                .map(|(name, value)| (name.as_str(), value)),
+        ))
+    }
+
+    pub(crate) fn with_default_scope(mut self, requested: &Arc<str>) -> Self {
+        if self.scope.is_none() {
+            self.scope = Some(Arc::clone(requested));
+        }
+        self
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Extra members are listed by name only: an `id_token` is as sensitive as the token.
+        let extra_names: Vec<&str> = self.extra.keys().map(String::as_str).collect();
+        f.debug_struct("Token")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("sent_at", &self.sent_at)
+            .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token)
+            .field("extra_names", &extra_names)
+            .finish()
+    }
+}
+
+/// How a token is presented to a resource server (RFC 6749 §7.1), compared case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449): the token is bound to a key.
+    DPoP,
+    /// `N_A` (RFC 8693 §2.2.1): the token is not an access token.
+    NotApplicable,
+    /// Any other type, kept as the server sent it.
+    Other(Box<str>),
+}
+
+impl TokenType {
+    /// Reads a token type, ignoring case (RFC 6749 §5.1).
+    #[must_use]
+    pub fn parse(token_type: &str) -> Self {
+        if token_type.eq_ignore_ascii_case("bearer") {
+            Self::Bearer
+        } else if token_type.eq_ignore_ascii_case("dpop") {
+            Self::DPoP
+        } else if token_type.eq_ignore_ascii_case("n_a") {
+            Self::NotApplicable
+        } else {
+            Self::Other(token_type.into())
+        }
+    }
+
+    /// The type's canonical spelling, which is also its `Authorization` scheme.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::DPoP => "DPoP",
+            Self::NotApplicable => "N_A",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(expires_in: Option<u64>) -> Token {
+        Token {
+            access_token: AccessToken::new("hunter2"),
+            token_type: TokenType::Bearer,
+            expires_in: expires_in.map(Duration::from_secs),
+            sent_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+            scope: Some("a  b".into()),
+            refresh_token: Some(RefreshToken::new("swordfish")),
+            extra: serde_json::from_str(r#"{"id_token":"xyz","ext_expires_in":7200}"#).unwrap(),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn expiry_counts_from_sent_at_rfc6749_5_1() {
+        let token = token(Some(100));
+        assert_eq!(token.expires_at(), Some(at(1_100)));
+        assert!(!token.is_expired(at(1_099)));
+        assert!(token.is_expired(at(1_100)));
+        assert!(!token.expires_within(at(1_089), Duration::from_secs(10)));
+        assert!(token.expires_within(at(1_090), Duration::from_secs(10)));
+        assert!(
+            token.expires_within(at(1_000), Duration::MAX),
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn unknown_lifetime_never_expires_by_itself() {
+        let token = token(None);
+        assert_eq!(token.expires_at(), None);
+        assert!(!token.is_expired(at(u32::MAX.into())));
+    }
+
+    #[test]
+    fn token_type_is_case_insensitive_rfc6749_5_1() {
+        assert_eq!(TokenType::parse("bEaReR"), TokenType::Bearer);
+        assert_eq!(TokenType::parse("dpop"), TokenType::DPoP);
+        assert_eq!(TokenType::parse("N_A"), TokenType::NotApplicable);
+        assert_eq!(TokenType::parse("MAC").as_str(), "MAC");
+    }
+
+    #[test]
+    fn scopes_and_extras() {
+        let token = token(None);
+        assert_eq!(token.scopes().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(token.extra("ext_expires_in"), Some(&Value::from(7200)));
+        #[derive(serde::Deserialize)]
+        struct Extra {
+            ext_expires_in: u64,
+        }
+        assert_eq!(token.extras_as::<Extra>().unwrap().ext_expires_in, 7200);
+    }
+
+    #[test]
+    fn debug_hides_the_tokens_and_extra_values() {
+        let text = format!("{:?}", token(Some(1)));
+        assert!(!text.contains("hunter2"));
+        assert!(!text.contains("swordfish"));
+        assert!(!text.contains("xyz"));
+        assert!(text.contains("id_token"));
+    }
+}
