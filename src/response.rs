@@ -204,7 +204,7 @@ impl ResponseRules {
             Format::Other => Err(self.not_json(&media, body)),
         };
         match fields {
-            Ok(fields) if fields.error.is_some() => Err(oauth_error(status, headers, fields)),
+            Ok(fields) if fields.is_error() => Err(oauth_error(status, headers, fields)),
             Ok(fields) if status.is_success() => self
                 .token(status, &media, fields, sent_at)
                 .map_err(|problem| Error::InvalidResponse { status, problem }),
@@ -248,6 +248,12 @@ impl ResponseRules {
             return Err(ResponseProblem::UnexpectedContentType {
                 content_type: media.text(),
             });
+        }
+        if let Some(name) = fields.duplicate {
+            return Err(ResponseProblem::DuplicateMember(name));
+        }
+        if !matches!(fields.error, None | Some(Loose::Null)) {
+            return Err(invalid_member("error", "a string"));
         }
         let access_token = match fields.access_token {
             Some(Loose::Str(token)) if !token.is_empty() => AccessToken::new(token),
@@ -449,9 +455,16 @@ struct Fields<'a> {
     error_description: Option<Loose<'a>>,
     error_uri: Option<Loose<'a>>,
     extra: Map<String, Value>,
+    /// The first member read by the parser that appeared twice.
+    duplicate: Option<&'static str>,
 }
 
 impl<'a> Fields<'a> {
+    /// An OAuth error response: one with a string `error` member (RFC 6749 §5.2).
+    fn is_error(&self) -> bool {
+        matches!(self.error, Some(Loose::Str(_)))
+    }
+
     fn from_json(body: &'a [u8]) -> Result<Self, ResponseProblem> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let fields = deserializer.deserialize_map(FieldsVisitor)?;
@@ -462,14 +475,14 @@ impl<'a> Fields<'a> {
     fn from_form(body: &'a [u8]) -> Self {
         let mut fields = Self::default();
         for (name, value) in form_urlencoded::parse(body) {
-            // A repeated member in a form keeps its first value; JSON refuses repeats (below).
-            let _ = fields.set(name, Loose::Str(value));
+            fields.set(name, Loose::Str(value));
         }
         fields
     }
 
-    /// Stores a member, refusing a second value for one the parser reads.
-    fn set(&mut self, name: Cow<'a, str>, value: Loose<'a>) -> Result<(), &'static str> {
+    /// Stores a member; a second value for one the parser reads is noted, and makes a token
+    /// response invalid, since which value applies would be a guess.
+    fn set(&mut self, name: Cow<'a, str>, value: Loose<'a>) {
         let (slot, name) = match &*name {
             "access_token" => (&mut self.access_token, "access_token"),
             "token_type" => (&mut self.token_type, "token_type"),
@@ -481,14 +494,14 @@ impl<'a> Fields<'a> {
             "error_uri" => (&mut self.error_uri, "error_uri"),
             _ => {
                 self.extra.insert(name.into_owned(), value.into_value());
-                return Ok(());
+                return;
             }
         };
         if slot.is_some() {
-            return Err(name);
+            self.duplicate.get_or_insert(name);
+        } else {
+            *slot = Some(value);
         }
-        *slot = Some(value);
-        Ok(())
     }
 }
 
@@ -522,9 +535,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         let mut fields = Fields::default();
         while let Some(Key(name)) = map.next_key()? {
             let value: Loose<'de> = map.next_value()?;
-            fields.set(name, value).map_err(|name| {
-                de::Error::custom(format_args!("`{name}` appears more than once"))
-            })?;
+            fields.set(name, value);
         }
         Ok(fields)
     }
@@ -941,13 +952,30 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(
+        assert_eq!(
             problem(tolerant(
                 200,
                 JSON,
                 r#"{"access_token":"a","access_token":"b"}"#
             )),
-            ResponseProblem::InvalidJson { .. }
+            ResponseProblem::DuplicateMember("access_token")
+        );
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            problem(tolerant(200, form, "access_token=a&access_token=b")),
+            ResponseProblem::DuplicateMember("access_token")
+        );
+        assert!(
+            tolerant(200, JSON, r#"{"access_token":"a","error":null}"#).is_ok(),
+            "a null error is absent"
+        );
+        assert!(matches!(
+            problem(tolerant(
+                200,
+                JSON,
+                r#"{"access_token":"a","error":{"code":1}}"#
+            )),
+            ResponseProblem::InvalidMember { name: "error", .. }
         ));
         assert!(matches!(
             problem(tolerant(200, JSON, r#"["access_token"]"#)),
