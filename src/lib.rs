@@ -82,6 +82,13 @@ mod sanitize;
 mod secret;
 mod token;
 
+#[cfg(feature = "hyper")]
+pub mod hyper;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+#[cfg(feature = "test-server")]
+pub mod test_server;
+
 pub use http;
 
 pub use auth::{AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE};

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -179,6 +180,17 @@ impl ResponseRules {
         response: &http::Response<impl AsRef<[u8]>>,
         sent_at: SystemTime,
     ) -> Result<Token, Error> {
+        self.parse_for(response, sent_at, None)
+    }
+
+    /// [`parse`](Self::parse) for a request that asked for the `requested` scope: a granted
+    /// scope equal to it shares its allocation.
+    pub(crate) fn parse_for(
+        &self,
+        response: &http::Response<impl AsRef<[u8]>>,
+        sent_at: SystemTime,
+        requested: Option<&Arc<str>>,
+    ) -> Result<Token, Error> {
         let status = response.status();
         let headers = response.headers();
         let body = response.body().as_ref();
@@ -206,7 +218,7 @@ impl ResponseRules {
         match fields {
             Ok(fields) if fields.is_error() => Err(oauth_error(status, headers, fields)),
             Ok(fields) if status.is_success() => self
-                .token(status, &media, fields, sent_at)
+                .token(status, &media, fields, sent_at, requested)
                 .map_err(|problem| Error::InvalidResponse { status, problem }),
             Err(problem) if status.is_success() => Err(Error::InvalidResponse { status, problem }),
             _ => Err(unexpected(status, headers, body)),
@@ -240,6 +252,7 @@ impl ResponseRules {
         media: &Media,
         fields: Fields<'_>,
         sent_at: SystemTime,
+        requested: Option<&Arc<str>>,
     ) -> Result<Token, ResponseProblem> {
         if status != StatusCode::OK && !self.any_success_status {
             return Err(ResponseProblem::UnexpectedSuccessStatus);
@@ -276,7 +289,7 @@ impl ResponseRules {
             token_type,
             expires_in: self.expires_in(fields.expires_in)?,
             sent_at,
-            scope: self.scope(fields.scope)?,
+            scope: self.scope(fields.scope, requested)?,
             refresh_token,
             extra: fields.extra,
         })
@@ -306,10 +319,14 @@ impl ResponseRules {
     fn scope(
         &self,
         value: Option<Loose<'_>>,
-    ) -> Result<Option<std::sync::Arc<str>>, ResponseProblem> {
+        requested: Option<&Arc<str>>,
+    ) -> Result<Option<Arc<str>>, ResponseProblem> {
         match value {
             None | Some(Loose::Null) => Ok(None),
-            Some(Loose::Str(scope)) => Ok(Some(scope.into())),
+            Some(Loose::Str(scope)) => Ok(Some(match requested {
+                Some(requested) if **requested == *scope => Arc::clone(requested),
+                _ => scope.into(),
+            })),
             Some(Loose::Seq(items)) if self.scope_array => {
                 let mut joined = String::new();
                 for item in items {
@@ -344,6 +361,25 @@ fn parse_seconds(text: &str) -> Result<u64, ResponseProblem> {
     Ok(text.parse().unwrap_or(u64::MAX))
 }
 
+/// Whether server text is already what [`sanitize::text`] would make of it (printable ASCII,
+/// single spaces only between words, within the length limit), the usual case: then a copy
+/// will do.
+fn is_clean(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() > MAX_SERVER_TEXT_LEN || bytes.ends_with(b" ") {
+        return false;
+    }
+    let mut after_space = true; // so that a leading space is not clean
+    for &b in bytes {
+        let space = b == b' ';
+        if !matches!(b, b' '..=b'~') || space && after_space {
+            return false;
+        }
+        after_space = space;
+    }
+    true
+}
+
 fn looks_like_json(body: &[u8]) -> bool {
     body.iter()
         .find(|b| !b.is_ascii_whitespace())
@@ -372,6 +408,9 @@ impl<'a> Media<'a> {
     }
 
     fn is_json(&self) -> bool {
+        if self.0 == Some(b"application/json".as_slice()) {
+            return true; // the usual case, without the scan below
+        }
         let essence = self.essence();
         essence.eq_ignore_ascii_case(b"application/json")
             || essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
@@ -403,7 +442,7 @@ fn retry_after(headers: &HeaderMap) -> Option<RetryAfter> {
 
 /// The nonce, if it is a valid `NQCHAR` string (RFC 9449 §8.1); anything else is dropped, since
 /// it could not be sent back anyway.
-fn dpop_nonce(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn dpop_nonce(headers: &HeaderMap) -> Option<String> {
     let nonce = headers.get(DPOP_NONCE)?.as_bytes();
     let valid = !nonce.is_empty()
         && nonce.len() <= MAX_SERVER_TEXT_LEN
@@ -415,13 +454,27 @@ fn dpop_nonce(headers: &HeaderMap) -> Option<String> {
 
 fn oauth_error(status: StatusCode, headers: &HeaderMap, fields: Fields<'_>) -> Error {
     let text = |value: Option<Loose<'_>>| match value {
+        Some(Loose::Str(text)) if is_clean(&text) => Some(text.into_owned()),
         Some(Loose::Str(text)) => Some(sanitize::text(&text, MAX_SERVER_TEXT_LEN)),
         _ => None,
     };
-    let code = match text(fields.error) {
-        Some(code) => ErrorCode::parse(&code),
-        None => ErrorCode::Other(String::new()),
+    let code = match fields.error {
+        Some(Loose::Str(code)) if is_clean(&code) => ErrorCode::parse(&code),
+        Some(Loose::Str(code)) => ErrorCode::parse(&sanitize::text(&code, MAX_SERVER_TEXT_LEN)),
+        _ => ErrorCode::Other(String::new()),
     };
+    // Token members mean nothing in an error, but some servers add them (oidc-provider sends the
+    // refused `scope` with `invalid_scope`): keep them with the other members. Never the tokens.
+    let mut extra = fields.extra;
+    for (name, value) in [
+        ("scope", fields.scope),
+        ("token_type", fields.token_type),
+        ("expires_in", fields.expires_in),
+    ] {
+        if let Some(value) = value {
+            extra.insert(name.to_owned(), value.into_value());
+        }
+    }
     Error::OAuth(Box::new(OAuthError {
         status,
         code,
@@ -430,7 +483,7 @@ fn oauth_error(status: StatusCode, headers: &HeaderMap, fields: Fields<'_>) -> E
         challenges: challenge::parse_all(headers),
         dpop_nonce: dpop_nonce(headers),
         retry_after: retry_after(headers),
-        extra: fields.extra,
+        extra,
     }))
 }
 
@@ -746,6 +799,7 @@ mod tests {
             assert_eq!(oauth.description(), Some("no"));
             assert_eq!(oauth.uri(), Some("https://e/x"));
             assert_eq!(oauth.extra()["trace_id"], "t");
+            assert!(oauth.extra().get("scope").is_none());
             assert!(!err.is_retryable());
         }
     }
@@ -772,6 +826,15 @@ mod tests {
             err.is_retryable(),
             "use_dpop_nonce is retried with the nonce"
         );
+    }
+
+    #[test]
+    fn token_members_of_an_error_are_kept_as_extra_but_tokens_are_not() {
+        let body = r#"{"error":"invalid_scope","scope":"api:admin","access_token":"leak"}"#;
+        let err = tolerant(400, JSON, body).unwrap_err();
+        let extra = err.oauth().unwrap().extra();
+        assert_eq!(extra["scope"], "api:admin");
+        assert!(extra.get("access_token").is_none());
     }
 
     #[test]
@@ -1139,5 +1202,28 @@ mod tests {
         assert_eq!(status.as_u16(), 302);
         assert_eq!(location.as_deref(), Some("https://evil.example/steal"));
         assert!(err.to_string().contains("https://evil.example/steal"));
+    }
+
+    #[test]
+    fn clean_text_is_what_sanitizing_would_make_of_it() {
+        for clean in ["", "invalid_client", "client authentication failed", "a!~"] {
+            assert!(is_clean(clean), "{clean:?}");
+            assert_eq!(sanitize::text(clean, MAX_SERVER_TEXT_LEN), clean);
+        }
+        let long = "x".repeat(MAX_SERVER_TEXT_LEN + 1);
+        for dirty in [
+            " lead",
+            "trail ",
+            "two  spaces",
+            "tab\there",
+            "bell\u{7}",
+            "del\u{7f}",
+            "x\u{202e}y",
+            &long,
+        ] {
+            assert!(!is_clean(dirty), "{dirty:?}");
+            assert_ne!(sanitize::text(dirty, MAX_SERVER_TEXT_LEN), dirty);
+        }
+        assert!(!is_clean("é"), "non-ASCII text takes the full path");
     }
 }

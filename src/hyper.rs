@@ -1,0 +1,200 @@
+//! Sending a [`TokenRequest`] with [hyper]'s client (feature `hyper`).
+//!
+//! [`fetch_token`] sends the request over the caller's [`hyper_util::client::legacy::Client`],
+//! with any connector, so TLS stays the caller's choice (`hyper-rustls`, `hyper-tls`, or plain
+//! `HttpConnector` for a loopback server). Like the reqwest adapter, it only translates types and does the IO: the body is read through the
+//! client's [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (by
+//! [`Limited`]), and failures become [`Error::Transport`] with a [`TransportKind`] and hyper's
+//! error as the source, boxed, so no hyper type appears in this crate's error type.
+//!
+//! hyper's client never follows redirects, so a 3xx comes back as [`Error::Redirect`], naming
+//! the `Location`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//!
+//! # async fn run() -> Result<(), client_credentials::Error> {
+//! let client = ClientCredentials::new(
+//!     TokenUrl::new("http://127.0.0.1:8080/token")?, // plain http: loopback only
+//!     "my-client",
+//!     ClientSecret::new("s3cr3t"),
+//! );
+//! let request = client.token_request().scope("read:things").build()?;
+//!
+//! // Any connector: wrap `HttpConnector` in `hyper_rustls::HttpsConnector` for https.
+//! let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+//! let token =
+//!     client_credentials::hyper::fetch_token(&http, &request, Some(Duration::from_secs(30)))
+//!         .await?;
+//! println!("{} token, expires at {:?}", token.token_type(), token.expires_at());
+//! # Ok(()) }
+//! ```
+
+use std::error::Error as StdError;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::Connect;
+
+use crate::{Error, Token, TokenRequest, TransportKind};
+
+/// Sends `request` with `client` and parses the response into a token.
+///
+/// `timeout` bounds the whole exchange, from connecting to the last byte of the body; `None`
+/// leaves it to the connector and the server, which may be forever, so pass one (30 seconds is
+/// a sound choice). A timeout needs a Tokio runtime with its time driver enabled.
+///
+/// The time just before sending is the token's [`sent_at`](Token::sent_at). Dropping the future
+/// abandons the exchange: this function spawns nothing, and hyper closes a connection whose
+/// request was abandoned rather than reuse it.
+///
+/// # Errors
+///
+/// - [`Error::Transport`] when the exchange fails: [`TransportKind::Connect`] when no
+///   connection could be made, [`TransportKind::Timeout`] when `timeout` (or the connector's
+///   own) expired, [`TransportKind::Io`] when the connection failed mid-exchange,
+///   [`TransportKind::Tls`] when the connector reported a TLS failure as an `io::Error` of kind
+///   `InvalidData` (as `hyper-rustls` does), [`TransportKind::Other`] for anything else; hyper's
+///   error is the source;
+/// - [`Error::BodyTooLarge`] when the body exceeds the limit;
+/// - every error of [`TokenRequest::parse_response`]: [`Error::OAuth`], [`Error::Redirect`], …
+pub async fn fetch_token<C>(
+    client: &Client<C, Full<Bytes>>,
+    request: &TokenRequest,
+    timeout: Option<Duration>,
+) -> Result<Token, Error>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let limit = request.client().response_rules().max_body_len();
+    let http_request = request
+        .http_request()
+        .map(|body| Full::new(body.into_bytes()));
+    let sent_at = send_time();
+    let exchange = async {
+        let response = client.request(http_request).await.map_err(client_error)?;
+        let (head, body) = response.into_parts();
+        if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+            return Err(Error::BodyTooLarge { limit });
+        }
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|error| body_error(error, limit))?
+            .to_bytes();
+        Ok(http::Response::from_parts(head, body))
+    };
+    let response = match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|elapsed| Error::Transport {
+                kind: TransportKind::Timeout,
+                source: Box::new(elapsed),
+            })??,
+        None => exchange.await?,
+    };
+    request.parse_response(&response, sent_at)
+}
+
+/// The time the request is sent, read once, just before sending.
+#[allow(clippy::disallowed_methods)] // An adapter does the IO, so it reads the clock for the core.
+fn send_time() -> SystemTime {
+    SystemTime::now()
+}
+
+/// A failure of the client before the response head arrived.
+fn client_error(error: hyper_util::client::legacy::Error) -> Error {
+    let kind = classify(&error, error.is_connect());
+    Error::Transport {
+        kind,
+        source: Box::new(error),
+    }
+}
+
+/// A failure while the body streamed in.
+fn body_error(error: Box<dyn StdError + Send + Sync>, limit: usize) -> Error {
+    if error.is::<LengthLimitError>() {
+        return Error::BodyTooLarge { limit };
+    }
+    Error::Transport {
+        kind: classify(&*error, false),
+        source: error,
+    }
+}
+
+/// The kind of a failure, from the errors in its source chain.
+fn classify(error: &(dyn StdError + 'static), connecting: bool) -> TransportKind {
+    // An `io::Error`'s `source()` skips the error it wraps, so look inside it too: connectors
+    // wrap rustls's `io::Error` in another one.
+    let chain = || {
+        std::iter::successors(Some(error), |&e| match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        })
+    };
+    let io_kind = |kind| {
+        chain().any(|e| {
+            e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == kind)
+        })
+    };
+    let hyper_error = chain().find_map(|e| e.downcast_ref::<hyper::Error>());
+    if io_kind(io::ErrorKind::TimedOut) || hyper_error.is_some_and(hyper::Error::is_timeout) {
+        TransportKind::Timeout
+    } else if connecting {
+        // rustls (through hyper-rustls) wraps a refused handshake or certificate in an
+        // `io::Error` of kind `InvalidData`; nothing else on the connect path does.
+        if io_kind(io::ErrorKind::InvalidData) {
+            TransportKind::Tls
+        } else {
+            TransportKind::Connect
+        }
+    } else {
+        match hyper_error {
+            Some(e) if e.is_parse() || e.is_user() => TransportKind::Other,
+            Some(_) => TransportKind::Io,
+            None if chain().any(|e| e.is::<io::Error>()) => TransportKind::Io,
+            None => TransportKind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified_by_kind() {
+        let timed_out = io::Error::new(io::ErrorKind::TimedOut, "connect timeout");
+        assert_eq!(classify(&timed_out, true), TransportKind::Timeout);
+        let tls = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert_eq!(classify(&tls, true), TransportKind::Tls);
+        let wrapped = io::Error::other(tls);
+        assert_eq!(classify(&wrapped, true), TransportKind::Tls);
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&refused, true), TransportKind::Connect);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(classify(&reset, false), TransportKind::Io);
+        let other: Box<dyn StdError + Send + Sync> = "something else".into();
+        assert_eq!(classify(&*other, false), TransportKind::Other);
+    }
+
+    #[tokio::test]
+    async fn a_length_limit_error_is_body_too_large() {
+        let body = Limited::new(Full::new(Bytes::from_static(b"12345678")), 7);
+        let error = body.collect().await.err().map(|e| body_error(e, 7));
+        assert!(matches!(error, Some(Error::BodyTooLarge { limit: 7 })));
+    }
+}

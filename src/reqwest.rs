@@ -1,0 +1,374 @@
+//! Sending a [`TokenRequest`] with [`reqwest`] (feature `reqwest`; the blocking
+//! client under feature `reqwest-blocking`).
+//!
+//! This module only translates types and does the IO: the request comes from
+//! [`TokenRequest::http_request`], the response goes to [`TokenRequest::parse_response`], and in
+//! between the body is read through the client's
+//! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (a larger
+//! `Content-Length` is refused before a byte is read). Failures of the HTTP client become
+//! [`Error::Transport`] with a [`TransportKind`] and the reqwest error as the source, boxed, so no
+//! reqwest type appears in this crate's error type.
+//!
+//! # Redirects
+//!
+//! A redirect from a token endpoint is never followed: a 3xx response is
+//! [`Error::Redirect`], naming the `Location`. That only works if the client hands the 3xx back,
+//! so **a client of your own must be built with `redirect(Policy::none())`**: reqwest's default
+//! policy follows redirects by itself, and on a 307 or 308 it sends the request body, which holds
+//! the credentials under `client_secret_post` or an assertion, to the new location.
+//! [`recommended_client`] does this for you.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
+//!
+//! # async fn run() -> Result<(), client_credentials::Error> {
+//! let client = ClientCredentials::new(
+//!     TokenUrl::new("https://idp.example.com/oauth/token")?,
+//!     "my-client",
+//!     ClientSecret::new("s3cr3t"),
+//! );
+//! let request = client.token_request().scope("read:things").build()?;
+//!
+//! let http = client_credentials::reqwest::recommended_client(); // build once, share
+//! let token = client_credentials::reqwest::fetch_token(&http, &request).await?;
+//! println!("{} token, expires at {:?}", token.token_type(), token.expires_at());
+//! # Ok(()) }
+//! ```
+
+use std::error::Error as StdError;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use ::reqwest::redirect::Policy;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode, Version};
+
+use crate::{Error, RequestBody, Token, TokenRequest, TransportKind};
+
+/// How long [`recommended_client`] waits for a connection (TCP and TLS handshake): 10 seconds.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`recommended_client`] waits for a whole exchange, from sending the request to the
+/// last byte of the response: 30 seconds.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`reqwest::ClientBuilder`] with safe defaults for a token endpoint, to adjust before
+/// building.
+///
+/// - redirects off ([`Policy::none`]), so a 3xx comes back as [`Error::Redirect`] instead of
+///   sending the credentials elsewhere;
+/// - a connect timeout of [`CONNECT_TIMEOUT`] and a total timeout of [`TIMEOUT`];
+/// - TLS by rustls (with the platform's certificate verifier) when feature `rustls` is on.
+///   Without it, and without a TLS feature of reqwest enabled elsewhere in your build, the
+///   client speaks plain `http` only, which [`TokenUrl`](crate::TokenUrl) allows for loopback
+///   hosts alone, and an `https` token URL fails with [`TransportKind::Connect`].
+///
+/// ```no_run
+/// let http = client_credentials::reqwest::recommended_client_builder()
+///     .user_agent("my-service/1.0")
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn recommended_client_builder() -> ::reqwest::ClientBuilder {
+    let builder = ::reqwest::Client::builder()
+        .redirect(Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TIMEOUT);
+    #[cfg(feature = "rustls")]
+    let builder = builder.tls_backend_rustls();
+    builder
+}
+
+/// A [`reqwest::Client`] built by [`recommended_client_builder`]: redirects off,
+/// [`CONNECT_TIMEOUT`], [`TIMEOUT`], and rustls under feature `rustls`.
+///
+/// Build it once and share it (it is cheap to clone): it keeps a pool of connections.
+///
+/// # Panics
+///
+/// As [`reqwest::Client::new`](::reqwest::Client::new) does, if the TLS backend cannot be
+/// initialized. Use [`recommended_client_builder`] and `build()` to get that as an error.
+#[must_use]
+pub fn recommended_client() -> ::reqwest::Client {
+    recommended_client_builder().build().expect(
+        "the recommended reqwest client could not be built: its TLS backend failed to initialize",
+    )
+}
+
+/// Sends `request` with `client` and parses the response into a token.
+///
+/// The time just before sending is the token's [`sent_at`](Token::sent_at). The body is read
+/// through the client's [`max_body_len`](crate::ResponseRules::max_body_len). Dropping the
+/// future abandons the exchange: nothing is left running.
+///
+/// `client` must not follow redirects (see the [module docs](self#redirects)); use
+/// [`recommended_client`] or build your own with `redirect(Policy::none())`.
+///
+/// # Errors
+///
+/// - [`Error::Transport`] when the exchange fails: [`TransportKind::Connect`] when no connection
+///   could be made, [`TransportKind::Timeout`] when a timeout of the client expired,
+///   [`TransportKind::Io`] when the connection failed mid-exchange, [`TransportKind::Tls`] when
+///   rustls refused the handshake or the certificate, [`TransportKind::Other`] for anything
+///   else; the reqwest error is the source. A client without TLS refuses an `https` URL as a
+///   [`TransportKind::Connect`] failure;
+/// - [`Error::BodyTooLarge`] when the body exceeds the limit;
+/// - every error of [`TokenRequest::parse_response`]: [`Error::OAuth`], [`Error::Redirect`], …
+///
+/// ```no_run
+/// # async fn run(request: client_credentials::TokenRequest) -> Result<(), client_credentials::Error> {
+/// let http = client_credentials::reqwest::recommended_client();
+/// match client_credentials::reqwest::fetch_token(&http, &request).await {
+///     Ok(token) => println!("got a {} token", token.token_type()),
+///     Err(error) if error.is_retryable() => eprintln!("retry later: {error}"),
+///     Err(error) => return Err(error),
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn fetch_token(
+    client: &::reqwest::Client,
+    request: &TokenRequest,
+) -> Result<Token, Error> {
+    let limit = request.client().response_rules().max_body_len();
+    let http_request = to_reqwest::<::reqwest::Request>(request)?;
+    let sent_at = send_time();
+    let mut response = client.execute(http_request).await.map_err(transport)?;
+    let mut body = BytesMut::with_capacity(capacity(response.content_length(), limit)?);
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if chunk.len() > limit - body.len() {
+            return Err(Error::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let headers = std::mem::take(response.headers_mut());
+    parse(
+        request,
+        (response.status(), response.version(), headers),
+        body.freeze(),
+        sent_at,
+    )
+}
+
+/// The status line and headers of a response, as reqwest hands them over.
+type Head = (StatusCode, Version, HeaderMap);
+
+/// The token request as a reqwest request (async or blocking).
+fn to_reqwest<R>(request: &TokenRequest) -> Result<R, Error>
+where
+    R: TryFrom<http::Request<Bytes>, Error = ::reqwest::Error>,
+{
+    R::try_from(request.http_request().map(RequestBody::into_bytes)).map_err(transport)
+}
+
+/// The time the request is sent, read once, just before sending.
+#[allow(clippy::disallowed_methods)] // An adapter does the IO, so it reads the clock for the core.
+fn send_time() -> SystemTime {
+    SystemTime::now()
+}
+
+/// The buffer to reserve for a body of the declared length, or [`Error::BodyTooLarge`] if that
+/// length is over the limit (so not a byte of it is read).
+fn capacity(content_length: Option<u64>, limit: usize) -> Result<usize, Error> {
+    match content_length.map(usize::try_from) {
+        Some(Ok(len)) if len <= limit => Ok(len),
+        Some(_) => Err(Error::BodyTooLarge { limit }),
+        None => Ok(0),
+    }
+}
+
+/// Hands the response, body read, to the core's parser.
+fn parse(
+    request: &TokenRequest,
+    (status, version, headers): Head,
+    body: Bytes,
+    sent_at: SystemTime,
+) -> Result<Token, Error> {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    request.parse_response(&response, sent_at)
+}
+
+/// A reqwest failure (async or blocking: they share the error type) as this crate's error.
+fn transport(error: ::reqwest::Error) -> Error {
+    let kind = if error.is_timeout() {
+        TransportKind::Timeout
+    } else if error.is_connect() {
+        if is_tls(&error) {
+            TransportKind::Tls
+        } else {
+            TransportKind::Connect
+        }
+    } else if error.is_request() || error.is_body() || error.is_decode() {
+        TransportKind::Io
+    } else {
+        TransportKind::Other
+    };
+    Error::Transport {
+        kind,
+        source: Box::new(error),
+    }
+}
+
+/// Whether a connect failure is a TLS failure. rustls (through tokio-rustls, as reqwest uses it)
+/// reports a refused handshake or certificate as an `io::Error` of kind `InvalidData` wrapping
+/// the rustls error; nothing else on the connect path does.
+fn is_tls(error: &(dyn StdError + 'static)) -> bool {
+    chain(error).any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::InvalidData && io.get_ref().is_some())
+    })
+}
+
+/// An error and its sources, looking inside `io::Error`s too: an `io::Error`'s `source()` skips
+/// the error it wraps, and reqwest wraps rustls's `io::Error` in another one.
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e| match e.downcast_ref::<io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+        None => e.source(),
+    })
+}
+
+/// Sending a [`TokenRequest`] with reqwest's blocking client (feature `reqwest-blocking`).
+///
+/// The same translation as the async adapter, over [`reqwest::blocking::Client`]. The blocking
+/// client runs its own runtime on a thread: build and drop it outside of an async context, as
+/// reqwest requires.
+///
+/// ```no_run
+/// use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
+///
+/// # fn main() -> Result<(), client_credentials::Error> {
+/// let client = ClientCredentials::new(
+///     TokenUrl::new("https://idp.example.com/oauth/token")?,
+///     "my-client",
+///     ClientSecret::new("s3cr3t"),
+/// );
+/// let request = client.token_request().scope("read:things").build()?;
+///
+/// let http = client_credentials::reqwest::blocking::recommended_client();
+/// let token = client_credentials::reqwest::blocking::fetch_token(&http, &request)?;
+/// println!("{} token", token.token_type());
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "reqwest-blocking")]
+pub mod blocking {
+    use std::io::Read;
+
+    use ::reqwest::blocking::{Client, ClientBuilder, Request};
+    use ::reqwest::redirect::Policy;
+
+    use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, parse, send_time, to_reqwest, transport};
+    use crate::{Error, Token, TokenRequest, TransportKind};
+
+    /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
+    /// [`super::recommended_client_builder`]: redirects off, [`CONNECT_TIMEOUT`], [`TIMEOUT`],
+    /// rustls under feature `rustls`.
+    pub fn recommended_client_builder() -> ClientBuilder {
+        let builder = Client::builder()
+            .redirect(Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT);
+        #[cfg(feature = "rustls")]
+        let builder = builder.tls_backend_rustls();
+        builder
+    }
+
+    /// A [`reqwest::blocking::Client`] built by [`recommended_client_builder`].
+    ///
+    /// # Panics
+    ///
+    /// As [`reqwest::blocking::Client::new`](Client::new) does: if the TLS backend cannot be
+    /// initialized, or when called from within an async runtime.
+    #[must_use]
+    pub fn recommended_client() -> Client {
+        recommended_client_builder()
+            .build()
+            .expect("the recommended reqwest client could not be built: its TLS backend failed to initialize")
+    }
+
+    /// Sends `request` with `client` and parses the response into a token, blocking the thread.
+    ///
+    /// As [`super::fetch_token`]: the same errors, the same body limit, and `client` must not
+    /// follow redirects.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::fetch_token`].
+    pub fn fetch_token(client: &Client, request: &TokenRequest) -> Result<Token, Error> {
+        let limit = request.client().response_rules().max_body_len();
+        let http_request = to_reqwest::<Request>(request)?;
+        let sent_at = send_time();
+        let mut response = client.execute(http_request).map_err(transport)?;
+        let mut body = Vec::with_capacity(capacity(response.content_length(), limit)?);
+        // One byte past the limit tells a body at the limit from a larger one.
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        (&mut response)
+            .take(cap)
+            .read_to_end(&mut body)
+            .map_err(read_error)?;
+        if body.len() > limit {
+            return Err(Error::BodyTooLarge { limit });
+        }
+        let headers = std::mem::take(response.headers_mut());
+        parse(
+            request,
+            (response.status(), response.version(), headers),
+            body.into(),
+            sent_at,
+        )
+    }
+
+    /// A failure reading the body: reqwest's `Read` wraps its own error in an `io::Error`.
+    fn read_error(error: std::io::Error) -> Error {
+        let io_kind = error.kind();
+        let kind = if io_kind == std::io::ErrorKind::TimedOut {
+            TransportKind::Timeout
+        } else {
+            TransportKind::Io
+        };
+        match error
+            .into_inner()
+            .map(|inner| inner.downcast::<::reqwest::Error>())
+        {
+            Some(Ok(error)) => transport(*error),
+            Some(Err(source)) => Error::Transport { kind, source },
+            None => Error::Transport {
+                kind,
+                source: Box::new(std::io::Error::from(io_kind)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        assert_eq!(capacity(None, 10).ok(), Some(0));
+        assert_eq!(capacity(Some(10), 10).ok(), Some(10));
+        assert!(matches!(
+            capacity(Some(11), 10),
+            Err(Error::BodyTooLarge { limit: 10 })
+        ));
+    }
+
+    #[test]
+    fn tls_is_an_invalid_data_io_error_with_a_source() {
+        let tls = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert!(is_tls(&tls));
+        let bare = io::Error::from(io::ErrorKind::InvalidData);
+        assert!(!is_tls(&bare));
+        let wrapped = io::Error::other(tls);
+        assert!(is_tls(&wrapped));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(!is_tls(&refused));
+    }
+}

@@ -1,0 +1,406 @@
+//! The reqwest (async and blocking) and hyper adapters against the embedded token server, over
+//! 127.0.0.1: success, OAuth errors, redirects, body limits, timeouts, refused and broken
+//! connections, concurrency, and a dropped future.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::Duration;
+
+use bytes::Bytes;
+use client_credentials::test_server::{Fault, TestServer};
+use client_credentials::{
+    ClientCredentials, ClientSecret, Error, ErrorCode, ResponseRules, Token, TokenRequest,
+    TokenType, TokenUrl, TransportKind,
+};
+use http::StatusCode;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// A timeout for the tests that wait for a server that never answers: it only has to expire.
+const SHORT: Duration = Duration::from_millis(200);
+
+type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
+
+/// One of the async adapters, with its client.
+enum Adapter {
+    Reqwest(reqwest::Client),
+    Hyper(Hyper, Option<Duration>),
+}
+
+impl Adapter {
+    /// Both async adapters, with a total timeout if given.
+    fn all(timeout: Option<Duration>) -> [Self; 2] {
+        let mut reqwest = client_credentials::reqwest::recommended_client_builder();
+        if let Some(timeout) = timeout {
+            reqwest = reqwest.timeout(timeout);
+        }
+        let reqwest = reqwest.build().expect("a reqwest client");
+        let hyper = HyperClient::builder(TokioExecutor::new()).build_http();
+        [Self::Reqwest(reqwest), Self::Hyper(hyper, timeout)]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Reqwest(_) => "reqwest",
+            Self::Hyper(..) => "hyper",
+        }
+    }
+
+    async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
+        match self {
+            Self::Reqwest(client) => {
+                client_credentials::reqwest::fetch_token(client, request).await
+            }
+            Self::Hyper(client, timeout) => {
+                client_credentials::hyper::fetch_token(client, request, *timeout).await
+            }
+        }
+    }
+}
+
+/// The blocking adapter, on a thread of its own: reqwest's blocking client may not be built or
+/// dropped inside an async runtime.
+fn fetch_blocking(request: &TokenRequest, timeout: Option<Duration>) -> Result<Token, Error> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut client =
+                    client_credentials::reqwest::blocking::recommended_client_builder();
+                if let Some(timeout) = timeout {
+                    client = client.timeout(timeout);
+                }
+                let client = client.build().expect("a blocking reqwest client");
+                client_credentials::reqwest::blocking::fetch_token(&client, request)
+            })
+            .join()
+            .expect("the blocking exchange panicked")
+    })
+}
+
+/// Every adapter's result for `request`, by name.
+async fn fetch_all(
+    request: &TokenRequest,
+    timeout: Option<Duration>,
+) -> Vec<(&'static str, Result<Token, Error>)> {
+    let mut results = Vec::new();
+    for adapter in Adapter::all(timeout) {
+        results.push((adapter.name(), adapter.fetch(request).await));
+    }
+    results.push(("reqwest blocking", fetch_blocking(request, timeout)));
+    results
+}
+
+fn expect_err(name: &str, result: Result<Token, Error>) -> Error {
+    match result {
+        Ok(token) => panic!("{name}: expected an error, got {token:?}"),
+        Err(error) => error,
+    }
+}
+
+fn transport_kind(error: &Error) -> Option<TransportKind> {
+    match error {
+        Error::Transport { kind, .. } => Some(*kind),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_fetched_by_every_adapter() {
+    let server = TestServer::start();
+    let request = server
+        .demo_credentials()
+        .token_request()
+        .scope("read")
+        .build()
+        .unwrap();
+    for (name, result) in fetch_all(&request, None).await {
+        let token = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(token.token_type(), &TokenType::Bearer, "{name}");
+        assert_eq!(token.scope(), Some("read"), "{name}");
+        assert_eq!(
+            token.expires_in(),
+            Some(Duration::from_secs(3600)),
+            "{name}"
+        );
+        assert!(!token.access_token().secret().is_empty(), "{name}");
+    }
+    assert_eq!(server.requests_served(), 3);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_invalid_client_with_its_challenge() {
+    let server = TestServer::start();
+    let credentials = ClientCredentials::new(
+        server.token_url(),
+        "demo-client",
+        ClientSecret::new("not-the-secret"),
+    );
+    let request = credentials.token_request().build().unwrap();
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        let oauth = error
+            .oauth()
+            .unwrap_or_else(|| panic!("{name}: not an oauth error: {error}"));
+        assert_eq!(oauth.code(), &ErrorCode::InvalidClient, "{name}");
+        assert_eq!(oauth.status(), StatusCode::UNAUTHORIZED, "{name}");
+        let challenge = oauth
+            .challenges()
+            .first()
+            .unwrap_or_else(|| panic!("{name}: no WWW-Authenticate challenge"));
+        assert!(challenge.scheme().eq_ignore_ascii_case("basic"), "{name}");
+        assert_eq!(challenge.realm(), Some("test-server"), "{name}");
+        assert!(!error.is_retryable(), "{name}");
+        assert!(!error.to_string().contains("not-the-secret"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_refused_and_its_target_receives_nothing() {
+    let server = TestServer::start();
+    let elsewhere = TestServer::start();
+    let location = elsewhere.token_url().to_string();
+    server.set_fault(Some(Fault::Redirect {
+        location: location.clone(),
+    }));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    for (name, result) in fetch_all(&request, None).await {
+        match expect_err(name, result) {
+            Error::Redirect {
+                status,
+                location: Some(to),
+            } => {
+                assert_eq!(status, StatusCode::FOUND, "{name}");
+                assert_eq!(to, location, "{name}");
+            }
+            other => panic!("{name}: expected a redirect error, got {other}"),
+        }
+    }
+    assert_eq!(server.requests_served(), 3);
+    assert_eq!(elsewhere.requests_served(), 0);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_and_one_at_the_limit_is_read() {
+    let server = TestServer::start();
+    let limit = 2048;
+    let request = server
+        .demo_credentials()
+        .with_response_rules(ResponseRules::default().with_max_body_len(limit))
+        .token_request()
+        .build()
+        .unwrap();
+
+    server.set_fault(Some(Fault::OversizedBody { len: limit + 1 }));
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        assert!(
+            matches!(error, Error::BodyTooLarge { limit: 2048 }),
+            "{name}: {error}"
+        );
+    }
+
+    // The fault's body is a valid token response when its length allows.
+    server.set_fault(Some(Fault::OversizedBody { len: limit }));
+    for (name, result) in fetch_all(&request, None).await {
+        result.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// A server on 127.0.0.1 that answers each of `connections` requests with a chunked body of
+/// `len` bytes (no `Content-Length`), so the limit must be applied while the body streams.
+fn chunked_server(connections: usize, len: usize) -> (TokenUrl, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let url = TokenUrl::new(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+    let thread = std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut content_length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    content_length = value.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; content_length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = reader.into_inner();
+            let chunk = [b' '; 1000];
+            let mut response = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                .to_vec();
+            for _ in 0..len / chunk.len() {
+                response.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                response.extend_from_slice(&chunk);
+                response.extend_from_slice(b"\r\n");
+            }
+            response.extend_from_slice(b"0\r\n\r\n");
+            // The client hangs up once the limit is passed: a failed write is expected.
+            let _ = stream.write_all(&response);
+        }
+    });
+    (url, thread)
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_refused() {
+    let (url, server) = chunked_server(3, 64 * 1000);
+    let request = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"))
+        .with_response_rules(ResponseRules::default().with_max_body_len(4096))
+        .token_request()
+        .build()
+        .unwrap();
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        assert!(
+            matches!(error, Error::BodyTooLarge { limit: 4096 }),
+            "{name}: {error}"
+        );
+    }
+    server.join().unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let server = TestServer::start();
+    server.set_fault(Some(Fault::NeverAnswer));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    for (name, result) in fetch_all(&request, Some(SHORT)).await {
+        let error = expect_err(name, result);
+        assert_eq!(
+            transport_kind(&error),
+            Some(TransportKind::Timeout),
+            "{name}: {error}"
+        );
+        assert!(error.is_retryable(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retryable() {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // the listener is dropped here: nothing listens on the port any more
+    let url = TokenUrl::new(&format!("http://127.0.0.1:{port}/token")).unwrap();
+    let request = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"))
+        .token_request()
+        .build()
+        .unwrap();
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        assert_eq!(
+            transport_kind(&error),
+            Some(TransportKind::Connect),
+            "{name}: {error}"
+        );
+        assert!(error.is_retryable(), "{name}");
+        assert!(std::error::Error::source(&error).is_some(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_closed_mid_body_is_a_retryable_io_failure() {
+    let server = TestServer::start();
+    server.set_fault(Some(Fault::CloseMidBody));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        assert_eq!(
+            transport_kind(&error),
+            Some(TransportKind::Io),
+            "{name}: {error}"
+        );
+        assert!(error.is_retryable(), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_exchanges_all_succeed() {
+    for adapter in Adapter::all(None) {
+        let server = TestServer::start();
+        let request = server.demo_credentials().token_request().build().unwrap();
+        let adapter = std::sync::Arc::new(adapter);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let (adapter, request) = (adapter.clone(), request.clone());
+            tasks.spawn(async move { adapter.fetch(&request).await });
+        }
+        let mut succeeded = 0;
+        while let Some(result) = tasks.join_next().await {
+            result
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", adapter.name()));
+            succeeded += 1;
+        }
+        assert_eq!(succeeded, 100, "{}", adapter.name());
+        assert_eq!(server.requests_served(), 100, "{}", adapter.name());
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_future_leaves_nothing_behind() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+    let server = TestServer::start();
+    let request = server.demo_credentials().token_request().build().unwrap();
+    for adapter in Adapter::all(None) {
+        let name = adapter.name();
+        // Sticky, then cleared: if the abandoned request has not reached the server when the
+        // timeout expires, it never will, and the next exchange is not the one held.
+        server.set_fault(Some(Fault::NeverAnswer));
+        let abandoned = tokio::time::timeout(SHORT, adapter.fetch(&request)).await;
+        assert!(
+            abandoned.is_err(),
+            "{name}: the exchange should still be pending"
+        );
+        server.set_fault(None);
+        adapter
+            .fetch(&request)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // The clients are dropped: every task they had (connections, pool) must end. Each ends as
+    // soon as it is polled, so yielding lets them finish; nothing waits on a clock.
+    let mut yields = 0;
+    while metrics.num_alive_tasks() > tasks_before {
+        assert!(
+            yields < 10_000,
+            "{} tasks are still alive",
+            metrics.num_alive_tasks() - tasks_before
+        );
+        tokio::task::yield_now().await;
+        yields += 1;
+    }
+}
+
+/// Without the `rustls` feature the recommended client speaks no TLS; with it, an `https` URL
+/// pointing at a plain-http server fails the handshake.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn a_failed_tls_handshake_is_not_retryable() {
+    let server = TestServer::start();
+    let url = TokenUrl::new(&format!("https://{}/token", server.local_addr())).unwrap();
+    let request = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"))
+        .token_request()
+        .build()
+        .unwrap();
+    let client = client_credentials::reqwest::recommended_client();
+    let error = client_credentials::reqwest::fetch_token(&client, &request)
+        .await
+        .unwrap_err();
+    assert_eq!(transport_kind(&error), Some(TransportKind::Tls), "{error}");
+    assert!(!error.is_retryable());
+    let blocking = fetch_blocking(&request, None).unwrap_err();
+    assert_eq!(
+        transport_kind(&blocking),
+        Some(TransportKind::Tls),
+        "{blocking}"
+    );
+}

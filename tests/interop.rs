@@ -1,0 +1,837 @@
+//! Interoperability with a real, OpenID Certified authorization server: panva's `oidc-provider`
+//! (pinned in `interop/package-lock.json`, configured in `interop/server.mjs`), which
+//! `scripts/test` starts on 127.0.0.1 before it runs `cargo test --all-features`. It sets
+//! `OIDC_PROVIDER_URL` (the issuer) and `INTEROP_CLIENT_KEY_DIR` (the `private_key_jwt` client's
+//! key); without them every test here fails, saying so: none of them ever skips.
+//!
+//! Each exchange goes every [`Way`]: through the core with this file's own HTTP client (build
+//! with `http_request()`, send, parse with `parse_response()`), and through each adapter; and
+//! each of those once by the default rules and once by [`ResponseRules::strict`].
+//!
+//! Server behaviours that surprised us, each pinned by a test named `server_…`:
+//! - an unknown scope is dropped and, when nothing is left, `scope` is left out of the response,
+//!   against RFC 6749 §5.1 (`server_drops_unknown_scopes_and_omits_scope`);
+//! - a client not registered for the grant gets `invalid_request`, not RFC 6749 §5.2's
+//!   `unauthorized_client` (`server_answers_a_grant_the_client_may_not_use_with_invalid_request`);
+//! - a 401 for `client_secret_post` has no `WWW-Authenticate`: RFC 6749 §5.2 allows it, RFC
+//!   9110 §15.5.2 does not (`server_sends_no_challenge_when_the_secret_was_posted`);
+//! - the registered `token_endpoint_auth_method` is not enforced between the two secret methods
+//!   (`server_accepts_either_secret_method_whatever_was_registered`);
+//! - two `resource` parameters get `invalid_target` for this grant, which RFC 8707 §2 allows
+//!   (`server_refuses_several_resources_for_this_grant`);
+//! - a scope the resource does not have is dropped, and said so in `scope`
+//!   (`opaque_token_for_a_resource`);
+//! - a client assertion cannot be used twice: its `jti` is remembered (RFC 7523 §3, item 7)
+//!   (`server_refuses_a_replayed_assertion`);
+//! - an error comes back as HTML to a request that prefers HTML
+//!   (`server_answers_html_to_a_request_that_prefers_it`);
+//! - Basic credentials that are not form-encoded fail on `%` with `invalid_request`
+//!   (`server_refuses_unencoded_basic_credentials_with_a_percent`);
+//! - `audience`, not a parameter it knows, is ignored (RFC 6749 §3.2)
+//!   (`server_ignores_the_audience_parameter`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use client_credentials::http::{self, HeaderValue, StatusCode, header};
+use client_credentials::{
+    ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, Error, ErrorCode, ResponseRules,
+    Token, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
+};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// The server and its clients, as registered in interop/server.mjs.
+
+/// The characters RFC 6749 §2.3.1's encoding must carry (oidc-provider wants ASCII).
+const SPECIAL: &str = ": +%&=/?~!";
+
+const JWT_RESOURCE: &str = "https://jwt.api.example/";
+const OPAQUE_RESOURCE: &str = "urn:example:opaque-api";
+
+/// The issuer, as `scripts/test` exported it.
+fn issuer() -> String {
+    match std::env::var("OIDC_PROVIDER_URL") {
+        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
+        _ => panic!(
+            "OIDC_PROVIDER_URL is not set: the interop tests need a live oidc-provider; \
+             run them with `scripts/test` (see the README), which starts one on 127.0.0.1"
+        ),
+    }
+}
+
+fn token_endpoint() -> String {
+    format!("{}/token", issuer())
+}
+
+/// How a test client authenticates.
+#[derive(Clone, Copy, Debug)]
+enum Cred {
+    Basic(&'static str, &'static str),
+    BasicUnencoded(&'static str, &'static str),
+    Post(&'static str, &'static str),
+    /// `private_key_jwt`, a fresh assertion signed for every client built.
+    Jwt(&'static str),
+}
+
+const BASIC: Cred = Cred::Basic("basic-client", "basic-secret");
+const POST: Cred = Cred::Post("post-client", "post-secret");
+const CODE_ONLY: Cred = Cred::Basic("code-only-client", "code-only-secret");
+const JWT: Cred = Cred::Jwt("jwt-client");
+
+fn special(prefix: &str, what: &str) -> &'static str {
+    format!("{prefix}{SPECIAL}{what}").leak()
+}
+
+impl Cred {
+    fn client(self, rules: ResponseRules) -> ClientCredentials {
+        let url = TokenUrl::new(&token_endpoint()).expect("the issuer is a loopback url");
+        let with = |id: &str, auth| {
+            ClientCredentials::with_auth(url.clone(), id, auth).expect("a valid client")
+        };
+        let client = match self {
+            Self::Basic(id, secret) => ClientCredentials::new(url, id, ClientSecret::new(secret)),
+            Self::BasicUnencoded(id, secret) => with(
+                id,
+                ClientAuth::SecretBasicUnencoded(ClientSecret::new(secret)),
+            ),
+            Self::Post(id, secret) => with(id, ClientAuth::SecretPost(ClientSecret::new(secret))),
+            Self::Jwt(id) => with(id, ClientAuth::Assertion(sign_assertion(id))),
+        };
+        client.with_response_rules(rules)
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the tests stand in for the caller, who reads the clock
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// A `private_key_jwt` assertion (RFC 7523 §3) signed with the key `scripts/test` generated.
+fn sign_assertion(client_id: &str) -> ClientAssertion {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        iss: &'a str,
+        sub: &'a str,
+        aud: &'a str,
+        jti: String,
+        iat: u64,
+        exp: u64,
+    }
+    let dir = std::env::var("INTEROP_CLIENT_KEY_DIR").unwrap_or_else(|_| {
+        panic!("INTEROP_CLIENT_KEY_DIR is not set: run the interop tests with `scripts/test`")
+    });
+    let der = std::fs::read(format!("{dir}/client-key.der"))
+        .unwrap_or_else(|e| panic!("cannot read the interop client key in {dir}: {e}"));
+    let iat = unix_seconds(now());
+    let claims = Claims {
+        iss: client_id,
+        sub: client_id,
+        aud: &token_endpoint(),
+        jti: format!(
+            "{}-{iat}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+        iat,
+        exp: iat + 60,
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("interop-client".into());
+    let jwt = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&der),
+    )
+    .expect("the generated key signs");
+    ClientAssertion::new(jwt)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every way a request can go.
+
+/// A path from a `TokenRequest` to a `Token`.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    /// The core, with this file's own HTTP client.
+    Core,
+    /// `client_credentials::reqwest::fetch_token`.
+    Reqwest,
+    /// `client_credentials::reqwest::blocking::fetch_token`.
+    ReqwestBlocking,
+    /// `client_credentials::hyper::fetch_token`.
+    Hyper,
+}
+
+const WAYS: [Way; 4] = [Way::Core, Way::Reqwest, Way::ReqwestBlocking, Way::Hyper];
+
+/// One exchange: which way, by which rules.
+#[derive(Clone, Copy)]
+struct Route {
+    way: Way,
+    strict: bool,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules = if self.strict { "strict" } else { "default" };
+        write!(f, "{:?} with {rules} rules", self.way)
+    }
+}
+
+fn routes() -> impl Iterator<Item = Route> {
+    WAYS.into_iter().flat_map(|way| {
+        [false, true]
+            .into_iter()
+            .map(move |strict| Route { way, strict })
+    })
+}
+
+fn rules(strict: bool) -> ResponseRules {
+    if strict {
+        ResponseRules::strict()
+    } else {
+        ResponseRules::default()
+    }
+}
+
+/// Sends a request built by the core with this file's own client, and returns the raw response
+/// and when it was sent.
+async fn send_raw(request: http::Request<Bytes>) -> (http::Response<Bytes>, SystemTime) {
+    let request = reqwest::Request::try_from(request).expect("the core builds a valid request");
+    let client = reqwest::Client::new();
+    let sent_at = now();
+    let response = client
+        .execute(request)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach oidc-provider at {}: {e}", issuer()));
+    let mut raw = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        raw = raw.header(name, value);
+    }
+    let body = response.bytes().await.expect("the body arrives");
+    (raw.body(body).expect("a valid response"), sent_at)
+}
+
+/// The core's request, with its body as bytes.
+fn core_request(request: &TokenRequest) -> http::Request<Bytes> {
+    request.http_request().map(|body| body.into_bytes())
+}
+
+/// Sends `request` one way and parses the response.
+async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
+    match way {
+        Way::Core => {
+            let (response, sent_at) = send_raw(core_request(request)).await;
+            request.parse_response(&response, sent_at)
+        }
+        Way::Reqwest => fetch_reqwest(request).await,
+        Way::ReqwestBlocking => {
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || fetch_reqwest_blocking(&request))
+                .await
+                .expect("the blocking exchange does not panic")
+        }
+        Way::Hyper => fetch_hyper(request).await,
+    }
+}
+
+async fn fetch_reqwest(request: &TokenRequest) -> Result<Token, Error> {
+    client_credentials::reqwest::fetch_token(
+        &client_credentials::reqwest::recommended_client(),
+        request,
+    )
+    .await
+}
+
+fn fetch_reqwest_blocking(request: &TokenRequest) -> Result<Token, Error> {
+    use client_credentials::reqwest::blocking;
+    blocking::fetch_token(&blocking::recommended_client(), request)
+}
+
+async fn fetch_hyper(request: &TokenRequest) -> Result<Token, Error> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    client_credentials::hyper::fetch_token(&client, request, Some(Duration::from_secs(30))).await
+}
+
+/// Builds the request for `cred` (fresh, so that an assertion is never reused), sends it every
+/// way by both rules, and hands each outcome to `check`.
+async fn every_way(
+    cred: Cred,
+    params: impl Fn(TokenRequestBuilder) -> TokenRequestBuilder,
+    check: impl Fn(Route, &TokenRequest, Result<Token, Error>),
+) {
+    for route in routes() {
+        let request = params(cred.client(rules(route.strict)).token_request())
+            .build()
+            .expect("a valid request");
+        let outcome = fetch(route.way, &request).await;
+        check(route, &request, outcome);
+    }
+}
+
+fn token(route: Route, outcome: Result<Token, Error>) -> Token {
+    outcome.unwrap_or_else(|e| panic!("{route}: expected a token, got {e:?} ({e})"))
+}
+
+fn oauth_error(route: Route, outcome: Result<Token, Error>, code: &ErrorCode) -> Error {
+    match outcome {
+        Err(error) if error.oauth().is_some_and(|e| e.code() == code) => error,
+        Err(other) => panic!("{route}: expected `{code}`, got {other:?} ({other})"),
+        Ok(token) => panic!("{route}: expected `{code}`, got a token {token:?}"),
+    }
+}
+
+/// The lifetime the server gave, which it counts down in whole seconds from when it saved the
+/// token: up to a second or so less than configured.
+fn assert_lifetime(route: Route, token: &Token, configured: u64) {
+    let lifetime = token
+        .expires_in()
+        .unwrap_or_else(|| panic!("{route}: no expires_in"));
+    assert!(
+        lifetime <= Duration::from_secs(configured)
+            && lifetime >= Duration::from_secs(configured - 60),
+        "{route}: expires_in {lifetime:?}, configured {configured}s"
+    );
+    assert_eq!(
+        token.expires_at(),
+        Some(token.sent_at() + lifetime),
+        "{route}"
+    );
+    assert!(!token.is_expired(token.sent_at()), "{route}");
+    assert!(
+        token.is_expired(token.sent_at() + Duration::from_secs(configured)),
+        "{route}"
+    );
+}
+
+/// The claims of a JWT access token (RFC 9068), decoded without checking the signature.
+fn jwt_claims(route: Route, token: &Token) -> (Value, Value) {
+    let parts: Vec<&str> = token.access_token().secret().split('.').collect();
+    assert_eq!(parts.len(), 3, "{route}: a JWT has three parts");
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url"))
+            .expect("a JSON object")
+    };
+    (decode(parts[0]), decode(parts[1]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. client_secret_basic and client_secret_post.
+
+#[tokio::test]
+async fn discovery_names_the_token_endpoint_and_the_grant() {
+    let response = reqwest::get(format!("{}/.well-known/openid-configuration", issuer()))
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach oidc-provider at {}: {e}", issuer()));
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.expect("the body arrives");
+    let discovery: Value = serde_json::from_slice(&body).expect("a discovery document");
+    assert_eq!(discovery["issuer"], issuer().as_str());
+    assert_eq!(discovery["token_endpoint"], token_endpoint().as_str());
+    let grants = discovery["grant_types_supported"].as_array().unwrap();
+    assert!(grants.contains(&Value::from("client_credentials")));
+}
+
+#[tokio::test]
+async fn client_secret_basic_gets_a_token() {
+    every_way(
+        BASIC,
+        |b| b.scope("api:read api:write"),
+        |route, _, outcome| {
+            let token = token(route, outcome);
+            assert_eq!(token.token_type(), &TokenType::Bearer, "{route}");
+            assert!(!token.access_token().secret().is_empty(), "{route}");
+            assert_eq!(token.scope(), Some("api:read api:write"), "{route}");
+            assert_eq!(
+                token.scopes().collect::<Vec<_>>(),
+                ["api:read", "api:write"],
+                "{route}"
+            );
+            assert!(token.refresh_token().is_none(), "{route}: RFC 6749 §4.4.3");
+            assert_lifetime(route, &token, 3600);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn client_secret_post_gets_a_token() {
+    every_way(
+        POST,
+        |b| b.scope("api:read"),
+        |route, request, outcome| {
+            assert!(
+                request
+                    .http_request()
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .is_none()
+            );
+            let token = token(route, outcome);
+            assert_eq!(token.token_type(), &TokenType::Bearer, "{route}");
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+            assert_lifetime(route, &token, 3600);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_server_sends_the_granted_scope() {
+    // The raw body: the scope is the server's, not filled in by the crate from the request.
+    let request = BASIC
+        .client(ResponseRules::strict())
+        .token_request()
+        .scope("api:write")
+        .build()
+        .unwrap();
+    let (response, _) = send_raw(core_request(&request)).await;
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["scope"], "api:write");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Ids and secrets with characters that need RFC 6749 §2.3.1's encoding.
+
+#[tokio::test]
+async fn special_characters_with_basic() {
+    let cred = Cred::Basic(special("basic", "id"), special("basic", "secret"));
+    every_way(
+        cred,
+        |b| b.scope("api:read"),
+        |route, _, outcome| {
+            let token = token(route, outcome);
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn special_characters_with_post() {
+    let cred = Cred::Post(special("post", "id"), special("post", "secret"));
+    every_way(
+        cred,
+        |b| b.scope("api:read"),
+        |route, _, outcome| {
+            let token = token(route, outcome);
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Resource indicators (RFC 8707).
+
+#[tokio::test]
+async fn jwt_access_token_for_a_resource_has_it_as_audience() {
+    every_way(
+        BASIC,
+        |b| b.scope("api:read").resource(JWT_RESOURCE),
+        |route, _, outcome| {
+            let token = token(route, outcome);
+            let (header, claims) = jwt_claims(route, &token);
+            assert_eq!(header["typ"], "at+jwt", "{route}: RFC 9068 §2.1");
+            assert_eq!(header["alg"], "ES256", "{route}");
+            assert_eq!(claims["aud"], JWT_RESOURCE, "{route}");
+            assert_eq!(claims["client_id"], "basic-client", "{route}");
+            assert_eq!(claims["sub"], "basic-client", "{route}");
+            assert_eq!(claims["iss"], issuer().as_str(), "{route}");
+            assert_eq!(claims["scope"], "api:read", "{route}");
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+            assert_lifetime(route, &token, 600);
+            // The crate's expiry estimate errs early, never late: the server's clock counts
+            // whole seconds, so ours may be up to one second past `exp`, never more.
+            let exp = claims["exp"].as_u64().unwrap();
+            assert_eq!(exp - claims["iat"].as_u64().unwrap(), 600, "{route}");
+            assert!(
+                token.expires_at().unwrap() < UNIX_EPOCH + Duration::from_secs(exp + 1),
+                "{route}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn opaque_token_for_a_resource() {
+    every_way(
+        BASIC,
+        // The resource has `api:read` only: the server narrows the scope, and says so.
+        |b| b.scope("api:read api:write").resource(OPAQUE_RESOURCE),
+        |route, _, outcome| {
+            let token = token(route, outcome);
+            assert!(
+                !token.access_token().secret().contains('.'),
+                "{route}: opaque, not a JWT"
+            );
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+            assert_lifetime(route, &token, 300);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_resource_is_invalid_target() {
+    every_way(
+        BASIC,
+        |b| b.resource("https://unknown.api.example/"),
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidTarget);
+            assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST), "{route}");
+            assert!(!error.is_retryable(), "{route}");
+            let oauth = error.oauth().unwrap();
+            assert_eq!(
+                oauth.description(),
+                Some("resource indicator is missing, or unknown"),
+                "{route}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_refuses_several_resources_for_this_grant() {
+    // RFC 8707 §2 lets a client name several resources, and lets the server refuse a
+    // combination it cannot issue one token for: oidc-provider issues one audience per token.
+    every_way(
+        BASIC,
+        |b| b.resource(JWT_RESOURCE).resource(OPAQUE_RESOURCE),
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidTarget);
+            assert_eq!(
+                error.oauth().unwrap().description(),
+                Some("only a single resource indicator value is supported for this grant type"),
+                "{route}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_ignores_the_audience_parameter() {
+    // RFC 6749 §3.2: unrecognized parameters are ignored. `audience` (Auth0's, Okta's) is not
+    // oidc-provider's: the token is the plain opaque one; ask for `resource` instead.
+    every_way(
+        BASIC,
+        |b| b.audience(JWT_RESOURCE),
+        |route, _, outcome| {
+            let token = token(route, outcome);
+            assert!(!token.access_token().secret().contains('.'), "{route}");
+            assert_lifetime(route, &token, 3600);
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Errors, typed as the server sent them.
+
+#[tokio::test]
+async fn wrong_secret_in_basic_is_401_with_a_challenge() {
+    every_way(
+        Cred::Basic("basic-client", "not-the-secret"),
+        |b| b,
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidClient);
+            assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED), "{route}");
+            assert!(!error.is_retryable(), "{route}");
+            let oauth = error.oauth().unwrap();
+            assert_eq!(
+                oauth.description(),
+                Some("client authentication failed"),
+                "{route}"
+            );
+            // RFC 6749 §5.2: a 401 to Basic credentials carries a Basic challenge.
+            let challenges = oauth.challenges();
+            assert_eq!(challenges.len(), 1, "{route}");
+            assert_eq!(challenges[0].scheme(), "Basic", "{route}");
+            assert_eq!(challenges[0].realm(), Some(issuer().as_str()), "{route}");
+            assert_eq!(
+                challenges[0].param("error"),
+                Some("invalid_client"),
+                "{route}"
+            );
+            assert_eq!(
+                challenges[0].param("error_description"),
+                Some("client authentication failed"),
+                "{route}"
+            );
+            let text = error.to_string();
+            assert!(!text.contains("not-the-secret"), "{route}: {text}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_sends_no_challenge_when_the_secret_was_posted() {
+    // RFC 6749 §5.2 requires `WWW-Authenticate` only when the client used the Authorization
+    // header; RFC 9110 §15.5.2 requires it on every 401. The server follows RFC 6749, so the
+    // crate must take a 401 without a challenge as the OAuth error it is.
+    every_way(
+        Cred::Post("post-client", "not-the-secret"),
+        |b| b,
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidClient);
+            assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED), "{route}");
+            assert!(error.oauth().unwrap().challenges().is_empty(), "{route}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scope_the_client_may_not_have_is_invalid_scope() {
+    every_way(
+        BASIC,
+        |b| b.scope("api:read api:admin"),
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidScope);
+            assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST), "{route}");
+            let oauth = error.oauth().unwrap();
+            assert_eq!(
+                oauth.description(),
+                Some("requested scope is not allowed"),
+                "{route}"
+            );
+        },
+    )
+    .await;
+    // oidc-provider names the offending scope in a `scope` member of the error object, which
+    // RFC 6749 §5.2 does not define. (The crate's parser reads `scope` as the token's member and
+    // so does not keep it in `OAuthError::extra`.)
+    let request = BASIC
+        .client(ResponseRules::strict())
+        .token_request()
+        .scope("api:read api:admin")
+        .build()
+        .unwrap();
+    let (response, _) = send_raw(core_request(&request)).await;
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["scope"], "api:admin");
+}
+
+#[tokio::test]
+async fn server_answers_a_grant_the_client_may_not_use_with_invalid_request() {
+    // RFC 6749 §5.2 defines `unauthorized_client` for exactly this ("not authorized to use this
+    // authorization grant type"); oidc-provider 9.13.3 sends `invalid_request`.
+    every_way(
+        CODE_ONLY,
+        |b| b,
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidRequest);
+            assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST), "{route}");
+            assert_eq!(
+                error.oauth().unwrap().description(),
+                Some("requested grant type is not allowed for this client"),
+                "{route}"
+            );
+        },
+    )
+    .await;
+}
+
+/// The core's request with its body edited: what a caller of the core can always do, and the
+/// only way to send a grant type the crate does not build.
+fn edited(request: &TokenRequest, edit: impl Fn(&str) -> String) -> http::Request<Bytes> {
+    let request = core_request(request);
+    let body = std::str::from_utf8(request.body()).unwrap().to_owned();
+    request.map(|_| Bytes::from(edit(&body)))
+}
+
+#[tokio::test]
+async fn unsupported_grant_type() {
+    for strict in [false, true] {
+        let route = Route {
+            way: Way::Core,
+            strict,
+        };
+        let request = BASIC.client(rules(strict)).token_request().build().unwrap();
+        let raw = edited(&request, |body| {
+            body.replace(
+                "grant_type=client_credentials",
+                "grant_type=urn%3Aexample%3Aunsupported",
+            )
+        });
+        let (response, sent_at) = send_raw(raw).await;
+        let error = oauth_error(
+            route,
+            request.parse_response(&response, sent_at),
+            &ErrorCode::UnsupportedGrantType,
+        );
+        assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST), "{route}");
+        assert_eq!(
+            error.oauth().unwrap().description(),
+            Some("unsupported grant_type requested"),
+            "{route}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_answers_html_to_a_request_that_prefers_it() {
+    // The crate sends `Accept: application/json`; a request that prefers HTML (a proxy that
+    // rewrites the header, say) gets an HTML error page, which no rule reads as OAuth.
+    for strict in [false, true] {
+        let request = BASIC
+            .client(rules(strict))
+            .token_request()
+            .scope("api:admin")
+            .build()
+            .unwrap();
+        let mut raw = core_request(&request);
+        raw.headers_mut()
+            .insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        let (response, sent_at) = send_raw(raw).await;
+        match request.parse_response(&response, sent_at) {
+            Err(Error::UnexpectedResponse(unexpected)) => {
+                assert_eq!(unexpected.status(), StatusCode::BAD_REQUEST);
+                assert_eq!(unexpected.content_type(), Some("text/html; charset=utf-8"));
+                assert!(unexpected.excerpt().unwrap().starts_with("<!DOCTYPE html>"));
+            }
+            other => panic!("strict {strict}: expected an unexpected response, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_accepts_either_secret_method_whatever_was_registered() {
+    // `basic-client` is registered for client_secret_basic and `post-client` for
+    // client_secret_post, yet each may use the other method: oidc-provider checks only that a
+    // secret was sent, not how (RFC 7591 §2 leaves enforcing the registered method open).
+    let crossed = [
+        Cred::Post("basic-client", "basic-secret"),
+        Cred::Basic("post-client", "post-secret"),
+    ];
+    for cred in crossed {
+        every_way(
+            cred,
+            |b| b.scope("api:read"),
+            |route, _, outcome| {
+                token(route, outcome);
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn server_refuses_unencoded_basic_credentials_with_a_percent() {
+    // RFC 6749 §2.3.1 form-encodes the id and secret before Basic; oidc-provider decodes them,
+    // so raw credentials work only while they hold nothing to decode.
+    every_way(
+        Cred::BasicUnencoded("basic-client", "basic-secret"),
+        |b| b,
+        |route, _, outcome| {
+            token(route, outcome);
+        },
+    )
+    .await;
+    every_way(
+        Cred::BasicUnencoded("basic-client", "100%&secret"),
+        |b| b,
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidRequest);
+            assert_eq!(
+                error.oauth().unwrap().description(),
+                Some(
+                    "client_id and client_secret in the authorization header are not properly encoded"
+                ),
+                "{route}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_drops_unknown_scopes_and_omits_scope() {
+    // A scope the server does not know is dropped. With `api:read` left, the response says
+    // `scope: api:read`, as RFC 6749 §5.1 asks. With nothing left, the response leaves `scope`
+    // out, which §5.1 reserves for "identical to the scope requested": a client following the
+    // RFC, this crate included, then takes the requested scope as granted.
+    every_way(
+        BASIC,
+        |b| b.scope("api:read nonsense"),
+        |route, _, outcome| {
+            assert_eq!(token(route, outcome).scope(), Some("api:read"), "{route}");
+        },
+    )
+    .await;
+
+    let request = BASIC
+        .client(ResponseRules::strict())
+        .token_request()
+        .scope("nonsense")
+        .build()
+        .unwrap();
+    let (response, sent_at) = send_raw(core_request(&request)).await;
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    assert!(body.get("scope").is_none(), "the server left scope out");
+    let token = request.parse_response(&response, sent_at).unwrap();
+    assert_eq!(token.scope(), Some("nonsense"), "RFC 6749 §5.1 reading");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. private_key_jwt, through the pre-signed assertion path.
+
+#[tokio::test]
+async fn private_key_jwt_assertion_gets_a_token() {
+    every_way(
+        JWT,
+        |b| b.scope("api:read"),
+        |route, request, outcome| {
+            let body = request.http_request().body().secret().to_vec();
+            let body = String::from_utf8(body).unwrap();
+            assert!(
+                body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"),
+                "{route}"
+            );
+            let token = token(route, outcome);
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+            assert_lifetime(route, &token, 3600);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_refuses_a_replayed_assertion() {
+    // RFC 7523 §3 item 7 lets the server remember each assertion's `jti`; oidc-provider does,
+    // so a pre-signed assertion serves one request: sign a fresh one for each.
+    for way in WAYS {
+        let route = Route { way, strict: true };
+        let request = JWT
+            .client(ResponseRules::strict())
+            .token_request()
+            .build()
+            .unwrap();
+        token(route, fetch(way, &request).await);
+        let error = oauth_error(route, fetch(way, &request).await, &ErrorCode::InvalidClient);
+        assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED), "{route}");
+    }
+}
