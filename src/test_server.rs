@@ -34,47 +34,59 @@
 //!
 //! # Example
 //!
+//! In a test, point your client at [`token_url`](TestServer::token_url), make the server
+//! misbehave, and check what your code does. With the `reqwest` feature the exchange is
+//! `client_credentials::reqwest::fetch_token(&http, &request).await`; here it goes by hand over a
+//! `TcpStream`, to show that any HTTP client will do.
+//!
 //! ```
-//! use std::io::{Read, Write};
-//! use std::time::SystemTime;
-//! use client_credentials::test_server::{Fault, TestServer};
-//! use client_credentials::ErrorCode;
+//! use std::time::{Duration, SystemTime};
+//! use client_credentials::test_server::{Fault, TestClient, TestServer};
+//! use client_credentials::{ClientCredentials, ClientSecret, ErrorCode};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let server = TestServer::start(); // the demo client, scopes `read` and `write`
-//! let request = server.demo_credentials().token_request().scope("read").build()?;
+//! let server = TestServer::builder()
+//!     .client(TestClient::new("billing", "s3cr3t").scopes(["invoices:read"]))
+//!     .start(); // listening once this returns
+//! let client = ClientCredentials::new(server.token_url(), "billing", ClientSecret::new("s3cr3t"));
+//! let request = client.token_request().scope("invoices:read").build()?;
+//! # let send = |request: &client_credentials::TokenRequest| -> std::io::Result<http::Response<Vec<u8>>> {
+//! #     use std::io::{Read, Write};
+//! #     let http_request = request.http_request();
+//! #     let mut stream = std::net::TcpStream::connect(server.local_addr())?;
+//! #     write!(stream, "POST /token HTTP/1.1\r\nhost: x\r\nconnection: close\r\n")?;
+//! #     for (name, value) in http_request.headers() {
+//! #         write!(stream, "{name}: {}\r\n", value.to_str().unwrap_or_default())?;
+//! #     }
+//! #     write!(stream, "content-length: {}\r\n\r\n", http_request.body().len())?;
+//! #     stream.write_all(http_request.body().secret())?;
+//! #     let mut raw = Vec::new();
+//! #     stream.read_to_end(&mut raw)?;
+//! #     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+//! #     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+//! #     let mut lines = head.lines();
+//! #     let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+//! #     let mut response = http::Response::builder().status(status);
+//! #     for (name, value) in lines.filter_map(|l| l.split_once(": ")) {
+//! #         response = response.header(name, value);
+//! #     }
+//! #     Ok(response.body(raw.get(split + 4..).unwrap_or_default().to_vec()).expect("a valid response"))
+//! # };
+//! # let sent_at = SystemTime::UNIX_EPOCH;
 //!
-//! // Send it with any HTTP client; here, by hand over a `TcpStream`.
-//! let send = |request: &client_credentials::TokenRequest| -> std::io::Result<http::Response<Vec<u8>>> {
-//!     let http_request = request.http_request();
-//!     let mut stream = std::net::TcpStream::connect(server.local_addr())?;
-//!     write!(stream, "POST /token HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", server.local_addr())?;
-//!     for (name, value) in http_request.headers() {
-//!         write!(stream, "{name}: {}\r\n", value.to_str().unwrap_or_default())?;
-//!     }
-//!     write!(stream, "content-length: {}\r\n\r\n", http_request.body().len())?;
-//!     stream.write_all(http_request.body().secret())?;
-//!     let mut raw = Vec::new();
-//!     stream.read_to_end(&mut raw)?;
-//!     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-//!     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-//!     let mut lines = head.lines();
-//!     let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-//!     let mut response = http::Response::builder().status(status);
-//!     for (name, value) in lines.filter_map(|l| l.split_once(": ")) {
-//!         response = response.header(name, value);
-//!     }
-//!     Ok(response.body(raw.get(split + 4..).unwrap_or_default().to_vec()).expect("a valid response"))
-//! };
+//! // `send`: a plain HTTP/1.1 exchange (hidden here), returning an `http::Response`.
+//! let token = request.parse_response(&send(&request)?, sent_at)?;
+//! assert_eq!(token.scope(), Some("invoices:read"));
 //!
-//! let token = request.parse_response(&send(&request)?, SystemTime::UNIX_EPOCH)?;
-//! assert_eq!(token.scope(), Some("read"));
-//!
-//! server.push_fault(Fault::TooManyRequests { retry_after: std::time::Duration::from_secs(2) });
-//! let error = request.parse_response(&send(&request)?, SystemTime::UNIX_EPOCH).unwrap_err();
-//! assert_eq!(error.status(), Some(http::StatusCode::TOO_MANY_REQUESTS));
+//! server.push_fault(Fault::TooManyRequests { retry_after: Duration::from_secs(2) });
+//! let error = request.parse_response(&send(&request)?, sent_at).unwrap_err();
 //! assert!(error.is_retryable());
-//! assert_eq!(server.requests_served(), 2);
+//!
+//! let wrong = ClientCredentials::new(server.token_url(), "billing", ClientSecret::new("nope"));
+//! let request = wrong.token_request().build()?;
+//! let error = request.parse_response(&send(&request)?, sent_at).unwrap_err();
+//! assert_eq!(error.oauth().map(|e| e.code()), Some(&ErrorCode::InvalidClient));
+//! assert_eq!(server.requests_served(), 3);
 //! # Ok(()) }
 //! ```
 //!

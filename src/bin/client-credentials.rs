@@ -1,0 +1,376 @@
+//! `client-credentials`: get an OAuth 2.0 access token by the client credentials grant and show
+//! what is in it; the "curl for client credentials".
+//!
+//! The secret comes from an environment variable (`CLIENT_SECRET` unless `--secret-env` names
+//! another) or from standard input (`--secret-stdin`, read without echo on a terminal), never
+//! from an argument, which would land in the shell's history and in `ps`. Exit status: 0 for a
+//! token, 1 when the token endpoint refused or could not be reached, 2 for a usage error.
+
+use std::error::Error as _;
+use std::io::{self, BufRead as _, IsTerminal as _, Read as _};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::alphabet::URL_SAFE;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use clap::{Parser, ValueEnum};
+use client_credentials::reqwest::blocking::{fetch_token, recommended_client};
+use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
+use client_credentials::{ClientAuth, ClientCredentials, ClientSecret, Error, Token, TokenUrl};
+use serde_json::{Map, Value, json};
+
+/// The longest secret read from standard input.
+const MAX_SECRET_LEN: usize = 64 * 1024;
+
+/// base64url with or without padding, as JWTs are found in the wild.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Get an OAuth 2.0 access token by the client credentials grant (RFC 6749 §4.4), and show what
+/// is in it.
+///
+/// The client secret is read from the CLIENT_SECRET environment variable (or the one
+/// --secret-env names), or from standard input with --secret-stdin; never from an argument.
+/// Try it with no identity provider at all: client-credentials --demo
+#[derive(Debug, Parser)]
+#[command(name = "client-credentials", version)]
+struct Args {
+    /// The token endpoint (https, or http on a loopback address)
+    #[arg(long, value_name = "URL", required_unless_present = "demo")]
+    token_url: Option<String>,
+
+    /// The client identifier
+    #[arg(long, value_name = "ID", required_unless_present = "demo")]
+    client_id: Option<String>,
+
+    /// The environment variable that holds the client secret
+    #[arg(long, value_name = "NAME", default_value = "CLIENT_SECRET")]
+    secret_env: String,
+
+    /// Read the client secret from standard input instead: its first line, or a prompt without
+    /// echo on a terminal
+    #[arg(long)]
+    secret_stdin: bool,
+
+    /// How the client authenticates: HTTP Basic (client_secret_basic) or in the form body
+    /// (client_secret_post)
+    #[arg(long, value_enum, default_value_t = Auth::Basic)]
+    auth: Auth,
+
+    /// A scope to ask for (repeatable; a value may hold several, separated by spaces)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+
+    /// The API the token is for, in the `audience` parameter (Auth0, Okta, …)
+    #[arg(long, value_name = "AUDIENCE")]
+    audience: Option<String>,
+
+    /// A resource the token is for, an absolute URI (RFC 8707; repeatable)
+    #[arg(long = "resource", value_name = "URI")]
+    resources: Vec<String>,
+
+    /// Any other request parameter a server needs (repeatable)
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+
+    /// Print machine-readable JSON: token_type, scope, expires_in, expires_at (Unix seconds)
+    #[arg(long)]
+    json: bool,
+
+    /// Also print the access token itself, which grants access to whoever holds it
+    #[arg(long)]
+    show_token: bool,
+
+    /// Run against an embedded token server on 127.0.0.1 with its demo client
+    #[arg(long, conflicts_with_all = ["token_url", "client_id", "secret_stdin", "insecure_allow_http"])]
+    demo: bool,
+
+    /// Allow a plain http token URL on any host: the secret and the token then cross the
+    /// network in clear text
+    #[arg(long)]
+    insecure_allow_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Auth {
+    /// client_secret_basic: HTTP Basic authentication
+    Basic,
+    /// client_secret_post: the id and secret in the form body
+    Post,
+}
+
+fn parse_param(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
+/// Why the command failed.
+enum Failure {
+    /// A mistake in the arguments or the environment: exit 2.
+    Usage(String),
+    /// The token request failed: exit 1.
+    Token(Error),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Token(error)) => {
+            report(&error, args.json);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Failure> {
+    let usage = |error: Error| Failure::Usage(error.to_string());
+    // Kept alive until the exchange is done.
+    let demo_server;
+    let (token_url, client_id, secret) = if args.demo {
+        demo_server = TestServer::start();
+        (
+            demo_server.token_url(),
+            DEMO_CLIENT_ID.to_owned(),
+            ClientSecret::new(DEMO_CLIENT_SECRET),
+        )
+    } else {
+        let url = args.token_url.as_deref().unwrap_or_default();
+        let token_url = if args.insecure_allow_http {
+            TokenUrl::insecure_allow_http(url)
+        } else {
+            TokenUrl::new(url)
+        }
+        .map_err(usage)?;
+        let client_id = args.client_id.clone().unwrap_or_default();
+        (token_url, client_id, read_secret(args)?)
+    };
+    let auth = match args.auth {
+        Auth::Basic => ClientAuth::SecretBasic(secret),
+        Auth::Post => ClientAuth::SecretPost(secret),
+    };
+    let client = ClientCredentials::with_auth(token_url, client_id, auth).map_err(usage)?;
+    let mut builder = client.token_request();
+    for scope in &args.scopes {
+        builder = builder.scope(scope);
+    }
+    if let Some(audience) = &args.audience {
+        builder = builder.audience(audience);
+    }
+    for resource in &args.resources {
+        builder = builder.resource(resource);
+    }
+    for (key, value) in &args.params {
+        builder = builder.param(key, value);
+    }
+    let request = builder.build().map_err(usage)?;
+
+    let http = recommended_client();
+    let token = fetch_token(&http, &request).map_err(Failure::Token)?;
+    if args.json {
+        println!("{}", token_json(&token, args.show_token));
+    } else {
+        print_summary(client.token_url(), &token, args.show_token);
+    }
+    Ok(())
+}
+
+/// The secret from standard input or the environment; never from an argument.
+fn read_secret(args: &Args) -> Result<ClientSecret, Failure> {
+    let secret = if args.secret_stdin {
+        read_secret_stdin()?
+    } else {
+        std::env::var(&args.secret_env).map_err(|e| {
+            let why = match e {
+                std::env::VarError::NotPresent => "is not set",
+                std::env::VarError::NotUnicode(_) => "is not valid unicode",
+            };
+            Failure::Usage(format!(
+                "the client secret's environment variable {} {why}: set it, name another with --secret-env, or pass --secret-stdin",
+                args.secret_env
+            ))
+        })?
+    };
+    if secret.is_empty() {
+        return Err(Failure::Usage(
+            "the client secret is empty: check the environment variable or standard input"
+                .to_owned(),
+        ));
+    }
+    Ok(ClientSecret::new(secret))
+}
+
+fn read_secret_stdin() -> Result<String, Failure> {
+    let failed = |e: io::Error| {
+        Failure::Usage(format!(
+            "could not read the secret from standard input: {e}"
+        ))
+    };
+    if io::stdin().is_terminal() {
+        return rpassword::prompt_password("client secret (not echoed): ").map_err(failed);
+    }
+    let mut line = Vec::new();
+    io::stdin()
+        .lock()
+        .take(MAX_SECRET_LEN as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(failed)?;
+    if line.len() > MAX_SECRET_LEN {
+        return Err(Failure::Usage(format!(
+            "the secret on standard input is longer than {MAX_SECRET_LEN} bytes"
+        )));
+    }
+    let mut secret = String::from_utf8(line).map_err(|_| {
+        Failure::Usage("the secret on standard input is not valid utf-8".to_owned())
+    })?;
+    while secret.ends_with(['\n', '\r']) {
+        secret.pop();
+    }
+    Ok(secret)
+}
+
+fn token_json(token: &Token, show_token: bool) -> String {
+    let mut out = Map::new();
+    out.insert("token_type".into(), json!(token.token_type().as_str()));
+    out.insert("scope".into(), json!(token.scope()));
+    out.insert(
+        "expires_in".into(),
+        json!(token.expires_in().map(|d| d.as_secs())),
+    );
+    out.insert(
+        "expires_at".into(),
+        json!(token.expires_at().map(unix_seconds)),
+    );
+    if show_token {
+        out.insert("access_token".into(), json!(token.access_token().secret()));
+    }
+    serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
+}
+
+fn print_summary(token_url: &TokenUrl, token: &Token, show_token: bool) {
+    let access_token = token.access_token().secret();
+    println!("token endpoint: {token_url}");
+    println!("token type:     {}", printable(token.token_type().as_str()));
+    println!(
+        "scope:          {}",
+        token.scope().map_or("(none)".into(), printable)
+    );
+    match (token.expires_in(), token.expires_at()) {
+        (Some(lifetime), Some(at)) => println!(
+            "expires:        in {}s, at {}",
+            lifetime.as_secs(),
+            http_date(at)
+        ),
+        _ => println!("expires:        unknown (the server sent no expires_in)"),
+    }
+    if show_token {
+        println!("access token:   {access_token}");
+    } else {
+        let start: String = access_token.chars().take(8).collect();
+        println!(
+            "access token:   {}… ({} characters; --show-token prints it)",
+            printable(&start),
+            access_token.chars().count()
+        );
+    }
+    println!();
+    match decode_jwt(access_token) {
+        Some((header, claims)) => {
+            println!(
+                "access token claims (a JWT, decoded but UNVERIFIED: its signature was not checked)"
+            );
+            let alg = header.get("alg").map_or("?".to_owned(), Value::to_string);
+            let typ = header.get("typ").map_or("?".to_owned(), Value::to_string);
+            println!("  (header)  alg {alg}, typ {typ}");
+            for (name, value) in &claims {
+                let when = match (name.as_str(), value.as_u64()) {
+                    ("exp" | "iat" | "nbf" | "auth_time", Some(secs)) => {
+                        format!(" ({})", http_date(UNIX_EPOCH + Duration::from_secs(secs)))
+                    }
+                    _ => String::new(),
+                };
+                println!("  {:<9} {value}{when}", printable(name));
+            }
+        }
+        None => println!("the access token is not a JWT: it is opaque to the client"),
+    }
+}
+
+/// The header and claims of a JWS compact serialization, decoded without any verification.
+fn decode_jwt(token: &str) -> Option<(Map<String, Value>, Map<String, Value>)> {
+    let mut parts = token.split('.');
+    let (header, claims, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None; // a JWE: encrypted claims
+    }
+    let object = |part: &str| match serde_json::from_slice(&BASE64URL.decode(part).ok()?) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    Some((object(header)?, object(claims)?))
+}
+
+/// Server text with control characters escaped, so that it cannot drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn http_date(at: SystemTime) -> String {
+    // `httpdate` handles 1970 to 9999.
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(since) if since.as_secs() < 253_402_300_800 => httpdate::fmt_http_date(at),
+        _ => "(out of range)".to_owned(),
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+fn report(error: &Error, json: bool) {
+    eprintln!("error: {error}");
+    if let Some(oauth) = error.oauth() {
+        eprintln!("  oauth error:  {}", oauth.code());
+        if let Some(uri) = oauth.uri() {
+            eprintln!("  see:          {uri}");
+        }
+    }
+    if error.is_retryable() {
+        eprintln!("  this can succeed if retried later");
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+    if json {
+        let oauth = error.oauth();
+        let out = json!({
+            "error": oauth.map(|e| e.code().as_str()),
+            "error_description": oauth.and_then(|e| e.description()),
+            "status": error.status().map(|s| s.as_u16()),
+            "retryable": error.is_retryable(),
+            "message": error.to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+}

@@ -1,0 +1,233 @@
+//! The `client-credentials` binary, run against the embedded token server.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::test_server::{
+    DEMO_AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, TestClient, TestServer,
+};
+use serde_json::Value;
+
+const SECRET_ENV: &str = "CLIENT_SECRET";
+
+/// The binary, with no client secret inherited from the environment.
+fn cli() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_client-credentials"));
+    command.env_remove(SECRET_ENV).stdin(Stdio::null());
+    command
+}
+
+/// The binary pointed at the server's token endpoint as the demo client.
+fn against(server: &TestServer, secret: &str) -> Command {
+    let mut command = cli();
+    command
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args(["--client-id", DEMO_CLIENT_ID])
+        .env(SECRET_ENV, secret);
+    command
+}
+
+fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().expect("the binary runs");
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    (output, stdout, stderr)
+}
+
+fn assert_secret_absent(secret: &str, stdout: &str, stderr: &str) {
+    assert!(
+        !stdout.contains(secret),
+        "the secret is in stdout:\n{stdout}"
+    );
+    assert!(
+        !stderr.contains(secret),
+        "the secret is in stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn prints_a_summary_with_unverified_claims() {
+    let server = TestServer::start();
+    let (output, stdout, stderr) = run(against(&server, DEMO_CLIENT_SECRET).args([
+        "--scope",
+        "read",
+        "--audience",
+        DEMO_AUDIENCE,
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("token type:     Bearer"), "{stdout}");
+    assert!(stdout.contains("scope:          read"), "{stdout}");
+    assert!(stdout.contains("expires:        in 3600s, at "), "{stdout}");
+    assert!(stdout.contains("UNVERIFIED"), "{stdout}");
+    assert!(stdout.contains(r#"sub       "demo-client""#), "{stdout}");
+    assert!(
+        stdout.contains(&format!(r#"aud       "{DEMO_AUDIENCE}""#)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--show-token prints it"), "{stdout}");
+    assert_secret_absent(DEMO_CLIENT_SECRET, &stdout, &stderr);
+    assert_eq!(server.requests_served(), 1);
+}
+
+#[test]
+fn wrong_secret_exits_non_zero_with_invalid_client() {
+    let server = TestServer::start();
+    let wrong = "wrong-secret-d41d8cd9";
+    let (output, stdout, stderr) = run(&mut against(&server, wrong));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(
+        stderr.contains("client authentication failed"),
+        "the server's description: {stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_secret_absent(wrong, &stdout, &stderr);
+}
+
+#[test]
+fn json_output_parses_and_holds_the_token_only_when_asked() {
+    let server = TestServer::start();
+    let (output, stdout, stderr) =
+        run(against(&server, DEMO_CLIENT_SECRET).args(["--json", "--scope", "read write"]));
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["token_type"], "Bearer");
+    assert_eq!(json["scope"], "read write");
+    assert_eq!(json["expires_in"], 3600);
+    assert!(json["expires_at"].as_u64().unwrap() > 1_700_000_000);
+    assert!(json.get("access_token").is_none(), "{stdout}");
+
+    let (output, stdout, stderr) =
+        run(against(&server, DEMO_CLIENT_SECRET).args(["--json", "--show-token"]));
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let token = json["access_token"].as_str().unwrap();
+    let claims = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["sub"], DEMO_CLIENT_ID);
+    assert_secret_absent(DEMO_CLIENT_SECRET, &stdout, &stderr);
+}
+
+#[test]
+fn json_failure_is_machine_readable_too() {
+    let server = TestServer::start();
+    let (output, stdout, stderr) =
+        run(against(&server, DEMO_CLIENT_SECRET).args(["--json", "--scope", "admin"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("invalid_scope"), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["error"], "invalid_scope");
+    assert_eq!(json["status"], 400);
+    assert_eq!(json["retryable"], false);
+}
+
+#[test]
+fn reads_the_secret_from_stdin_or_a_named_variable() {
+    let server = TestServer::start();
+    let mut child = cli()
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args([
+            "--client-id",
+            DEMO_CLIENT_ID,
+            "--secret-stdin",
+            "--auth",
+            "post",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{DEMO_CLIENT_SECRET}").unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    assert_secret_absent(DEMO_CLIENT_SECRET, &stdout, &stderr);
+
+    let (output, _, stderr) = run(cli()
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args(["--client-id", DEMO_CLIENT_ID, "--secret-env", "MY_SECRET"])
+        .env("MY_SECRET", DEMO_CLIENT_SECRET));
+    assert!(output.status.success(), "{stderr}");
+}
+
+#[test]
+fn a_missing_secret_is_a_usage_error_naming_the_variable() {
+    let server = TestServer::start();
+    let (output, _, stderr) = run(cli()
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args(["--client-id", DEMO_CLIENT_ID]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("CLIENT_SECRET"), "{stderr}");
+    assert_eq!(server.requests_served(), 0);
+    // There is no argument for the secret.
+    let (output, _, _) = run(against(&server, DEMO_CLIENT_SECRET).args(["--client-secret", "x"]));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn sends_resources_params_and_reports_server_faults() {
+    let server = TestServer::builder()
+        .client(
+            TestClient::new("svc", "s3cr3t-9f8e7d")
+                .scopes(["x"])
+                .resources(["https://a.example", "https://b.example"]),
+        )
+        .start();
+    let (output, stdout, stderr) = run(cli()
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args(["--client-id", "svc", "--resource", "https://a.example"])
+        .args(["--resource", "https://b.example", "--param", "foo=bar"])
+        .env(SECRET_ENV, "s3cr3t-9f8e7d"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(r#"["https://a.example","https://b.example"]"#),
+        "{stdout}"
+    );
+
+    server.push_fault(Fault::ServiceUnavailable {
+        retry_after: std::time::Duration::from_secs(3),
+    });
+    let (output, _, stderr) = run(cli()
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args(["--client-id", "svc"])
+        .env(SECRET_ENV, "s3cr3t-9f8e7d"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("http 503"), "{stderr}");
+    assert!(stderr.contains("retried"), "{stderr}");
+}
+
+#[test]
+fn demo_needs_no_configuration() {
+    let (output, stdout, stderr) = run(cli().args(["--demo", "--scope", "write"]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("scope:          write"), "{stdout}");
+    assert!(stdout.contains("UNVERIFIED"), "{stdout}");
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let (output, _, stderr) = run(cli()
+        .args(["--token-url", "http://idp.example.com/token"])
+        .args(["--client-id", "c"])
+        .env(SECRET_ENV, "x"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("loopback"), "{stderr}");
+    let (output, _, stderr) = run(cli().args(["--demo", "--param", "novalue"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("KEY=VALUE"), "{stderr}");
+    let (output, _, stderr) = run(cli().args(["--demo", "--param", "scope=x"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("scope"), "{stderr}");
+}
