@@ -8,6 +8,7 @@ use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::Error;
+use crate::jwt::JwtAuth;
 use crate::secret::{ClientAssertion, ClientSecret};
 
 /// The assertion type of a JWT client assertion (RFC 7523 §2.2).
@@ -36,6 +37,10 @@ pub enum ClientAuth {
     /// A client assertion the caller signed, such as a `private_key_jwt` or `client_secret_jwt`
     /// JWT (RFC 7521 §4.2, RFC 7523 §2.2), sent with the JWT bearer assertion type.
     Assertion(ClientAssertion),
+    /// `private_key_jwt` or `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a
+    /// client assertion signed afresh for every attempt, so requests must be built with
+    /// [`TokenRequest::http_request_for`](crate::TokenRequest::http_request_for).
+    Jwt(JwtAuth),
 }
 
 impl ClientAuth {
@@ -47,6 +52,7 @@ impl ClientAuth {
             Self::SecretPost(_) => AuthMethod::ClientSecretPost,
             Self::None => AuthMethod::None,
             Self::Assertion(_) => AuthMethod::ClientAssertion,
+            Self::Jwt(jwt) => jwt.method(),
         }
     }
 }
@@ -72,6 +78,12 @@ pub enum AuthMethod {
     None,
     /// A client assertion (`private_key_jwt` or `client_secret_jwt`).
     ClientAssertion,
+    /// `private_key_jwt` (OpenID Connect Core §9): an assertion signed with the client's
+    /// private key.
+    PrivateKeyJwt,
+    /// `client_secret_jwt` (OpenID Connect Core §9): an assertion signed with the client
+    /// secret by HMAC.
+    ClientSecretJwt,
 }
 
 impl AuthMethod {
@@ -84,6 +96,8 @@ impl AuthMethod {
             Self::ClientSecretPost => "client_secret_post",
             Self::None => "none",
             Self::ClientAssertion => "client_assertion",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::ClientSecretJwt => "client_secret_jwt",
         }
     }
 }
@@ -102,6 +116,8 @@ pub(crate) struct EncodedAuth {
     pub(crate) header: Option<HeaderValue>,
     /// Form pairs for the body, in order.
     pub(crate) body_pairs: Vec<(&'static str, Box<str>)>,
+    /// The signer of a fresh assertion per attempt, sent after the other pairs.
+    pub(crate) jwt: Option<JwtAuth>,
 }
 
 impl EncodedAuth {
@@ -110,6 +126,7 @@ impl EncodedAuth {
             Ok(Self {
                 header: None,
                 body_pairs: pairs,
+                jwt: None,
             })
         };
         match auth {
@@ -133,6 +150,14 @@ impl EncodedAuth {
                 ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
                 ("client_assertion", assertion.secret().into()),
             ]),
+            ClientAuth::Jwt(jwt) => Ok(Self {
+                header: None,
+                body_pairs: vec![
+                    ("client_id", client_id.into()),
+                    ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
+                ],
+                jwt: Some(jwt.clone()),
+            }),
         }
     }
 
@@ -153,6 +178,7 @@ impl EncodedAuth {
         Self {
             header: Some(header),
             body_pairs: Vec::new(),
+            jwt: None,
         }
     }
 }

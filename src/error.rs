@@ -8,6 +8,7 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::challenge::Challenge;
+use crate::discovery::DiscoveryError;
 
 /// Everything that can go wrong, from building a request to reading the token.
 ///
@@ -75,6 +76,28 @@ pub enum Error {
         location: Option<String>,
     },
 
+    /// A signing key was rejected at construction, or cannot be used as asked.
+    #[error("the signing key was rejected: {reason}")]
+    InvalidKey {
+        /// Why the key was rejected (never the key itself).
+        reason: &'static str,
+    },
+
+    /// A JWT (a client assertion or a DPoP proof) could not be signed.
+    #[error(
+        "could not sign the jwt: the signer failed; check the key or the signing service (see the source error)"
+    )]
+    Signing {
+        /// The signer's own error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+
+    /// Discovering the authorization server's metadata failed (RFC 8414, OpenID Connect
+    /// Discovery).
+    #[error(transparent)]
+    Discovery(Box<DiscoveryError>),
+
     /// The request could not be sent or the response could not be read.
     #[error("could not exchange with the token endpoint: {kind}")]
     Transport {
@@ -104,6 +127,7 @@ impl Error {
                     )
             }
             Self::UnexpectedResponse(e) => is_retryable_status(e.status()),
+            Self::Discovery(e) => e.status().is_some_and(is_retryable_status),
             Self::Transport { kind, .. } => *kind != TransportKind::Tls,
             _ => false,
         }
@@ -116,6 +140,7 @@ impl Error {
             Self::OAuth(e) => Some(e.status()),
             Self::UnexpectedResponse(e) => Some(e.status()),
             Self::InvalidResponse { status, .. } | Self::Redirect { status, .. } => Some(*status),
+            Self::Discovery(e) => e.status(),
             _ => None,
         }
     }
@@ -126,6 +151,28 @@ impl Error {
         match self {
             Self::OAuth(e) => Some(e),
             _ => None,
+        }
+    }
+
+    /// The nonce to retry with, when the token endpoint refused the DPoP proof for want of one:
+    /// the OAuth error `use_dpop_nonce` with a `DPoP-Nonce` header (RFC 9449 §8).
+    ///
+    /// This is the core's retry step: build a new [`Attempt`](crate::Attempt) with this nonce
+    /// (and fresh time and entropy), send once more, and do not retry a second time on the same
+    /// error. Adapters do this, and keep the nonce for the server's next request (see
+    /// [`DpopNonces`](crate::DpopNonces)).
+    #[must_use]
+    pub fn dpop_retry_nonce(&self) -> Option<&str> {
+        match self {
+            Self::OAuth(e) if *e.code() == ErrorCode::UseDpopNonce => e.dpop_nonce(),
+            _ => None,
+        }
+    }
+
+    /// A signing failure, from the signer's error.
+    pub(crate) fn signing(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Signing {
+            source: source.into(),
         }
     }
 

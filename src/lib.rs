@@ -59,6 +59,11 @@
 //!   names each tolerance; [`ResponseRules::strict`] turns them all off.
 //! - Secrets ([`ClientSecret`], [`AccessToken`], the request body) redact themselves in `Debug`,
 //!   and no error message holds one.
+//! - `private_key_jwt` and `client_secret_jwt` ([`JwtAuth`], [RFC 7523 §2.2]): a fresh
+//!   assertion for every [`Attempt`], signed by any [`JwsSigner`] (built-in RS256, PS256, ES256,
+//!   EdDSA and HS256 keys with feature `jwt`); DPoP proofs ([RFC 9449], feature `jwt`) for the
+//!   token request and the resource server; server metadata discovery ([RFC 8414]) into
+//!   [`ServerMetadata`], which picks the client authentication.
 //!
 //! [RFC 6749 §4.4.2]: https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2
 //! [§2.3.1]: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
@@ -69,13 +74,22 @@
 //! [RFC 8707]: https://www.rfc-editor.org/rfc/rfc8707
 //! [RFC 9110 §11.6.1]: https://www.rfc-editor.org/rfc/rfc9110#section-11.6.1
 //! [RFC 9449 §8]: https://www.rfc-editor.org/rfc/rfc9449#section-8
+//! [RFC 9449]: https://www.rfc-editor.org/rfc/rfc9449
+//! [RFC 8414]: https://www.rfc-editor.org/rfc/rfc8414
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod attempt;
 mod auth;
 mod challenge;
+mod discovery;
+#[cfg(feature = "jwt")]
+mod dpop;
 mod endpoint;
 mod error;
+mod jwt;
+#[cfg(feature = "jwt")]
+mod key;
 mod request;
 mod response;
 mod sanitize;
@@ -91,12 +105,19 @@ pub mod test_server;
 
 pub use http;
 
+pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
 pub use auth::{AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE};
 pub use challenge::Challenge;
+pub use discovery::{Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata};
+#[cfg(feature = "jwt")]
+pub use dpop::DpopKey;
 pub use endpoint::TokenUrl;
 pub use error::{
     Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
 };
+pub use jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
+#[cfg(feature = "jwt")]
+pub use key::{HmacKey, PrivateKey};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};

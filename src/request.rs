@@ -5,10 +5,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 
+use crate::attempt::Attempt;
 use crate::auth::{AuthMethod, ClientAuth, EncodedAuth};
 use crate::response::ResponseRules;
 use crate::secret::{ClientSecret, RequestBody};
@@ -39,6 +40,23 @@ struct ClientInner {
     method: AuthMethod,
     auth: EncodedAuth,
     rules: ResponseRules,
+    /// The key whose DPoP proof goes with every token request (RFC 9449 §5).
+    #[cfg(feature = "jwt")]
+    dpop: Option<crate::DpopKey>,
+}
+
+impl ClientInner {
+    /// The DPoP key's thumbprint: tokens bound to different keys are different tokens.
+    #[cfg(feature = "jwt")]
+    fn dpop_thumbprint(&self) -> Option<&str> {
+        self.dpop.as_ref().map(crate::DpopKey::thumbprint)
+    }
+
+    /// Without feature `jwt` there is no DPoP key.
+    #[cfg(not(feature = "jwt"))]
+    fn dpop_thumbprint(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl ClientCredentials {
@@ -83,6 +101,8 @@ impl ClientCredentials {
             method,
             auth,
             rules: ResponseRules::default(),
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }))
     }
 
@@ -91,6 +111,24 @@ impl ClientCredentials {
     pub fn with_response_rules(mut self, rules: ResponseRules) -> Self {
         Arc::make_mut(&mut self.0).rules = rules;
         self
+    }
+
+    /// Sends a DPoP proof (RFC 9449 §5) signed by `key` with every token request, asking for a
+    /// token bound to the key (`token_type` `DPoP`). Requests must then be built with
+    /// [`TokenRequest::http_request_for`], and the token presented with
+    /// [`DpopKey::authorize`](crate::DpopKey::authorize).
+    #[cfg(feature = "jwt")]
+    #[must_use]
+    pub fn with_dpop(mut self, key: crate::DpopKey) -> Self {
+        Arc::make_mut(&mut self.0).dpop = Some(key);
+        self
+    }
+
+    /// The DPoP key, if the client has one.
+    #[cfg(feature = "jwt")]
+    #[must_use]
+    pub fn dpop_key(&self) -> Option<&crate::DpopKey> {
+        self.0.dpop.as_ref()
     }
 
     /// Starts a token request.
@@ -340,7 +378,12 @@ impl RequestInner {
     fn key(&self) -> impl Eq + Hash + '_ {
         let client = &self.client.0;
         (
-            (&client.token_url, &client.client_id, client.method),
+            (
+                &client.token_url,
+                &client.client_id,
+                client.method,
+                client.dpop_thumbprint(),
+            ),
             &self.scope_set,
             &self.audience,
             &self.resources,
@@ -355,6 +398,11 @@ impl TokenRequest {
     ///
     /// Building it allocates only the header map: the URL, the body and the header values are
     /// shared with this `TokenRequest`.
+    ///
+    /// This is the whole request for a client with static authentication. A client that signs
+    /// something per attempt ([`ClientAuth::Jwt`], or a DPoP key) needs
+    /// [`http_request_for`](Self::http_request_for), which adds the assertion and the proof:
+    /// without them, the server refuses this request.
     #[must_use]
     pub fn http_request(&self) -> http::Request<RequestBody> {
         let client = &self.0.client.0;
@@ -374,6 +422,44 @@ impl TokenRequest {
         request
     }
 
+    /// The HTTP request for one attempt, retries included: [`http_request`](Self::http_request)
+    /// plus what is signed afresh for every attempt, from the attempt's time, entropy and DPoP
+    /// nonce.
+    ///
+    /// - Under [`ClientAuth::Jwt`], a new client assertion goes in the body
+    ///   (`client_assertion`, RFC 7523 §2.2), its `jti` from the first half of the entropy.
+    /// - With a DPoP key (`ClientCredentials::with_dpop`, feature `jwt`), a new proof goes in the `DPoP`
+    ///   header (RFC 9449 §5), its `jti` from the second half, with the attempt's nonce.
+    ///
+    /// For a client with static authentication it is the same as `http_request`, and cannot
+    /// fail. Adapters call this for every attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Signing`] if the signer fails; [`Error::InvalidParameter`] if the attempt's
+    /// time is before 1970.
+    pub fn http_request_for(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
+        let client = &self.0.client.0;
+        let mut request = self.http_request();
+        if let Some(jwt) = &client.auth.jwt {
+            let assertion = jwt.assertion(&client.client_id, &client.token_url, attempt)?;
+            // The assertion is base64url and `.`, which a form carries as they are.
+            const NAME: &[u8] = b"&client_assertion=";
+            let mut body =
+                BytesMut::with_capacity(self.0.body.len() + NAME.len() + assertion.len());
+            body.extend_from_slice(&self.0.body);
+            body.extend_from_slice(NAME);
+            body.extend_from_slice(assertion.as_bytes());
+            *request.body_mut() = RequestBody::new(body.freeze());
+        }
+        #[cfg(feature = "jwt")]
+        if let Some(dpop) = &client.dpop {
+            let proof = dpop.proof(&Method::POST, client.token_url.as_uri(), attempt, None)?;
+            request.headers_mut().insert(crate::dpop::DPOP, proof);
+        }
+        Ok(request)
+    }
+
     /// Parses the token endpoint's response to this request, by the client's
     /// [`ResponseRules`].
     ///
@@ -390,7 +476,12 @@ impl TokenRequest {
         response: &http::Response<impl AsRef<[u8]>>,
         sent_at: SystemTime,
     ) -> Result<Token, Error> {
-        let token = self.0.client.0.rules.parse(response, sent_at)?;
+        let token = self
+            .0
+            .client
+            .0
+            .rules
+            .parse_for(response, sent_at, self.0.scope.as_ref())?;
         Ok(match &self.0.scope {
             Some(requested) => token.with_default_scope(requested),
             None => token,
