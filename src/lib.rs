@@ -81,6 +81,7 @@
 
 mod attempt;
 mod auth;
+mod cache;
 mod challenge;
 mod discovery;
 #[cfg(feature = "jwt")]
@@ -107,6 +108,7 @@ pub use http;
 
 pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
 pub use auth::{AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE};
+pub use cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
 pub use challenge::Challenge;
 pub use discovery::{Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata};
 #[cfg(feature = "jwt")]
