@@ -178,7 +178,6 @@ impl fmt::Debug for ClientCredentials {
 }
 
 /// The parameters of a token request, checked when [`build`](Self::build) is called.
-#[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct TokenRequestBuilder {
     client: ClientCredentials,
@@ -264,6 +263,20 @@ impl TokenRequestBuilder {
         };
         request.body = request.encode_body();
         Ok(TokenRequest(Arc::new(request)))
+    }
+}
+
+impl fmt::Debug for TokenRequestBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As for `TokenRequest`: a server may take a credential in an extra parameter.
+        let param_names: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("TokenRequestBuilder")
+            .field("client", &self.client)
+            .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
+            .field("resources", &self.resources)
+            .field("param_names", &param_names)
+            .finish()
     }
 }
 
@@ -718,7 +731,9 @@ mod tests {
             .param("api_key", "swordfish")
             .build()
             .unwrap();
+        let builder = client.token_request().param("api_key", "swordfish");
         for text in [
+            format!("{builder:?}"),
             format!("{client:?}"),
             format!("{request:?}"),
             format!("{:?}", request.http_request()),

@@ -257,7 +257,8 @@ impl ResponseRules {
         if status != StatusCode::OK && !self.any_success_status {
             return Err(ResponseProblem::UnexpectedSuccessStatus);
         }
-        if !media.is_json() && !self.json_any_content_type {
+        let labelled_right = media.is_json() || (media.is_form() && self.form_body);
+        if !labelled_right && !self.json_any_content_type {
             return Err(ResponseProblem::UnexpectedContentType {
                 content_type: media.text(),
             });
