@@ -210,15 +210,19 @@ impl ResponseRules {
             Some(rest) if self.utf8_bom => rest,
             _ => body,
         };
-        let fields = match self.format(&media, body) {
-            Format::Json => Fields::from_json(body),
-            Format::Form => Ok(Fields::from_form(body)),
+        let mut fields = Fields::default();
+        let read = match self.format(&media, body) {
+            Format::Json => fields.read_json(body),
+            Format::Form => {
+                fields.read_form(body);
+                Ok(())
+            }
             Format::Other => Err(self.not_json(&media, body)),
         };
-        match fields {
-            Ok(fields) if fields.is_error() => Err(oauth_error(status, headers, fields)),
-            Ok(fields) if status.is_success() => self
-                .token(status, &media, fields, sent_at, requested)
+        match read {
+            Ok(()) if fields.is_error() => Err(oauth_error(status, headers, fields)),
+            Ok(()) if status.is_success() => self
+                .token(status, &media, &mut fields, sent_at, requested)
                 .map_err(|problem| Error::InvalidResponse { status, problem }),
             Err(problem) if status.is_success() => Err(Error::InvalidResponse { status, problem }),
             _ => Err(unexpected(status, headers, body)),
@@ -250,7 +254,7 @@ impl ResponseRules {
         &self,
         status: StatusCode,
         media: &Media,
-        fields: Fields<'_>,
+        fields: &mut Fields<'_>,
         sent_at: SystemTime,
         requested: Option<&Arc<str>>,
     ) -> Result<Token, ResponseProblem> {
@@ -269,18 +273,18 @@ impl ResponseRules {
         if !matches!(fields.error, None | Some(Loose::Null)) {
             return Err(invalid_member("error", "a string"));
         }
-        let access_token = match fields.access_token {
+        let access_token = match fields.access_token.take() {
             Some(Loose::Str(token)) if !token.is_empty() => AccessToken::new(token),
             None | Some(Loose::Null) => return Err(ResponseProblem::MissingAccessToken),
             Some(_) => return Err(invalid_member("access_token", "a non-empty string")),
         };
-        let token_type = match fields.token_type {
+        let token_type = match fields.token_type.take() {
             Some(Loose::Str(token_type)) => TokenType::parse(&token_type),
             None | Some(Loose::Null) if self.missing_token_type => TokenType::Bearer,
             None | Some(Loose::Null) => return Err(ResponseProblem::MissingTokenType),
             Some(_) => return Err(invalid_member("token_type", "a string")),
         };
-        let refresh_token = match fields.refresh_token {
+        let refresh_token = match fields.refresh_token.take() {
             Some(Loose::Str(token)) => Some(RefreshToken::new(token)),
             None | Some(Loose::Null) => None,
             Some(_) => return Err(invalid_member("refresh_token", "a string")),
@@ -288,11 +292,11 @@ impl ResponseRules {
         Ok(Token {
             access_token,
             token_type,
-            expires_in: self.expires_in(fields.expires_in)?,
+            expires_in: self.expires_in(fields.expires_in.take())?,
             sent_at,
-            scope: self.scope(fields.scope, requested)?,
+            scope: self.scope(fields.scope.take(), requested)?,
             refresh_token,
-            extra: fields.extra,
+            extra: std::mem::take(&mut fields.extra),
         })
     }
 
@@ -519,19 +523,20 @@ impl<'a> Fields<'a> {
         matches!(self.error, Some(Loose::Str(_)))
     }
 
-    fn from_json(body: &'a [u8]) -> Result<Self, ResponseProblem> {
+    /// Reads a JSON object's members. `Fields` are filled in place rather than returned: they
+    /// are a few hundred bytes, and moving them out through the parser's layers was a
+    /// measurable part of a parse (issue 7's benchmarks).
+    fn read_json(&mut self, body: &'a [u8]) -> Result<(), ResponseProblem> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let fields = deserializer.deserialize_map(FieldsVisitor)?;
+        deserializer.deserialize_map(FieldsVisitor(self))?;
         deserializer.end()?;
-        Ok(fields)
+        Ok(())
     }
 
-    fn from_form(body: &'a [u8]) -> Self {
-        let mut fields = Self::default();
+    fn read_form(&mut self, body: &'a [u8]) {
         for (name, value) in form_urlencoded::parse(body) {
-            fields.set(name, Loose::Str(value));
+            self.set(name, Loose::Str(value));
         }
-        fields
     }
 
     /// Stores a member; a second value for one the parser reads is noted, and makes a token
@@ -576,22 +581,21 @@ impl From<serde_json::Error> for ResponseProblem {
     }
 }
 
-struct FieldsVisitor;
+struct FieldsVisitor<'f, 'de>(&'f mut Fields<'de>);
 
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
+impl<'de> Visitor<'de> for FieldsVisitor<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a token response object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields = Fields::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(name)) = map.next_key()? {
             let value: Loose<'de> = map.next_value()?;
-            fields.set(name, value);
+            self.0.set(name, value);
         }
-        Ok(fields)
+        Ok(())
     }
 }
 
