@@ -31,9 +31,23 @@ pub enum ClientAuth {
     SecretBasicUnencoded(ClientSecret),
     /// `client_secret_post` (RFC 6749 §2.3.1): the client id and secret in the request body.
     SecretPost(ClientSecret),
-    /// `none`: the client id only, for public clients and for clients authenticated by mutual
-    /// TLS (RFC 8705).
+    /// `none`: the client id only, for public clients.
     None,
+    /// `tls_client_auth` (RFC 8705 §2.1): the client id only in the body; the client proves
+    /// itself by the certificate its HTTP client presents in the TLS handshake, issued by a
+    /// certificate authority the server trusts and matching the subject the client is
+    /// registered with.
+    ///
+    /// This crate never sees the certificate: give it to the HTTP client (a
+    /// `reqwest::Identity`, or the rustls config of a hyper connector), and send the request to
+    /// the server's mutual TLS token endpoint
+    /// ([`ServerMetadata::mtls_token_endpoint`](crate::ServerMetadata::mtls_token_endpoint)) if
+    /// it has one.
+    TlsClientAuth,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): as [`ClientAuth::TlsClientAuth`], but
+    /// the server matches the certificate against the one (or the key) the client registered,
+    /// so it may be self-signed.
+    SelfSignedTlsClientAuth,
     /// A client assertion the caller signed, such as a `private_key_jwt` or `client_secret_jwt`
     /// JWT (RFC 7521 §4.2, RFC 7523 §2.2), sent with the JWT bearer assertion type.
     Assertion(ClientAssertion),
@@ -51,6 +65,8 @@ impl ClientAuth {
             Self::SecretBasic(_) | Self::SecretBasicUnencoded(_) => AuthMethod::ClientSecretBasic,
             Self::SecretPost(_) => AuthMethod::ClientSecretPost,
             Self::None => AuthMethod::None,
+            Self::TlsClientAuth => AuthMethod::TlsClientAuth,
+            Self::SelfSignedTlsClientAuth => AuthMethod::SelfSignedTlsClientAuth,
             Self::Assertion(_) => AuthMethod::ClientAssertion,
             Self::Jwt(jwt) => jwt.method(),
         }
@@ -84,6 +100,12 @@ pub enum AuthMethod {
     /// `client_secret_jwt` (OpenID Connect Core §9): an assertion signed with the client
     /// secret by HMAC.
     ClientSecretJwt,
+    /// `tls_client_auth` (RFC 8705 §2.1): a client certificate issued by a certificate
+    /// authority the server trusts.
+    TlsClientAuth,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): a client certificate the client
+    /// registered, self-signed or not.
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
@@ -98,6 +120,8 @@ impl AuthMethod {
             Self::ClientAssertion => "client_assertion",
             Self::PrivateKeyJwt => "private_key_jwt",
             Self::ClientSecretJwt => "client_secret_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 }
@@ -144,7 +168,10 @@ impl EncodedAuth {
                 ("client_id", client_id.into()),
                 ("client_secret", secret.secret().into()),
             ]),
-            ClientAuth::None => only_body(vec![("client_id", client_id.into())]),
+            // RFC 8705 §2: the certificate is in the TLS handshake, the client id in the body.
+            ClientAuth::None | ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
+                only_body(vec![("client_id", client_id.into())])
+            }
             ClientAuth::Assertion(assertion) => only_body(vec![
                 ("client_id", client_id.into()),
                 ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
@@ -221,6 +248,22 @@ mod tests {
         assert_eq!(post.body_pairs.len(), 2);
         let none = EncodedAuth::new("c", &ClientAuth::None).unwrap();
         assert_eq!(none.body_pairs, vec![("client_id", "c".into())]);
+        for mtls in [
+            ClientAuth::TlsClientAuth,
+            ClientAuth::SelfSignedTlsClientAuth,
+        ] {
+            let encoded = EncodedAuth::new("c", &mtls).unwrap();
+            assert!(encoded.header.is_none());
+            assert_eq!(encoded.body_pairs, vec![("client_id", "c".into())]);
+        }
+        assert_eq!(
+            ClientAuth::TlsClientAuth.method().as_str(),
+            "tls_client_auth"
+        );
+        assert_eq!(
+            ClientAuth::SelfSignedTlsClientAuth.method().as_str(),
+            "self_signed_tls_client_auth"
+        );
         let assertion =
             EncodedAuth::new("c", &ClientAuth::Assertion(ClientAssertion::new("a.b.c"))).unwrap();
         assert_eq!(

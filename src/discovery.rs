@@ -309,11 +309,12 @@ pub struct ServerMetadata {
     scopes_supported: Option<Vec<String>>,
     mtls_endpoint_aliases: BTreeMap<String, String>,
     mtls_token_endpoint: Option<TokenUrl>,
+    tls_client_certificate_bound_access_tokens: bool,
     extra: Map<String, Value>,
 }
 
 /// The members [`ServerMetadata`] reads; the others are kept as they came.
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "issuer",
     "token_endpoint",
     "token_endpoint_auth_methods_supported",
@@ -322,6 +323,7 @@ const KNOWN: [&str; 8] = [
     "grant_types_supported",
     "scopes_supported",
     "mtls_endpoint_aliases",
+    "tls_client_certificate_bound_access_tokens",
 ];
 
 impl ServerMetadata {
@@ -360,6 +362,9 @@ impl ServerMetadata {
             .get("token_endpoint")
             .map(|url| endpoint(url))
             .transpose()?;
+        // RFC 8705 §3.3: "If omitted, the default value is `false`".
+        let tls_client_certificate_bound_access_tokens =
+            boolean(&mut map, "tls_client_certificate_bound_access_tokens")?.unwrap_or(false);
         let defaults = |values: &[&str]| values.iter().map(|&v| v.to_owned()).collect();
         Ok(Self {
             issuer: found.into_boxed_str(),
@@ -385,6 +390,7 @@ impl ServerMetadata {
             scopes_supported: strings(&mut map, "scopes_supported")?,
             mtls_endpoint_aliases,
             mtls_token_endpoint,
+            tls_client_certificate_bound_access_tokens,
             extra: map,
         })
     }
@@ -459,6 +465,26 @@ impl ServerMetadata {
         self.mtls_token_endpoint.as_ref()
     }
 
+    /// `tls_client_certificate_bound_access_tokens` (RFC 8705 §3.3): whether the server can
+    /// bind access tokens to the client's certificate; `false` if the document does not say.
+    #[must_use]
+    pub fn tls_client_certificate_bound_access_tokens(&self) -> bool {
+        self.tls_client_certificate_bound_access_tokens
+    }
+
+    /// The token endpoint a client with these credentials sends to: the mutual TLS alias
+    /// ([`mtls_token_endpoint`](Self::mtls_token_endpoint)) when the credentials name a client
+    /// certificate and the server has an alias, since the client then uses mutual TLS for its
+    /// authentication or for certificate-bound tokens (RFC 8705 §5); else
+    /// [`token_endpoint`](Self::token_endpoint).
+    #[must_use]
+    pub fn token_endpoint_for(&self, credentials: &Credentials) -> &TokenUrl {
+        match (&credentials.certificate, &self.mtls_token_endpoint) {
+            (Some(_), Some(alias)) => alias,
+            _ => &self.token_endpoint,
+        }
+    }
+
     /// A member other than the ones read above (`jwks_uri`, `introspection_endpoint`, …), by
     /// name.
     #[must_use]
@@ -484,7 +510,15 @@ impl ServerMetadata {
     ///    on the method a client was registered with, and RFC 7591 §2 registers
     ///    `client_secret_basic` by default, so the JWT method comes last for a bare secret;
     ///    name it with [`Credentials::registered_method`] to choose it;
-    /// 3. without credentials, `none`.
+    /// 3. with a [client certificate](Credentials::client_certificate) (RFC 8705 §2),
+    ///    `tls_client_auth` for one a certificate authority issued, then
+    ///    `self_signed_tls_client_auth`, which the server checks against the certificate the
+    ///    client registered and so takes any; only the latter for a self-signed one. A
+    ///    certificate comes after a secret because it may be there only to bind the tokens
+    ///    (RFC 8705 §3), which works with any method, where a secret serves only to
+    ///    authenticate;
+    /// 4. without a secret or a signer, `none` (a certificate may still bind the tokens, RFC
+    ///    8705 §4).
     ///
     /// [`Credentials::registered_method`] narrows the choice to that one method. A JWT
     /// assertion's audience is the token endpoint.
@@ -504,7 +538,9 @@ impl ServerMetadata {
     }
 
     /// A client of this server's token endpoint, authenticating by
-    /// [`choose_auth`](Self::choose_auth).
+    /// [`choose_auth`](Self::choose_auth), at
+    /// [`token_endpoint_for`](Self::token_endpoint_for) the credentials (the mutual TLS alias
+    /// when they name a client certificate).
     ///
     /// # Errors
     ///
@@ -515,7 +551,8 @@ impl ServerMetadata {
         credentials: &Credentials,
     ) -> Result<ClientCredentials, Error> {
         let auth = self.choose_auth(credentials)?;
-        ClientCredentials::with_auth(self.token_endpoint.clone(), client_id, auth)
+        let token_url = self.token_endpoint_for(credentials).clone();
+        ClientCredentials::with_auth(token_url, client_id, auth)
     }
 }
 
@@ -528,7 +565,25 @@ impl ServerMetadata {
 pub struct Credentials {
     secret: Option<ClientSecret>,
     signer: Option<Arc<dyn JwsSigner>>,
+    certificate: Option<ClientCertificate>,
     registered: Option<AuthMethod>,
+}
+
+/// The kind of certificate a client's HTTP client presents in the TLS handshake (RFC 8705 §2),
+/// for [`Credentials::client_certificate`].
+///
+/// The certificate and its key stay with the HTTP client (a `reqwest::Identity`, or the rustls
+/// config of a hyper connector): this crate only needs to know there is one, and which
+/// methods it can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientCertificate {
+    /// Issued by a certificate authority: `tls_client_auth` (§2.1) if the server trusts the
+    /// authority, or `self_signed_tls_client_auth` (§2.2) if the client registered the
+    /// certificate itself.
+    CaIssued,
+    /// Self-signed: `self_signed_tls_client_auth` (§2.2) only.
+    SelfSigned,
 }
 
 impl Credentials {
@@ -552,6 +607,15 @@ impl Credentials {
     /// Like [`signer`](Self::signer), for a signer that is shared.
     pub fn signer_arc(mut self, signer: Arc<dyn JwsSigner>) -> Self {
         self.signer = Some(signer);
+        self
+    }
+
+    /// Says that the HTTP client presents a client certificate of this kind (RFC 8705): for
+    /// `tls_client_auth` or `self_signed_tls_client_auth`, and for certificate-bound tokens
+    /// (§3) whatever the method. The client then uses the server's mutual TLS token endpoint
+    /// ([`ServerMetadata::token_endpoint_for`]).
+    pub fn client_certificate(mut self, kind: ClientCertificate) -> Self {
+        self.certificate = Some(kind);
         self
     }
 
@@ -591,6 +655,14 @@ impl Credentials {
                 return Some(ClientAuth::Jwt(jwt));
             }
         }
+        if let Some(certificate) = self.certificate {
+            if certificate == ClientCertificate::CaIssued && allowed(AuthMethod::TlsClientAuth) {
+                return Some(ClientAuth::TlsClientAuth);
+            }
+            if allowed(AuthMethod::SelfSignedTlsClientAuth) {
+                return Some(ClientAuth::SelfSignedTlsClientAuth);
+            }
+        }
         let nothing = self.secret.is_none() && self.signer.is_none();
         (nothing && allowed(AuthMethod::None)).then_some(ClientAuth::None)
     }
@@ -604,6 +676,7 @@ impl fmt::Debug for Credentials {
                 "signer",
                 &self.signer.as_ref().map(|signer| signer.algorithm()),
             )
+            .field("certificate", &self.certificate)
             .field("registered", &self.registered)
             .finish()
     }
@@ -722,6 +795,18 @@ fn string(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
         Some(_) => Err(invalid_member(name, "a string")),
+    }
+}
+
+/// Takes a boolean member; `null` counts as absent.
+fn boolean(
+    map: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<bool>, DiscoveryError> {
+    match map.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(value)),
+        Some(_) => Err(invalid_member(name, "a boolean")),
     }
 }
 
@@ -1154,6 +1239,16 @@ mod tests {
         let key = || Credentials::new().signer(Signer(JwsAlgorithm::Es256));
         let hmac = || Credentials::new().signer(Signer(JwsAlgorithm::Hs256));
         let both = || key().secret(ClientSecret::new("s".repeat(32)));
+        let ca_issued = || Credentials::new().client_certificate(ClientCertificate::CaIssued);
+        let self_signed = || Credentials::new().client_certificate(ClientCertificate::SelfSigned);
+        let with_mtls: &[&str] = &[
+            "none",
+            "client_secret_basic",
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
+        ];
+        let mtls_only: &[&str] = &["tls_client_auth", "self_signed_tls_client_auth"];
         let jwt_for_secret = if cfg!(feature = "jwt") {
             Some(M::ClientSecretJwt)
         } else {
@@ -1220,6 +1315,52 @@ mod tests {
                 both().registered_method(M::ClientSecretBasic),
                 Some(M::ClientSecretBasic),
             ),
+            // RFC 8705 §2: a certificate authenticates when nothing else does.
+            (Some(mtls_only), None, ca_issued(), Some(M::TlsClientAuth)),
+            (
+                Some(mtls_only),
+                None,
+                self_signed(),
+                Some(M::SelfSignedTlsClientAuth),
+            ),
+            (
+                Some(&["self_signed_tls_client_auth"]),
+                None,
+                ca_issued(),
+                Some(M::SelfSignedTlsClientAuth),
+            ),
+            (Some(&["tls_client_auth"]), None, self_signed(), None),
+            (Some(with_mtls), None, ca_issued(), Some(M::TlsClientAuth)),
+            (
+                Some(with_mtls),
+                None,
+                ca_issued().secret(ClientSecret::new("s")),
+                Some(M::ClientSecretBasic),
+            ),
+            (
+                Some(with_mtls),
+                None,
+                self_signed().signer(Signer(JwsAlgorithm::Es256)),
+                Some(M::PrivateKeyJwt),
+            ),
+            (
+                Some(with_mtls),
+                None,
+                ca_issued()
+                    .secret(ClientSecret::new("s"))
+                    .registered_method(M::TlsClientAuth),
+                Some(M::TlsClientAuth),
+            ),
+            (
+                Some(with_mtls),
+                None,
+                ca_issued().registered_method(M::SelfSignedTlsClientAuth),
+                Some(M::SelfSignedTlsClientAuth),
+            ),
+            // RFC 8705 §4: a public client's certificate only binds its tokens.
+            (Some(&["none"]), None, ca_issued(), Some(M::None)),
+            (Some(&["client_secret_basic"]), None, ca_issued(), None),
+            (None, None, self_signed(), None),
         ];
         for (i, (methods, algs, credentials, expected)) in table.into_iter().enumerate() {
             let metadata = metadata(methods, algs);
@@ -1229,6 +1370,78 @@ mod tests {
                 "row {i}: {credentials:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_client_certificate_uses_the_mtls_alias_rfc8705_5() {
+        let body = serde_json::json!({
+            "issuer": "https://idp.example.com",
+            "token_endpoint": "https://idp.example.com/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"],
+            "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.idp.example.com/token"},
+            "tls_client_certificate_bound_access_tokens": true,
+        });
+        let metadata = parse("https://idp.example.com", &body.to_string()).unwrap();
+        assert!(metadata.tls_client_certificate_bound_access_tokens());
+        let alias = "https://mtls.idp.example.com/token";
+        let plain = "https://idp.example.com/token";
+        let certificate = Credentials::new().client_certificate(ClientCertificate::CaIssued);
+        let secret = Credentials::new().secret(ClientSecret::new("s"));
+        // For authentication, and for binding the tokens of a client that uses a secret.
+        for (credentials, url, method) in [
+            (certificate.clone(), alias, AuthMethod::TlsClientAuth),
+            (
+                secret
+                    .clone()
+                    .client_certificate(ClientCertificate::SelfSigned),
+                alias,
+                AuthMethod::ClientSecretBasic,
+            ),
+            (secret, plain, AuthMethod::ClientSecretBasic),
+        ] {
+            assert_eq!(metadata.token_endpoint_for(&credentials).to_string(), url);
+            let client = metadata.client("c", &credentials).unwrap();
+            assert_eq!(client.token_url().to_string(), url);
+            assert_eq!(client.auth_method(), method);
+            let request = client.token_request().build().unwrap().http_request();
+            assert_eq!(request.uri(), url);
+        }
+        // Without an alias, the one token endpoint serves mutual TLS too.
+        let without = metadata_with_mtls_methods();
+        assert!(!without.tls_client_certificate_bound_access_tokens());
+        assert_eq!(without.token_endpoint_for(&certificate).to_string(), plain);
+        let request = without
+            .client("c", &certificate)
+            .unwrap()
+            .token_request()
+            .build()
+            .unwrap()
+            .http_request();
+        assert!(request.headers().get(http::header::AUTHORIZATION).is_none());
+        assert_eq!(
+            request.body().secret(),
+            b"grant_type=client_credentials&client_id=c"
+        );
+        assert!(matches!(
+            discovery_error(parse(
+                "https://idp.example.com",
+                &MINIMAL.replace(
+                    '}',
+                    r#","tls_client_certificate_bound_access_tokens":"yes"}"#
+                )
+            )),
+            DiscoveryError::InvalidDocument(ResponseProblem::InvalidMember {
+                name: "tls_client_certificate_bound_access_tokens",
+                expected: "a boolean"
+            })
+        ));
+    }
+
+    fn metadata_with_mtls_methods() -> ServerMetadata {
+        metadata(
+            Some(&["self_signed_tls_client_auth", "tls_client_auth"]),
+            None,
+        )
     }
 
     proptest::proptest! {
