@@ -99,7 +99,7 @@ pub enum Error {
     Discovery(Box<DiscoveryError>),
 
     /// The request could not be sent or the response could not be read.
-    #[error("could not exchange with the token endpoint: {kind}")]
+    #[error("the http exchange with the authorization server failed: {kind}")]
     Transport {
         /// What kind of failure it was.
         kind: TransportKind,
@@ -218,7 +218,7 @@ impl fmt::Display for TransportKind {
             Self::Timeout => "the request timed out; the server may be overloaded, retry later",
             Self::Io => "the connection failed mid-exchange; retry",
             Self::Tls => "tls failed; check the server's certificate and the client's tls setup",
-            Self::Other => "the http client failed; see the source error",
+            Self::Other => "the http client or the random source failed; see the source error",
         })
     }
 }
