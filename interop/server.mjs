@@ -13,8 +13,12 @@
 //
 // Prints exactly one line on stdout when it accepts connections:
 //   listening on http://127.0.0.1:PORT
+//
+// Besides the provider's own routes, for the tests only:
+//   GET /interop/dpop-log/JKT  every token request whose DPoP proof was signed by the key with
+//                              this RFC 7638 thumbprint, in order: [{"nonce": bool, "status": n}]
 
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -58,6 +62,9 @@ const signingKey = {
 
 // Every character RFC 6749 §2.3.1's encoding must survive; oidc-provider needs ASCII (VSCHAR).
 const SPECIAL = ': +%&=/?~!';
+
+// client_secret_jwt keys HS256 with the secret, which RFC 7518 §3.2 wants of 32 bytes or more.
+const SECRET_JWT_SECRET = 'secret-jwt-client-secret-of-at-least-32-bytes';
 
 // Keep in step with tests/interop.rs.
 const clientCredentialsOnly = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -108,6 +115,23 @@ const clients = [
     jwks: clientJwks,
     scope: 'api:read',
   },
+  {
+    ...clientCredentialsOnly,
+    client_id: 'secret-jwt-client',
+    client_secret: SECRET_JWT_SECRET,
+    token_endpoint_auth_method: 'client_secret_jwt',
+    token_endpoint_auth_signing_alg: 'HS256',
+    scope: 'api:read',
+  },
+  {
+    // Its tokens must be DPoP-bound (RFC 9449 §5.2): a request without a proof is refused.
+    ...clientCredentialsOnly,
+    client_id: 'dpop-client',
+    client_secret: 'dpop-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    dpop_bound_access_tokens: true,
+    scope: 'api:read',
+  },
 ];
 
 // RFC 8707 resources, an allow-list: anything else is `invalid_target`.
@@ -126,6 +150,45 @@ const resources = {
   },
 };
 
+// The DPoP proofs of token requests, by the thumbprint of their key: what the tests count the
+// attempts of an exchange by. Bounded: the oldest key is forgotten past MAX_DPOP_KEYS.
+const MAX_DPOP_KEYS = 1000;
+const dpopLog = new Map();
+
+function base64urlJson(part) {
+  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+}
+
+// RFC 7638 §3.2: the required members only, in lexicographic order.
+function thumbprint(jwk) {
+  const members = { EC: ['crv', 'kty', 'x', 'y'], OKP: ['crv', 'kty', 'x'], RSA: ['e', 'kty', 'n'] }[jwk?.kty];
+  if (!members) {
+    return undefined;
+  }
+  const json = JSON.stringify(Object.fromEntries(members.map((name) => [name, jwk[name]])));
+  return createHash('sha256').update(json).digest('base64url');
+}
+
+// Records a token request's DPoP proof, and the status the provider answered it with.
+function logDpopProof(proof, status) {
+  let jkt;
+  let nonce;
+  try {
+    const [header, payload] = proof.split('.');
+    jkt = thumbprint(base64urlJson(header).jwk);
+    nonce = typeof base64urlJson(payload).nonce === 'string';
+  } catch {
+    return; // not a JWT: there is no key to file it under
+  }
+  if (!jkt) {
+    return;
+  }
+  if (!dpopLog.has(jkt) && dpopLog.size >= MAX_DPOP_KEYS) {
+    dpopLog.delete(dpopLog.keys().next().value);
+  }
+  dpopLog.set(jkt, [...(dpopLog.get(jkt) ?? []), { nonce, status }]);
+}
+
 const server = createServer();
 server.listen(port, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
@@ -138,7 +201,9 @@ server.listen(port, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      dPoP: { enabled: true },
+      // Every DPoP proof must carry a server nonce (RFC 9449 §8): a proof without one gets
+      // `use_dpop_nonce`, which exercises the client's retry.
+      dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => undefined,
@@ -154,7 +219,26 @@ server.listen(port, '127.0.0.1', () => {
     },
     clientDefaults: { id_token_signed_response_alg: 'ES256' },
   });
-  server.on('request', provider.callback());
+  // Logged once the provider has answered, before the answer is sent: a client that has the
+  // answer finds it in the log.
+  provider.use(async (ctx, next) => {
+    await next();
+    const proof = ctx.get('DPoP');
+    if (ctx.method === 'POST' && ctx.path === '/token' && proof) {
+      logDpopProof(proof, ctx.status);
+    }
+  });
+  const callback = provider.callback();
+  const logPath = '/interop/dpop-log/';
+  server.on('request', (req, res) => {
+    if (req.method === 'GET' && req.url.startsWith(logPath)) {
+      const entries = dpopLog.get(decodeURIComponent(req.url.slice(logPath.length))) ?? [];
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(entries));
+      return;
+    }
+    callback(req, res);
+  });
   console.log(`listening on ${issuer}`);
 });
 server.on('error', (error) => {

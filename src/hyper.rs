@@ -1,11 +1,15 @@
-//! Sending a [`TokenRequest`] with [hyper]'s client (feature `hyper`).
+//! Sending a [`TokenRequest`] with [hyper]'s client (feature `hyper`), and fetching an issuer's
+//! metadata.
 //!
 //! [`fetch_token`] sends the request over the caller's [`hyper_util::client::legacy::Client`],
 //! with any connector, so TLS stays the caller's choice (`hyper-rustls`, `hyper-tls`, or plain
-//! `HttpConnector` for a loopback server). Like the reqwest adapter, it only translates types and does the IO: the body is read through the
-//! client's [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (by
-//! [`Limited`]), and failures become [`Error::Transport`] with a [`TransportKind`] and hyper's
-//! error as the source, boxed, so no hyper type appears in this crate's error type.
+//! `HttpConnector` for a loopback server). Like the reqwest adapter, it only translates types
+//! and does the IO: it runs a [`TokenExchange`], reading the clock and 32 random bytes (by
+//! `getrandom`) for every attempt and sending once more only when the server asks for a DPoP
+//! nonce; the body is read through the client's
+//! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (by [`Limited`]), and
+//! failures become [`Error::Transport`] with a [`TransportKind`] and hyper's error as the
+//! source, boxed, so no hyper type appears in this crate's error type.
 //!
 //! hyper's client never follows redirects, so a 3xx comes back as [`Error::Redirect`], naming
 //! the `Location`.
@@ -40,7 +44,7 @@
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -48,17 +52,26 @@ use hyper::body::Body;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::Connect;
 
-use crate::{Error, Token, TokenRequest, TransportKind};
+use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
+use crate::{
+    Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
+    TokenRequest, TransportKind,
+};
 
 /// Sends `request` with `client` and parses the response into a token.
 ///
-/// `timeout` bounds the whole exchange, from connecting to the last byte of the body; `None`
-/// leaves it to the connector and the server, which may be forever, so pass one (30 seconds is
-/// a sound choice). A timeout needs a Tokio runtime with its time driver enabled.
+/// `timeout` bounds the whole call, from connecting to the last byte of the body, both attempts
+/// included when the server asks for a DPoP nonce; `None` leaves it to the connector and the
+/// server, which may be forever, so pass one (30 seconds is a sound choice). A timeout needs a
+/// Tokio runtime with its time driver enabled.
 ///
-/// The time just before sending is the token's [`sent_at`](Token::sent_at). Dropping the future
-/// abandons the exchange: this function spawns nothing, and hyper closes a connection whose
-/// request was abandoned rather than reuse it.
+/// Every attempt is built afresh, with the time just before sending (the token's
+/// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
+/// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
+/// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
+/// ([`TokenExchange`]); the nonce is kept for the process's later requests to that server.
+/// Dropping the future abandons the exchange: this function spawns nothing, and hyper closes a
+/// connection whose request was abandoned rather than reuse it.
 ///
 /// # Errors
 ///
@@ -66,9 +79,10 @@ use crate::{Error, Token, TokenRequest, TransportKind};
 ///   connection could be made, [`TransportKind::Timeout`] when `timeout` (or the connector's
 ///   own) expired, [`TransportKind::Io`] when the connection failed mid-exchange,
 ///   [`TransportKind::Tls`] when the connector reported a TLS failure as an `io::Error` of kind
-///   `InvalidData` (as `hyper-rustls` does), [`TransportKind::Other`] for anything else; hyper's
-///   error is the source;
+///   `InvalidData` (as `hyper-rustls` does), [`TransportKind::Other`] for anything else (the
+///   operating system's random source failing included); hyper's error is the source;
 /// - [`Error::BodyTooLarge`] when the body exceeds the limit;
+/// - [`Error::Signing`] when a signer fails;
 /// - every error of [`TokenRequest::parse_response`]: [`Error::OAuth`], [`Error::Redirect`], …
 pub async fn fetch_token<C>(
     client: &Client<C, Full<Bytes>>,
@@ -79,39 +93,78 @@ where
     C: Connect + Clone + Send + Sync + 'static,
 {
     let limit = request.client().response_rules().max_body_len();
-    let http_request = request
-        .http_request()
-        .map(|body| Full::new(body.into_bytes()));
-    let sent_at = send_time();
-    let exchange = async {
-        let response = client.request(http_request).await.map_err(client_error)?;
-        let (head, body) = response.into_parts();
-        if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
-            return Err(Error::BodyTooLarge { limit });
+    within(timeout, async {
+        let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
+        loop {
+            let http_request = exchange.http_request(send_time(), entropy()?)?;
+            let response = send(client, http_request, limit).await?;
+            match exchange.handle_response(&response)? {
+                ExchangeStep::Done(token) => return Ok(token),
+                ExchangeStep::Retry => {}
+            }
         }
-        let body = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|error| body_error(error, limit))?
-            .to_bytes();
-        Ok(http::Response::from_parts(head, body))
-    };
-    let response = match timeout {
+    })
+    .await
+}
+
+/// Fetches and checks an issuer's metadata (RFC 8414, or OpenID Connect Discovery by
+/// [`MetadataRequest::openid`]), reading the body through the request's
+/// [`max_body_len`](MetadataRequest::max_body_len); `timeout` as for [`fetch_token`].
+///
+/// # Errors
+///
+/// [`Error::Transport`] as for [`fetch_token`]; [`Error::Discovery`] for a body over the limit
+/// and for every error of [`MetadataRequest::parse_response`].
+pub async fn fetch_metadata<C>(
+    client: &Client<C, Full<Bytes>>,
+    request: &MetadataRequest,
+    timeout: Option<Duration>,
+) -> Result<ServerMetadata, Error>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let exchange = send(client, request.http_request(), request.max_body_len());
+    let response = within(timeout, exchange).await.map_err(metadata_error)?;
+    request.parse_response(&response)
+}
+
+/// One exchange: the request sent, the response read with its body through `limit`.
+async fn send<C>(
+    client: &Client<C, Full<Bytes>>,
+    request: http::Request<RequestBody>,
+    limit: usize,
+) -> Result<http::Response<Bytes>, Error>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let request = request.map(|body| Full::new(body.into_bytes()));
+    let response = client.request(request).await.map_err(client_error)?;
+    let (head, body) = response.into_parts();
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(Error::BodyTooLarge { limit });
+    }
+    let body = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|error| body_error(error, limit))?
+        .to_bytes();
+    Ok(http::Response::from_parts(head, body))
+}
+
+/// Runs `exchange`, within `timeout` if there is one.
+async fn within<T>(
+    timeout: Option<Duration>,
+    exchange: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match timeout {
         Some(timeout) => tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|elapsed| Error::Transport {
                 kind: TransportKind::Timeout,
                 source: Box::new(elapsed),
-            })??,
-        None => exchange.await?,
-    };
-    request.parse_response(&response, sent_at)
-}
-
-/// The time the request is sent, read once, just before sending.
-#[allow(clippy::disallowed_methods)] // An adapter does the IO, so it reads the clock for the core.
-fn send_time() -> SystemTime {
-    SystemTime::now()
+            })?,
+        None => exchange.await,
+    }
 }
 
 /// A failure of the client before the response head arrived.
@@ -170,6 +223,8 @@ fn classify(error: &(dyn StdError + 'static), connecting: bool) -> TransportKind
         }
     }
 }
+
+pub use crate::source::for_hyper::TokenSource;
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,12 @@
 //! Sending a [`TokenRequest`] with [`reqwest`] (feature `reqwest`; the blocking
-//! client under feature `reqwest-blocking`).
+//! client under feature `reqwest-blocking`), and fetching an issuer's metadata.
 //!
-//! This module only translates types and does the IO: the request comes from
-//! [`TokenRequest::http_request`], the response goes to [`TokenRequest::parse_response`], and in
-//! between the body is read through the client's
+//! This module only translates types and does the IO. [`fetch_token`] runs a
+//! [`TokenExchange`]: for every attempt it reads the clock and 32 random bytes (from the
+//! operating system, by `getrandom`), sends the request the core builds, and hands the response
+//! to the core, which says whether to send once more (only for a server's `use_dpop_nonce`,
+//! RFC 9449 §8, and only once). The DPoP nonces servers send are kept for the process, so later
+//! requests start with them. In between, the body is read through the client's
 //! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (a larger
 //! `Content-Length` is refused before a byte is read). Failures of the HTTP client become
 //! [`Error::Transport`] with a [`TransportKind`] and the reqwest error as the source, boxed, so no
@@ -36,16 +39,36 @@
 //! println!("{} token, expires at {:?}", token.token_type(), token.expires_at());
 //! # Ok(()) }
 //! ```
+//!
+//! A client configured from its issuer alone, by the server's metadata (RFC 8414):
+//!
+//! ```no_run
+//! use client_credentials::{ClientSecret, Credentials, Issuer, MetadataRequest};
+//!
+//! # async fn run() -> Result<(), client_credentials::Error> {
+//! let http = client_credentials::reqwest::recommended_client();
+//! let discovery = MetadataRequest::oauth(Issuer::new("https://idp.example.com")?);
+//! let metadata = client_credentials::reqwest::fetch_metadata(&http, &discovery).await?;
+//! let credentials = Credentials::new().secret(ClientSecret::new("s3cr3t"));
+//! let client = metadata.client("my-client", &credentials)?; // the best method the server lists
+//! let request = client.token_request().scope("read:things").build()?;
+//! let token = client_credentials::reqwest::fetch_token(&http, &request).await?;
+//! # Ok(()) }
+//! ```
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ::reqwest::redirect::Policy;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, Version};
 
-use crate::{Error, RequestBody, Token, TokenRequest, TransportKind};
+use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
+use crate::{
+    Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
+    TokenRequest, TransportKind,
+};
 
 /// How long [`recommended_client`] waits for a connection (TCP and TLS handshake): 10 seconds.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,9 +122,13 @@ pub fn recommended_client() -> ::reqwest::Client {
 
 /// Sends `request` with `client` and parses the response into a token.
 ///
-/// The time just before sending is the token's [`sent_at`](Token::sent_at). The body is read
-/// through the client's [`max_body_len`](crate::ResponseRules::max_body_len). Dropping the
-/// future abandons the exchange: nothing is left running.
+/// Every attempt is built afresh, with the time just before sending (the token's
+/// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
+/// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
+/// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
+/// ([`TokenExchange`]). The body is read through the client's
+/// [`max_body_len`](crate::ResponseRules::max_body_len). Dropping the future abandons the
+/// exchange: nothing is left running.
 ///
 /// `client` must not follow redirects (see the [module docs](self#redirects)); use
 /// [`recommended_client`] or build your own with `redirect(Policy::none())`.
@@ -112,9 +139,11 @@ pub fn recommended_client() -> ::reqwest::Client {
 ///   could be made, [`TransportKind::Timeout`] when a timeout of the client expired,
 ///   [`TransportKind::Io`] when the connection failed mid-exchange, [`TransportKind::Tls`] when
 ///   rustls refused the handshake or the certificate, [`TransportKind::Other`] for anything
-///   else; the reqwest error is the source. A client without TLS refuses an `https` URL as a
-///   [`TransportKind::Connect`] failure;
+///   else (the operating system's random source failing included); the reqwest error is the
+///   source. A client without TLS refuses an `https` URL as a [`TransportKind::Connect`]
+///   failure;
 /// - [`Error::BodyTooLarge`] when the body exceeds the limit;
+/// - [`Error::Signing`] when a signer fails;
 /// - every error of [`TokenRequest::parse_response`]: [`Error::OAuth`], [`Error::Redirect`], …
 ///
 /// ```no_run
@@ -132,9 +161,44 @@ pub async fn fetch_token(
     request: &TokenRequest,
 ) -> Result<Token, Error> {
     let limit = request.client().response_rules().max_body_len();
-    let http_request = to_reqwest::<::reqwest::Request>(request)?;
-    let sent_at = send_time();
-    let mut response = client.execute(http_request).await.map_err(transport)?;
+    let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
+    loop {
+        let http_request = exchange.http_request(send_time(), entropy()?)?;
+        let response = send(client, http_request, limit).await?;
+        match exchange.handle_response(&response)? {
+            ExchangeStep::Done(token) => return Ok(token),
+            ExchangeStep::Retry => {}
+        }
+    }
+}
+
+/// Fetches and checks an issuer's metadata (RFC 8414, or OpenID Connect Discovery by
+/// [`MetadataRequest::openid`]), reading the body through the request's
+/// [`max_body_len`](MetadataRequest::max_body_len).
+///
+/// # Errors
+///
+/// [`Error::Transport`] as for [`fetch_token`]; [`Error::Discovery`] for a body over the limit
+/// and for every error of [`MetadataRequest::parse_response`].
+pub async fn fetch_metadata(
+    client: &::reqwest::Client,
+    request: &MetadataRequest,
+) -> Result<ServerMetadata, Error> {
+    let response = send(client, request.http_request(), request.max_body_len())
+        .await
+        .map_err(metadata_error)?;
+    request.parse_response(&response)
+}
+
+/// One exchange: the request sent, the response read with its body through `limit`.
+async fn send(
+    client: &::reqwest::Client,
+    request: http::Request<RequestBody>,
+    limit: usize,
+) -> Result<http::Response<Bytes>, Error> {
+    let request =
+        ::reqwest::Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+    let mut response = client.execute(request).await.map_err(transport)?;
     let mut body = BytesMut::with_capacity(capacity(response.content_length(), limit)?);
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if chunk.len() > limit - body.len() {
@@ -143,30 +207,14 @@ pub async fn fetch_token(
         body.extend_from_slice(&chunk);
     }
     let headers = std::mem::take(response.headers_mut());
-    parse(
-        request,
+    Ok(http_response(
         (response.status(), response.version(), headers),
         body.freeze(),
-        sent_at,
-    )
+    ))
 }
 
 /// The status line and headers of a response, as reqwest hands them over.
 type Head = (StatusCode, Version, HeaderMap);
-
-/// The token request as a reqwest request (async or blocking).
-fn to_reqwest<R>(request: &TokenRequest) -> Result<R, Error>
-where
-    R: TryFrom<http::Request<Bytes>, Error = ::reqwest::Error>,
-{
-    R::try_from(request.http_request().map(RequestBody::into_bytes)).map_err(transport)
-}
-
-/// The time the request is sent, read once, just before sending.
-#[allow(clippy::disallowed_methods)] // An adapter does the IO, so it reads the clock for the core.
-fn send_time() -> SystemTime {
-    SystemTime::now()
-}
 
 /// The buffer to reserve for a body of the declared length, or [`Error::BodyTooLarge`] if that
 /// length is over the limit (so not a byte of it is read).
@@ -178,18 +226,13 @@ fn capacity(content_length: Option<u64>, limit: usize) -> Result<usize, Error> {
     }
 }
 
-/// Hands the response, body read, to the core's parser.
-fn parse(
-    request: &TokenRequest,
-    (status, version, headers): Head,
-    body: Bytes,
-    sent_at: SystemTime,
-) -> Result<Token, Error> {
+/// The response, body read, as the core takes it.
+fn http_response((status, version, headers): Head, body: Bytes) -> http::Response<Bytes> {
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
     *response.version_mut() = version;
     *response.headers_mut() = headers;
-    request.parse_response(&response, sent_at)
+    response
 }
 
 /// A reqwest failure (async or blocking: they share the error type) as this crate's error.
@@ -258,13 +301,20 @@ fn chain<'a>(
 /// ```
 #[cfg(feature = "reqwest-blocking")]
 pub mod blocking {
+    pub use crate::source::blocking::TokenSource;
+
     use std::io::Read;
 
     use ::reqwest::blocking::{Client, ClientBuilder, Request};
     use ::reqwest::redirect::Policy;
+    use bytes::Bytes;
 
-    use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, parse, send_time, to_reqwest, transport};
-    use crate::{Error, Token, TokenRequest, TransportKind};
+    use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, transport};
+    use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
+    use crate::{
+        Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
+        TokenRequest, TransportKind,
+    };
 
     /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
     /// [`super::recommended_client_builder`]: redirects off, [`CONNECT_TIMEOUT`], [`TIMEOUT`],
@@ -294,17 +344,48 @@ pub mod blocking {
 
     /// Sends `request` with `client` and parses the response into a token, blocking the thread.
     ///
-    /// As [`super::fetch_token`]: the same errors, the same body limit, and `client` must not
-    /// follow redirects.
+    /// As [`super::fetch_token`]: a fresh attempt for every send, the one `use_dpop_nonce`
+    /// retry, the same errors, the same body limit, and `client` must not follow redirects.
     ///
     /// # Errors
     ///
     /// As [`super::fetch_token`].
     pub fn fetch_token(client: &Client, request: &TokenRequest) -> Result<Token, Error> {
         let limit = request.client().response_rules().max_body_len();
-        let http_request = to_reqwest::<Request>(request)?;
-        let sent_at = send_time();
-        let mut response = client.execute(http_request).map_err(transport)?;
+        let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
+        loop {
+            let http_request = exchange.http_request(send_time(), entropy()?)?;
+            let response = send(client, http_request, limit)?;
+            match exchange.handle_response(&response)? {
+                ExchangeStep::Done(token) => return Ok(token),
+                ExchangeStep::Retry => {}
+            }
+        }
+    }
+
+    /// Fetches and checks an issuer's metadata, blocking the thread, as
+    /// [`super::fetch_metadata`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::fetch_metadata`].
+    pub fn fetch_metadata(
+        client: &Client,
+        request: &MetadataRequest,
+    ) -> Result<ServerMetadata, Error> {
+        let response =
+            send(client, request.http_request(), request.max_body_len()).map_err(metadata_error)?;
+        request.parse_response(&response)
+    }
+
+    /// One exchange: the request sent, the response read with its body through `limit`.
+    fn send(
+        client: &Client,
+        request: http::Request<RequestBody>,
+        limit: usize,
+    ) -> Result<http::Response<Bytes>, Error> {
+        let request = Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+        let mut response = client.execute(request).map_err(transport)?;
         let mut body = Vec::with_capacity(capacity(response.content_length(), limit)?);
         // One byte past the limit tells a body at the limit from a larger one.
         let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
@@ -316,12 +397,10 @@ pub mod blocking {
             return Err(Error::BodyTooLarge { limit });
         }
         let headers = std::mem::take(response.headers_mut());
-        parse(
-            request,
+        Ok(http_response(
             (response.status(), response.version(), headers),
             body.into(),
-            sent_at,
-        )
+        ))
     }
 
     /// A failure reading the body: reqwest's `Read` wraps its own error in an `io::Error`.
@@ -345,6 +424,8 @@ pub mod blocking {
         }
     }
 }
+
+pub use crate::source::for_reqwest::TokenSource;
 
 #[cfg(test)]
 mod tests {

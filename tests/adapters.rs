@@ -1,22 +1,29 @@
 //! The reqwest (async and blocking) and hyper adapters against the embedded token server, over
 //! 127.0.0.1: success, OAuth errors, redirects, body limits, timeouts, refused and broken
-//! connections, concurrency, and a dropped future.
+//! connections, concurrency, and a dropped future. Then, against a scripted server that records
+//! what it receives: a fresh client assertion per attempt, the one DPoP nonce retry and the
+//! nonce remembered, and server metadata.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::{
-    ClientCredentials, ClientSecret, Error, ErrorCode, ResponseRules, Token, TokenRequest,
-    TokenType, TokenUrl, TransportKind,
+    ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error, ErrorCode, Issuer,
+    JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules, ServerMetadata, Token,
+    TokenRequest, TokenType, TokenUrl, TransportKind,
 };
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 
 /// A timeout for the tests that wait for a server that never answers: it only has to expire.
 const SHORT: Duration = Duration::from_millis(200);
@@ -403,4 +410,271 @@ async fn a_failed_tls_handshake_is_not_retryable() {
         Some(TransportKind::Tls),
         "{blocking}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against a scripted server: what each attempt sends.
+
+/// The adapters, by name: [`fetch_with`] and [`fetch_metadata_with`] take these.
+const ADAPTERS: [&str; 3] = ["reqwest", "hyper", "reqwest blocking"];
+
+/// Fetches a token with the adapter of that name and a new client.
+async fn fetch_with(name: &str, request: &TokenRequest) -> Result<Token, Error> {
+    match name {
+        "reqwest" => Adapter::all(None)[0].fetch(request).await,
+        "hyper" => Adapter::all(None)[1].fetch(request).await,
+        _ => fetch_blocking(request, None),
+    }
+}
+
+/// Fetches server metadata with the adapter of that name and a new client.
+async fn fetch_metadata_with(
+    name: &str,
+    request: &MetadataRequest,
+) -> Result<ServerMetadata, Error> {
+    match name {
+        "reqwest" => {
+            let client = client_credentials::reqwest::recommended_client();
+            client_credentials::reqwest::fetch_metadata(&client, request).await
+        }
+        "hyper" => {
+            let client: Hyper = HyperClient::builder(TokioExecutor::new()).build_http();
+            client_credentials::hyper::fetch_metadata(&client, request, None).await
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let client = client_credentials::reqwest::blocking::recommended_client();
+                    client_credentials::reqwest::blocking::fetch_metadata(&client, request)
+                })
+                .join()
+                .expect("the blocking exchange panicked")
+        }),
+    }
+}
+
+/// A request as the scripted server received it.
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// A server on 127.0.0.1 that answers its requests, one per connection, with the responses
+/// `script` writes for its address, in order; joining it gives what it received.
+fn scripted_server(
+    script: impl FnOnce(SocketAddr) -> Vec<String>,
+) -> (SocketAddr, JoinHandle<Vec<Received>>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let responses = script(addr);
+    let thread = std::thread::spawn(move || {
+        let mut received = Vec::new();
+        for response in responses {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut headers = HeaderMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap(); // the request line
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let Some((name, value)) = line.trim_end().split_once(':') else {
+                    break;
+                };
+                headers.append(
+                    http::HeaderName::try_from(name).unwrap(),
+                    value.trim().parse().unwrap(),
+                );
+            }
+            let length = headers
+                .get("content-length")
+                .map_or(0, |value| value.to_str().unwrap().parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            reader.into_inner().write_all(response.as_bytes()).unwrap();
+            received.push(Received {
+                headers,
+                body: String::from_utf8(body).unwrap(),
+            });
+        }
+        received
+    });
+    (addr, thread)
+}
+
+/// An HTTP/1.1 response with a JSON body, closing the connection.
+fn json_response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response + "\r\n" + body
+}
+
+fn use_dpop_nonce(nonce: &str) -> String {
+    json_response(
+        "400 Bad Request",
+        &[("dpop-nonce", nonce)],
+        r#"{"error":"use_dpop_nonce","error_description":"nonce is required in the DPoP proof"}"#,
+    )
+}
+
+fn dpop_token(nonce: Option<&str>) -> String {
+    let headers: Vec<(&str, &str)> = nonce.map(|n| ("dpop-nonce", n)).into_iter().collect();
+    json_response(
+        "200 OK",
+        &headers,
+        r#"{"access_token":"bound","token_type":"DPoP","expires_in":60}"#,
+    )
+}
+
+/// The claims of a compact JWS, decoded without checking the signature.
+fn jws_claims(jws: &str) -> Value {
+    let claims = jws.split('.').nth(1).expect("a JWS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap()
+}
+
+fn dpop_claims(received: &Received) -> Value {
+    jws_claims(received.headers["dpop"].to_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_jwt_client_sends_a_fresh_assertion_every_time() {
+    let key = PrivateKey::generate(JwsAlgorithm::Es256).unwrap();
+    let token = || {
+        json_response(
+            "200 OK",
+            &[],
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#,
+        )
+    };
+    let (addr, server) = scripted_server(|_| (0..6).map(|_| token()).collect());
+    let url = TokenUrl::new(&format!("http://{addr}/token")).unwrap();
+    let client =
+        ClientCredentials::with_auth(url, "jwt-client", ClientAuth::Jwt(JwtAuth::new(key)))
+            .unwrap();
+    let request = client.token_request().build().unwrap();
+    for name in ADAPTERS {
+        for _ in 0..2 {
+            fetch_with(name, &request)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+    let received = server.join().unwrap();
+    let mut jtis = std::collections::HashSet::new();
+    for request in &received {
+        assert!(request.headers.get("authorization").is_none());
+        let (prefix, assertion) = request.body.split_once("&client_assertion=").unwrap();
+        assert_eq!(
+            prefix,
+            "grant_type=client_credentials&client_id=jwt-client&client_assertion_type=\
+             urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+        );
+        let claims = jws_claims(assertion);
+        assert_eq!(claims["aud"], format!("http://{addr}/token"));
+        assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(jtis.len(), 6, "a new jti for every request");
+}
+
+#[tokio::test]
+async fn use_dpop_nonce_is_retried_once_and_the_nonce_remembered() {
+    for name in ADAPTERS {
+        let key = DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap();
+        let (addr, server) = scripted_server(|_| {
+            vec![
+                // 1: refused for want of a nonce, then the retry gets a token and a new nonce.
+                use_dpop_nonce("n-1"),
+                dpop_token(Some("n-2")),
+                // 2: starts with the nonce it was given last.
+                dpop_token(None),
+                // 3: refused twice: no third attempt.
+                use_dpop_nonce("n-3"),
+                use_dpop_nonce("n-4"),
+            ]
+        });
+        let url = TokenUrl::new(&format!("http://{addr}/token")).unwrap();
+        let request = ClientCredentials::new(url, "c", ClientSecret::new("s"))
+            .with_dpop(key.clone())
+            .token_request()
+            .build()
+            .unwrap();
+        let token = fetch_with(name, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(token.token_type(), &TokenType::DPoP, "{name}");
+        fetch_with(name, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let error = expect_err(name, fetch_with(name, &request).await);
+        assert_eq!(
+            error.oauth().map(|e| e.code()),
+            Some(&ErrorCode::UseDpopNonce),
+            "{name}: {error}"
+        );
+        assert_eq!(error.dpop_retry_nonce(), Some("n-4"), "{name}");
+
+        let received = server.join().unwrap();
+        assert_eq!(received.len(), 5, "{name}: the script ran out");
+        let claims: Vec<Value> = received.iter().map(dpop_claims).collect();
+        let nonces: Vec<&Value> = claims.iter().map(|c| &c["nonce"]).collect();
+        // The first proof's nonce is whatever the process knew of this address: none, unless
+        // an earlier server of the process had the same port.
+        assert_eq!(nonces[1..], ["n-1", "n-2", "n-2", "n-3"], "{name}");
+        let jtis: std::collections::HashSet<&str> =
+            claims.iter().map(|c| c["jti"].as_str().unwrap()).collect();
+        assert_eq!(jtis.len(), 5, "{name}: a new proof for every attempt");
+        for claims in &claims {
+            assert_eq!(claims["htm"], "POST", "{name}");
+            assert_eq!(claims["htu"], format!("http://{addr}/token"), "{name}");
+        }
+        assert!(
+            received.iter().all(|r| r.headers["authorization"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic ")),
+            "{name}: the client still authenticates"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_is_fetched_and_checked_by_every_adapter() {
+    for name in ADAPTERS {
+        let (addr, server) = scripted_server(|addr| {
+            let document = format!(
+                r#"{{"issuer":"http://{addr}","token_endpoint":"http://{addr}/token","token_endpoint_auth_methods_supported":["client_secret_post"]}}"#
+            );
+            vec![
+                json_response("200 OK", &[], &document),
+                json_response("200 OK", &[], &document),
+            ]
+        });
+        let issuer = Issuer::new(&format!("http://{addr}")).unwrap();
+        let discovery = MetadataRequest::oauth(issuer);
+        let metadata = fetch_metadata_with(name, &discovery)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            metadata.token_endpoint().to_string(),
+            format!("http://{addr}/token"),
+            "{name}"
+        );
+        // The same document, over the limit while it streams in.
+        let small = discovery.clone().with_max_body_len(16);
+        match fetch_metadata_with(name, &small).await {
+            Err(Error::Discovery(error)) => {
+                assert_eq!(*error, DiscoveryError::BodyTooLarge { limit: 16 }, "{name}")
+            }
+            other => panic!("{name}: expected a body over the limit, got {other:?}"),
+        }
+        let received = server.join().unwrap();
+        assert_eq!(received[0].headers["accept"], "application/json", "{name}");
+        assert!(received[0].body.is_empty(), "{name}");
+    }
 }

@@ -4,9 +4,9 @@
 //! `OIDC_PROVIDER_URL` (the issuer) and `INTEROP_CLIENT_KEY_DIR` (the `private_key_jwt` client's
 //! key); without them every test here fails, saying so: none of them ever skips.
 //!
-//! Each exchange goes every [`Way`]: through the core with this file's own HTTP client (build
-//! with `http_request()`, send, parse with `parse_response()`), and through each adapter; and
-//! each of those once by the default rules and once by [`ResponseRules::strict`].
+//! Each exchange goes every [`Way`]: through the core with this file's own HTTP client (a
+//! [`TokenExchange`] building each attempt, send, `handle_response`), and through each adapter;
+//! and each of those once by the default rules and once by [`ResponseRules::strict`].
 //!
 //! Server behaviours that surprised us, each pinned by a test named `server_…`:
 //! - an unknown scope is dropped and, when nothing is left, `scope` is left out of the response,
@@ -28,10 +28,18 @@
 //! - Basic credentials that are not form-encoded fail on `%` with `invalid_request`
 //!   (`server_refuses_unencoded_basic_credentials_with_a_percent`);
 //! - `audience`, not a parameter it knows, is ignored (RFC 6749 §3.2)
-//!   (`server_ignores_the_audience_parameter`).
+//!   (`server_ignores_the_audience_parameter`);
+//! - `invalid_scope` names the refused scope in a `scope` member of the error object, which RFC
+//!   6749 §5.2 does not define (`scope_the_client_may_not_have_is_invalid_scope`);
+//! - a DPoP-bound client (`dpop_bound_access_tokens`) that sends no proof gets `invalid_grant`
+//!   with the generic "grant request is invalid", not `invalid_dpop_proof`
+//!   (`server_refuses_the_dpop_bound_client_without_a_proof_with_invalid_grant`);
+//! - with nonces required, a proof without one gets `use_dpop_nonce` as a 400 with the nonce in
+//!   `DPoP-Nonce` and no `WWW-Authenticate` (RFC 9449 §8), and the nonce stays good for minutes,
+//!   so a nonce learnt by one request serves the next (`server_asks_for_a_dpop_nonce_first`,
+//!   `dpop_bound_token_with_the_nonce_retry`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -39,10 +47,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use client_credentials::http::{self, HeaderValue, StatusCode, header};
 use client_credentials::{
-    ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, Error, ErrorCode, ResponseRules,
-    Token, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
+    Attempt, AuthMethod, ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, Credentials,
+    DiscoveryError, DpopKey, DpopNonces, Error, ErrorCode, ExchangeStep, Issuer, JwsAlgorithm,
+    JwsSigner, JwtAuth, MetadataRequest, PrivateKey, RequestBody, ResponseRules, ServerMetadata,
+    Token, TokenExchange, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // The server and its clients, as registered in interop/server.mjs.
@@ -52,6 +62,9 @@ const SPECIAL: &str = ": +%&=/?~!";
 
 const JWT_RESOURCE: &str = "https://jwt.api.example/";
 const OPAQUE_RESOURCE: &str = "urn:example:opaque-api";
+
+/// The `client_secret_jwt` client's secret: HS256 wants 32 bytes or more (RFC 7518 §3.2).
+const SECRET_JWT_SECRET: &str = "secret-jwt-client-secret-of-at-least-32-bytes";
 
 /// The issuer, as `scripts/test` exported it.
 fn issuer() -> String {
@@ -74,14 +87,23 @@ enum Cred {
     Basic(&'static str, &'static str),
     BasicUnencoded(&'static str, &'static str),
     Post(&'static str, &'static str),
-    /// `private_key_jwt`, a fresh assertion signed for every client built.
+    /// `private_key_jwt` through the pre-signed path: one assertion, signed by hand when the
+    /// client is built, good for one request.
+    PreSigned(&'static str),
+    /// `private_key_jwt` through the crate's signer: a fresh assertion for every attempt.
     Jwt(&'static str),
+    /// `client_secret_jwt` (HS256) through the crate's signer.
+    SecretJwt(&'static str, &'static str),
 }
 
 const BASIC: Cred = Cred::Basic("basic-client", "basic-secret");
 const POST: Cred = Cred::Post("post-client", "post-secret");
 const CODE_ONLY: Cred = Cred::Basic("code-only-client", "code-only-secret");
+const PRE_SIGNED: Cred = Cred::PreSigned("jwt-client");
 const JWT: Cred = Cred::Jwt("jwt-client");
+const SECRET_JWT: Cred = Cred::SecretJwt("secret-jwt-client", SECRET_JWT_SECRET);
+/// Registered with `dpop_bound_access_tokens`: give it a DPoP key.
+const DPOP: Cred = Cred::Basic("dpop-client", "dpop-secret");
 
 fn special(prefix: &str, what: &str) -> &'static str {
     format!("{prefix}{SPECIAL}{what}").leak()
@@ -100,7 +122,14 @@ impl Cred {
                 ClientAuth::SecretBasicUnencoded(ClientSecret::new(secret)),
             ),
             Self::Post(id, secret) => with(id, ClientAuth::SecretPost(ClientSecret::new(secret))),
-            Self::Jwt(id) => with(id, ClientAuth::Assertion(sign_assertion(id))),
+            Self::PreSigned(id) => with(id, ClientAuth::Assertion(sign_assertion(id))),
+            Self::Jwt(id) => with(id, ClientAuth::Jwt(JwtAuth::new(client_key()))),
+            Self::SecretJwt(id, secret) => with(
+                id,
+                ClientAuth::Jwt(
+                    JwtAuth::client_secret(&ClientSecret::new(secret)).expect("32 bytes or more"),
+                ),
+            ),
         };
         client.with_response_rules(rules)
     }
@@ -117,45 +146,46 @@ fn unix_seconds(time: SystemTime) -> u64 {
         .as_secs()
 }
 
-/// A `private_key_jwt` assertion (RFC 7523 §3) signed with the key `scripts/test` generated.
-fn sign_assertion(client_id: &str) -> ClientAssertion {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        iss: &'a str,
-        sub: &'a str,
-        aud: &'a str,
-        jti: String,
-        iat: u64,
-        exp: u64,
-    }
+/// 32 bytes from the operating system, as the adapters draw them for every attempt.
+fn entropy() -> [u8; 32] {
+    let mut bytes = [0; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
+    bytes
+}
+
+/// The `private_key_jwt` client's key, which `scripts/test` generated and registered.
+fn client_key() -> PrivateKey {
     let dir = std::env::var("INTEROP_CLIENT_KEY_DIR").unwrap_or_else(|_| {
         panic!("INTEROP_CLIENT_KEY_DIR is not set: run the interop tests with `scripts/test`")
     });
     let der = std::fs::read(format!("{dir}/client-key.der"))
         .unwrap_or_else(|e| panic!("cannot read the interop client key in {dir}: {e}"));
+    PrivateKey::from_der(JwsAlgorithm::Es256, &der)
+        .expect("a P-256 key in PKCS#8")
+        .with_key_id("interop-client")
+}
+
+/// A `private_key_jwt` assertion (RFC 7523 §3), laid out by hand and signed with the client's
+/// key: the assertion a caller of the pre-signed path brings.
+fn sign_assertion(client_id: &str) -> ClientAssertion {
+    let key = client_key();
     let iat = unix_seconds(now());
-    let claims = Claims {
-        iss: client_id,
-        sub: client_id,
-        aud: &token_endpoint(),
-        jti: format!(
-            "{}-{iat}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ),
-        iat,
-        exp: iat + 60,
-    };
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("interop-client".into());
-    let jwt = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ec_der(&der),
-    )
-    .expect("the generated key signs");
-    ClientAssertion::new(jwt)
+    let header = json!({ "alg": "ES256", "kid": "interop-client" });
+    let claims = json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_endpoint(),
+        "jti": URL_SAFE_NO_PAD.encode(&entropy()[..16]),
+        "iat": iat,
+        "exp": iat + 60,
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key.sign(input.as_bytes()).expect("the generated key signs");
+    ClientAssertion::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,18 +254,17 @@ async fn send_raw(request: http::Request<Bytes>) -> (http::Response<Bytes>, Syst
     (raw.body(body).expect("a valid response"), sent_at)
 }
 
-/// The core's request, with its body as bytes.
+/// The core's request (without what is signed per attempt), with its body as bytes.
 fn core_request(request: &TokenRequest) -> http::Request<Bytes> {
-    request.http_request().map(|body| body.into_bytes())
+    request.http_request().map(RequestBody::into_bytes)
 }
 
 /// Sends `request` one way and parses the response.
 async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
     match way {
-        Way::Core => {
-            let (response, sent_at) = send_raw(core_request(request)).await;
-            request.parse_response(&response, sent_at)
-        }
+        // A store of its own for every exchange: the core's exchanges always start without a
+        // DPoP nonce, so a DPoP client's first attempt always gets `use_dpop_nonce`.
+        Way::Core => fetch_core(request, &DpopNonces::new()).await,
         Way::Reqwest => fetch_reqwest(request).await,
         Way::ReqwestBlocking => {
             let request = request.clone();
@@ -244,6 +273,19 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
                 .expect("the blocking exchange does not panic")
         }
         Way::Hyper => fetch_hyper(request).await,
+    }
+}
+
+/// The core's exchange, sent with this file's own HTTP client: what an adapter does.
+async fn fetch_core(request: &TokenRequest, nonces: &DpopNonces) -> Result<Token, Error> {
+    let mut exchange = TokenExchange::new(request, nonces);
+    loop {
+        let http_request = exchange.http_request(now(), entropy())?;
+        let (response, _) = send_raw(http_request.map(RequestBody::into_bytes)).await;
+        match exchange.handle_response(&response)? {
+            ExchangeStep::Done(token) => return Ok(token),
+            ExchangeStep::Retry => {}
+        }
     }
 }
 
@@ -260,10 +302,43 @@ fn fetch_reqwest_blocking(request: &TokenRequest) -> Result<Token, Error> {
     blocking::fetch_token(&blocking::recommended_client(), request)
 }
 
+fn hyper_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
 async fn fetch_hyper(request: &TokenRequest) -> Result<Token, Error> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    client_credentials::hyper::fetch_token(&client, request, Some(Duration::from_secs(30))).await
+    client_credentials::hyper::fetch_token(&hyper_client(), request, Some(Duration::from_secs(30)))
+        .await
+}
+
+/// Fetches an issuer's metadata one way.
+async fn fetch_metadata(way: Way, request: &MetadataRequest) -> Result<ServerMetadata, Error> {
+    match way {
+        Way::Core => {
+            let (response, _) = send_raw(request.http_request().map(RequestBody::into_bytes)).await;
+            request.parse_response(&response)
+        }
+        Way::Reqwest => {
+            let client = client_credentials::reqwest::recommended_client();
+            client_credentials::reqwest::fetch_metadata(&client, request).await
+        }
+        Way::ReqwestBlocking => {
+            use client_credentials::reqwest::blocking;
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || {
+                blocking::fetch_metadata(&blocking::recommended_client(), &request)
+            })
+            .await
+            .expect("the blocking exchange does not panic")
+        }
+        Way::Hyper => {
+            let timeout = Some(Duration::from_secs(30));
+            client_credentials::hyper::fetch_metadata(&hyper_client(), request, timeout).await
+        }
+    }
 }
 
 /// Builds the request for `cred` (fresh, so that an assertion is never reused), sends it every
@@ -330,20 +405,6 @@ fn jwt_claims(route: Route, token: &Token) -> (Value, Value) {
 
 // ---------------------------------------------------------------------------------------------
 // 1. client_secret_basic and client_secret_post.
-
-#[tokio::test]
-async fn discovery_names_the_token_endpoint_and_the_grant() {
-    let response = reqwest::get(format!("{}/.well-known/openid-configuration", issuer()))
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach oidc-provider at {}: {e}", issuer()));
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response.bytes().await.expect("the body arrives");
-    let discovery: Value = serde_json::from_slice(&body).expect("a discovery document");
-    assert_eq!(discovery["issuer"], issuer().as_str());
-    assert_eq!(discovery["token_endpoint"], token_endpoint().as_str());
-    let grants = discovery["grant_types_supported"].as_array().unwrap();
-    assert!(grants.contains(&Value::from("client_credentials")));
-}
 
 #[tokio::test]
 async fn client_secret_basic_gets_a_token() {
@@ -618,21 +679,16 @@ async fn scope_the_client_may_not_have_is_invalid_scope() {
                 Some("requested scope is not allowed"),
                 "{route}"
             );
+            // oidc-provider names the refused scope in a `scope` member of the error object,
+            // which RFC 6749 §5.2 does not define: the crate keeps it with the other extras.
+            assert_eq!(
+                oauth.extra().get("scope"),
+                Some(&json!("api:admin")),
+                "{route}"
+            );
         },
     )
     .await;
-    // oidc-provider names the offending scope in a `scope` member of the error object, which
-    // RFC 6749 §5.2 does not define. (The crate's parser reads `scope` as the token's member and
-    // so does not keep it in `OAuthError::extra`.)
-    let request = BASIC
-        .client(ResponseRules::strict())
-        .token_request()
-        .scope("api:read api:admin")
-        .build()
-        .unwrap();
-    let (response, _) = send_raw(core_request(&request)).await;
-    let body: Value = serde_json::from_slice(response.body()).unwrap();
-    assert_eq!(body["scope"], "api:admin");
 }
 
 #[tokio::test]
@@ -797,12 +853,139 @@ async fn server_drops_unknown_scopes_and_omits_scope() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. private_key_jwt, through the pre-signed assertion path.
+// 5. private_key_jwt and client_secret_jwt (RFC 7523).
+
+/// The claims and header of the client assertion a request carries for one attempt.
+fn assertion_of(request: &TokenRequest) -> (Value, Value) {
+    let http_request = request
+        .http_request_for(&Attempt::new(now(), entropy()))
+        .expect("the assertion is signed");
+    let body = String::from_utf8(http_request.body().secret().to_vec()).unwrap();
+    let assertion = form_urlencoded_value(&body, "client_assertion").expect("an assertion");
+    let parts: Vec<&str> = assertion.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWS has three parts");
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).unwrap()
+    };
+    (decode(parts[0]), decode(parts[1]))
+}
+
+/// The value of a form parameter; the crate's values here need no decoding.
+fn form_urlencoded_value(body: &str, name: &str) -> Option<String> {
+    body.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
 
 #[tokio::test]
-async fn private_key_jwt_assertion_gets_a_token() {
+async fn private_key_jwt_gets_a_token() {
     every_way(
         JWT,
+        |b| b.scope("api:read"),
+        |route, request, outcome| {
+            let (header, claims) = assertion_of(request);
+            assert_eq!(
+                header,
+                json!({ "alg": "ES256", "kid": "interop-client" }),
+                "{route}"
+            );
+            assert_eq!(claims["iss"], "jwt-client", "{route}");
+            assert_eq!(claims["sub"], "jwt-client", "{route}");
+            assert_eq!(claims["aud"], token_endpoint().as_str(), "{route}");
+            let token = token(route, outcome);
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+            assert_lifetime(route, &token, 3600);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn private_key_jwt_signs_a_fresh_assertion_for_every_request() {
+    // The server refuses a `jti` it has seen (`server_refuses_a_replayed_assertion`), so the
+    // same request succeeding twice shows that each attempt signs its own assertion.
+    for way in WAYS {
+        let route = Route { way, strict: true };
+        let request = JWT
+            .client(ResponseRules::strict())
+            .token_request()
+            .build()
+            .unwrap();
+        token(route, fetch(way, &request).await);
+        token(route, fetch(way, &request).await);
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_the_issuer_as_audience() {
+    // oidc-provider takes the issuer, the token endpoint or the endpoint's url as `aud`.
+    for way in WAYS {
+        let route = Route { way, strict: true };
+        let auth = JwtAuth::new(client_key()).with_audience(issuer());
+        let url = TokenUrl::new(&token_endpoint()).unwrap();
+        let client = ClientCredentials::with_auth(url, "jwt-client", ClientAuth::Jwt(auth))
+            .unwrap()
+            .with_response_rules(ResponseRules::strict());
+        let request = client.token_request().build().unwrap();
+        assert_eq!(
+            assertion_of(&request).1["aud"],
+            issuer().as_str(),
+            "{route}"
+        );
+        token(route, fetch(way, &request).await);
+    }
+}
+
+#[tokio::test]
+async fn client_secret_jwt_gets_a_token() {
+    every_way(
+        SECRET_JWT,
+        |b| b.scope("api:read"),
+        |route, request, outcome| {
+            assert_eq!(
+                request.client().auth_method(),
+                AuthMethod::ClientSecretJwt,
+                "{route}"
+            );
+            let (header, claims) = assertion_of(request);
+            assert_eq!(header, json!({ "alg": "HS256" }), "{route}");
+            assert_eq!(claims["iss"], "secret-jwt-client", "{route}");
+            assert_eq!(
+                claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+                60,
+                "{route}: the default lifetime"
+            );
+            let token = token(route, outcome);
+            assert_eq!(token.scope(), Some("api:read"), "{route}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn client_secret_jwt_with_another_secret_is_invalid_client() {
+    every_way(
+        Cred::SecretJwt(
+            "secret-jwt-client",
+            "not-the-secret-but-long-enough-for-hs256",
+        ),
+        |b| b,
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidClient);
+            assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED), "{route}");
+            assert!(!error.is_retryable(), "{route}");
+        },
+    )
+    .await;
+}
+
+// Through the pre-signed assertion path.
+
+#[tokio::test]
+async fn pre_signed_assertion_gets_a_token() {
+    every_way(
+        PRE_SIGNED,
         |b| b.scope("api:read"),
         |route, request, outcome| {
             let body = request.http_request().body().secret().to_vec();
@@ -825,7 +1008,7 @@ async fn server_refuses_a_replayed_assertion() {
     // so a pre-signed assertion serves one request: sign a fresh one for each.
     for way in WAYS {
         let route = Route { way, strict: true };
-        let request = JWT
+        let request = PRE_SIGNED
             .client(ResponseRules::strict())
             .token_request()
             .build()
@@ -833,5 +1016,249 @@ async fn server_refuses_a_replayed_assertion() {
         token(route, fetch(way, &request).await);
         let error = oauth_error(route, fetch(way, &request).await, &ErrorCode::InvalidClient);
         assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED), "{route}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. DPoP (RFC 9449), with the server requiring its nonce in every proof.
+
+fn dpop_key() -> DpopKey {
+    DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).expect("an ES256 key"))
+        .expect("an asymmetric key with a public jwk")
+}
+
+/// One token request as the server logged it: whether its proof had a nonce, and the status.
+#[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+struct Logged {
+    nonce: bool,
+    status: u16,
+}
+
+/// A nonce-less proof refused, then the retry with the nonce.
+const RETRIED: [Logged; 2] = [
+    Logged {
+        nonce: false,
+        status: 400,
+    },
+    Logged {
+        nonce: true,
+        status: 200,
+    },
+];
+/// A proof with the nonce learnt from an earlier response.
+const WITH_NONCE: [Logged; 1] = [Logged {
+    nonce: true,
+    status: 200,
+}];
+
+/// The token requests the server saw with proofs of `key` (interop/server.mjs logs them).
+async fn dpop_log(key: &DpopKey) -> Vec<Logged> {
+    let url = format!("{}/interop/dpop-log/{}", issuer(), key.thumbprint());
+    let response = reqwest::get(url).await.expect("the server answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    serde_json::from_slice(&response.bytes().await.unwrap()).expect("the log")
+}
+
+#[tokio::test]
+async fn server_asks_for_a_dpop_nonce_first() {
+    // By hand through the core: an attempt without a nonce, then one with the server's.
+    let key = dpop_key();
+    let request = DPOP
+        .client(ResponseRules::strict())
+        .with_dpop(key.clone())
+        .token_request()
+        .scope("api:read")
+        .build()
+        .unwrap();
+    let first = request
+        .http_request_for(&Attempt::new(now(), entropy()))
+        .unwrap();
+    let (response, sent_at) = send_raw(first.map(RequestBody::into_bytes)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    let error = request.parse_response(&response, sent_at).unwrap_err();
+    let oauth = error.oauth().expect("an oauth error");
+    assert_eq!(oauth.code(), &ErrorCode::UseDpopNonce);
+    assert_eq!(
+        oauth.description(),
+        Some("nonce is required in the DPoP proof")
+    );
+    assert!(error.is_retryable());
+    let nonce = error.dpop_retry_nonce().expect("a nonce to retry with");
+    assert_eq!(
+        response.headers()["dpop-nonce"],
+        nonce,
+        "the header, as sent"
+    );
+
+    let retry = Attempt::new(now(), entropy()).with_dpop_nonce(nonce);
+    let second = request.http_request_for(&retry).unwrap();
+    let (response, sent_at) = send_raw(second.map(RequestBody::into_bytes)).await;
+    let token = request.parse_response(&response, sent_at).unwrap();
+    assert_eq!(token.token_type(), &TokenType::DPoP);
+    assert_eq!(dpop_log(&key).await, RETRIED);
+}
+
+#[tokio::test]
+async fn dpop_bound_token_with_the_nonce_retry() {
+    // The only test that sends DPoP proofs through the adapters, which share one nonce store
+    // per process: the first adapter exchange retries, the later ones start with the nonce.
+    let mut adapter_exchanges = 0;
+    for route in routes() {
+        let key = dpop_key();
+        let request = DPOP
+            .client(rules(route.strict))
+            .with_dpop(key.clone())
+            .token_request()
+            .scope("api:read")
+            .resource(JWT_RESOURCE)
+            .build()
+            .unwrap();
+        let token = token(route, fetch(route.way, &request).await);
+        assert_eq!(token.token_type(), &TokenType::DPoP, "{route}");
+        assert_eq!(token.scope(), Some("api:read"), "{route}");
+        let (_, claims) = jwt_claims(route, &token);
+        assert_eq!(
+            claims["cnf"],
+            json!({ "jkt": key.thumbprint() }),
+            "{route}: bound to the key (RFC 9449 §6.1)"
+        );
+        let log = dpop_log(&key).await;
+        match route.way {
+            Way::Core => assert_eq!(log, RETRIED, "{route}: a fresh nonce store"),
+            _ if adapter_exchanges == 0 => assert_eq!(log, RETRIED, "{route}: the first"),
+            _ => assert_eq!(log, WITH_NONCE, "{route}: the nonce is remembered"),
+        }
+        if !matches!(route.way, Way::Core) {
+            adapter_exchanges += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_core_exchange_remembers_the_nonce() {
+    let nonces = DpopNonces::new();
+    let client = DPOP.client(ResponseRules::strict());
+    for expected in [&RETRIED[..], &WITH_NONCE[..]] {
+        let key = dpop_key();
+        let request = client
+            .clone()
+            .with_dpop(key.clone())
+            .token_request()
+            .build()
+            .unwrap();
+        let token = fetch_core(&request, &nonces).await.unwrap();
+        assert_eq!(token.token_type(), &TokenType::DPoP);
+        assert_eq!(dpop_log(&key).await, expected);
+    }
+}
+
+#[tokio::test]
+async fn server_refuses_the_dpop_bound_client_without_a_proof_with_invalid_grant() {
+    every_way(
+        DPOP,
+        |b| b,
+        |route, _, outcome| {
+            let error = oauth_error(route, outcome, &ErrorCode::InvalidGrant);
+            assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST), "{route}");
+            assert_eq!(
+                error.oauth().unwrap().description(),
+                Some("grant request is invalid"),
+                "{route}"
+            );
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Discovery (RFC 8414, OpenID Connect Discovery): a client from the issuer alone.
+
+#[tokio::test]
+async fn discovery_from_the_issuer_alone() {
+    let issuer_id = Issuer::new(&issuer()).expect("a loopback issuer");
+    for way in WAYS {
+        let route = Route { way, strict: false };
+        let variants = [
+            MetadataRequest::oauth(issuer_id.clone()),
+            MetadataRequest::openid(issuer_id.clone()),
+        ];
+        for discovery in variants {
+            let what = format!("{route} from {}", discovery.url());
+            let metadata = fetch_metadata(way, &discovery)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(metadata.issuer(), issuer(), "{what}");
+            assert_eq!(
+                metadata.token_endpoint().to_string(),
+                token_endpoint(),
+                "{what}"
+            );
+            assert!(
+                metadata
+                    .grant_types_supported()
+                    .iter()
+                    .any(|grant| grant == "client_credentials"),
+                "{what}"
+            );
+            assert!(
+                metadata
+                    .dpop_signing_alg_values_supported()
+                    .is_some_and(|algs| algs.iter().any(|alg| alg == "ES256")),
+                "{what}"
+            );
+
+            // The metadata chooses the method: Basic for a secret, private_key_jwt for a key,
+            // client_secret_jwt for a secret registered for it.
+            let choices = [
+                (
+                    "basic-client",
+                    Credentials::new().secret(ClientSecret::new("basic-secret")),
+                    AuthMethod::ClientSecretBasic,
+                ),
+                (
+                    "jwt-client",
+                    Credentials::new().signer(client_key()),
+                    AuthMethod::PrivateKeyJwt,
+                ),
+                (
+                    "secret-jwt-client",
+                    Credentials::new()
+                        .secret(ClientSecret::new(SECRET_JWT_SECRET))
+                        .registered_method(AuthMethod::ClientSecretJwt),
+                    AuthMethod::ClientSecretJwt,
+                ),
+            ];
+            for (id, credentials, method) in choices {
+                let client = metadata.client(id, &credentials).expect("a usable method");
+                assert_eq!(client.auth_method(), method, "{what}: {id}");
+                let request = client.token_request().scope("api:read").build().unwrap();
+                let token = fetch(way, &request)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {id}: {e}"));
+                assert_eq!(token.scope(), Some("api:read"), "{what}: {id}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn discovery_of_another_issuer_is_refused() {
+    // The document names the issuer it was fetched from; asking for it under another
+    // identifier (a trailing slash) fails the RFC 8414 §3.3 check, every way.
+    let other = Issuer::new(&format!("{}/", issuer())).unwrap();
+    for way in WAYS {
+        let route = Route { way, strict: false };
+        match fetch_metadata(way, &MetadataRequest::oauth(other.clone())).await {
+            Err(Error::Discovery(error)) => assert_eq!(
+                *error,
+                DiscoveryError::IssuerMismatch {
+                    expected: format!("{}/", issuer()),
+                    found: issuer(),
+                },
+                "{route}"
+            ),
+            other => panic!("{route}: expected an issuer mismatch, got {other:?}"),
+        }
     }
 }

@@ -1,0 +1,297 @@
+//! The attempts at one token request, for whoever sends it: each built with the server's latest
+//! DPoP nonce, and one more when the server asks for a nonce (RFC 9449 §8). The caller reads
+//! the clock and the random source and does the HTTP; this decides everything else.
+
+use std::time::SystemTime;
+
+use crate::attempt::DpopNonces;
+use crate::secret::RequestBody;
+use crate::{Error, Token, TokenRequest};
+
+/// What to do after a response, as [`TokenExchange::handle_response`] says.
+#[derive(Debug)]
+#[must_use = "a step says whether the exchange is over or the request must be sent again"]
+pub enum ExchangeStep {
+    /// The server issued the token: the exchange is over.
+    Done(Token),
+    /// The server refused the DPoP proof for want of a nonce and sent one (RFC 9449 §8): build
+    /// the next attempt with [`TokenExchange::http_request`] and send it. Said at most once per
+    /// exchange.
+    Retry,
+}
+
+/// The attempts at one token request: what an adapter (or your own HTTP loop) does with a
+/// [`TokenRequest`], minus the IO.
+///
+/// For every attempt, [`http_request`](Self::http_request) builds the request from the time and
+/// 32 fresh random bytes you pass in, with the server's latest DPoP nonce from the
+/// [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
+/// every time. [`handle_response`](Self::handle_response) remembers the nonce the response
+/// brings, parses it, and says whether to send once more: only for `use_dpop_nonce`, and only
+/// once ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS)). The token's expiry is counted from the time of
+/// the attempt that got it.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use client_credentials::{
+///     ClientCredentials, ClientSecret, DpopNonces, ExchangeStep, TokenExchange, TokenUrl,
+/// };
+///
+/// static DPOP_NONCES: DpopNonces = DpopNonces::new(); // one per process, or per HTTP client
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = ClientCredentials::new(
+///     TokenUrl::new("https://idp.example.com/oauth/token")?,
+///     "my-client",
+///     ClientSecret::new("s3cr3t"),
+/// );
+/// let request = client.token_request().scope("read:things").build()?;
+/// # let send = |_: http::Request<client_credentials::RequestBody>| {
+/// #     http::Response::builder()
+/// #         .status(200)
+/// #         .header("content-type", "application/json")
+/// #         .body(r#"{"access_token":"eyJ...","token_type":"Bearer","expires_in":3600}"#)
+/// # };
+///
+/// let mut exchange = TokenExchange::new(&request, &DPOP_NONCES);
+/// let token = loop {
+///     # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
+///     // let now = SystemTime::now(); let mut entropy = [0; 32]; getrandom::fill(&mut entropy)?;
+///     let http_request = exchange.http_request(now, entropy)?;
+///     let response = send(http_request)?; // with any HTTP client
+///     match exchange.handle_response(&response)? {
+///         ExchangeStep::Done(token) => break token,
+///         ExchangeStep::Retry => continue,
+///     }
+/// };
+/// assert_eq!(token.scope(), Some("read:things"));
+/// assert_eq!(exchange.attempts(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "an exchange does nothing until its request is built and sent"]
+pub struct TokenExchange<'a> {
+    request: &'a TokenRequest,
+    nonces: &'a DpopNonces,
+    /// When the attempt awaiting its response was made.
+    sent_at: Option<SystemTime>,
+    attempts: u8,
+}
+
+impl<'a> TokenExchange<'a> {
+    /// The most attempts an exchange makes: the first, and one with the server's DPoP nonce.
+    pub const MAX_ATTEMPTS: u8 = 2;
+
+    /// An exchange for `request`, taking and keeping DPoP nonces in `nonces`: keep one store
+    /// for as long as the HTTP client, so that later requests start with the server's nonce.
+    pub fn new(request: &'a TokenRequest, nonces: &'a DpopNonces) -> Self {
+        Self {
+            request,
+            nonces,
+            sent_at: None,
+            attempts: 0,
+        }
+    }
+
+    /// The HTTP request for the next attempt, made at `now`, with `entropy` for the `jti` of
+    /// its JWTs and the server's latest nonce for its DPoP proof
+    /// ([`TokenRequest::http_request_for`]).
+    ///
+    /// Read `now` just before sending: the token's expiry is counted from it. `entropy` must be
+    /// fresh from a cryptographically secure source for every attempt (see
+    /// [`Attempt::new`](crate::Attempt::new)).
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenRequest::http_request_for`]: [`Error::Signing`] if a signer fails,
+    /// [`Error::InvalidParameter`] if `now` is before 1970.
+    pub fn http_request(
+        &mut self,
+        now: SystemTime,
+        entropy: [u8; 32],
+    ) -> Result<http::Request<RequestBody>, Error> {
+        let attempt = self
+            .nonces
+            .attempt(self.request.client().token_url().as_uri(), now, entropy);
+        let request = self.request.http_request_for(&attempt)?;
+        self.sent_at = Some(now);
+        self.attempts = self.attempts.saturating_add(1);
+        Ok(request)
+    }
+
+    /// Reads the response to the last attempt: remembers the server's DPoP nonce if it sent
+    /// one (on any response, success or error), then parses the response by the client's
+    /// rules, counting the token's expiry from the attempt's time.
+    ///
+    /// # Errors
+    ///
+    /// Every error of [`TokenRequest::parse_response`], including `use_dpop_nonce` once the
+    /// retry is spent; [`Error::InvalidParameter`] if no attempt awaits a response (call
+    /// [`http_request`](Self::http_request) first, and hand in each response once).
+    pub fn handle_response(
+        &mut self,
+        response: &http::Response<impl AsRef<[u8]>>,
+    ) -> Result<ExchangeStep, Error> {
+        let sent_at = self.sent_at.take().ok_or(Error::InvalidParameter {
+            name: "response".into(),
+            reason: "no attempt awaits a response: build one with TokenExchange::http_request, and hand in each response once",
+        })?;
+        self.nonces.observe(
+            self.request.client().token_url().as_uri(),
+            response.headers(),
+        );
+        match self.request.parse_response(response, sent_at) {
+            Ok(token) => Ok(ExchangeStep::Done(token)),
+            Err(error)
+                if error.dpop_retry_nonce().is_some() && self.attempts < Self::MAX_ATTEMPTS =>
+            {
+                Ok(ExchangeStep::Retry)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// How many attempts have been built.
+    #[must_use]
+    pub fn attempts(&self) -> u8 {
+        self.attempts
+    }
+
+    /// The token request being exchanged.
+    #[must_use]
+    pub fn request(&self) -> &'a TokenRequest {
+        self.request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{ClientCredentials, ClientSecret, ErrorCode, TokenUrl};
+
+    fn request() -> TokenRequest {
+        ClientCredentials::new(
+            TokenUrl::new("https://as.example.com/token").unwrap(),
+            "c",
+            ClientSecret::new("s"),
+        )
+        .token_request()
+        .build()
+        .unwrap()
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn use_dpop_nonce(nonce: &str) -> http::Response<&'static str> {
+        http::Response::builder()
+            .status(400)
+            .header("content-type", "application/json")
+            .header("dpop-nonce", nonce)
+            .body(r#"{"error":"use_dpop_nonce","error_description":"nonce is required in the DPoP proof"}"#)
+            .unwrap()
+    }
+
+    fn token(nonce: Option<&str>) -> http::Response<&'static str> {
+        let mut response = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json");
+        if let Some(nonce) = nonce {
+            response = response.header("dpop-nonce", nonce);
+        }
+        response
+            .body(r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_token_on_the_first_attempt_is_done_and_counts_from_its_time() {
+        let request = request();
+        let nonces = DpopNonces::new();
+        let mut exchange = TokenExchange::new(&request, &nonces);
+        let http = exchange.http_request(at(100), [1; 32]).unwrap();
+        assert_eq!(http.uri(), "https://as.example.com/token");
+        match exchange.handle_response(&token(Some("n-0"))).unwrap() {
+            ExchangeStep::Done(token) => assert_eq!(token.sent_at(), at(100)),
+            ExchangeStep::Retry => panic!("no retry for a token"),
+        }
+        assert_eq!(exchange.attempts(), 1);
+        let uri = request.client().token_url().as_uri();
+        assert_eq!(
+            nonces.get(uri).as_deref(),
+            Some("n-0"),
+            "a success's nonce is kept too"
+        );
+    }
+
+    #[test]
+    fn use_dpop_nonce_is_retried_once_with_the_nonce_rfc9449_8() {
+        let request = request();
+        let nonces = DpopNonces::new();
+        let uri = request.client().token_url().as_uri();
+        let mut exchange = TokenExchange::new(&request, &nonces);
+        let _ = exchange.http_request(at(100), [1; 32]).unwrap();
+        assert!(matches!(
+            exchange.handle_response(&use_dpop_nonce("n-1")).unwrap(),
+            ExchangeStep::Retry
+        ));
+        assert_eq!(nonces.get(uri).as_deref(), Some("n-1"));
+        let _ = exchange.http_request(at(101), [2; 32]).unwrap();
+        let error = exchange
+            .handle_response(&use_dpop_nonce("n-2"))
+            .unwrap_err();
+        assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
+        assert_eq!(exchange.attempts(), TokenExchange::MAX_ATTEMPTS);
+        assert_eq!(nonces.get(uri).as_deref(), Some("n-2"), "the newest nonce");
+
+        // The retry's token counts from the retry's time.
+        let mut exchange = TokenExchange::new(&request, &nonces);
+        let _ = exchange.http_request(at(200), [3; 32]).unwrap();
+        let _ = exchange.handle_response(&use_dpop_nonce("n-3")).unwrap();
+        let _ = exchange.http_request(at(205), [4; 32]).unwrap();
+        match exchange.handle_response(&token(None)).unwrap() {
+            ExchangeStep::Done(token) => assert_eq!(token.sent_at(), at(205)),
+            ExchangeStep::Retry => panic!("a token ends the exchange"),
+        }
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let request = request();
+        let nonces = DpopNonces::new();
+        let mut exchange = TokenExchange::new(&request, &nonces);
+        let _ = exchange.http_request(at(100), [1; 32]).unwrap();
+        let refused = http::Response::builder()
+            .status(400)
+            .header("dpop-nonce", "n-1")
+            .body(r#"{"error":"invalid_dpop_proof"}"#)
+            .unwrap();
+        let error = exchange.handle_response(&refused).unwrap_err();
+        assert_eq!(error.oauth().unwrap().code(), &ErrorCode::InvalidDpopProof);
+        // `use_dpop_nonce` without a nonce to retry with.
+        let _ = exchange.http_request(at(100), [1; 32]).unwrap();
+        let bare = http::Response::builder()
+            .status(400)
+            .body(r#"{"error":"use_dpop_nonce"}"#)
+            .unwrap();
+        assert!(exchange.handle_response(&bare).is_err());
+    }
+
+    #[test]
+    fn a_response_without_an_attempt_is_a_typed_error() {
+        let request = request();
+        let nonces = DpopNonces::new();
+        let mut exchange = TokenExchange::new(&request, &nonces);
+        let error = exchange.handle_response(&token(None)).unwrap_err();
+        assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
+        let _ = exchange.http_request(at(1), [0; 32]).unwrap();
+        let _ = exchange.handle_response(&token(None)).unwrap();
+        assert!(
+            exchange.handle_response(&token(None)).is_err(),
+            "a response is handed in once"
+        );
+    }
+}
