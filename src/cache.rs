@@ -454,7 +454,8 @@ impl FetchTicket {
 ///
 /// - on [`Lookup::Ready`], it uses the token;
 /// - on [`Lookup::Fetch`], it sends the request without the lock, then locks again to hand the
-///   response to [`handle_response`](Self::handle_response) and returns its result; a guard
+///   response to [`handle_response`](Self::handle_response) (or an adapter's parsed outcome
+///   to [`handle_result`](Self::handle_result)) and returns its result; a guard
 ///   calls [`abandon`](Self::abandon) if the caller is dropped first. After either, it wakes
 ///   the waiters. Retries within one exchange (again with a server's DPoP nonce) belong to the
 ///   same ticket: hand in only the final response;
@@ -674,6 +675,25 @@ impl TokenCache {
         (now < cached.refresh_at || busy).then(|| Arc::clone(&cached.token))
     }
 
+    /// The token [`peek`](Self::peek) answers, with the moment until which it keeps answering
+    /// it, unless a `&mut self` method changes the cache meanwhile: for a shared source that
+    /// keeps the answer where callers find it without locking the cache or hashing the request,
+    /// and sets it again after every change. `None` means: poll.
+    ///
+    /// The moment is the entry's next event (a refresh falling due, a fetch's deadline or a
+    /// back-off ending, the token expiring), so it may come before `peek` would change its
+    /// answer, never after.
+    #[must_use]
+    pub fn peek_until(
+        &self,
+        request: &TokenRequest,
+        now: Instant,
+    ) -> Option<(Arc<Token>, Instant)> {
+        let token = self.peek(request, now)?;
+        let until = self.entries.get(request)?.next_event(now)?;
+        Some((token, until))
+    }
+
     /// Takes the response to a ticket's request and returns the token or the failure, which
     /// the cache keeps for later polls (a failure only until its back-off is over).
     ///
@@ -699,11 +719,34 @@ impl TokenCache {
         random: u64,
     ) -> Result<Arc<Token>, Arc<Error>> {
         let parsed = ticket.request.parse_response(response, sent_at);
+        self.handle_result(ticket, parsed, sent_at, now, random)
+    }
+
+    /// Takes the outcome of a ticket's fetch, already parsed: the token, or the failure (of
+    /// the exchange, or of the response, as an adapter's `fetch_token` returns them), and
+    /// acts as [`handle_response`](Self::handle_response) does.
+    ///
+    /// `sent_at` is the wall-clock time the request was sent (read it just before handing the
+    /// ticket's request to the adapter): a failure's `Retry-After` date is counted from it. A
+    /// token carries its own [`sent_at`](Token::sent_at).
+    ///
+    /// # Errors
+    ///
+    /// The failure, shared so that waiters polling later get the same error in
+    /// [`Lookup::BackOff`].
+    pub fn handle_result(
+        &mut self,
+        ticket: FetchTicket,
+        result: Result<Token, Error>,
+        sent_at: SystemTime,
+        now: Instant,
+        random: u64,
+    ) -> Result<Arc<Token>, Arc<Error>> {
         let policy = self.policy;
         let Some((entry, started)) = self.take_current(&ticket) else {
-            return parsed.map(Arc::new).map_err(Arc::new);
+            return result.map(Arc::new).map_err(Arc::new);
         };
-        match parsed {
+        match result {
             Ok(token) => Ok(entry.store(token, started, now, &policy, random)),
             Err(error) => Err(entry.fail(error, Some(sent_at), now, &policy, random)),
         }
@@ -1494,6 +1537,39 @@ mod tests {
     }
 
     #[test]
+    fn peek_until_holds_its_answer_until_the_next_event() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::default();
+        let request = request();
+        assert!(cache.peek_until(&request, clock.at(0.0)).is_none());
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(120), 0);
+        let (peeked, until) = cache.peek_until(&request, clock.at(1.0)).unwrap();
+        assert!(Arc::ptr_eq(&peeked, &token));
+        assert_eq!(until, clock.at(108.0), "the refresh falls due");
+        assert!(cache.peek(&request, until - MS).is_some());
+        assert!(cache.peek(&request, until).is_none());
+        assert!(cache.peek_until(&request, until).is_none());
+
+        let ticket = refresh(&mut cache, &request, until);
+        let (_, busy_until) = cache.peek_until(&request, until).unwrap();
+        assert_eq!(
+            busy_until,
+            clock.at(120.0),
+            "the token expires before the deadline"
+        );
+        let _ = cache.handle_response(
+            ticket,
+            &error_response(503, Some("5")),
+            clock.wall(until),
+            until,
+            0,
+        );
+        let (_, backoff_until) = cache.peek_until(&request, until).unwrap();
+        assert_eq!(backoff_until, clock.at(113.0), "the back-off ends");
+        assert!(cache.peek(&request, backoff_until - MS).is_some());
+    }
+
+    #[test]
     fn a_token_expired_on_arrival_is_returned_but_not_cached() {
         let clock = Clock::new();
         let mut cache = TokenCache::default();
@@ -1548,6 +1624,53 @@ mod tests {
         let _ = cache.handle_response(ticket, &response, clock.wall(now), now, u64::MAX);
         assert!(backoff_until(&mut cache, &request, now) > now);
         let _ = cache.poll_timeout(now);
+    }
+
+    #[test]
+    fn handle_result_takes_a_parsed_token_or_failure() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::new(CachePolicy::new().with_backoff_jitter(0.0));
+        let request = request();
+        let now = clock.at(0.0);
+        let ticket = fetch(&mut cache, &request, now);
+        let parsed = request.parse_response(&token_response("parsed", Some(600)), clock.wall(now));
+        let token = cache
+            .handle_result(ticket, parsed, clock.wall(now), now, 0)
+            .unwrap();
+        assert!(Arc::ptr_eq(&ready(&mut cache, &request, now), &token));
+        assert!(cache.peek(&request, clock.at(539.9)).is_some());
+        assert!(
+            cache.peek(&request, clock.at(540.0)).is_none(),
+            "refresh due"
+        );
+
+        // A failure's `Retry-After` date counts from `sent_at`.
+        let other = client().token_request().build().unwrap();
+        let ticket = fetch(&mut cache, &other, now);
+        let date = httpdate::fmt_http_date(clock.wall(now) + 30 * SECOND);
+        let parsed = other.parse_response(&error_response(503, Some(&date)), clock.wall(now));
+        let error = cache
+            .handle_result(ticket, parsed, clock.wall(now), now, 0)
+            .unwrap_err();
+        assert_eq!(error.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(backoff_until(&mut cache, &other, now), clock.at(30.0));
+
+        // A ticket no longer current passes its outcome through and changes nothing.
+        let stale = refresh(&mut cache, &request, clock.at(540.0));
+        let stale_again = FetchTicket {
+            request: request.clone(),
+            id: stale.id(),
+        };
+        cache.abandon(stale);
+        let late = Err(Error::BodyTooLarge { limit: 1 });
+        let late = cache.handle_result(stale_again, late, clock.wall(now), clock.at(541.0), 0);
+        assert!(matches!(*late.unwrap_err(), Error::BodyTooLarge { .. }));
+        let ticket = refresh(&mut cache, &request, clock.at(541.0));
+        assert!(Arc::ptr_eq(
+            &ready(&mut cache, &request, clock.at(541.0)),
+            &token
+        ));
+        cache.abandon(ticket);
     }
 
     #[test]

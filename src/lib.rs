@@ -64,6 +64,10 @@
 //!   EdDSA and HS256 keys with feature `jwt`); DPoP proofs ([RFC 9449], feature `jwt`) for the
 //!   token request and the resource server; server metadata discovery ([RFC 8414]) into
 //!   [`ServerMetadata`], which picks the client authentication.
+//! - Mutual TLS ([RFC 8705]): `tls_client_auth` and `self_signed_tls_client_auth`
+//!   ([`ClientAuth::TlsClientAuth`], [`ClientAuth::SelfSignedTlsClientAuth`]) send the client id
+//!   alone, the certificate being your HTTP client's; with a [`ClientCertificate`],
+//!   [`ServerMetadata`] sends the client to the server's `mtls_endpoint_aliases`.
 //!
 //! [RFC 6749 §4.4.2]: https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2
 //! [§2.3.1]: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
@@ -76,9 +80,12 @@
 //! [RFC 9449 §8]: https://www.rfc-editor.org/rfc/rfc9449#section-8
 //! [RFC 9449]: https://www.rfc-editor.org/rfc/rfc9449
 //! [RFC 8414]: https://www.rfc-editor.org/rfc/rfc8414
+//! [RFC 8705]: https://www.rfc-editor.org/rfc/rfc8705
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
+mod adapters;
 mod attempt;
 mod auth;
 mod cache;
@@ -88,6 +95,7 @@ mod discovery;
 mod dpop;
 mod endpoint;
 mod error;
+mod exchange;
 mod jwt;
 #[cfg(feature = "jwt")]
 mod key;
@@ -95,6 +103,8 @@ mod request;
 mod response;
 mod sanitize;
 mod secret;
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
+mod source;
 mod token;
 
 #[cfg(feature = "hyper")]
@@ -110,13 +120,16 @@ pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
 pub use auth::{AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE};
 pub use cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
 pub use challenge::Challenge;
-pub use discovery::{Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata};
+pub use discovery::{
+    ClientCertificate, Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata,
+};
 #[cfg(feature = "jwt")]
 pub use dpop::DpopKey;
 pub use endpoint::TokenUrl;
 pub use error::{
     Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
 };
+pub use exchange::{ExchangeStep, TokenExchange};
 pub use jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
 #[cfg(feature = "jwt")]
 pub use key::{HmacKey, PrivateKey};
@@ -126,6 +139,7 @@ pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
 pub use token::{MAX_EXPIRES_IN, Token, TokenType};
 
+// The README's examples use the adapters and the built-in keys.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "reqwest", feature = "rustls", feature = "jwt"))]
 pub struct ReadmeDoctests;

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http::HeaderValue;
+use http::header::AUTHORIZATION;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -144,6 +146,68 @@ impl Token {
         ))
     }
 
+    /// The `Authorization` header value that presents this token to a resource server:
+    /// `<scheme> <token>`, marked sensitive so that `http`'s `Debug` and well-behaved loggers
+    /// leave it out.
+    ///
+    /// The scheme is the [token type](Self::token_type): `Bearer` for a bearer token
+    /// ([RFC 6750 §2.1]), and the type as the server sent it otherwise. A
+    /// [`DPoP`](TokenType::DPoP) token needs a DPoP proof next to this header ([RFC 9449 §7.1]):
+    /// present it with `DpopKey::authorize` (feature `jwt`), which sets both.
+    ///
+    /// ```
+    /// # use std::time::SystemTime;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let response = http::Response::builder()
+    /// #     .status(200)
+    /// #     .header("content-type", "application/json")
+    /// #     .body(r#"{"access_token":"eyJ...","token_type":"bearer","expires_in":3600}"#)?;
+    /// # let token = client_credentials::Token::from_response(&response, SystemTime::UNIX_EPOCH)?;
+    /// let value = token.authorization_header()?;
+    /// assert_eq!(value, "Bearer eyJ...");
+    /// assert!(value.is_sensitive());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) (naming `access_token`) if
+    /// the token or its type has characters an HTTP header cannot carry.
+    ///
+    /// [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
+    /// [RFC 9449 §7.1]: https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+    pub fn authorization_header(&self) -> Result<HeaderValue, crate::Error> {
+        let scheme = self.token_type.as_str();
+        let secret = self.access_token.secret();
+        let mut value = Vec::with_capacity(scheme.len() + 1 + secret.len());
+        value.extend_from_slice(scheme.as_bytes());
+        value.push(b' ');
+        value.extend_from_slice(secret.as_bytes());
+        let mut value =
+            HeaderValue::from_maybe_shared(value).map_err(|_| crate::Error::InvalidParameter {
+                name: "access_token".into(),
+                reason: "the token has characters an http header cannot carry",
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// Puts the token on a request to a resource server: sets its `Authorization` header to
+    /// [`authorization_header`](Self::authorization_header), replacing any there.
+    ///
+    /// For a [`DPoP`](TokenType::DPoP) token use `DpopKey::authorize` (feature `jwt`) instead,
+    /// which adds the DPoP proof the token is useless without.
+    ///
+    /// # Errors
+    ///
+    /// As [`authorization_header`](Self::authorization_header); the request is then left as
+    /// it was.
+    pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<(), crate::Error> {
+        let value = self.authorization_header()?;
+        request.headers_mut().insert(AUTHORIZATION, value);
+        Ok(())
+    }
+
     pub(crate) fn with_default_scope(mut self, requested: &Arc<str>) -> Self {
         if self.scope.is_none() {
             self.scope = Some(Arc::clone(requested));
@@ -274,6 +338,46 @@ mod tests {
             ext_expires_in: u64,
         }
         assert_eq!(token.extras_as::<Extra>().unwrap().ext_expires_in, 7200);
+    }
+
+    #[test]
+    fn authorization_header_rfc6750_2_1() {
+        let bearer = token(Some(1));
+        let value = bearer.authorization_header().unwrap();
+        assert_eq!(value, "Bearer hunter2");
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("hunter2"));
+
+        let mut dpop = token(Some(1));
+        dpop.token_type = TokenType::parse("dpop");
+        let mut request = http::Request::get("https://api.example.com/things")
+            .header(AUTHORIZATION, "Basic old")
+            .body(())
+            .unwrap();
+        dpop.authorize(&mut request).unwrap();
+        assert_eq!(request.headers().get_all(AUTHORIZATION).iter().count(), 1);
+        assert_eq!(request.headers()[AUTHORIZATION], "DPoP hunter2");
+        assert!(request.headers()[AUTHORIZATION].is_sensitive());
+        assert!(!format!("{request:?}").contains("hunter2"));
+
+        let mut other = token(Some(1));
+        other.token_type = TokenType::parse("MAC");
+        assert_eq!(other.authorization_header().unwrap(), "MAC hunter2");
+    }
+
+    #[test]
+    fn a_token_a_header_cannot_carry_is_a_typed_error() {
+        for bad in ["line\nbreak", "nul\0", "del\u{7f}"] {
+            let mut token = token(Some(1));
+            token.access_token = AccessToken::new(bad);
+            let mut request = http::Request::new(());
+            let error = token.authorize(&mut request).unwrap_err();
+            assert!(
+                matches!(&error, crate::Error::InvalidParameter { name, .. } if name == "access_token")
+            );
+            assert!(!error.to_string().contains(bad), "{error}");
+            assert!(request.headers().is_empty());
+        }
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! The blocking token source: the async source's rules, on threads. Waiters sleep on a condition
+//! variable; a refresh is made by the caller that finds it due, the others keep the valid token.
+
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
+
+use ::reqwest::blocking::Client;
+
+use super::{Core, Fetched, Outcome, now, wall_now};
+use crate::{CachePolicy, Error, FetchTicket, Lookup, Token, TokenRequest};
+
+/// What the clones of a blocking source share.
+struct Inner {
+    core: Core,
+    /// Counts the fetches that ended (or were given up), so that a waiter can tell whether one
+    /// ended since it polled.
+    ended: Mutex<u64>,
+    changed: Condvar,
+    fetch: Box<dyn Fn(&TokenRequest) -> Fetched + Send + Sync>,
+}
+
+impl Inner {
+    fn ended(&self) -> MutexGuard<'_, u64> {
+        // Only ever incremented: a poisoned count is still a count.
+        self.ended.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the waiters: a fetch ended.
+    fn wake(&self) {
+        *self.ended() += 1;
+        self.changed.notify_all();
+    }
+
+    fn token(&self) -> Outcome {
+        if let Some(token) = self.core.peek(now()) {
+            return Ok(token);
+        }
+        loop {
+            // Read before the poll: a fetch that ends after it changes the count.
+            let seen = *self.ended();
+            match self.core.poll() {
+                Lookup::Ready(token) => return Ok(token),
+                // This caller refreshes, and gets the new token; the others keep the old one.
+                Lookup::Refresh { token, ticket } => {
+                    return Ok(self.fetch(ticket).unwrap_or(token));
+                }
+                Lookup::Fetch(ticket) => return self.fetch(ticket),
+                Lookup::Pending { deadline } => self.wait(seen, deadline),
+                Lookup::BackOff { error, .. } => return Err(error),
+            }
+        }
+    }
+
+    /// Waits until a fetch ends after `seen` were counted, or until `deadline`.
+    fn wait(&self, seen: u64, deadline: Instant) {
+        let timeout = deadline.saturating_duration_since(now());
+        let ended = self.ended();
+        let _ = self
+            .changed
+            .wait_timeout_while(ended, timeout, |ended| *ended == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Makes the ticket's fetch, hands the outcome to the cache and wakes the waiters; gives
+    /// the ticket up if the fetch panics.
+    fn fetch(&self, ticket: FetchTicket) -> Outcome {
+        let guard = Abandon {
+            inner: self,
+            ticket: Some(ticket),
+        };
+        let sent_at = wall_now();
+        let fetched = (self.fetch)(&self.core.request);
+        guard.finish(fetched, sent_at)
+    }
+}
+
+/// Gives a ticket up and wakes the waiters, unless it finishes: the fetch panicked.
+struct Abandon<'a> {
+    inner: &'a Inner,
+    ticket: Option<FetchTicket>,
+}
+
+impl Abandon<'_> {
+    fn finish(mut self, fetched: Fetched, sent_at: SystemTime) -> Outcome {
+        let Some(ticket) = self.ticket.take() else {
+            // Not reached: only `finish` takes the ticket, and it consumes the guard.
+            return fetched.map(Arc::new).map_err(Arc::new);
+        };
+        let result = self.inner.core.complete(ticket, fetched, sent_at);
+        self.inner.wake();
+        result
+    }
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.inner.core.abandon(ticket);
+            self.inner.wake();
+        }
+    }
+}
+
+/// A valid token on every call, for every thread of a program: one
+/// [`TokenCache`](crate::TokenCache) shared by all clones, fetching with a blocking
+/// [`reqwest::blocking::Client`](Client).
+///
+/// It follows the async [`TokenSource`](crate::reqwest::TokenSource)'s rules, on threads:
+/// a cached token costs a read lock and an `Arc` clone; when there is no valid token, one
+/// thread fetches and the others wait for its request; after a failure, every caller fails at
+/// once until the back-off is over; [`invalidate`](Self::invalidate) after a 401.
+///
+/// One difference: a refresh that falls due is made by the one caller that finds it due,
+/// before that call returns (it returns the new token, or the old one if the refresh fails).
+/// Every other caller keeps being served the valid token meanwhile, without waiting.
+///
+/// Like the blocking client it holds, build and drop it outside of an async runtime.
+///
+/// ```no_run
+/// use client_credentials::reqwest::blocking::TokenSource;
+/// use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let client = ClientCredentials::new(
+///     TokenUrl::new("https://idp.example.com/oauth/token")?,
+///     "my-client",
+///     ClientSecret::new("s3cr3t"),
+/// );
+/// let request = client.token_request().scope("read:things").build()?;
+/// let http = client_credentials::reqwest::blocking::recommended_client();
+/// let tokens = TokenSource::new(http, request); // clone it into every thread
+///
+/// let token = tokens.token()?;
+/// let authorization = token.authorization_header()?; // `Bearer …`, marked sensitive
+/// # let _ = authorization;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenSource(Arc<Inner>);
+
+impl TokenSource {
+    /// A source of tokens for `request`, fetched with `client` by
+    /// [`fetch_token`](crate::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
+    ///
+    /// `client` must not follow redirects: use
+    /// [`recommended_client`](crate::reqwest::blocking::recommended_client).
+    #[must_use]
+    pub fn new(client: Client, request: TokenRequest) -> Self {
+        Self::with_policy(client, request, CachePolicy::new())
+    }
+
+    /// A source of tokens for `request`, fetched with `client`, by `policy`.
+    ///
+    /// [`CachePolicy::fetch_timeout`] cannot cut a blocking exchange short: give the client
+    /// a timeout no longer than it (the recommended client's is 30 s, as is the policy's).
+    /// Callers waiting for a fetch take over when it runs out.
+    #[must_use]
+    pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
+        Self(Arc::new(Inner {
+            core: Core::new(request, policy),
+            ended: Mutex::new(0),
+            changed: Condvar::new(),
+            fetch: Box::new(move |request| crate::reqwest::blocking::fetch_token(&client, request)),
+        }))
+    }
+
+    /// A valid token: the cached one, or one fetched now by this caller or by the caller
+    /// already fetching (then this one blocks until it ends).
+    ///
+    /// # Errors
+    ///
+    /// As the async [`TokenSource::token`](crate::reqwest::TokenSource::token): the failure
+    /// of the fetch made or waited for, or the same again while the source backs off, shared
+    /// by every caller it reached, hence the `Arc`.
+    pub fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
+        self.0.token()
+    }
+
+    /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP 401),
+    /// so that the next call fetches a new one. Returns whether it was dropped: a token
+    /// already replaced stays. A back-off under way still applies.
+    pub fn invalidate(&self, rejected: &Token) -> bool {
+        self.0.core.invalidate(rejected)
+    }
+
+    /// Makes the cached token due for refresh: the next call refreshes it (and the others
+    /// are served the current token meanwhile). Returns whether there was a token. A fetch
+    /// or back-off under way is not cut short.
+    pub fn force_refresh(&self) -> bool {
+        self.0.core.force_refresh()
+    }
+
+    /// The token request the source sends.
+    #[must_use]
+    pub fn request(&self) -> &TokenRequest {
+        &self.0.core.request
+    }
+
+    /// The source's cache policy.
+    #[must_use]
+    pub fn policy(&self) -> &CachePolicy {
+        &self.0.core.policy
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("request", &self.0.core.request)
+            .field("policy", &self.0.core.policy)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,510 @@
+//! The shared token sources (reqwest, hyper, and the blocking reqwest one) against the embedded
+//! token server, over 127.0.0.1: single-flight, refresh and expiry, failure and recovery, a
+//! cancelled caller, and invalidation after a 401.
+//!
+//! No test waits for a token's lifetime but one, which waits out a 1-second lifetime; the
+//! others make refreshes due at once or back-offs short by [`CachePolicy`]. Where a test waits
+//! for a background refresh, it polls for it, boundedly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use client_credentials::test_server::{Fault, TestServer, TestServerBuilder};
+use client_credentials::{CachePolicy, Error, Token, TokenRequest};
+use http::StatusCode;
+use http::header::AUTHORIZATION;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+
+/// How many callers ask at once in the single-flight tests.
+const CALLERS: usize = 200;
+
+/// How many times a bounded wait polls (every millisecond or so) before it gives up.
+const POLLS: usize = 5_000;
+
+/// Every token is due for refresh as soon as it arrives.
+fn refresh_at_once() -> CachePolicy {
+    CachePolicy::new()
+        .with_refresh_fraction(1.0)
+        .with_refresh_margin(Duration::MAX)
+        .with_refresh_jitter(0.0)
+}
+
+/// A back-off of exactly `backoff` after every failure.
+fn short_backoff(backoff: Duration) -> CachePolicy {
+    CachePolicy::new()
+        .with_backoff_initial(backoff)
+        .with_backoff_max(backoff)
+        .with_backoff_jitter(0.0)
+}
+
+fn request(server: &TestServer) -> TokenRequest {
+    server
+        .demo_credentials()
+        .token_request()
+        .scope("read")
+        .build()
+        .expect("a valid request")
+}
+
+/// The two async sources, behind one type.
+#[derive(Clone, Debug)]
+enum Source {
+    Reqwest(client_credentials::reqwest::TokenSource),
+    Hyper(client_credentials::hyper::TokenSource),
+}
+
+/// The async adapters.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Reqwest,
+    Hyper,
+}
+
+const KINDS: [Kind; 2] = [Kind::Reqwest, Kind::Hyper];
+
+impl Source {
+    /// A server built by `server`, and a source of `kind` for its demo client by `policy`.
+    fn start(kind: Kind, server: TestServerBuilder, policy: CachePolicy) -> (TestServer, Self) {
+        let server = server.start();
+        let request = request(&server);
+        let source = match kind {
+            Kind::Reqwest => Self::Reqwest(client_credentials::reqwest::TokenSource::with_policy(
+                client_credentials::reqwest::recommended_client(),
+                request,
+                policy,
+            )),
+            Kind::Hyper => {
+                let client: HyperClient<_, Full<Bytes>> =
+                    HyperClient::builder(TokioExecutor::new()).build_http();
+                Self::Hyper(client_credentials::hyper::TokenSource::with_policy(
+                    client, request, policy,
+                ))
+            }
+        };
+        (server, source)
+    }
+
+    async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
+        match self {
+            Self::Reqwest(source) => source.token().await,
+            Self::Hyper(source) => source.token().await,
+        }
+    }
+
+    async fn ok(&self) -> Arc<Token> {
+        self.token()
+            .await
+            .unwrap_or_else(|error| panic!("{self:?}: {error}"))
+    }
+
+    fn invalidate(&self, rejected: &Token) -> bool {
+        match self {
+            Self::Reqwest(source) => source.invalidate(rejected),
+            Self::Hyper(source) => source.invalidate(rejected),
+        }
+    }
+
+    fn force_refresh(&self) -> bool {
+        match self {
+            Self::Reqwest(source) => source.force_refresh(),
+            Self::Hyper(source) => source.force_refresh(),
+        }
+    }
+
+    /// The first token other than `old`, once a background refresh has brought it.
+    async fn next_token(&self, old: &Arc<Token>) -> Arc<Token> {
+        for _ in 0..POLLS {
+            let token = self.ok().await;
+            if !Arc::ptr_eq(&token, old) {
+                return token;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{self:?}: no new token came");
+    }
+}
+
+/// Waits until the server has seen `count` requests.
+async fn requests_reach(server: &TestServer, count: usize) {
+    for _ in 0..POLLS {
+        if server.requests_served() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!(
+        "the server saw {} requests, not {count}",
+        server.requests_served()
+    );
+}
+
+#[test]
+fn sources_are_send_sync_clone_and_debug_hides_the_secret() {
+    fn shared<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    shared::<client_credentials::reqwest::TokenSource>();
+    shared::<client_credentials::reqwest::blocking::TokenSource>();
+    shared::<client_credentials::hyper::TokenSource>();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (_server, source) =
+            Source::start(Kind::Hyper, TestServer::builder(), CachePolicy::new());
+        fn send<T: Send>(_: &T) {}
+        let token = source.token();
+        send(&token);
+        drop(token);
+        assert!(!format!("{source:?}").contains("demo-secret"));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_callers_on_an_empty_cache_send_one_request() {
+    for kind in KINDS {
+        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        // A slow answer, so that the callers pile up behind the one fetch.
+        server.push_fault(Fault::Delay(Duration::from_millis(100)));
+        let start = Arc::new(tokio::sync::Barrier::new(CALLERS));
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let (source, start) = (source.clone(), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    source.ok().await
+                })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for caller in callers {
+            tokens.push(caller.await.expect("a caller panicked"));
+        }
+        assert_eq!(server.requests_served(), 1, "{kind:?}");
+        assert!(
+            tokens.iter().all(|token| Arc::ptr_eq(token, &tokens[0])),
+            "{kind:?}: every caller gets the one token"
+        );
+        // Later callers are served from the cache.
+        assert!(Arc::ptr_eq(&source.ok().await, &tokens[0]));
+        assert_eq!(server.requests_served(), 1, "{kind:?}");
+
+        let mut api_request = http::Request::get("http://127.0.0.1/api").body(()).unwrap();
+        tokens[0].authorize(&mut api_request).unwrap();
+        let authorization = &api_request.headers()[AUTHORIZATION];
+        assert!(authorization.is_sensitive());
+        assert_eq!(
+            authorization.to_str().unwrap(),
+            format!("Bearer {}", tokens[0].access_token().secret())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_runs_in_the_background_while_the_valid_token_is_served() {
+    for kind in KINDS {
+        let builder = TestServer::builder().expires_in(Some(2));
+        let (server, source) = Source::start(kind, builder, refresh_at_once());
+        let first = source.ok().await;
+        assert_eq!(first.expires_in(), Some(Duration::from_secs(2)));
+        assert_eq!(server.requests_served(), 1);
+
+        // The refresh never gets an answer: callers must not wait for it.
+        server.push_fault(Fault::NeverAnswer);
+        for _ in 0..50 {
+            assert!(Arc::ptr_eq(&source.ok().await, &first), "{kind:?}");
+        }
+        requests_reach(&server, 2).await;
+        assert_eq!(server.requests_served(), 2, "one refresh at a time");
+        assert!(Arc::ptr_eq(&source.ok().await, &first), "{kind:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_tokens_are_replaced_before_they_expire() {
+    for kind in KINDS {
+        let builder = TestServer::builder().expires_in(Some(2));
+        let (server, source) = Source::start(kind, builder, refresh_at_once());
+        let mut token = source.ok().await;
+        for _ in 0..3 {
+            // Due at once: the caller gets the current token, and the refresh follows.
+            let next = source.next_token(&token).await;
+            assert_ne!(
+                next.access_token().secret(),
+                token.access_token().secret(),
+                "{kind:?}"
+            );
+            token = next;
+        }
+        assert!(server.requests_served() >= 4, "{kind:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_never_served() {
+    for kind in KINDS {
+        // Tokens that expire on arrival are handed to their caller but never cached.
+        let builder = TestServer::builder().expires_in(Some(0));
+        let (server, source) = Source::start(kind, builder, CachePolicy::new());
+        for count in 1..=3 {
+            source.ok().await;
+            assert_eq!(server.requests_served(), count, "{kind:?}");
+        }
+
+        // A 1-second token, never refreshed ahead: served until it expires, then replaced.
+        let builder = TestServer::builder().expires_in(Some(1));
+        let policy = CachePolicy::new().with_refresh_margin(Duration::ZERO);
+        let (server, source) = Source::start(kind, builder, policy);
+        let first = source.ok().await;
+        assert!(Arc::ptr_eq(&source.ok().await, &first));
+        assert_eq!(server.requests_served(), 1, "{kind:?}");
+        // Its lifetime counts from before the request was sent, so it is over by now.
+        tokio::time::sleep(first.expires_in().unwrap()).await;
+        let second = source.ok().await;
+        assert!(!Arc::ptr_eq(&second, &first), "{kind:?}");
+        assert_eq!(server.requests_served(), 2, "{kind:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_server_is_backed_off_then_recovered_from() {
+    for kind in KINDS {
+        let backoff = Duration::from_millis(100);
+        let (server, source) = Source::start(kind, TestServer::builder(), short_backoff(backoff));
+        server.set_fault(Some(Fault::Status(StatusCode::SERVICE_UNAVAILABLE)));
+        let error = source.token().await.expect_err("the server fails");
+        assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(error.is_retryable());
+        // During the back-off, the failure is served again, without a request.
+        let again = source.token().await.expect_err("backing off");
+        assert!(Arc::ptr_eq(&error, &again), "{kind:?}");
+        assert_eq!(server.requests_served(), 1, "{kind:?}");
+
+        server.set_fault(None);
+        let mut recovered = None;
+        for _ in 0..POLLS {
+            if let Ok(token) = source.token().await {
+                recovered = Some(token);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(recovered.is_some(), "{kind:?}: no recovery");
+        assert_eq!(
+            server.requests_served(),
+            2,
+            "{kind:?}: nothing during the back-off"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_is_served_while_its_refreshes_fail() {
+    for kind in KINDS {
+        let policy = refresh_at_once()
+            .with_backoff_initial(Duration::from_secs(3600))
+            .with_backoff_jitter(0.0);
+        let (server, source) = Source::start(kind, TestServer::builder(), policy);
+        let first = source.ok().await;
+        server.set_fault(Some(Fault::Status(StatusCode::BAD_GATEWAY)));
+        assert!(Arc::ptr_eq(&source.ok().await, &first), "{kind:?}");
+        requests_reach(&server, 2).await;
+        // The refresh failed; the source backs off for an hour, serving the valid token.
+        for _ in 0..20 {
+            assert!(Arc::ptr_eq(&source.ok().await, &first), "{kind:?}");
+        }
+        assert_eq!(server.requests_served(), 2, "{kind:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_refresh_brings_a_new_token_in_the_background() {
+    for kind in KINDS {
+        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        let first = source.ok().await;
+        assert!(source.force_refresh());
+        let second = source.next_token(&first).await;
+        assert_ne!(
+            second.access_token().secret(),
+            first.access_token().secret()
+        );
+        assert_eq!(server.requests_served(), 2, "{kind:?}");
+        assert!(Arc::ptr_eq(&source.ok().await, &second), "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_caller_does_not_stall_the_others() {
+    for kind in KINDS {
+        // Without a hand-over, the waiters would wait for the fetch's timeout: an hour.
+        let policy = CachePolicy::new().with_fetch_timeout(Duration::from_secs(3600));
+        let (server, source) = Source::start(kind, TestServer::builder(), policy);
+        server.push_fault(Fault::NeverAnswer);
+        let stuck = tokio::spawn({
+            let source = source.clone();
+            async move { source.token().await }
+        });
+        // The first caller holds the fetch, and its request is at the server.
+        requests_reach(&server, 1).await;
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let source = source.clone();
+                tokio::spawn(async move { source.ok().await })
+            })
+            .collect();
+        // This runtime has one thread: yielding lets every waiter run until it waits.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        stuck.abort();
+        assert!(stuck.await.expect_err("cancelled").is_cancelled());
+        let mut tokens = Vec::new();
+        for waiter in waiters {
+            tokens.push(waiter.await.expect("a waiter panicked"));
+        }
+        assert!(tokens.iter().all(|token| Arc::ptr_eq(token, &tokens[0])));
+        assert_eq!(
+            server.requests_served(),
+            2,
+            "{kind:?}: one waiter took over"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_after_a_401_gets_one_new_token() {
+    for kind in KINDS {
+        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        let rejected = source.ok().await;
+        // Many tasks got a 401 from the API with the same token.
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (source, rejected) = (source.clone(), Arc::clone(&rejected));
+                tokio::spawn(async move {
+                    source.invalidate(&rejected);
+                    source.ok().await
+                })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for task in tasks {
+            tokens.push(task.await.expect("a task panicked"));
+        }
+        assert!(tokens.iter().all(|token| Arc::ptr_eq(token, &tokens[0])));
+        assert!(!Arc::ptr_eq(&tokens[0], &rejected));
+        assert_eq!(server.requests_served(), 2, "{kind:?}: one new fetch");
+        assert!(!source.invalidate(&rejected), "already replaced");
+        assert!(Arc::ptr_eq(&source.ok().await, &tokens[0]));
+    }
+}
+
+mod blocking {
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+    use std::time::Duration;
+
+    use client_credentials::reqwest::blocking::{TokenSource, recommended_client};
+    use client_credentials::test_server::{Fault, TestServer, TestServerBuilder};
+    use client_credentials::{CachePolicy, Token};
+    use http::StatusCode;
+
+    use super::{POLLS, refresh_at_once, request, short_backoff};
+
+    fn start(server: TestServerBuilder, policy: CachePolicy) -> (TestServer, TokenSource) {
+        let server = server.start();
+        let source = TokenSource::with_policy(recommended_client(), request(&server), policy);
+        (server, source)
+    }
+
+    fn ok(source: &TokenSource) -> Arc<Token> {
+        source.token().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn many_threads_on_an_empty_cache_send_one_request() {
+        let (server, source) = start(TestServer::builder(), CachePolicy::new());
+        server.push_fault(Fault::Delay(Duration::from_millis(100)));
+        let threads = 32;
+        let start = Arc::new(Barrier::new(threads));
+        let callers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (source, start) = (source.clone(), Arc::clone(&start));
+                thread::spawn(move || {
+                    start.wait();
+                    ok(&source)
+                })
+            })
+            .collect();
+        let tokens: Vec<_> = callers
+            .into_iter()
+            .map(|caller| caller.join().expect("a caller panicked"))
+            .collect();
+        assert_eq!(server.requests_served(), 1);
+        assert!(tokens.iter().all(|token| Arc::ptr_eq(token, &tokens[0])));
+    }
+
+    #[test]
+    fn the_caller_that_finds_a_refresh_due_makes_it_and_the_others_do_not_wait() {
+        let (server, source) = start(TestServer::builder().expires_in(Some(2)), refresh_at_once());
+        let first = ok(&source);
+        // The refresh gets no answer until the server is dropped.
+        server.push_fault(Fault::NeverAnswer);
+        let refresher = thread::spawn({
+            let source = source.clone();
+            move || ok(&source)
+        });
+        for _ in 0..POLLS {
+            if server.requests_served() == 2 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(server.requests_served(), 2, "the refresh is under way");
+        // While it is, the valid token is served without waiting.
+        for _ in 0..20 {
+            assert!(Arc::ptr_eq(&ok(&source), &first));
+        }
+        drop(server);
+        let served = refresher.join().expect("the refresher panicked");
+        assert!(
+            Arc::ptr_eq(&served, &first),
+            "a failed refresh leaves its caller the valid token"
+        );
+    }
+
+    #[test]
+    fn a_failing_server_is_backed_off_then_recovered_from() {
+        let backoff = Duration::from_millis(100);
+        let (server, source) = start(TestServer::builder(), short_backoff(backoff));
+        server.set_fault(Some(Fault::Status(StatusCode::SERVICE_UNAVAILABLE)));
+        let error = source.token().expect_err("the server fails");
+        assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        let again = source.token().expect_err("backing off");
+        assert!(Arc::ptr_eq(&error, &again));
+        assert_eq!(server.requests_served(), 1);
+        server.set_fault(None);
+        let recovered = (0..POLLS).find_map(|_| {
+            let token = source.token().ok();
+            if token.is_none() {
+                thread::sleep(Duration::from_millis(1));
+            }
+            token
+        });
+        assert!(recovered.is_some(), "no recovery");
+        assert_eq!(server.requests_served(), 2);
+    }
+
+    #[test]
+    fn invalidate_and_force_refresh() {
+        let (server, source) = start(TestServer::builder(), CachePolicy::new());
+        let first = ok(&source);
+        assert!(source.invalidate(&first));
+        let second = ok(&source);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(!source.invalidate(&first), "already replaced");
+        assert!(source.force_refresh());
+        let third = ok(&source);
+        assert!(!Arc::ptr_eq(&third, &second), "the caller made the refresh");
+        assert!(Arc::ptr_eq(&ok(&source), &third));
+        assert_eq!(server.requests_served(), 3);
+    }
+}
