@@ -125,8 +125,11 @@ impl DpopNonces {
     /// The nonce last seen from the server of `uri`.
     #[must_use]
     pub fn get(&self, uri: &Uri) -> Option<String> {
-        let origin = origin(uri)?;
         let nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
+        if nonces.is_empty() {
+            return None; // the usual case, without DPoP: no origin to build
+        }
+        let origin = origin(uri)?;
         nonces
             .iter()
             .find(|(known, _)| **known == *origin)
@@ -145,7 +148,11 @@ impl DpopNonces {
     /// Remembers the `DPoP-Nonce` header of a response from `uri`, if it has a valid one
     /// (RFC 9449 §8.1: `1*NQCHAR`); any response may carry one, success or error.
     pub fn observe(&self, uri: &Uri, headers: &HeaderMap) {
-        let (Some(origin), Some(nonce)) = (origin(uri), dpop_nonce(headers)) else {
+        // The header first: most responses carry none, and the origin costs two allocations.
+        let Some(nonce) = dpop_nonce(headers) else {
+            return;
+        };
+        let Some(origin) = origin(uri) else {
             return;
         };
         let mut nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
