@@ -140,6 +140,10 @@ where
     let request = request.map(|body| Full::new(body.into_bytes()));
     let response = client.request(request).await.map_err(client_error)?;
     let (head, body) = response.into_parts();
+    if head.status.is_redirection() {
+        // Never read: the core refuses the redirect whatever the body says.
+        return Ok(http::Response::from_parts(head, Bytes::new()));
+    }
     if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
         return Err(Error::BodyTooLarge { limit });
     }

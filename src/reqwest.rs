@@ -199,6 +199,15 @@ async fn send(
     let request =
         ::reqwest::Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
     let mut response = client.execute(request).await.map_err(transport)?;
+    if response.status().is_redirection() {
+        // Never read: the core refuses a redirect whatever its body, and a body over the limit
+        // must not hide the redirect behind `BodyTooLarge`.
+        let headers = std::mem::take(response.headers_mut());
+        return Ok(http_response(
+            (response.status(), response.version(), headers),
+            Bytes::new(),
+        ));
+    }
     let mut body = BytesMut::with_capacity(capacity(response.content_length(), limit)?);
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if chunk.len() > limit - body.len() {
@@ -386,6 +395,14 @@ pub mod blocking {
     ) -> Result<http::Response<Bytes>, Error> {
         let request = Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
         let mut response = client.execute(request).map_err(transport)?;
+        if response.status().is_redirection() {
+            // Never read, as in the async adapter.
+            let headers = std::mem::take(response.headers_mut());
+            return Ok(http_response(
+                (response.status(), response.version(), headers),
+                Bytes::new(),
+            ));
+        }
         let mut body = Vec::with_capacity(capacity(response.content_length(), limit)?);
         // One byte past the limit tells a body at the limit from a larger one.
         let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);

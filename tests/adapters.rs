@@ -189,6 +189,30 @@ async fn a_redirect_is_refused_and_its_target_receives_nothing() {
 }
 
 #[tokio::test]
+async fn a_redirect_with_a_huge_body_is_still_a_redirect() {
+    // The body is announced but never sent: an adapter that read it would hang or report
+    // `BodyTooLarge`, hiding where the server tried to send the credentials.
+    let redirect = "HTTP/1.1 307 Temporary Redirect\r\nlocation: https://elsewhere.example/token\r\n\
+        content-length: 100000000\r\nconnection: close\r\n\r\n";
+    let (addr, server) = scripted_server(|_| vec![redirect.to_owned(); ADAPTERS.len()]);
+    let url = TokenUrl::new(&format!("http://{addr}/token")).unwrap();
+    let request = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"))
+        .token_request()
+        .build()
+        .unwrap();
+    for name in ADAPTERS {
+        match expect_err(name, fetch_with(name, &request).await) {
+            Error::Redirect { status, location } => {
+                assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{name}");
+                assert_eq!(location.as_deref(), Some("https://elsewhere.example/token"));
+            }
+            other => panic!("{name}: expected a redirect error, got {other}"),
+        }
+    }
+    assert_eq!(server.join().unwrap().len(), ADAPTERS.len());
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_refused_and_one_at_the_limit_is_read() {
     let server = TestServer::start();
     let limit = 2048;
