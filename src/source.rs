@@ -271,6 +271,53 @@ impl std::fmt::Debug for AsyncSource {
     }
 }
 
+/// The methods of every async adapter's `TokenSource`, a newtype over `Arc<AsyncSource>`: one
+/// definition, so that the adapters' sources cannot drift apart.
+macro_rules! async_source_methods {
+    () => {
+        /// A valid token: the cached one, or one fetched now by this caller or by the caller
+        /// already fetching.
+        ///
+        /// # Errors
+        ///
+        /// The failure of the fetch this caller made or waited for, or, while the source
+        /// backs off after it ([`CachePolicy`]), the same failure again without a request.
+        /// One failure reaches every caller that waited for it, hence the `Arc`: read it as
+        /// an [`Error`] (`error.is_retryable()`, `error.status()`), or let `?` turn it into a
+        /// boxed error (`Arc<Error>` is a `std::error::Error`).
+        pub async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
+            self.0.token().await
+        }
+
+        /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP
+        /// 401), so that the next call fetches a new one. Returns whether it was dropped: a
+        /// token already replaced stays, so many callers that got a 401 with the same token
+        /// cause one new fetch. A back-off under way still applies.
+        pub fn invalidate(&self, rejected: &Token) -> bool {
+            self.0.invalidate(rejected)
+        }
+
+        /// Makes the cached token due for refresh: the next call starts a refresh in the
+        /// background and is served the current token until the new one comes. Returns
+        /// whether there was a token. A fetch or back-off under way is not cut short.
+        pub fn force_refresh(&self) -> bool {
+            self.0.force_refresh()
+        }
+
+        /// The token request the source sends.
+        #[must_use]
+        pub fn request(&self) -> &TokenRequest {
+            self.0.request()
+        }
+
+        /// The source's cache policy.
+        #[must_use]
+        pub fn policy(&self) -> &CachePolicy {
+            self.0.policy()
+        }
+    };
+}
+
 /// The reqwest adapter's token source, re-exported as `client_credentials::reqwest::TokenSource`.
 #[cfg(feature = "reqwest")]
 pub(crate) mod for_reqwest {
@@ -366,46 +413,7 @@ pub(crate) mod for_reqwest {
             }))
         }
 
-        /// A valid token: the cached one, or one fetched now by this caller or by the caller
-        /// already fetching.
-        ///
-        /// # Errors
-        ///
-        /// The failure of the fetch this caller made or waited for, or, while the source
-        /// backs off after it ([`CachePolicy`]), the same failure again without a request.
-        /// One failure reaches every caller that waited for it, hence the `Arc`: read it as
-        /// an [`Error`] (`error.is_retryable()`, `error.status()`), or let `?` turn it into a
-        /// boxed error (`Arc<Error>` is a `std::error::Error`).
-        pub async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
-            self.0.token().await
-        }
-
-        /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP
-        /// 401), so that the next call fetches a new one. Returns whether it was dropped: a
-        /// token already replaced stays, so many callers that got a 401 with the same token
-        /// cause one new fetch. A back-off under way still applies.
-        pub fn invalidate(&self, rejected: &Token) -> bool {
-            self.0.invalidate(rejected)
-        }
-
-        /// Makes the cached token due for refresh: the next call starts a refresh in the
-        /// background and is served the current token until the new one comes. Returns
-        /// whether there was a token. A fetch or back-off under way is not cut short.
-        pub fn force_refresh(&self) -> bool {
-            self.0.force_refresh()
-        }
-
-        /// The token request the source sends.
-        #[must_use]
-        pub fn request(&self) -> &TokenRequest {
-            self.0.request()
-        }
-
-        /// The source's cache policy.
-        #[must_use]
-        pub fn policy(&self) -> &CachePolicy {
-            self.0.policy()
-        }
+        async_source_methods!();
     }
 
     impl fmt::Debug for TokenSource {
@@ -500,44 +508,7 @@ pub(crate) mod for_hyper {
             }))
         }
 
-        /// A valid token: the cached one, or one fetched now by this caller or by the caller
-        /// already fetching.
-        ///
-        /// # Errors
-        ///
-        /// The failure of the fetch this caller made or waited for, or, while the source backs
-        /// off after it ([`CachePolicy`]), the same failure again without a request. One
-        /// failure reaches every caller that waited for it, hence the `Arc`: read it as an
-        /// [`Error`], or let `?` turn it into a boxed error.
-        pub async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
-            self.0.token().await
-        }
-
-        /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP
-        /// 401), so that the next call fetches a new one. Returns whether it was dropped: a
-        /// token already replaced stays. A back-off under way still applies.
-        pub fn invalidate(&self, rejected: &Token) -> bool {
-            self.0.invalidate(rejected)
-        }
-
-        /// Makes the cached token due for refresh: the next call starts a refresh in the
-        /// background and is served the current token until the new one comes. Returns
-        /// whether there was a token. A fetch or back-off under way is not cut short.
-        pub fn force_refresh(&self) -> bool {
-            self.0.force_refresh()
-        }
-
-        /// The token request the source sends.
-        #[must_use]
-        pub fn request(&self) -> &TokenRequest {
-            self.0.request()
-        }
-
-        /// The source's cache policy.
-        #[must_use]
-        pub fn policy(&self) -> &CachePolicy {
-            self.0.policy()
-        }
+        async_source_methods!();
     }
 
     impl fmt::Debug for TokenSource {
