@@ -56,8 +56,9 @@ pub enum ExchangeStep {
 /// let mut exchange = TokenExchange::new(&request, &DPOP_NONCES);
 /// let token = loop {
 ///     # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
-///     // let now = SystemTime::now(); let mut entropy = [0; 32]; getrandom::fill(&mut entropy)?;
-///     let http_request = exchange.http_request(now, entropy)?;
+///     // let now = SystemTime::now();
+///     // let entropy = || { let mut bytes = [0; 32]; getrandom::fill(&mut bytes)?; Ok(bytes) };
+///     let http_request = exchange.http_request(now, || Ok(entropy))?;
 ///     let response = send(http_request)?; // with any HTTP client
 ///     match exchange.handle_response(&response)? {
 ///         ExchangeStep::Done(token) => break token,
@@ -93,23 +94,31 @@ impl<'a> TokenExchange<'a> {
         }
     }
 
-    /// The HTTP request for the next attempt, made at `now`, with `entropy` for the `jti` of
-    /// its JWTs and the server's latest nonce for its DPoP proof
+    /// The HTTP request for the next attempt, made at `now`, with 32 bytes from `entropy` for
+    /// the `jti` of its JWTs and the server's latest nonce for its DPoP proof
     /// ([`TokenRequest::http_request_for`]).
     ///
-    /// Read `now` just before sending: the token's expiry is counted from it. `entropy` must be
-    /// fresh from a cryptographically secure source for every attempt (see
-    /// [`Attempt::new`](crate::Attempt::new)).
+    /// Read `now` just before sending: the token's expiry is counted from it. `entropy` must
+    /// give fresh bytes from a cryptographically secure source (see
+    /// [`Attempt::new`](crate::Attempt::new)); it is called only when the attempt signs
+    /// something ([`TokenRequest::signs_each_attempt`]), so a client with a static secret
+    /// costs no read of the random source.
     ///
     /// # Errors
     ///
-    /// As [`TokenRequest::http_request_for`]: [`Error::Signing`] if a signer fails,
-    /// [`Error::InvalidParameter`] if `now` is before 1970.
+    /// The error of `entropy`; as [`TokenRequest::http_request_for`]: [`Error::Signing`] if a
+    /// signer fails, [`Error::InvalidParameter`] if `now` is before 1970.
     pub fn http_request(
         &mut self,
         now: SystemTime,
-        entropy: [u8; 32],
+        entropy: impl FnOnce() -> Result<[u8; 32], Error>,
     ) -> Result<http::Request<RequestBody>, Error> {
+        // Nothing reads the bytes of an attempt that signs nothing.
+        let entropy = if self.request.signs_each_attempt() {
+            entropy()?
+        } else {
+            [0; 32]
+        };
         let attempt = self
             .nonces
             .attempt(self.request.client().token_url().as_uri(), now, entropy);
@@ -207,12 +216,56 @@ mod tests {
             .unwrap()
     }
 
+    /// A signer that signs nothing, for a client that signs every attempt.
+    struct NullSigner;
+
+    impl crate::JwsSigner for NullSigner {
+        fn algorithm(&self) -> crate::JwsAlgorithm {
+            crate::JwsAlgorithm::parse("HS256")
+        }
+
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::BoxError> {
+            Ok(vec![0; 32])
+        }
+    }
+
+    #[test]
+    fn entropy_is_read_only_for_an_attempt_that_signs() {
+        let nonces = DpopNonces::new();
+        let request = request();
+        let mut exchange = TokenExchange::new(&request, &nonces);
+        exchange
+            .http_request(at(1), || {
+                panic!("a client with a static secret signs nothing")
+            })
+            .unwrap();
+
+        let jwt = ClientCredentials::with_auth(
+            TokenUrl::new("https://as.example.com/token").unwrap(),
+            "c",
+            crate::ClientAuth::Jwt(crate::JwtAuth::new(NullSigner)),
+        )
+        .unwrap()
+        .token_request()
+        .build()
+        .unwrap();
+        let mut exchange = TokenExchange::new(&jwt, &nonces);
+        let mut read = false;
+        exchange
+            .http_request(at(1), || {
+                read = true;
+                Ok([9; 32])
+            })
+            .unwrap();
+        assert!(read, "a client assertion needs a fresh jti");
+    }
+
     #[test]
     fn a_token_on_the_first_attempt_is_done_and_counts_from_its_time() {
         let request = request();
         let nonces = DpopNonces::new();
         let mut exchange = TokenExchange::new(&request, &nonces);
-        let http = exchange.http_request(at(100), [1; 32]).unwrap();
+        let http = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert_eq!(http.uri(), "https://as.example.com/token");
         match exchange.handle_response(&token(Some("n-0"))).unwrap() {
             ExchangeStep::Done(token) => assert_eq!(token.sent_at(), at(100)),
@@ -233,13 +286,13 @@ mod tests {
         let nonces = DpopNonces::new();
         let uri = request.client().token_url().as_uri();
         let mut exchange = TokenExchange::new(&request, &nonces);
-        let _ = exchange.http_request(at(100), [1; 32]).unwrap();
+        let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert!(matches!(
             exchange.handle_response(&use_dpop_nonce("n-1")).unwrap(),
             ExchangeStep::Retry
         ));
         assert_eq!(nonces.get(uri).as_deref(), Some("n-1"));
-        let _ = exchange.http_request(at(101), [2; 32]).unwrap();
+        let _ = exchange.http_request(at(101), || Ok([2; 32])).unwrap();
         let error = exchange
             .handle_response(&use_dpop_nonce("n-2"))
             .unwrap_err();
@@ -249,9 +302,9 @@ mod tests {
 
         // The retry's token counts from the retry's time.
         let mut exchange = TokenExchange::new(&request, &nonces);
-        let _ = exchange.http_request(at(200), [3; 32]).unwrap();
+        let _ = exchange.http_request(at(200), || Ok([3; 32])).unwrap();
         let _ = exchange.handle_response(&use_dpop_nonce("n-3")).unwrap();
-        let _ = exchange.http_request(at(205), [4; 32]).unwrap();
+        let _ = exchange.http_request(at(205), || Ok([4; 32])).unwrap();
         match exchange.handle_response(&token(None)).unwrap() {
             ExchangeStep::Done(token) => assert_eq!(token.sent_at(), at(205)),
             ExchangeStep::Retry => panic!("a token ends the exchange"),
@@ -263,7 +316,7 @@ mod tests {
         let request = request();
         let nonces = DpopNonces::new();
         let mut exchange = TokenExchange::new(&request, &nonces);
-        let _ = exchange.http_request(at(100), [1; 32]).unwrap();
+        let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         let refused = http::Response::builder()
             .status(400)
             .header("dpop-nonce", "n-1")
@@ -272,7 +325,7 @@ mod tests {
         let error = exchange.handle_response(&refused).unwrap_err();
         assert_eq!(error.oauth().unwrap().code(), &ErrorCode::InvalidDpopProof);
         // `use_dpop_nonce` without a nonce to retry with.
-        let _ = exchange.http_request(at(100), [1; 32]).unwrap();
+        let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         let bare = http::Response::builder()
             .status(400)
             .body(r#"{"error":"use_dpop_nonce"}"#)
@@ -287,7 +340,7 @@ mod tests {
         let mut exchange = TokenExchange::new(&request, &nonces);
         let error = exchange.handle_response(&token(None)).unwrap_err();
         assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
-        let _ = exchange.http_request(at(1), [0; 32]).unwrap();
+        let _ = exchange.http_request(at(1), || Ok([0; 32])).unwrap();
         let _ = exchange.handle_response(&token(None)).unwrap();
         assert!(
             exchange.handle_response(&token(None)).is_err(),

@@ -96,7 +96,7 @@ where
     within(timeout, async {
         let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
         loop {
-            let http_request = exchange.http_request(send_time(), entropy()?)?;
+            let http_request = exchange.http_request(send_time(), entropy)?;
             let response = send(client, http_request, limit).await?;
             match exchange.handle_response(&response)? {
                 ExchangeStep::Done(token) => return Ok(token),

@@ -435,6 +435,18 @@ impl TokenRequest {
         request
     }
 
+    /// Whether every attempt signs something afresh (a client assertion under
+    /// [`ClientAuth::Jwt`], a DPoP proof with a DPoP key), and so needs the attempt's entropy.
+    #[must_use]
+    pub fn signs_each_attempt(&self) -> bool {
+        let client = &self.0.client.0;
+        #[cfg(feature = "jwt")]
+        let dpop = client.dpop.is_some();
+        #[cfg(not(feature = "jwt"))]
+        let dpop = false;
+        client.auth.jwt.is_some() || dpop
+    }
+
     /// The HTTP request for one attempt, retries included: [`http_request`](Self::http_request)
     /// plus what is signed afresh for every attempt, from the attempt's time, entropy and DPoP
     /// nonce.

@@ -163,7 +163,7 @@ pub async fn fetch_token(
     let limit = request.client().response_rules().max_body_len();
     let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
     loop {
-        let http_request = exchange.http_request(send_time(), entropy()?)?;
+        let http_request = exchange.http_request(send_time(), entropy)?;
         let response = send(client, http_request, limit).await?;
         match exchange.handle_response(&response)? {
             ExchangeStep::Done(token) => return Ok(token),
@@ -363,7 +363,7 @@ pub mod blocking {
         let limit = request.client().response_rules().max_body_len();
         let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
         loop {
-            let http_request = exchange.http_request(send_time(), entropy()?)?;
+            let http_request = exchange.http_request(send_time(), entropy)?;
             let response = send(client, http_request, limit)?;
             match exchange.handle_response(&response)? {
                 ExchangeStep::Done(token) => return Ok(token),

@@ -280,7 +280,7 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
 async fn fetch_core(request: &TokenRequest, nonces: &DpopNonces) -> Result<Token, Error> {
     let mut exchange = TokenExchange::new(request, nonces);
     loop {
-        let http_request = exchange.http_request(now(), entropy())?;
+        let http_request = exchange.http_request(now(), || Ok(entropy()))?;
         let (response, _) = send_raw(http_request.map(RequestBody::into_bytes)).await;
         match exchange.handle_response(&response)? {
             ExchangeStep::Done(token) => return Ok(token),
