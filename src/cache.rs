@@ -855,7 +855,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientAuth, ClientCredentials, ClientSecret, TokenUrl, TransportKind};
+    use crate::{ClientCredentials, ClientSecret, TokenUrl, TransportKind};
 
     const SECOND: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
@@ -1317,47 +1317,7 @@ mod tests {
     fn requests_that_differ_never_share_a_token() {
         let clock = Clock::new();
         let mut cache = TokenCache::default();
-        let base = || client().token_request().scope("a b").audience("x");
-        let post = ClientCredentials::with_auth(
-            TokenUrl::new("https://idp.example.com/token").unwrap(),
-            "client",
-            ClientAuth::SecretPost(ClientSecret::new("secret")),
-        )
-        .unwrap();
-        let other_url = ClientCredentials::new(
-            TokenUrl::new("https://other.example.com/token").unwrap(),
-            "client",
-            ClientSecret::new("secret"),
-        );
-        let requests = [
-            base().build().unwrap(),
-            base().scope("c").build().unwrap(),
-            base().audience("y").build().unwrap(),
-            base().resource("urn:r").build().unwrap(),
-            base().param("k", "v").build().unwrap(),
-            base().param("k", "w").build().unwrap(),
-            ClientCredentials::new(
-                TokenUrl::new("https://idp.example.com/token").unwrap(),
-                "other",
-                ClientSecret::new("secret"),
-            )
-            .token_request()
-            .scope("a b")
-            .audience("x")
-            .build()
-            .unwrap(),
-            post.token_request()
-                .scope("a b")
-                .audience("x")
-                .build()
-                .unwrap(),
-            other_url
-                .token_request()
-                .scope("a b")
-                .audience("x")
-                .build()
-                .unwrap(),
-        ];
+        let requests = crate::request::requests_differing_in_each_key_field();
         let now = clock.at(0.0);
         for (i, request) in requests.iter().enumerate() {
             let ticket = fetch(&mut cache, request, now);

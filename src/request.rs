@@ -570,6 +570,39 @@ impl fmt::Debug for TokenRequest {
     }
 }
 
+/// A request (client `client` with secret `secret` at `https://idp.example.com/token`, scopes
+/// `a b`, audience `x`), then one for each field of the cache key changed alone: no two may
+/// share a token. Shared by the key's tests and the cache's.
+#[cfg(test)]
+pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
+    let url = |url: &str| TokenUrl::new(url).unwrap();
+    let idp = || url("https://idp.example.com/token");
+    let secret = || ClientSecret::new("secret");
+    let with_base_params =
+        |client: &ClientCredentials| client.token_request().scope("a b").audience("x");
+    let basic = ClientCredentials::new(idp(), "client", secret());
+    let base = || with_base_params(&basic);
+    let base_of = |client: ClientCredentials| with_base_params(&client).build().unwrap();
+    vec![
+        base().build().unwrap(),
+        base().scope("c").build().unwrap(),
+        base().audience("y").build().unwrap(),
+        base().resource("urn:r").build().unwrap(),
+        base().param("k", "v").build().unwrap(),
+        base().param("k", "w").build().unwrap(),
+        base_of(ClientCredentials::new(idp(), "other", secret())),
+        base_of(
+            ClientCredentials::with_auth(idp(), "client", ClientAuth::SecretPost(secret()))
+                .unwrap(),
+        ),
+        base_of(ClientCredentials::new(
+            url("https://other.example.com/token"),
+            "client",
+            secret(),
+        )),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,42 +809,15 @@ mod tests {
         ];
         let unique: HashSet<_> = same.iter().cloned().collect();
         assert_eq!(unique.len(), 1);
-        let post = ClientCredentials::with_auth(
-            url(),
-            "client",
-            ClientAuth::SecretPost(ClientSecret::new("secret")),
-        )
-        .unwrap();
-        let other_url = ClientCredentials::new(
-            TokenUrl::new("https://b.example/t").unwrap(),
-            "client",
-            ClientSecret::new("secret"),
+        let differing = requests_differing_in_each_key_field();
+        assert!(
+            unique.contains(&differing[0]),
+            "the first is the base request"
         );
-        let different = [
-            base().scope("c").build().unwrap(),
-            base().audience("y").build().unwrap(),
-            base().resource("urn:r").build().unwrap(),
-            base().param("k", "v").build().unwrap(),
-            ClientCredentials::new(url(), "other", ClientSecret::new("secret"))
-                .token_request()
-                .scope("a b")
-                .audience("x")
-                .build()
-                .unwrap(),
-            post.token_request()
-                .scope("a b")
-                .audience("x")
-                .build()
-                .unwrap(),
-            other_url
-                .token_request()
-                .scope("a b")
-                .audience("x")
-                .build()
-                .unwrap(),
-        ];
-        for request in &different {
+        for request in &differing[1..] {
             assert!(!unique.contains(request), "{request:?}");
         }
+        let all: HashSet<_> = differing.iter().cloned().collect();
+        assert_eq!(all.len(), differing.len(), "every pair differs");
     }
 }
