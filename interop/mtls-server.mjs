@@ -27,7 +27,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 
-import Provider, { errors } from 'oidc-provider';
+import Provider from 'oidc-provider';
+
+import { resourceIndicators } from './resources.mjs';
 
 // The subject of the `tls_client_auth` client's certificate, in the order of the certificate
 // (openssl's `-subj`), and as RFC 4514 writes it (last RDN first), which is how the client is
@@ -229,18 +231,7 @@ const provider = new Provider(issuer, {
         return pem !== undefined && subjectDn(pem) === expected;
       },
     },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: async () => undefined,
-      useGrantedResource: async () => false,
-      getResourceServerInfo: async (_ctx, resourceIndicator) => {
-        const info = resources[resourceIndicator];
-        if (!info) {
-          throw new errors.InvalidTarget();
-        }
-        return info;
-      },
-    },
+    resourceIndicators: resourceIndicators(resources),
   },
   // RFC 8705 §5: the endpoints a mutual TLS client uses instead, published with the others.
   discovery: { mtls_endpoint_aliases: { token_endpoint: `https://127.0.0.1:${mtlsPort}/token` } },

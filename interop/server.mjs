@@ -23,7 +23,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 
-import Provider, { errors } from 'oidc-provider';
+import Provider from 'oidc-provider';
+
+import { resourceIndicators } from './resources.mjs';
 
 // `--gen-key DIR`: writes a fresh P-256 key pair for the private_key_jwt client and exits.
 if (process.argv[2] === '--gen-key') {
@@ -204,18 +206,7 @@ server.listen(port, '127.0.0.1', () => {
       // Every DPoP proof must carry a server nonce (RFC 9449 §8): a proof without one gets
       // `use_dpop_nonce`, which exercises the client's retry.
       dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: async () => undefined,
-        useGrantedResource: async () => false,
-        getResourceServerInfo: async (_ctx, resourceIndicator) => {
-          const info = resources[resourceIndicator];
-          if (!info) {
-            throw new errors.InvalidTarget();
-          }
-          return info;
-        },
-      },
+      resourceIndicators: resourceIndicators(resources),
     },
     clientDefaults: { id_token_signed_response_alg: 'ES256' },
   });
