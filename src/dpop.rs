@@ -204,12 +204,7 @@ impl DpopKey {
         attempt: &Attempt,
     ) -> Result<(), Error> {
         let proof = self.proof(request.method(), request.uri(), attempt, Some(access_token))?;
-        let mut authorization = HeaderValue::try_from(format!("DPoP {}", access_token.secret()))
-            .map_err(|_| Error::InvalidParameter {
-                name: "access_token".into(),
-                reason: "the token has characters an http header cannot carry",
-            })?;
-        authorization.set_sensitive(true);
+        let authorization = crate::token::authorization_value("DPoP", access_token)?;
         let headers = request.headers_mut();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(DPOP, proof);

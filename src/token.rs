@@ -177,19 +177,7 @@ impl Token {
     /// [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
     /// [RFC 9449 §7.1]: https://www.rfc-editor.org/rfc/rfc9449#section-7.1
     pub fn authorization_header(&self) -> Result<HeaderValue, crate::Error> {
-        let scheme = self.token_type.as_str();
-        let secret = self.access_token.secret();
-        let mut value = Vec::with_capacity(scheme.len() + 1 + secret.len());
-        value.extend_from_slice(scheme.as_bytes());
-        value.push(b' ');
-        value.extend_from_slice(secret.as_bytes());
-        let mut value =
-            HeaderValue::from_maybe_shared(value).map_err(|_| crate::Error::InvalidParameter {
-                name: "access_token".into(),
-                reason: "the token has characters an http header cannot carry",
-            })?;
-        value.set_sensitive(true);
-        Ok(value)
+        authorization_value(self.token_type.as_str(), &self.access_token)
     }
 
     /// Puts the token on a request to a resource server: sets its `Authorization` header to
@@ -230,6 +218,25 @@ impl fmt::Debug for Token {
             .field("extra_names", &extra_names)
             .finish()
     }
+}
+
+/// `<scheme> <token>`, marked sensitive: the `Authorization` value of a resource request.
+pub(crate) fn authorization_value(
+    scheme: &str,
+    access_token: &AccessToken,
+) -> Result<HeaderValue, crate::Error> {
+    let secret = access_token.secret();
+    let mut value = Vec::with_capacity(scheme.len() + 1 + secret.len());
+    value.extend_from_slice(scheme.as_bytes());
+    value.push(b' ');
+    value.extend_from_slice(secret.as_bytes());
+    let mut value =
+        HeaderValue::from_maybe_shared(value).map_err(|_| crate::Error::InvalidParameter {
+            name: "access_token".into(),
+            reason: "the token has characters an http header cannot carry",
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// How a token is presented to a resource server (RFC 6749 §7.1), compared case-insensitively.
