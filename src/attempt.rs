@@ -10,8 +10,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use http::{HeaderMap, StatusCode, Uri};
 
-use crate::Error;
 use crate::challenge;
+use crate::error::Error;
 use crate::response::dpop_nonce;
 
 /// One attempt at sending a request: when it is made, 32 fresh random bytes, and the DPoP nonce

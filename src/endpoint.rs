@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use http::Uri;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The URL of an authorization server's token endpoint (RFC 6749 §3.2).
 ///

@@ -84,55 +84,56 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(any(feature = "reqwest", feature = "hyper"))]
-mod adapters;
+// The protocol core: no IO, no clock.
 mod attempt;
-mod auth;
-mod cache;
 mod challenge;
-mod discovery;
-#[cfg(feature = "jwt")]
-mod dpop;
 mod endpoint;
 mod error;
-mod exchange;
-mod jwt;
-#[cfg(feature = "jwt")]
-mod key;
+mod fetch;
 mod request;
 mod response;
 mod sanitize;
 mod secret;
-#[cfg(any(feature = "reqwest", feature = "hyper"))]
-mod source;
 mod token;
 
+// Client authentication: secrets, JWT assertions, keys, DPoP, mutual TLS.
+mod auth;
+// Authorization server metadata (RFC 8414).
+mod discovery;
+// The sans-IO token cache.
+mod cache;
+
+// The IO layer: the adapters and the token source.
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
+mod io;
 #[cfg(feature = "hyper")]
-pub mod hyper;
+pub use io::hyper;
 #[cfg(feature = "reqwest")]
-pub mod reqwest;
+pub use io::reqwest;
+
+// A real token endpoint for tests.
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
 pub use http;
 
 pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
-pub use auth::{AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE};
+#[cfg(feature = "jwt")]
+pub use auth::dpop::DpopKey;
+pub use auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
+#[cfg(feature = "jwt")]
+pub use auth::key::{HmacKey, PrivateKey};
+pub use auth::method::AuthMethod;
+pub use auth::mtls::ClientCertificate;
+pub use auth::{ClientAuth, JWT_BEARER_ASSERTION_TYPE};
 pub use cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
 pub use challenge::Challenge;
-pub use discovery::{
-    ClientCertificate, Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata,
-};
-#[cfg(feature = "jwt")]
-pub use dpop::DpopKey;
+pub use discovery::{Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata};
 pub use endpoint::TokenUrl;
 pub use error::{
     Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
 };
-pub use exchange::{ExchangeStep, TokenExchange};
-pub use jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
-#[cfg(feature = "jwt")]
-pub use key::{HmacKey, PrivateKey};
+pub use fetch::{ExchangeStep, TokenExchange};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};

@@ -10,10 +10,13 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 
 use crate::attempt::Attempt;
-use crate::auth::{AuthMethod, ClientAuth, EncodedAuth};
+use crate::auth::method::AuthMethod;
+use crate::auth::{ClientAuth, EncodedAuth};
+use crate::endpoint::TokenUrl;
+use crate::error::Error;
 use crate::response::ResponseRules;
 use crate::secret::{ClientSecret, RequestBody};
-use crate::{Error, Token, TokenUrl};
+use crate::token::Token;
 
 /// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot override.
 pub const RESERVED_PARAMS: [&str; 8] = [
@@ -42,14 +45,16 @@ struct ClientInner {
     rules: ResponseRules,
     /// The key whose DPoP proof goes with every token request (RFC 9449 §5).
     #[cfg(feature = "jwt")]
-    dpop: Option<crate::DpopKey>,
+    dpop: Option<crate::auth::dpop::DpopKey>,
 }
 
 impl ClientInner {
     /// The DPoP key's thumbprint: tokens bound to different keys are different tokens.
     #[cfg(feature = "jwt")]
     fn dpop_thumbprint(&self) -> Option<&str> {
-        self.dpop.as_ref().map(crate::DpopKey::thumbprint)
+        self.dpop
+            .as_ref()
+            .map(crate::auth::dpop::DpopKey::thumbprint)
     }
 
     /// Without feature `jwt` there is no DPoP key.
@@ -119,7 +124,7 @@ impl ClientCredentials {
     /// [`DpopKey::authorize`](crate::DpopKey::authorize).
     #[cfg(feature = "jwt")]
     #[must_use]
-    pub fn with_dpop(mut self, key: crate::DpopKey) -> Self {
+    pub fn with_dpop(mut self, key: crate::auth::dpop::DpopKey) -> Self {
         Arc::make_mut(&mut self.0).dpop = Some(key);
         self
     }
@@ -127,7 +132,7 @@ impl ClientCredentials {
     /// The DPoP key, if the client has one.
     #[cfg(feature = "jwt")]
     #[must_use]
-    pub fn dpop_key(&self) -> Option<&crate::DpopKey> {
+    pub fn dpop_key(&self) -> Option<&crate::auth::dpop::DpopKey> {
         self.0.dpop.as_ref()
     }
 
@@ -480,7 +485,7 @@ impl TokenRequest {
         #[cfg(feature = "jwt")]
         if let Some(dpop) = &client.dpop {
             let proof = dpop.proof(&Method::POST, client.token_url.as_uri(), attempt, None)?;
-            request.headers_mut().insert(crate::dpop::DPOP, proof);
+            request.headers_mut().insert(crate::auth::dpop::DPOP, proof);
         }
         Ok(request)
     }

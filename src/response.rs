@@ -12,11 +12,11 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::challenge;
+use crate::error::{Error, ErrorCode};
 use crate::error::{OAuthError, ResponseProblem, RetryAfter, UnexpectedResponse};
 use crate::sanitize::{self, MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{MAX_EXPIRES_IN, Token, TokenType};
-use crate::{Error, ErrorCode};
 
 /// The `DPoP-Nonce` response header (RFC 9449 §8).
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");

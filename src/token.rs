@@ -43,8 +43,8 @@ impl Token {
     pub fn from_response(
         response: &http::Response<impl AsRef<[u8]>>,
         sent_at: SystemTime,
-    ) -> Result<Self, crate::Error> {
-        crate::ResponseRules::default().parse(response, sent_at)
+    ) -> Result<Self, crate::error::Error> {
+        crate::response::ResponseRules::default().parse(response, sent_at)
     }
 
     /// The access token.
@@ -176,7 +176,7 @@ impl Token {
     ///
     /// [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
     /// [RFC 9449 §7.1]: https://www.rfc-editor.org/rfc/rfc9449#section-7.1
-    pub fn authorization_header(&self) -> Result<HeaderValue, crate::Error> {
+    pub fn authorization_header(&self) -> Result<HeaderValue, crate::error::Error> {
         authorization_value(self.token_type.as_str(), &self.access_token)
     }
 
@@ -190,7 +190,7 @@ impl Token {
     ///
     /// As [`authorization_header`](Self::authorization_header); the request is then left as
     /// it was.
-    pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<(), crate::Error> {
+    pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<(), crate::error::Error> {
         let value = self.authorization_header()?;
         request.headers_mut().insert(AUTHORIZATION, value);
         Ok(())
@@ -224,17 +224,18 @@ impl fmt::Debug for Token {
 pub(crate) fn authorization_value(
     scheme: &str,
     access_token: &AccessToken,
-) -> Result<HeaderValue, crate::Error> {
+) -> Result<HeaderValue, crate::error::Error> {
     let secret = access_token.secret();
     let mut value = Vec::with_capacity(scheme.len() + 1 + secret.len());
     value.extend_from_slice(scheme.as_bytes());
     value.push(b' ');
     value.extend_from_slice(secret.as_bytes());
-    let mut value =
-        HeaderValue::from_maybe_shared(value).map_err(|_| crate::Error::InvalidParameter {
+    let mut value = HeaderValue::from_maybe_shared(value).map_err(|_| {
+        crate::error::Error::InvalidParameter {
             name: "access_token".into(),
             reason: "the token has characters an http header cannot carry",
-        })?;
+        }
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -380,7 +381,7 @@ mod tests {
             let mut request = http::Request::new(());
             let error = token.authorize(&mut request).unwrap_err();
             assert!(
-                matches!(&error, crate::Error::InvalidParameter { name, .. } if name == "access_token")
+                matches!(&error, crate::error::Error::InvalidParameter { name, .. } if name == "access_token")
             );
             assert!(!error.to_string().contains(bad), "{error}");
             assert!(request.headers().is_empty());

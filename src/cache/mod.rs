@@ -11,7 +11,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{Error, RetryAfter, Token, TokenRequest};
+use crate::error::{Error, RetryAfter};
+use crate::request::TokenRequest;
+use crate::token::Token;
 
 /// How the [`TokenCache`] refreshes tokens and backs off after failures.
 ///
@@ -855,7 +857,10 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientCredentials, ClientSecret, TokenUrl, TransportKind};
+    use crate::endpoint::TokenUrl;
+    use crate::error::TransportKind;
+    use crate::request::ClientCredentials;
+    use crate::secret::ClientSecret;
 
     const SECOND: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);

@@ -29,9 +29,10 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::{
-    CachePolicy, Error, FetchTicket, Lookup, Token, TokenCache, TokenRequest, TransportKind,
-};
+use crate::cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
+use crate::error::{Error, TransportKind};
+use crate::request::TokenRequest;
+use crate::token::Token;
 
 #[cfg(feature = "reqwest-blocking")]
 pub(crate) mod blocking;
@@ -325,7 +326,10 @@ pub(crate) mod for_reqwest {
     use std::sync::Arc;
 
     use super::AsyncSource;
-    use crate::{CachePolicy, Error, Token, TokenRequest};
+    use crate::cache::CachePolicy;
+    use crate::error::Error;
+    use crate::request::TokenRequest;
+    use crate::token::Token;
 
     /// A valid token on every call, for every task of a service: one [`TokenCache`] shared by
     /// all clones, fetching with a [`reqwest::Client`](::reqwest::Client).
@@ -390,11 +394,11 @@ pub(crate) mod for_reqwest {
 
     impl TokenSource {
         /// A source of tokens for `request`, fetched with `client` by
-        /// [`fetch_token`](crate::reqwest::fetch_token), by the default [`CachePolicy`].
+        /// [`fetch_token`](crate::io::reqwest::fetch_token), by the default [`CachePolicy`].
         ///
         /// `client` must not follow redirects: use
-        /// [`recommended_client`](crate::reqwest::recommended_client) or see the
-        /// [module docs](crate::reqwest#redirects).
+        /// [`recommended_client`](crate::io::reqwest::recommended_client) or see the
+        /// [module docs](crate::io::reqwest#redirects).
         #[must_use]
         pub fn new(client: ::reqwest::Client, request: TokenRequest) -> Self {
             Self::with_policy(client, request, CachePolicy::new())
@@ -409,7 +413,7 @@ pub(crate) mod for_reqwest {
         ) -> Self {
             Self(AsyncSource::new(request, policy, move |request| {
                 let client = client.clone();
-                async move { crate::reqwest::fetch_token(&client, &request).await }
+                async move { crate::io::reqwest::fetch_token(&client, &request).await }
             }))
         }
 
@@ -435,7 +439,10 @@ pub(crate) mod for_hyper {
     use hyper_util::client::legacy::connect::Connect;
 
     use super::AsyncSource;
-    use crate::{CachePolicy, Error, Token, TokenRequest};
+    use crate::cache::CachePolicy;
+    use crate::error::Error;
+    use crate::request::TokenRequest;
+    use crate::token::Token;
 
     /// A valid token on every call, for every task of a service: one [`TokenCache`] shared by
     /// all clones, fetching with a hyper [`Client`] over any connector.
@@ -482,7 +489,7 @@ pub(crate) mod for_hyper {
 
     impl TokenSource {
         /// A source of tokens for `request`, fetched with `client` by
-        /// [`fetch_token`](crate::hyper::fetch_token), by the default [`CachePolicy`].
+        /// [`fetch_token`](crate::io::hyper::fetch_token), by the default [`CachePolicy`].
         #[must_use]
         pub fn new<C>(client: Client<C, Full<Bytes>>, request: TokenRequest) -> Self
         where
@@ -504,7 +511,7 @@ pub(crate) mod for_hyper {
             Self(AsyncSource::new(request, policy, move |request| {
                 let client = client.clone();
                 // The source bounds the exchange by the policy's fetch timeout.
-                async move { crate::hyper::fetch_token(&client, &request, None).await }
+                async move { crate::io::hyper::fetch_token(&client, &request, None).await }
             }))
         }
 

@@ -19,12 +19,16 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::auth::{AuthMethod, ClientAuth};
+use crate::auth::ClientAuth;
+use crate::auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
+use crate::auth::method::AuthMethod;
+use crate::auth::mtls::ClientCertificate;
+use crate::endpoint::TokenUrl;
 use crate::endpoint::is_loopback;
-use crate::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
+use crate::error::{Error, ResponseProblem};
+use crate::request::ClientCredentials;
 use crate::sanitize::{self, MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 use crate::secret::{ClientSecret, RequestBody};
-use crate::{ClientCredentials, Error, ResponseProblem, TokenUrl};
 
 /// An authorization server's issuer identifier (RFC 8414 §2): an `https` URL with no query and
 /// no fragment. Plain `http` is accepted for loopback hosts only, as for [`TokenUrl`], or
@@ -567,23 +571,6 @@ pub struct Credentials {
     signer: Option<Arc<dyn JwsSigner>>,
     certificate: Option<ClientCertificate>,
     registered: Option<AuthMethod>,
-}
-
-/// The kind of certificate a client's HTTP client presents in the TLS handshake (RFC 8705 §2),
-/// for [`Credentials::client_certificate`].
-///
-/// The certificate and its key stay with the HTTP client (a `reqwest::Identity`, or the rustls
-/// config of a hyper connector): this crate only needs to know there is one, and which
-/// methods it can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ClientCertificate {
-    /// Issued by a certificate authority: `tls_client_auth` (§2.1) if the server trusts the
-    /// authority, or `self_signed_tls_client_auth` (§2.2) if the client registered the
-    /// certificate itself.
-    CaIssued,
-    /// Self-signed: `self_signed_tls_client_auth` (§2.2) only.
-    SelfSigned,
 }
 
 impl Credentials {
@@ -1190,7 +1177,7 @@ mod tests {
         fn algorithm(&self) -> JwsAlgorithm {
             self.0.clone()
         }
-        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::BoxError> {
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::auth::jwt::BoxError> {
             Ok(vec![1])
         }
     }

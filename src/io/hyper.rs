@@ -52,11 +52,13 @@ use hyper::body::Body;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::Connect;
 
-use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
-use crate::{
-    Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
-    TokenRequest, TransportKind,
-};
+use crate::discovery::{MetadataRequest, ServerMetadata};
+use crate::error::{Error, TransportKind};
+use crate::fetch::{ExchangeStep, TokenExchange};
+use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
+use crate::request::TokenRequest;
+use crate::secret::RequestBody;
+use crate::token::Token;
 
 /// Sends `request` with `client` and parses the response into a token.
 ///
@@ -228,7 +230,7 @@ fn classify(error: &(dyn StdError + 'static), connecting: bool) -> TransportKind
     }
 }
 
-pub use crate::source::for_hyper::TokenSource;
+pub use crate::io::source::for_hyper::TokenSource;
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,10 @@
 use std::time::SystemTime;
 
 use crate::attempt::DpopNonces;
+use crate::error::Error;
+use crate::request::TokenRequest;
 use crate::secret::RequestBody;
-use crate::{Error, Token, TokenRequest};
+use crate::token::Token;
 
 /// What to do after a response, as [`TokenExchange::handle_response`] says.
 #[derive(Debug)]
@@ -178,7 +180,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{ClientCredentials, ClientSecret, ErrorCode, TokenUrl};
+    use crate::endpoint::TokenUrl;
+    use crate::error::ErrorCode;
+    use crate::request::ClientCredentials;
+    use crate::secret::ClientSecret;
 
     fn request() -> TokenRequest {
         ClientCredentials::new(
@@ -219,12 +224,12 @@ mod tests {
     /// A signer that signs nothing, for a client that signs every attempt.
     struct NullSigner;
 
-    impl crate::JwsSigner for NullSigner {
-        fn algorithm(&self) -> crate::JwsAlgorithm {
-            crate::JwsAlgorithm::parse("HS256")
+    impl crate::auth::jwt::JwsSigner for NullSigner {
+        fn algorithm(&self) -> crate::auth::jwt::JwsAlgorithm {
+            crate::auth::jwt::JwsAlgorithm::parse("HS256")
         }
 
-        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::BoxError> {
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::auth::jwt::BoxError> {
             Ok(vec![0; 32])
         }
     }
@@ -243,7 +248,7 @@ mod tests {
         let jwt = ClientCredentials::with_auth(
             TokenUrl::new("https://as.example.com/token").unwrap(),
             "c",
-            crate::ClientAuth::Jwt(crate::JwtAuth::new(NullSigner)),
+            crate::auth::ClientAuth::Jwt(crate::auth::jwt::JwtAuth::new(NullSigner)),
         )
         .unwrap()
         .token_request()

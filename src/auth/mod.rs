@@ -1,4 +1,6 @@
-//! Client authentication (RFC 6749 §2.3), encoded once at construction.
+//! Client authentication (RFC 6749 §2.3), encoded once at construction: shared secrets here,
+//! JWT assertions ([`jwt`]) and their keys ([`key`]), DPoP proofs ([`dpop`]) and mutual TLS
+//! ([`mtls`]) beside it.
 
 use std::fmt;
 
@@ -7,9 +9,18 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::Error;
-use crate::jwt::JwtAuth;
+use crate::auth::jwt::JwtAuth;
+use crate::auth::method::AuthMethod;
+use crate::error::Error;
 use crate::secret::{ClientAssertion, ClientSecret};
+
+#[cfg(feature = "jwt")]
+pub(crate) mod dpop;
+pub(crate) mod jwt;
+#[cfg(feature = "jwt")]
+pub(crate) mod key;
+pub(crate) mod method;
+pub(crate) mod mtls;
 
 /// The assertion type of a JWT client assertion (RFC 7523 §2.2).
 pub const JWT_BEARER_ASSERTION_TYPE: &str =
@@ -78,50 +89,6 @@ impl fmt::Debug for ClientAuth {
         match self {
             Self::SecretBasicUnencoded(_) => f.write_str("SecretBasicUnencoded([redacted])"),
             other => write!(f, "{:?}", other.method()),
-        }
-    }
-}
-
-/// A client authentication method, without its credential: safe to log and compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AuthMethod {
-    /// `client_secret_basic`.
-    ClientSecretBasic,
-    /// `client_secret_post`.
-    ClientSecretPost,
-    /// `none`.
-    None,
-    /// A client assertion (`private_key_jwt` or `client_secret_jwt`).
-    ClientAssertion,
-    /// `private_key_jwt` (OpenID Connect Core §9): an assertion signed with the client's
-    /// private key.
-    PrivateKeyJwt,
-    /// `client_secret_jwt` (OpenID Connect Core §9): an assertion signed with the client
-    /// secret by HMAC.
-    ClientSecretJwt,
-    /// `tls_client_auth` (RFC 8705 §2.1): a client certificate issued by a certificate
-    /// authority the server trusts.
-    TlsClientAuth,
-    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): a client certificate the client
-    /// registered, self-signed or not.
-    SelfSignedTlsClientAuth,
-}
-
-impl AuthMethod {
-    /// The method's registered name (`client_assertion` for a pre-signed assertion, whose
-    /// registered name depends on how it was signed).
-    #[must_use]
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::ClientSecretBasic => "client_secret_basic",
-            Self::ClientSecretPost => "client_secret_post",
-            Self::None => "none",
-            Self::ClientAssertion => "client_assertion",
-            Self::PrivateKeyJwt => "private_key_jwt",
-            Self::ClientSecretJwt => "client_secret_jwt",
-            Self::TlsClientAuth => "tls_client_auth",
-            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 }

@@ -126,7 +126,10 @@ use hyper::body::{Body, Frame, SizeHint};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use crate::{AuthMethod, ClientCredentials, ClientSecret, TokenUrl};
+use crate::auth::method::AuthMethod;
+use crate::endpoint::TokenUrl;
+use crate::request::ClientCredentials;
+use crate::secret::ClientSecret;
 
 /// The client id of the client [`TestServer::start`] registers.
 pub const DEMO_CLIENT_ID: &str = "demo-client";
@@ -1100,7 +1103,9 @@ mod tests {
     use std::net::TcpStream;
 
     use super::*;
-    use crate::{ClientAuth, Error, ErrorCode, TokenRequest};
+    use crate::auth::ClientAuth;
+    use crate::error::{Error, ErrorCode};
+    use crate::request::TokenRequest;
 
     /// Sends raw bytes and reads the whole answer (the request must ask to close).
     fn raw_exchange(server: &TestServer, request: &[u8]) -> Vec<u8> {
@@ -1166,15 +1171,15 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
     }
 
-    fn fetch(server: &TestServer, request: &TokenRequest) -> Result<crate::Token, Error> {
+    fn fetch(server: &TestServer, request: &TokenRequest) -> Result<crate::token::Token, Error> {
         request.parse_response(&send(server, request), sent_at())
     }
 
-    fn demo(server: &TestServer) -> crate::TokenRequestBuilder {
+    fn demo(server: &TestServer) -> crate::request::TokenRequestBuilder {
         server.demo_credentials().token_request()
     }
 
-    fn oauth_code(result: Result<crate::Token, Error>) -> (ErrorCode, u16) {
+    fn oauth_code(result: Result<crate::token::Token, Error>) -> (ErrorCode, u16) {
         let error = result.expect_err("an error response");
         let oauth = error
             .oauth()
@@ -1182,7 +1187,7 @@ mod tests {
         (oauth.code().clone(), oauth.status().as_u16())
     }
 
-    fn claims(token: &crate::Token) -> Value {
+    fn claims(token: &crate::token::Token) -> Value {
         let parts: Vec<&str> = token.access_token().secret().split('.').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[2], "", "an unsecured JWT has an empty signature");
@@ -1221,7 +1226,7 @@ mod tests {
         assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         let token = request.parse_response(&response, sent_at()).unwrap();
-        assert_eq!(token.token_type(), &crate::TokenType::Bearer);
+        assert_eq!(token.token_type(), &crate::token::TokenType::Bearer);
         assert_eq!(token.scope(), Some("read"));
         assert_eq!(token.expires_in(), Some(Duration::from_secs(3600)));
         let claims = claims(&token);
@@ -1516,7 +1521,7 @@ mod tests {
         assert_eq!(error.status(), Some(StatusCode::TOO_MANY_REQUESTS));
         assert_eq!(
             error.retry_after(),
-            Some(crate::RetryAfter::Delay(Duration::from_secs(2)))
+            Some(crate::error::RetryAfter::Delay(Duration::from_secs(2)))
         );
 
         let unavailable = send(&server, &request);
@@ -1574,12 +1579,12 @@ mod tests {
         let response = send(&server, &request);
         assert_eq!(response.body().len(), len);
         assert_eq!(response.headers()[CONTENT_LENGTH], len.to_string().as_str());
-        let rules = crate::ResponseRules::default().with_max_body_len(len - 1);
+        let rules = crate::response::ResponseRules::default().with_max_body_len(len - 1);
         assert!(matches!(
             rules.parse(&response, sent_at()),
             Err(Error::BodyTooLarge { .. })
         ));
-        let token = crate::ResponseRules::default()
+        let token = crate::response::ResponseRules::default()
             .with_max_body_len(len)
             .parse(&response, sent_at())
             .unwrap();

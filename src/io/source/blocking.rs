@@ -8,7 +8,10 @@ use std::time::{Instant, SystemTime};
 use ::reqwest::blocking::Client;
 
 use super::{Core, Fetched, Outcome, now, wall_now};
-use crate::{CachePolicy, Error, FetchTicket, Lookup, Token, TokenRequest};
+use crate::cache::{CachePolicy, FetchTicket, Lookup};
+use crate::error::Error;
+use crate::request::TokenRequest;
+use crate::token::Token;
 
 /// What the clones of a blocking source share.
 struct Inner {
@@ -106,7 +109,7 @@ impl Drop for Abandon<'_> {
 /// [`TokenCache`](crate::TokenCache) shared by all clones, fetching with a blocking
 /// [`reqwest::blocking::Client`](Client).
 ///
-/// It follows the async [`TokenSource`](crate::reqwest::TokenSource)'s rules, on threads:
+/// It follows the async [`TokenSource`](crate::io::reqwest::TokenSource)'s rules, on threads:
 /// a cached token costs a read lock and an `Arc` clone; when there is no valid token, one
 /// thread fetches and the others wait for its request; after a failure, every caller fails at
 /// once until the back-off is over; [`invalidate`](Self::invalidate) after a 401.
@@ -141,10 +144,10 @@ pub struct TokenSource(Arc<Inner>);
 
 impl TokenSource {
     /// A source of tokens for `request`, fetched with `client` by
-    /// [`fetch_token`](crate::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
+    /// [`fetch_token`](crate::io::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
     ///
     /// `client` must not follow redirects: use
-    /// [`recommended_client`](crate::reqwest::blocking::recommended_client).
+    /// [`recommended_client`](crate::io::reqwest::blocking::recommended_client).
     #[must_use]
     pub fn new(client: Client, request: TokenRequest) -> Self {
         Self::with_policy(client, request, CachePolicy::new())
@@ -161,7 +164,9 @@ impl TokenSource {
             core: Core::new(request, policy),
             ended: Mutex::new(0),
             changed: Condvar::new(),
-            fetch: Box::new(move |request| crate::reqwest::blocking::fetch_token(&client, request)),
+            fetch: Box::new(move |request| {
+                crate::io::reqwest::blocking::fetch_token(&client, request)
+            }),
         }))
     }
 
@@ -170,7 +175,7 @@ impl TokenSource {
     ///
     /// # Errors
     ///
-    /// As the async [`TokenSource::token`](crate::reqwest::TokenSource::token): the failure
+    /// As the async [`TokenSource::token`](crate::io::reqwest::TokenSource::token): the failure
     /// of the fetch made or waited for, or the same again while the source backs off, shared
     /// by every caller it reached, hence the `Arc`.
     pub fn token(&self) -> Result<Arc<Token>, Arc<Error>> {

@@ -64,11 +64,13 @@ use ::reqwest::redirect::Policy;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, Version};
 
-use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
-use crate::{
-    Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
-    TokenRequest, TransportKind,
-};
+use crate::discovery::{MetadataRequest, ServerMetadata};
+use crate::error::{Error, TransportKind};
+use crate::fetch::{ExchangeStep, TokenExchange};
+use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
+use crate::request::TokenRequest;
+use crate::secret::RequestBody;
+use crate::token::Token;
 
 /// How long [`recommended_client`] waits for a connection (TCP and TLS handshake): 10 seconds.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -310,7 +312,7 @@ fn chain<'a>(
 /// ```
 #[cfg(feature = "reqwest-blocking")]
 pub mod blocking {
-    pub use crate::source::blocking::TokenSource;
+    pub use crate::io::source::blocking::TokenSource;
 
     use std::io::Read;
 
@@ -319,11 +321,13 @@ pub mod blocking {
     use bytes::Bytes;
 
     use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, transport};
-    use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
-    use crate::{
-        Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
-        TokenRequest, TransportKind,
-    };
+    use crate::discovery::{MetadataRequest, ServerMetadata};
+    use crate::error::{Error, TransportKind};
+    use crate::fetch::{ExchangeStep, TokenExchange};
+    use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
+    use crate::request::TokenRequest;
+    use crate::secret::RequestBody;
+    use crate::token::Token;
 
     /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
     /// [`super::recommended_client_builder`]: redirects off, [`CONNECT_TIMEOUT`], [`TIMEOUT`],
@@ -442,7 +446,7 @@ pub mod blocking {
     }
 }
 
-pub use crate::source::for_reqwest::TokenSource;
+pub use crate::io::source::for_reqwest::TokenSource;
 
 #[cfg(test)]
 mod tests {

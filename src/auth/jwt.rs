@@ -16,7 +16,8 @@ use serde::ser::{SerializeStruct, Serializer};
 
 use crate::attempt::Attempt;
 use crate::auth::AuthMethod;
-use crate::{Error, TokenUrl};
+use crate::endpoint::TokenUrl;
+use crate::error::Error;
 
 /// The error a [`JwsSigner`] of the caller's returns, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -330,8 +331,8 @@ impl JwtAuth {
     ///
     /// [`Error::InvalidKey`] if the secret is shorter than the 32 bytes RFC 7518 §3.2 requires.
     #[cfg(feature = "jwt")]
-    pub fn client_secret(secret: &crate::ClientSecret) -> Result<Self, Error> {
-        Ok(Self::new(crate::HmacKey::hs256(secret)?))
+    pub fn client_secret(secret: &crate::secret::ClientSecret) -> Result<Self, Error> {
+        Ok(Self::new(crate::auth::key::HmacKey::hs256(secret)?))
     }
 
     /// Sets the `aud` claim, in place of the token endpoint's URL: the issuer identifier, for
@@ -594,7 +595,8 @@ mod tests {
 
     #[test]
     fn token_request_carries_a_fresh_assertion_per_attempt() {
-        use crate::{ClientAuth, ClientCredentials};
+        use crate::auth::ClientAuth;
+        use crate::request::ClientCredentials;
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Es256, None));
         let client = ClientCredentials::with_auth(url(), "c 1", ClientAuth::Jwt(jwt)).unwrap();
         assert_eq!(client.auth_method(), AuthMethod::PrivateKeyJwt);
@@ -632,7 +634,11 @@ mod tests {
 
     #[test]
     fn static_auth_is_the_same_with_or_without_an_attempt() {
-        let client = crate::ClientCredentials::new(url(), "c", crate::ClientSecret::new("s"));
+        let client = crate::request::ClientCredentials::new(
+            url(),
+            "c",
+            crate::secret::ClientSecret::new("s"),
+        );
         let request = client.token_request().build().unwrap();
         let plain = request.http_request();
         let attempt = request.http_request_for(&attempt()).unwrap();

@@ -1,9 +1,19 @@
-//! What the adapters (reqwest, hyper) share: the one clock read and the random bytes of each
-//! attempt, and the process's DPoP nonce store. Everything else they do is IO.
+//! The IO layer: one file per adapter (reqwest, hyper), the token source, and here what they
+//! share: the one clock read and the random bytes of each attempt, and the process's DPoP nonce
+//! store. Everything in this layer only translates types and does IO; the decisions are the
+//! core's.
 
 use std::time::SystemTime;
 
-use crate::{DiscoveryError, DpopNonces, Error, TransportKind};
+use crate::attempt::DpopNonces;
+use crate::discovery::DiscoveryError;
+use crate::error::{Error, TransportKind};
+
+#[cfg(feature = "hyper")]
+pub mod hyper;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+pub(crate) mod source;
 
 /// The latest DPoP nonce of each server, for every adapter in the process: a nonce learnt by
 /// one request serves the next, whichever adapter sends it.

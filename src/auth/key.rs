@@ -17,8 +17,9 @@ use aws_lc_rs::{hmac, rsa::KeySize};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::jwt::{BoxError, JwsAlgorithm, JwsSigner, PublicJwk};
-use crate::{ClientSecret, Error};
+use crate::auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, PublicJwk};
+use crate::error::Error;
+use crate::secret::ClientSecret;
 
 /// A private key that signs client assertions (`private_key_jwt`) and DPoP proofs: RS256 or
 /// PS256 (RSA, 2048 to 8192 bits), ES256 (P-256) or EdDSA (Ed25519).
@@ -278,7 +279,9 @@ pub(crate) mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 
     use super::*;
-    use crate::{Attempt, JwtAuth, TokenUrl};
+    use crate::attempt::Attempt;
+    use crate::auth::jwt::JwtAuth;
+    use crate::endpoint::TokenUrl;
 
     /// A fixed P-256 key (PKCS#8), so that tests pin the same public key every run.
     pub(crate) const P256_PKCS8_PEM: &str = "-----BEGIN PRIVATE KEY-----

@@ -11,8 +11,9 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use serde::Serialize;
 
 use crate::attempt::Attempt;
-use crate::jwt::{self, Header, JwsAlgorithm, JwsSigner, PublicJwk};
-use crate::{AccessToken, Error};
+use crate::auth::jwt::{self, Header, JwsAlgorithm, JwsSigner, PublicJwk};
+use crate::error::Error;
+use crate::secret::AccessToken;
 
 /// The `DPoP` request header (RFC 9449 §4.1).
 pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
@@ -226,8 +227,8 @@ mod tests {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519};
 
     use super::*;
-    use crate::key::tests::{ED25519_PKCS8_PEM, P256_PKCS8_PEM, attempt, verify};
-    use crate::{HmacKey, PrivateKey};
+    use crate::auth::key::tests::{ED25519_PKCS8_PEM, P256_PKCS8_PEM, attempt, verify};
+    use crate::auth::key::{HmacKey, PrivateKey};
 
     fn es256() -> (DpopKey, Vec<u8>) {
         let key = PrivateKey::from_pem(JwsAlgorithm::Es256, P256_PKCS8_PEM).unwrap();
@@ -291,7 +292,9 @@ mod tests {
 
     #[test]
     fn token_request_attempt_carries_a_proof_with_the_nonce_rfc9449_5() {
-        use crate::{ClientCredentials, ClientSecret, TokenUrl};
+        use crate::endpoint::TokenUrl;
+        use crate::request::ClientCredentials;
+        use crate::secret::ClientSecret;
         let (key, public) = es256();
         let token_url = TokenUrl::new("https://server.example.com/token?tenant=a").unwrap();
         let plain = ClientCredentials::new(token_url, "c", ClientSecret::new("s"));
@@ -329,16 +332,18 @@ mod tests {
             .header("dpop-nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v")
             .body(r#"{"error":"use_dpop_nonce","error_description":"Authorization server requires nonce in DPoP proof"}"#)
             .unwrap();
-        let error =
-            crate::Token::from_response(&response, SystemTime::UNIX_EPOCH + Duration::from_secs(1))
-                .unwrap_err();
+        let error = crate::token::Token::from_response(
+            &response,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert_eq!(error.dpop_retry_nonce(), Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
         let other = http::Response::builder()
             .status(400)
             .header("dpop-nonce", "abc")
             .body(r#"{"error":"invalid_dpop_proof"}"#)
             .unwrap();
-        let error = crate::Token::from_response(&other, SystemTime::UNIX_EPOCH).unwrap_err();
+        let error = crate::token::Token::from_response(&other, SystemTime::UNIX_EPOCH).unwrap_err();
         assert_eq!(
             error.dpop_retry_nonce(),
             None,
@@ -371,7 +376,7 @@ mod tests {
 
     #[test]
     fn refuses_symmetric_or_keyless_signers_and_relative_uris() {
-        let secret = crate::ClientSecret::new("a-client-secret-of-at-least-32-bytes");
+        let secret = crate::secret::ClientSecret::new("a-client-secret-of-at-least-32-bytes");
         assert!(matches!(
             DpopKey::new(HmacKey::hs256(&secret).unwrap()),
             Err(Error::InvalidKey { .. })
