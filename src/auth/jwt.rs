@@ -325,16 +325,6 @@ impl JwtAuth {
         }
     }
 
-    /// `client_secret_jwt` with HS256 (RFC 7518 §3.2), keyed by the client secret.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidKey`] if the secret is shorter than the 32 bytes RFC 7518 §3.2 requires.
-    #[cfg(feature = "jwt")]
-    pub fn client_secret(secret: &crate::secret::ClientSecret) -> Result<Self, Error> {
-        Ok(Self::new(crate::auth::key::HmacKey::hs256(secret)?))
-    }
-
     /// Sets the `aud` claim, in place of the token endpoint's URL: the issuer identifier, for
     /// servers that want it (FAPI 2.0, and servers that accept either).
     #[must_use]

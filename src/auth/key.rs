@@ -17,7 +17,7 @@ use aws_lc_rs::{hmac, rsa::KeySize};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, PublicJwk};
+use crate::auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
 use crate::error::Error;
 use crate::secret::ClientSecret;
 
@@ -264,6 +264,19 @@ impl JwsSigner for HmacKey {
 impl fmt::Debug for HmacKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("HmacKey(HS256, [redacted])")
+    }
+}
+
+// Here rather than in jwt.rs: the JWT layer knows signers only by their trait, and this
+// constructor needs the built-in HMAC key.
+impl JwtAuth {
+    /// `client_secret_jwt` with HS256 (RFC 7518 §3.2), keyed by the client secret.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] if the secret is shorter than the 32 bytes RFC 7518 §3.2 requires.
+    pub fn client_secret(secret: &ClientSecret) -> Result<Self, Error> {
+        Ok(Self::new(HmacKey::hs256(secret)?))
     }
 }
 
