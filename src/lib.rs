@@ -128,8 +128,12 @@ pub use auth::mtls::ClientCertificate;
 pub use auth::{ClientAuth, JWT_BEARER_ASSERTION_TYPE};
 pub use cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
 pub use challenge::Challenge;
-pub use discovery::{Credentials, DiscoveryError, Issuer, MetadataRequest, ServerMetadata};
+pub use discovery::issuer::Issuer;
+pub use discovery::material::Credentials;
+pub use discovery::metadata::ServerMetadata;
+pub use discovery::request::MetadataRequest;
 pub use endpoint::TokenUrl;
+pub use error::discovery::DiscoveryError;
 pub use error::{
     Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
 };

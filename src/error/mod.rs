@@ -8,7 +8,9 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::challenge::Challenge;
-use crate::discovery::DiscoveryError;
+
+pub(crate) mod discovery;
+use discovery::DiscoveryError;
 
 /// Everything that can go wrong, from building a request to reading the token.
 ///
@@ -567,6 +569,12 @@ impl RetryAfter {
             Self::Delay(delay) => delay,
             Self::At(at) => at.duration_since(now).unwrap_or_default(),
         }
+    }
+}
+
+impl From<DiscoveryError> for Error {
+    fn from(error: DiscoveryError) -> Self {
+        Self::Discovery(Box::new(error))
     }
 }
 

@@ -52,7 +52,8 @@ use hyper::body::Body;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::Connect;
 
-use crate::discovery::{MetadataRequest, ServerMetadata};
+use crate::discovery::metadata::ServerMetadata;
+use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
 use crate::fetch::{ExchangeStep, TokenExchange};
 use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};

@@ -6,7 +6,7 @@
 use std::time::SystemTime;
 
 use crate::attempt::DpopNonces;
-use crate::discovery::DiscoveryError;
+use crate::error::discovery::DiscoveryError;
 use crate::error::{Error, TransportKind};
 
 #[cfg(feature = "hyper")]

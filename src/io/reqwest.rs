@@ -64,7 +64,8 @@ use ::reqwest::redirect::Policy;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, Version};
 
-use crate::discovery::{MetadataRequest, ServerMetadata};
+use crate::discovery::metadata::ServerMetadata;
+use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
 use crate::fetch::{ExchangeStep, TokenExchange};
 use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
@@ -321,7 +322,8 @@ pub mod blocking {
     use bytes::Bytes;
 
     use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, transport};
-    use crate::discovery::{MetadataRequest, ServerMetadata};
+    use crate::discovery::metadata::ServerMetadata;
+    use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
     use crate::fetch::{ExchangeStep, TokenExchange};
     use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
