@@ -320,8 +320,10 @@ impl fmt::Display for ErrorCode {
 /// An OAuth error response (RFC 6749 §5.2), with the HTTP context a caller needs to act on it.
 ///
 /// All text from the server is sanitized: control characters dropped and length capped at
-/// [`MAX_SERVER_TEXT_LEN`](crate::MAX_SERVER_TEXT_LEN) bytes, so it is safe to log.
-#[derive(Debug, Clone)]
+/// [`MAX_SERVER_TEXT_LEN`](crate::MAX_SERVER_TEXT_LEN) bytes, and the value after any
+/// secret-looking name (`client_secret=…`) redacted, so it is safe to log. Its Debug lists the
+/// extra members by name only.
+#[derive(Clone)]
 pub struct OAuthError {
     pub(crate) status: StatusCode,
     pub(crate) code: ErrorCode,
@@ -396,6 +398,24 @@ impl fmt::Display for OAuthError {
             write!(f, ": {description}")?;
         }
         write!(f, "; {}", self.code.advice())
+    }
+}
+
+impl fmt::Debug for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Extra members are listed by name only, as `Token`'s Debug does: a server may put an
+        // `id_token` or an echo of the request next to its error.
+        let extra_names: Vec<&str> = self.extra.keys().map(String::as_str).collect();
+        f.debug_struct("OAuthError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("description", &self.description)
+            .field("uri", &self.uri)
+            .field("challenges", &self.challenges)
+            .field("dpop_nonce", &self.dpop_nonce)
+            .field("retry_after", &self.retry_after)
+            .field("extra_names", &extra_names)
+            .finish()
     }
 }
 
