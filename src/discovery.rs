@@ -269,7 +269,7 @@ impl MetadataRequest {
                 status,
                 content_type: content_type(),
                 excerpt: (!body.trim_ascii().is_empty())
-                    .then(|| sanitize::excerpt(body, MAX_EXCERPT_LEN)),
+                    .then(|| sanitize::bytes(body, MAX_EXCERPT_LEN)),
             }
             .into());
         }
