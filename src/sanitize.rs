@@ -383,10 +383,10 @@ fn skip_gap(bytes: &[u8], mut at: usize, limit: usize) -> (usize, Option<&'stati
     (at, quote, saw_tag)
 }
 
-fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    // A closing backslash-escaped quote closes as its bare quote does.
-    let needle = needle.strip_prefix(b"\\").unwrap_or(needle);
-    (from..bytes.len()).find(|&i| starts_with_ci(bytes, i, needle))
+/// Where `quote` next appears from `from`: the value's closing quote, which is written as the
+/// opening one was (`"`, `\"`, `&quot;`).
+fn find_from(bytes: &[u8], from: usize, quote: &[u8]) -> Option<usize> {
+    (from..bytes.len()).find(|&i| starts_with_ci(bytes, i, quote))
 }
 
 #[cfg(test)]
@@ -405,5 +405,111 @@ mod tests {
         let capped = text(&"é".repeat(100), 11);
         assert_eq!(capped, format!("{}…", "é".repeat(5)));
         assert_eq!(bytes(&[0xff, b'a'], 10), "\u{fffd}a");
+        let huge = format!("client_secret={}", "s".repeat(100_000));
+        assert_eq!(text(&huge, 20), "client_secret=[redac…");
+    }
+
+    #[test]
+    fn redacts_the_value_after_a_secret_looking_name() {
+        for (raw, redacted) in [
+            ("client_secret=s3cr3t&x=1", "client_secret=[redacted]&x=1"),
+            (
+                "Client-Secret : s3cr3t done",
+                "Client-Secret : [redacted] done",
+            ),
+            (
+                r#"{"accessToken":"s3 cr3t","a":1}"#,
+                r#"{"accessToken":"[redacted]","a":1}"#,
+            ),
+            (
+                r#"{\"id_token\":\"s3cr3t\"}"#,
+                r#"{\"id_token\":\"[redacted]\"}"#,
+            ),
+            ("PASSWORD='s3cr3t'", "PASSWORD='[redacted]'"),
+            ("refresh%5Ftoken%3Ds3cr3t", "refresh%5Ftoken%3D[redacted]"),
+            ("assertion&#61;s3cr3t", "assertion&#61;[redacted]"),
+            (
+                "password=&quot;s3cr3t&quot;",
+                "password=&quot;[redacted]&quot;",
+            ),
+            (
+                r#"<input name="client_assertion" value="s3cr3t">"#,
+                r#"<input name="client_assertion" value="[redacted]">"#,
+            ),
+            (
+                "<dt>token</dt> <dd>s3cr3t</dd>",
+                "<dt>token</dt> <dd>[redacted]</dd>",
+            ),
+            ("secret=a secret=b", "secret=[redacted] secret=[redacted]"),
+        ] {
+            assert_eq!(redact(raw), redacted, "{raw}");
+        }
+    }
+
+    #[test]
+    fn leaves_text_without_a_secret_value_alone() {
+        for plain in [
+            "token_type=bearer&expires_in=3600",
+            "Invalid client secret provided. Ensure the secret being sent is the client secret value",
+            "the access token expired",
+            "client_secret=",
+            "<h1>502 Bad Gateway</h1>",
+            "",
+        ] {
+            assert!(matches!(redact(plain), Cow::Borrowed(_)), "{plain}");
+        }
+    }
+
+    #[test]
+    fn excerpts_describe_json_and_forms_by_member_names() {
+        assert_eq!(
+            excerpt(br#"{"access_token":"s3cr3t","scope":"a"}"#, 256),
+            "a json object with members `access_token`, `scope`"
+        );
+        assert_eq!(excerpt(b"\xEF\xBB\xBF{}", 256), "an empty json object");
+        assert_eq!(excerpt(br#"["s3cr3t"]"#, 256), "a json array");
+        assert_eq!(excerpt(br#""s3cr3t""#, 256), "a json string");
+        assert_eq!(
+            excerpt(b"client_secret=s3cr3t&a%5Fb=1\r\n", 256),
+            "a form with members `client_secret`, `a_b`"
+        );
+        assert_eq!(
+            excerpt(br#"{"client_secret=s3cr3t":1}"#, 256),
+            "a json object with members `client_secret=[redacted]`"
+        );
+        // Prose is not a form, and a cut-off object is not json: both are quoted, redacted.
+        assert_eq!(excerpt(b"try later", 256), "try later");
+        assert_eq!(
+            excerpt(br#"{"access_token":"s3cr3t"#, 256),
+            r#"{"access_token":"[redacted]"#
+        );
+        let many: String = (0..200).map(|n| format!("m{n}=1&")).collect();
+        let described = excerpt(many.trim_end_matches('&').as_bytes(), 64);
+        assert!(described.len() <= 64 + '…'.len_utf8(), "{described}");
+        assert!(
+            described.starts_with("a form with members `m0`, `m1`"),
+            "{described}"
+        );
+    }
+
+    #[test]
+    fn forms_are_name_value_pairs_without_prose() {
+        assert!(is_form(b"access_token=a&expires=5"));
+        assert!(is_form(b"a=&b=c%20d+e"));
+        for not_form in [
+            &b""[..],
+            b"abc",
+            b"a=b c",
+            b"<p>a=b</p>",
+            b"=b",
+            b"a=b&",
+            b"a=\"b\"",
+        ] {
+            assert!(
+                !is_form(not_form),
+                "{:?}",
+                String::from_utf8_lossy(not_form)
+            );
+        }
     }
 }
