@@ -449,9 +449,11 @@ impl UnexpectedResponse {
         self.retry_after
     }
 
-    /// The start of the body, sanitized and capped at
-    /// [`MAX_EXCERPT_LEN`](crate::MAX_EXCERPT_LEN) bytes: enough to recognise a gateway's error
-    /// page.
+    /// The body, capped at [`MAX_EXCERPT_LEN`](crate::MAX_EXCERPT_LEN) bytes: enough to
+    /// recognise a gateway's error page. A JSON or form body is described by its member names
+    /// ("a json object with members `errorCode`, `errorSummary`"), never its values, any of
+    /// which may be a token; any other body is its start, sanitized, with the value after a
+    /// secret-looking name (`client_secret=…`, `"access_token":"…"`) redacted.
     #[must_use]
     pub fn excerpt(&self) -> Option<&str> {
         self.excerpt.as_deref()

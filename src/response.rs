@@ -26,8 +26,9 @@ const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 ///
 /// [`ResponseRules::default`] is tolerant: every tolerance on. [`ResponseRules::strict`] turns
 /// them all off, for testing a server of your own against the RFC. Rules that are the RFC's own
-/// apply either way: `token_type` is compared case-insensitively (§5.1); a JSON `error` member
-/// makes a response an error whatever its status; `null` members count as absent.
+/// apply either way: `token_type` is compared case-insensitively (§5.1); an `error` member that
+/// is a non-empty string makes a response an error whatever its status; `null` members count
+/// as absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ResponseRules {
     max_body_len: usize,
@@ -190,8 +191,9 @@ impl ResponseRules {
     ///   (§5.2; GitHub and Slack send errors with 200);
     /// - [`Error::InvalidResponse`] for a 2xx that is not a usable token response; it never
     ///   quotes the body, which may hold a token;
-    /// - [`Error::UnexpectedResponse`] for any other status, with a sanitized excerpt of the
-    ///   body and the `Retry-After` header.
+    /// - [`Error::UnexpectedResponse`] for any other status, with the `Retry-After` header and
+    ///   an excerpt of the body: a JSON or form body by its member names, never their values;
+    ///   any other body sanitized, with the value after a secret-looking name redacted.
     pub fn parse(
         &self,
         response: &http::Response<impl AsRef<[u8]>>,
@@ -391,9 +393,9 @@ fn parse_seconds(text: &str) -> Result<u64, ResponseProblem> {
     Ok(text.parse().unwrap_or(u64::MAX))
 }
 
-/// Whether server text is already what [`sanitize::text`] would make of it (printable ASCII,
-/// single spaces only between words, within the length limit), the usual case: then a copy
-/// will do.
+/// Whether server text is already what [`sanitize::text`] would make of it before redaction
+/// (printable ASCII, single spaces only between words, within the length limit), the usual
+/// case: then [`sanitize::redact`] alone will do.
 fn is_clean(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.len() > MAX_SERVER_TEXT_LEN || bytes.ends_with(b" ") {
