@@ -74,7 +74,8 @@ use crate::{
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long [`recommended_client`] waits for a whole exchange, from sending the request to the
-/// last byte of the response: 30 seconds.
+/// last byte of the response, and how long the blocking
+/// [`fetch_token`](blocking::fetch_token) lets a whole call take: 30 seconds.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`reqwest::ClientBuilder`] with safe defaults for a token endpoint, to adjust before
@@ -318,8 +319,10 @@ pub mod blocking {
     use ::reqwest::redirect::Policy;
     use bytes::Bytes;
 
+    use std::time::Duration;
+
     use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, transport};
-    use crate::adapters::{DPOP_NONCES, entropy, metadata_error, send_time};
+    use crate::adapters::{DPOP_NONCES, Deadline, entropy, metadata_error, send_time};
     use crate::{
         Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
         TokenRequest, TransportKind,
@@ -328,6 +331,10 @@ pub mod blocking {
     /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
     /// [`super::recommended_client_builder`]: redirects off, [`CONNECT_TIMEOUT`], [`TIMEOUT`],
     /// rustls under feature `rustls`.
+    ///
+    /// The blocking client applies its timeout to each step (the response head, then each read
+    /// of the body) rather than to the whole exchange; [`fetch_token`] and [`TokenSource`]
+    /// set a total timeout on each request they send instead.
     pub fn recommended_client_builder() -> ClientBuilder {
         let builder = Client::builder()
             .redirect(Policy::none())
@@ -356,15 +363,32 @@ pub mod blocking {
     /// As [`super::fetch_token`]: a fresh attempt for every send, the one `use_dpop_nonce`
     /// retry, the same errors, the same body limit, and `client` must not follow redirects.
     ///
+    /// The whole call, both attempts included, is bounded by [`TIMEOUT`]: connecting, the
+    /// response head and every read of the body. reqwest's blocking client restarts its own
+    /// timeout for each read of a body, so a server sending one byte at a time could hold the
+    /// thread for far longer; this deadline replaces the client's timeout for these requests,
+    /// as a request's own timeout does in reqwest. A
+    /// [`TokenSource`] bounds its fetches by its [`CachePolicy::fetch_timeout`](crate::CachePolicy::fetch_timeout) instead.
+    ///
     /// # Errors
     ///
-    /// As [`super::fetch_token`].
+    /// As [`super::fetch_token`]; [`TransportKind::Timeout`] when [`TIMEOUT`] passes.
     pub fn fetch_token(client: &Client, request: &TokenRequest) -> Result<Token, Error> {
+        fetch_token_within(client, request, TIMEOUT)
+    }
+
+    /// [`fetch_token`], the whole call bounded by `timeout`.
+    pub(crate) fn fetch_token_within(
+        client: &Client,
+        request: &TokenRequest,
+        timeout: Duration,
+    ) -> Result<Token, Error> {
+        let deadline = Deadline::after(timeout);
         let limit = request.client().response_rules().max_body_len();
         let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
         loop {
             let http_request = exchange.http_request(send_time(), entropy)?;
-            let response = send(client, http_request, limit)?;
+            let response = send(client, http_request, limit, deadline)?;
             match exchange.handle_response(&response)? {
                 ExchangeStep::Done(token) => return Ok(token),
                 ExchangeStep::Retry => {}
@@ -373,7 +397,7 @@ pub mod blocking {
     }
 
     /// Fetches and checks an issuer's metadata, blocking the thread, as
-    /// [`super::fetch_metadata`] does.
+    /// [`super::fetch_metadata`] does, bounded by [`TIMEOUT`] as [`fetch_token`] is.
     ///
     /// # Errors
     ///
@@ -382,18 +406,33 @@ pub mod blocking {
         client: &Client,
         request: &MetadataRequest,
     ) -> Result<ServerMetadata, Error> {
-        let response =
-            send(client, request.http_request(), request.max_body_len()).map_err(metadata_error)?;
+        let deadline = Deadline::after(TIMEOUT);
+        let response = send(
+            client,
+            request.http_request(),
+            request.max_body_len(),
+            deadline,
+        )
+        .map_err(metadata_error)?;
         request.parse_response(&response)
     }
 
-    /// One exchange: the request sent, the response read with its body through `limit`.
+    /// One exchange: the request sent, the response read with its body through `limit`, all
+    /// of it by `deadline`.
     fn send(
         client: &Client,
         request: http::Request<RequestBody>,
         limit: usize,
+        deadline: Deadline,
     ) -> Result<http::Response<Bytes>, Error> {
-        let request = Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+        let mut request =
+            Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+        // A request's timeout is a total one: reqwest's runtime under the blocking client
+        // applies it from connecting to the body's last byte, where the client's own timeout
+        // restarts for every read.
+        if let Some(left) = deadline.remaining()? {
+            *request.timeout_mut() = Some(left);
+        }
         let mut response = client.execute(request).map_err(transport)?;
         if response.status().is_redirection() {
             // Never read, as in the async adapter.

@@ -7,16 +7,17 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
 use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::{
-    ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error, ErrorCode, Issuer,
-    JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules, ServerMetadata, Token,
-    TokenRequest, TokenType, TokenUrl, TransportKind,
+    CachePolicy, ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error,
+    ErrorCode, Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules,
+    ServerMetadata, Token, TokenRequest, TokenType, TokenUrl, TransportKind,
 };
 use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
@@ -310,6 +311,74 @@ async fn a_server_that_never_answers_times_out() {
         );
         assert!(error.is_retryable(), "{name}");
     }
+}
+
+/// The wait before each byte of a trickled body: its 72 bytes take over 7 seconds.
+const TRICKLE: Duration = Duration::from_millis(100);
+
+/// The total timeout of the exchanges that meet a trickled body.
+const TOTAL: Duration = Duration::from_secs(1);
+
+/// The slack over a total timeout that a timed-out exchange may take, for a loaded machine.
+const SLACK: Duration = Duration::from_secs(3);
+
+#[allow(clippy::disallowed_methods)] // The test measures how long an adapter held its caller.
+fn clock() -> Instant {
+    Instant::now()
+}
+
+/// Asserts that `error` is a timeout that came within about `total` of `start`.
+fn assert_timed_out(name: &str, error: &Error, start: Instant, total: Duration) {
+    let elapsed = start.elapsed();
+    assert_eq!(
+        transport_kind(error),
+        Some(TransportKind::Timeout),
+        "{name}: {error}"
+    );
+    assert!(
+        elapsed < total + SLACK,
+        "{name}: timed out after {elapsed:?}, the total timeout being {total:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_trickled_body_times_out_within_the_total_timeout() {
+    let server = TestServer::start();
+    server.set_fault(Some(Fault::TrickleBody { interval: TRICKLE }));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    for adapter in Adapter::all(Some(TOTAL)) {
+        let start = clock();
+        let error = expect_err(adapter.name(), adapter.fetch(&request).await);
+        assert_timed_out(adapter.name(), &error, start, TOTAL);
+    }
+    let policy = CachePolicy::new().with_fetch_timeout(TOTAL);
+    let (result, start) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let http = client_credentials::reqwest::blocking::recommended_client();
+                let source = BlockingSource::with_policy(http, request.clone(), policy);
+                let start = clock();
+                (source.token(), start)
+            })
+            .join()
+            .expect("the blocking source panicked")
+    });
+    let error = result.expect_err("reqwest blocking source: expected a timeout");
+    assert_timed_out("reqwest blocking source", &error, start, TOTAL);
+}
+
+#[tokio::test]
+async fn a_trickled_body_times_out_the_blocking_fetch_within_its_timeout() {
+    use client_credentials::reqwest::TIMEOUT;
+    let server = TestServer::start();
+    // 72 bytes a second: the body would take over a minute, twice the timeout.
+    server.set_fault(Some(Fault::TrickleBody {
+        interval: Duration::from_secs(1),
+    }));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    let start = clock();
+    let error = expect_err("reqwest blocking", fetch_blocking(&request, None));
+    assert_timed_out("reqwest blocking", &error, start, TIMEOUT);
 }
 
 #[tokio::test]
