@@ -19,7 +19,10 @@
 //! so **a client of your own must be built with `redirect(Policy::none())`**: reqwest's default
 //! policy follows redirects by itself, and on a 307 or 308 it sends the request body, which holds
 //! the credentials under `client_secret_post` or an assertion, to the new location.
-//! [`recommended_client`] does this for you.
+//! [`recommended_client`] does this for you. The adapter cannot stop a client that follows, but
+//! it notices: a response from another URL than the one sent is [`Error::Redirect`] with
+//! `followed: true`, naming the final URL, and whatever that server answered (a token included)
+//! is discarded.
 //!
 //! # Example
 //!
@@ -199,7 +202,9 @@ async fn send(
 ) -> Result<http::Response<Bytes>, Error> {
     let request =
         ::reqwest::Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+    let sent_to = request.url().clone();
     let mut response = client.execute(request).await.map_err(transport)?;
+    refuse_followed_redirect(&sent_to, response.url(), response.status())?;
     if response.status().is_redirection() {
         // Never read: the core refuses a redirect whatever its body, and a body over the limit
         // must not hide the redirect behind `BodyTooLarge`.
@@ -221,6 +226,38 @@ async fn send(
         (response.status(), response.version(), headers),
         body.freeze(),
     ))
+}
+
+/// [`Error::Redirect`] if the response came from another URL than the one the request was sent
+/// to: the client followed a redirect by itself and resent the request, credentials included.
+/// That cannot be undone, but the answer of wherever it went is never taken for a token.
+fn refuse_followed_redirect(
+    sent_to: &::reqwest::Url,
+    answered_from: &::reqwest::Url,
+    status: StatusCode,
+) -> Result<(), Error> {
+    if sent_to == answered_from {
+        return Ok(());
+    }
+    Err(Error::Redirect {
+        status,
+        location: Some(redacted(answered_from)),
+        followed: true,
+    })
+}
+
+/// A URL as text, its query shown as `?…` (it may hold an API key), capped and cleaned as all
+/// server-chosen text is.
+fn redacted(url: &::reqwest::Url) -> String {
+    let mut url = url.clone();
+    let had_query = url.query().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    let mut text = url.to_string();
+    if had_query {
+        text.push_str("?…");
+    }
+    crate::sanitize::text(&text, crate::MAX_SERVER_TEXT_LEN)
 }
 
 /// The status line and headers of a response, as reqwest hands them over.
@@ -321,7 +358,9 @@ pub mod blocking {
 
     use std::time::Duration;
 
-    use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, transport};
+    use super::{
+        CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, refuse_followed_redirect, transport,
+    };
     use crate::adapters::{DPOP_NONCES, Deadline, entropy, metadata_error, send_time};
     use crate::{
         Error, ExchangeStep, MetadataRequest, RequestBody, ServerMetadata, Token, TokenExchange,
@@ -433,7 +472,9 @@ pub mod blocking {
         if let Some(left) = deadline.remaining()? {
             *request.timeout_mut() = Some(left);
         }
+        let sent_to = request.url().clone();
         let mut response = client.execute(request).map_err(transport)?;
+        refuse_followed_redirect(&sent_to, response.url(), response.status())?;
         if response.status().is_redirection() {
             // Never read, as in the async adapter.
             let headers = std::mem::take(response.headers_mut());
@@ -495,6 +536,17 @@ mod tests {
             capacity(Some(11), 10),
             Err(Error::BodyTooLarge { limit: 10 })
         ));
+    }
+
+    #[test]
+    fn a_redirected_url_is_shown_without_its_query() {
+        let url = ::reqwest::Url::parse("https://idp.example/token?api_key=SECRET#x").unwrap();
+        assert_eq!(redacted(&url), "https://idp.example/token?…");
+        let plain = ::reqwest::Url::parse("http://127.0.0.1:8/token").unwrap();
+        assert_eq!(redacted(&plain), "http://127.0.0.1:8/token");
+        let error = refuse_followed_redirect(&plain, &url, StatusCode::OK).unwrap_err();
+        assert!(!error.to_string().contains("SECRET"), "{error}");
+        assert!(refuse_followed_redirect(&plain, &plain, StatusCode::OK).is_ok());
     }
 
     #[test]

@@ -1642,7 +1642,9 @@ mod tests {
         server.push_fault(Fault::Delay(Duration::from_millis(20)));
 
         match fetch(&server, &request) {
-            Err(Error::Redirect { status, location }) => {
+            Err(Error::Redirect {
+                status, location, ..
+            }) => {
                 assert_eq!(status, StatusCode::FOUND);
                 assert_eq!(location, Some(server.url("/elsewhere")));
             }

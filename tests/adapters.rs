@@ -178,6 +178,7 @@ async fn a_redirect_is_refused_and_its_target_receives_nothing() {
             Error::Redirect {
                 status,
                 location: Some(to),
+                followed: false,
             } => {
                 assert_eq!(status, StatusCode::FOUND, "{name}");
                 assert_eq!(to, location, "{name}");
@@ -187,6 +188,62 @@ async fn a_redirect_is_refused_and_its_target_receives_nothing() {
     }
     assert_eq!(server.requests_served(), 3);
     assert_eq!(elsewhere.requests_served(), 0);
+}
+
+#[tokio::test]
+async fn a_redirect_the_client_followed_is_refused_and_its_token_discarded() {
+    let server = TestServer::start();
+    let elsewhere = TestServer::start();
+    let location = elsewhere.token_url().to_string();
+    server.set_fault(Some(Fault::TemporaryRedirect {
+        location: location.clone(),
+    }));
+    let secret = || ClientSecret::new("demo-secret");
+    // reqwest drops the Authorization header on a redirect to another origin, so the other
+    // server refuses Basic credentials; post credentials are in the body, which is resent.
+    for (auth, final_status) in [
+        (ClientAuth::SecretBasic(secret()), StatusCode::UNAUTHORIZED),
+        (ClientAuth::SecretPost(secret()), StatusCode::OK),
+    ] {
+        let request = ClientCredentials::with_auth(server.token_url(), "demo-client", auth)
+            .unwrap()
+            .token_request()
+            .build()
+            .unwrap();
+        // Clients with reqwest's default policy, which follows redirects.
+        let followed =
+            client_credentials::reqwest::fetch_token(&reqwest::Client::new(), &request).await;
+        let blocking = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let client = reqwest::blocking::Client::new();
+                    client_credentials::reqwest::blocking::fetch_token(&client, &request)
+                })
+                .join()
+                .expect("the blocking exchange panicked")
+        });
+        for (name, result) in [("reqwest", followed), ("reqwest blocking", blocking)] {
+            let name = format!("{name}, {:?}", request.client().auth_method());
+            let error = expect_err(&name, result);
+            let text = error.to_string();
+            match error {
+                Error::Redirect {
+                    followed: true,
+                    status,
+                    location: Some(to),
+                } => {
+                    assert_eq!(status, final_status, "{name}: the final response's status");
+                    assert_eq!(to, location, "{name}");
+                    assert!(text.contains("Policy::none()"), "{name}: {text}");
+                    assert!(!text.contains("demo-secret"), "{name}: {text}");
+                }
+                other => panic!("{name}: expected a followed redirect, got {other}"),
+            }
+        }
+    }
+    // The client resent each request, which the adapter cannot stop; it only refuses the answer.
+    assert_eq!(server.requests_served(), 4);
+    assert_eq!(elsewhere.requests_served(), 4);
 }
 
 #[tokio::test]
@@ -203,7 +260,11 @@ async fn a_redirect_with_a_huge_body_is_still_a_redirect() {
         .unwrap();
     for name in ADAPTERS {
         match expect_err(name, fetch_with(name, &request).await) {
-            Error::Redirect { status, location } => {
+            Error::Redirect {
+                status,
+                location,
+                followed: false,
+            } => {
                 assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{name}");
                 assert_eq!(location.as_deref(), Some("https://elsewhere.example/token"));
             }
