@@ -282,8 +282,12 @@ fn http_response((status, version, headers): Head, body: Bytes) -> http::Respons
     response
 }
 
-/// A reqwest failure (async or blocking: they share the error type) as this crate's error.
-fn transport(error: ::reqwest::Error) -> Error {
+/// A reqwest failure (async or blocking: they share the error type) as this crate's error. Its
+/// text ends "for url (…)": the URL's query, which may hold a secret, is taken out.
+fn transport(mut error: ::reqwest::Error) -> Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+    }
     let kind = if error.is_timeout() {
         TransportKind::Timeout
     } else if error.is_connect() {

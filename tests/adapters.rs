@@ -467,6 +467,40 @@ async fn a_refused_connection_is_retryable() {
 }
 
 #[tokio::test]
+async fn a_token_url_query_is_never_shown() {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // nothing listens on the port any more: the connection is refused
+    let url = TokenUrl::new(&format!("http://127.0.0.1:{port}/token?api_key=SECRET")).unwrap();
+    let client = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"));
+    let request = client.token_request().build().unwrap();
+    let shown = [
+        format!("{:?} {}", client.token_url(), client.token_url()),
+        format!("{client:?}"),
+        format!("{request:?}"),
+    ];
+    for text in shown {
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("/token?…"), "{text}");
+    }
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        let mut texts = vec![error.to_string(), format!("{error:?}")];
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            texts.push(cause.to_string());
+            texts.push(format!("{cause:?}"));
+            source = cause.source();
+        }
+        for text in texts {
+            assert!(!text.contains("SECRET"), "{name}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_connection_closed_mid_body_is_a_retryable_io_failure() {
     let server = TestServer::start();
     server.set_fault(Some(Fault::CloseMidBody));
