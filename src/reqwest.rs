@@ -86,6 +86,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// - redirects off ([`Policy::none`]), so a 3xx comes back as [`Error::Redirect`] instead of
 ///   sending the credentials elsewhere;
+/// - the environment's proxy (`HTTPS_PROXY`, else `ALL_PROXY`, minus `NO_PROXY`) for `https`
+///   requests to hosts other than loopback, and no proxy for any other request: a plain `http`
+///   request, which a proxy could read and answer, never goes through one (`HTTP_PROXY` is
+///   ignored);
 /// - a connect timeout of [`CONNECT_TIMEOUT`] and a total timeout of [`TIMEOUT`];
 /// - TLS by rustls (with the platform's certificate verifier) when feature `rustls` is on.
 ///   Without it, and without a TLS feature of reqwest enabled elsewhere in your build, the
@@ -99,13 +103,36 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn recommended_client_builder() -> ::reqwest::ClientBuilder {
-    let builder = ::reqwest::Client::builder()
+    let builder = ::reqwest::Client::builder();
+    let builder = match environment_proxy() {
+        Some(proxy) => builder.proxy(proxy),
+        None => builder.no_proxy(),
+    };
+    let builder = builder
         .redirect(Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TIMEOUT);
     #[cfg(feature = "rustls")]
     let builder = builder.tls_backend_rustls();
     builder
+}
+
+/// The proxy of the recommended clients: the environment's `HTTPS_PROXY` (or `https_proxy`,
+/// else `ALL_PROXY` or `all_proxy`, as reqwest reads them), for `https` requests only, and
+/// never for loopback hosts or those `NO_PROXY` lists. A proxy carries plain `http` in clear,
+/// credentials included, and may answer for the server, so `HTTP_PROXY` is ignored, while
+/// `https` goes through a proxy as a tunnel it cannot read. A proxy URL reqwest cannot parse
+/// is no proxy, as reqwest itself treats one.
+fn environment_proxy() -> Option<::reqwest::Proxy> {
+    let url = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|url| !url.is_empty()))?;
+    let listed = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    let bypass = format!("{listed},localhost,127.0.0.0/8,::1");
+    let proxy = ::reqwest::Proxy::https(url.as_str()).ok()?;
+    Some(proxy.no_proxy(::reqwest::NoProxy::from_string(&bypass)))
 }
 
 /// A [`reqwest::Client`] built by [`recommended_client_builder`]: redirects off,
@@ -363,7 +390,8 @@ pub mod blocking {
     use std::time::Duration;
 
     use super::{
-        CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, refuse_followed_redirect, transport,
+        CONNECT_TIMEOUT, TIMEOUT, capacity, environment_proxy, http_response,
+        refuse_followed_redirect, transport,
     };
     use crate::adapters::{DPOP_NONCES, Deadline, entropy, metadata_error, send_time};
     use crate::{
@@ -372,14 +400,20 @@ pub mod blocking {
     };
 
     /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
-    /// [`super::recommended_client_builder`]: redirects off, [`CONNECT_TIMEOUT`], [`TIMEOUT`],
-    /// rustls under feature `rustls`.
+    /// [`super::recommended_client_builder`]: redirects off, the environment's proxy for
+    /// `https` to hosts other than loopback only, [`CONNECT_TIMEOUT`], [`TIMEOUT`], rustls under
+    /// feature `rustls`.
     ///
     /// The blocking client applies its timeout to each step (the response head, then each read
     /// of the body) rather than to the whole exchange; [`fetch_token`] and [`TokenSource`]
     /// set a total timeout on each request they send instead.
     pub fn recommended_client_builder() -> ClientBuilder {
-        let builder = Client::builder()
+        let builder = Client::builder();
+        let builder = match environment_proxy() {
+            Some(proxy) => builder.proxy(proxy),
+            None => builder.no_proxy(),
+        };
+        let builder = builder
             .redirect(Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TIMEOUT);

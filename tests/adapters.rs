@@ -500,6 +500,81 @@ async fn a_token_url_query_is_never_shown() {
     }
 }
 
+/// The variable that tells a re-run of this binary it is the child of
+/// [`a_plain_http_request_never_reaches_an_environment_proxy`], and which token URL to use.
+const PROXY_CHILD_URL: &str = "CLIENT_CREDENTIALS_TEST_PROXY_CHILD_URL";
+
+#[tokio::test]
+async fn a_plain_http_request_never_reaches_an_environment_proxy() {
+    if let Ok(url) = std::env::var(PROXY_CHILD_URL) {
+        // The child, with the proxy variables set: both recommended clients fetch a token.
+        let url = TokenUrl::new(&url).unwrap();
+        let client = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"));
+        let request = client.token_request().build().unwrap();
+        let token = Adapter::all(None)[0].fetch(&request).await;
+        let blocking = fetch_blocking(&request, None);
+        for (name, token) in [("reqwest", token), ("reqwest blocking", blocking)] {
+            let token = token.unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert_ne!(token.access_token().secret(), "from-the-proxy", "{name}");
+        }
+        return;
+    }
+    // A proxy that records every connection and answers with a token of its own.
+    let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let recorder = std::sync::Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in proxy.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            recorder.lock().unwrap().push(buf[..n].to_vec());
+            let body = r#"{"access_token":"from-the-proxy","token_type":"Bearer"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let server = TestServer::start();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "a_plain_http_request_never_reaches_an_environment_proxy",
+        ])
+        .env(PROXY_CHILD_URL, server.token_url().to_string())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for name in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        child.env(name, &proxy_url);
+    }
+    let output = child.output().expect("the test binary runs again");
+    assert!(
+        output.status.success(),
+        "the child failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "the proxy received a request"
+    );
+    assert_eq!(
+        server.requests_served(),
+        2,
+        "both tokens came from the server"
+    );
+}
+
 #[tokio::test]
 async fn a_connection_closed_mid_body_is_a_retryable_io_failure() {
     let server = TestServer::start();
