@@ -64,16 +64,20 @@ pub enum Error {
     },
 
     /// The token endpoint answered with a redirect, which is never followed: following it would
-    /// hand the client's credentials to another URL.
-    #[error(
-        "the token endpoint answered http {status} redirecting to {}; redirects are not followed because they would send the credentials elsewhere: configure the final token url instead",
-        location.as_deref().unwrap_or("an unspecified location")
-    )]
+    /// hand the client's credentials to another URL. Or the caller's HTTP client followed one
+    /// by itself (`followed`), and the response, token included, came from elsewhere: it is
+    /// discarded.
+    #[error("{}", redirect_message(*status, location.as_deref(), *followed))]
     Redirect {
-        /// The HTTP status (3xx).
+        /// The HTTP status: the 3xx, or when `followed`, the status of the response from the
+        /// final location.
         status: StatusCode,
-        /// The `Location` header, sanitized, if there was one.
+        /// The `Location` header, or when `followed` the final URL, sanitized and with any
+        /// query shown as `?…`, if there was one.
         location: Option<String>,
+        /// Whether the HTTP client followed the redirect by itself, sending the request (the
+        /// credentials included) to `location`.
+        followed: bool,
     },
 
     /// A signing key was rejected at construction, or cannot be used as asked.
@@ -107,6 +111,20 @@ pub enum Error {
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+}
+
+/// The text of [`Error::Redirect`].
+fn redirect_message(status: StatusCode, location: Option<&str>, followed: bool) -> String {
+    let location = location.unwrap_or("an unspecified location");
+    if followed {
+        format!(
+            "the http client followed a redirect from the token endpoint to {location} (answering http {status}) and sent the request there, credentials included; its response was discarded: build the client with `redirect(Policy::none())` or use `recommended_client()`, configure the final token url, and consider rotating the client's credentials"
+        )
+    } else {
+        format!(
+            "the token endpoint answered http {status} redirecting to {location}; redirects are not followed because they would send the credentials elsewhere: configure the final token url instead"
+        )
+    }
 }
 
 impl Error {
@@ -638,6 +656,12 @@ mod tests {
             Error::Redirect {
                 status: StatusCode::FOUND,
                 location: None,
+                followed: false,
+            },
+            Error::Redirect {
+                status: StatusCode::OK,
+                location: Some("https://elsewhere.example/token?…".into()),
+                followed: true,
             },
             Error::Transport {
                 kind: TransportKind::Timeout,

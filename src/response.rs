@@ -217,6 +217,7 @@ impl ResponseRules {
             return Err(Error::Redirect {
                 status,
                 location: header_text(headers, &LOCATION),
+                followed: false,
             });
         }
         if body.len() > self.max_body_len {
@@ -1233,7 +1234,10 @@ mod tests {
             .body(Vec::new())
             .unwrap();
         let err = Token::from_response(&response, sent_at()).unwrap_err();
-        let Error::Redirect { status, location } = &err else {
+        let Error::Redirect {
+            status, location, ..
+        } = &err
+        else {
             panic!("{err:?}")
         };
         assert_eq!(status.as_u16(), 302);

@@ -612,6 +612,7 @@ fn check_parse(
                 Error::Redirect {
                     status: got,
                     location,
+                    ..
                 } => {
                     prop_assert_eq!(*got, status);
                     prop_assert!(status.is_redirection());

@@ -152,16 +152,19 @@ impl TokenSource {
 
     /// A source of tokens for `request`, fetched with `client`, by `policy`.
     ///
-    /// [`CachePolicy::fetch_timeout`] cannot cut a blocking exchange short: give the client
-    /// a timeout no longer than it (the recommended client's is 30 s, as is the policy's).
+    /// Each fetch, from connecting to the body's last byte, is bounded by
+    /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its requests.
     /// Callers waiting for a fetch take over when it runs out.
     #[must_use]
     pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
+        let fetch_timeout = policy.fetch_timeout();
         Self(Arc::new(Inner {
             core: Core::new(request, policy),
             ended: Mutex::new(0),
             changed: Condvar::new(),
-            fetch: Box::new(move |request| crate::reqwest::blocking::fetch_token(&client, request)),
+            fetch: Box::new(move |request| {
+                crate::reqwest::blocking::fetch_token_within(&client, request, fetch_timeout)
+            }),
         }))
     }
 
