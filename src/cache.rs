@@ -675,6 +675,14 @@ impl TokenCache {
         (now < cached.refresh_at || busy).then(|| Arc::clone(&cached.token))
     }
 
+    /// The cached token of `request` if it has not expired at `now`, whether or not its
+    /// refresh is due: what a caller whose refresh failed may still use.
+    #[cfg_attr(not(feature = "reqwest-blocking"), allow(dead_code))]
+    pub(crate) fn valid(&self, request: &TokenRequest, now: Instant) -> Option<Arc<Token>> {
+        let cached = self.entries.get(request)?.token_valid(now)?;
+        Some(Arc::clone(&cached.token))
+    }
+
     /// The token [`peek`](Self::peek) answers, with the moment until which it keeps answering
     /// it, unless a `&mut self` method changes the cache meanwhile: for a shared source that
     /// keeps the answer where callers find it without locking the cache or hashing the request,

@@ -472,6 +472,26 @@ mod blocking {
     }
 
     #[test]
+    fn a_refresh_that_fails_after_the_token_expired_returns_the_failure() {
+        // A 1-second token, due for refresh at once; the refresh is never answered and the
+        // client gives it up after 1.5 s, by when the token has expired.
+        let server = TestServer::builder().expires_in(Some(1)).start();
+        let client = client_credentials::reqwest::blocking::recommended_client_builder()
+            .timeout(Duration::from_millis(1_500))
+            .build()
+            .unwrap();
+        let source = TokenSource::with_policy(client, request(&server), refresh_at_once());
+        let first = ok(&source);
+        server.push_fault(Fault::NeverAnswer);
+        let error = source
+            .token()
+            .expect_err("the token expired during the refresh: only the failure is left");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(server.requests_served(), 2);
+        drop(first);
+    }
+
+    #[test]
     fn a_failing_server_is_backed_off_then_recovered_from() {
         let backoff = Duration::from_millis(100);
         let (server, source) = start(TestServer::builder(), short_backoff(backoff));
