@@ -29,6 +29,7 @@ pub struct CachePolicy {
     non_retryable_backoff: Duration,
     retry_after_max: Duration,
     fetch_timeout: Duration,
+    invalidate_min_age: Duration,
 }
 
 impl Default for CachePolicy {
@@ -49,7 +50,9 @@ impl CachePolicy {
     ///   of which at most 5 minutes is honoured;
     /// - after a non-retryable failure (such as `invalid_client`), back off a flat 10 s, less
     ///   up to half at random;
-    /// - a fetch not answered within 30 s is given up, and another may start.
+    /// - a fetch not answered within 30 s is given up, and another may start;
+    /// - a token that arrives already due for refresh counts as a failure for back-off;
+    /// - a token is invalidated no earlier than 1 s after its fetch started.
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -63,6 +66,7 @@ impl CachePolicy {
             non_retryable_backoff: Duration::from_secs(10),
             retry_after_max: Duration::from_secs(300),
             fetch_timeout: Duration::from_secs(30),
+            invalidate_min_age: Duration::from_secs(1),
         }
     }
 
@@ -155,6 +159,25 @@ impl CachePolicy {
     pub const fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
+    }
+
+    /// Sets the age a token must reach before [`TokenCache::invalidate`] drops it (default
+    /// 1 s, counted from when its fetch started).
+    ///
+    /// An API that refuses every token (a misconfigured audience, say) would otherwise make
+    /// each call fetch a new one. A younger token's invalidation is deferred, not refused: it
+    /// keeps being served until it reaches this age, then is dropped, and the next poll
+    /// fetches. So rejected tokens cost at most one request per this much time.
+    #[must_use]
+    pub const fn with_invalidate_min_age(mut self, age: Duration) -> Self {
+        self.invalidate_min_age = age;
+        self
+    }
+
+    /// The age a token must reach before an invalidation drops it.
+    #[must_use]
+    pub const fn invalidate_min_age(&self) -> Duration {
+        self.invalidate_min_age
     }
 
     /// The most a token is refreshed ahead of expiry, before jitter.
@@ -571,20 +594,28 @@ impl Entry {
         let token = Arc::new(token);
         let lifetime = token.expires_in().unwrap_or(policy.default_lifetime);
         let expires_at = later(started, lifetime);
-        if expires_at <= now {
-            // Its lifetime ran out in transit (`expires_in: 0`): the caller gets what the
-            // server sent, but it is never served from the cache.
-            return token;
-        }
         let lead = policy.refresh_lead(lifetime, random);
-        self.token = Some(Cached {
-            token: Arc::clone(&token),
-            started,
-            refresh_at: later(started, lifetime.saturating_sub(lead)),
-            expires_at,
-        });
-        self.backoff = None;
-        self.failures = 0;
+        let refresh_at = later(started, lifetime.saturating_sub(lead));
+        if expires_at > now {
+            self.token = Some(Cached {
+                token: Arc::clone(&token),
+                started,
+                refresh_at,
+                expires_at,
+            });
+        }
+        // A token already due (`expires_in: 0`, or a lifetime within the refresh lead) would
+        // otherwise be fetched again on every poll: it counts as a failure, so the next fetch
+        // waits for a back-off. Its caller still gets it; an expired one is never served from
+        // the cache, a valid one is until it expires.
+        if refresh_at <= now {
+            let error = Error::TokenDueOnArrival { lifetime };
+            // Another word than the refresh lead's, so the two jitters are independent.
+            let _ = self.fail(error, None, now, policy, random.rotate_left(32));
+        } else {
+            self.backoff = None;
+            self.failures = 0;
+        }
         token
     }
 
@@ -787,21 +818,32 @@ impl TokenCache {
     }
 
     /// Drops the cached token of `request` if it is `rejected`, the token an API just refused
-    /// (HTTP 401), so that the next poll fetches a new one. Returns whether it was dropped.
+    /// (HTTP 401), so that the next poll fetches a new one. Returns whether it was the cached
+    /// token, and so is dropped.
     ///
     /// A token that has already been replaced stays: many tasks that got a 401 with the same
-    /// old token cause at most one new fetch. A back-off under way still applies.
+    /// old token cause at most one new fetch. A back-off under way still applies. A token
+    /// younger than [`CachePolicy::invalidate_min_age`] (from when its fetch started) is
+    /// dropped once it reaches that age, and served until then: an API that refuses every
+    /// token does not turn each call into a token request.
     pub fn invalidate(&mut self, request: &TokenRequest, rejected: &Token) -> bool {
+        let min_age = self.policy.invalidate_min_age;
         let Some(entry) = self.entries.get_mut(request) else {
             return false;
         };
-        let matches = entry.token.as_ref().is_some_and(|cached| {
+        let Some(cached) = entry.token.as_mut().filter(|cached| {
             cached.token.access_token().secret() == rejected.access_token().secret()
-        });
-        if matches {
+        }) else {
+            return false;
+        };
+        if min_age.is_zero() {
             entry.token = None;
+        } else {
+            // Without a clock of its own the cache cannot tell the token's age here: it makes
+            // the token expire at its minimum age, which for an older token has passed.
+            cached.expires_at = cached.expires_at.min(later(cached.started, min_age));
         }
-        matches
+        true
     }
 
     /// Makes the cached token of `request` due for refresh: the next poll answers
@@ -1540,10 +1582,107 @@ mod tests {
     #[test]
     fn a_token_expired_on_arrival_is_returned_but_not_cached() {
         let clock = Clock::new();
-        let mut cache = TokenCache::default();
+        // Without a back-off (see the next test), the next poll shows that nothing was cached.
+        let mut cache = TokenCache::new(CachePolicy::new().with_backoff_initial(Duration::ZERO));
         let request = request();
         let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(0), 0);
         assert_eq!(secret(&token), "t");
+        assert_fetches(&mut cache, &request, clock.at(0.0));
+    }
+
+    #[test]
+    fn a_token_due_on_arrival_counts_as_a_failure_for_back_off() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::new(CachePolicy::new().with_backoff_jitter(0.0));
+        let request = request();
+        // Expired on arrival: its caller gets it, and the next fetch waits 1 s, then 2 s.
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(0), 0);
+        assert_eq!(secret(&token), "t");
+        match cache.poll(&request, clock.at(0.5)) {
+            Lookup::BackOff { until, error } => {
+                assert_eq!(until, clock.at(1.0));
+                assert!(
+                    matches!(*error, Error::TokenDueOnArrival { lifetime } if lifetime.is_zero())
+                );
+                assert!(error.is_retryable());
+            }
+            other => panic!("expected a back-off, got {other:?}"),
+        }
+        let _ = cache_token(&mut cache, &clock, &request, clock.at(1.0), Some(0), 0);
+        assert_eq!(
+            backoff_until(&mut cache, &request, clock.at(1.0)),
+            clock.at(3.0)
+        );
+
+        // Valid but due at once (a 10-second lifetime, all of it the refresh lead): served, and
+        // its refresh waits for the back-off of a first failure, 1 s.
+        let mut cache = TokenCache::new(
+            CachePolicy::new()
+                .with_refresh_fraction(1.0)
+                .with_refresh_jitter(0.0)
+                .with_backoff_jitter(0.0),
+        );
+        let now = clock.at(0.0);
+        let token = cache_token(&mut cache, &clock, &request, now, Some(10), 0);
+        assert!(Arc::ptr_eq(&ready(&mut cache, &request, now), &token));
+        assert!(Arc::ptr_eq(
+            &ready(&mut cache, &request, clock.at(0.9)),
+            &token
+        ));
+        assert_eq!(
+            cache.peek_until(&request, now).map(|(_, until)| until),
+            Some(clock.at(1.0)),
+            "the back-off ends"
+        );
+        let ticket = refresh(&mut cache, &request, clock.at(1.0));
+        let response = token_response("long", Some(3600));
+        let now = clock.at(1.0);
+        cache
+            .handle_response(ticket, &response, clock.wall(now), now, 0)
+            .unwrap();
+        // A token not due on arrival ends the run of failures.
+        assert_eq!(secret(&ready(&mut cache, &request, clock.at(2.0))), "long");
+    }
+
+    #[test]
+    fn invalidating_a_young_token_drops_it_at_its_minimum_age() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::default();
+        assert_eq!(cache.policy().invalidate_min_age(), SECOND);
+        let request = request();
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
+        // Rejected 300 times within its first second: still one token, and one fetch after.
+        for i in 0..300 {
+            let now = clock.at(f64::from(i) / 400.0);
+            let served = ready(&mut cache, &request, now);
+            assert!(Arc::ptr_eq(&served, &token));
+            assert!(cache.invalidate(&request, &served));
+        }
+        assert!(cache.peek(&request, clock.at(0.999)).is_some());
+        assert_eq!(
+            cache
+                .peek_until(&request, clock.at(0.5))
+                .map(|(_, until)| until),
+            Some(clock.at(1.0))
+        );
+        let ticket = fetch(&mut cache, &request, clock.at(1.0));
+        let now = clock.at(1.5);
+        let response = token_response("next", Some(3600));
+        cache
+            .handle_response(ticket, &response, clock.wall(now), now, 0)
+            .unwrap();
+        // A token older than the minimum age is dropped at once.
+        let next = ready(&mut cache, &request, clock.at(5.0));
+        assert!(cache.invalidate(&request, &next));
+        assert!(cache.peek(&request, clock.at(5.0)).is_none());
+        assert!(!cache.invalidate(&request, &token), "not the cached token");
+        assert_fetches(&mut cache, &request, clock.at(5.0));
+
+        // With no minimum, an invalidated token is dropped at once, whatever its age.
+        let mut cache = TokenCache::new(CachePolicy::new().with_invalidate_min_age(Duration::ZERO));
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
+        assert!(cache.invalidate(&request, &token));
+        assert!(!cache.invalidate(&request, &token), "already dropped");
         assert_fetches(&mut cache, &request, clock.at(0.0));
     }
 
@@ -1576,7 +1715,9 @@ mod tests {
             .with_backoff_jitter(-1.0)
             .with_non_retryable_backoff(Duration::MAX)
             .with_retry_after_max(Duration::MAX)
-            .with_fetch_timeout(Duration::MAX);
+            .with_fetch_timeout(Duration::MAX)
+            // Each token is invalidated at once, so that the next is fetched.
+            .with_invalidate_min_age(Duration::ZERO);
         assert_eq!(policy.refresh_fraction(), 0.0);
         assert_eq!(policy.refresh_jitter(), 1.0);
         assert_eq!(policy.backoff_jitter(), 0.0);

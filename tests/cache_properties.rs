@@ -111,8 +111,10 @@ struct Model {
     current: [Option<u64>; KEYS],
     /// For each request: no fetch before this (the server's `Retry-After`).
     not_before: [Option<Instant>; KEYS],
-    /// Each token's expiry, by access token.
+    /// Each token's expiry, by access token: the server's, or its minimum age once invalidated.
     expiry: HashMap<String, Instant>,
+    /// When each token's fetch started, by access token.
+    started: HashMap<String, Instant>,
     /// The last token served for each request.
     served: [Option<Arc<Token>>; KEYS],
     minted: u64,
@@ -133,6 +135,7 @@ impl Model {
             current: [None; KEYS],
             not_before: [None; KEYS],
             expiry: HashMap::new(),
+            started: HashMap::new(),
             served: Default::default(),
             minted: 0,
         }
@@ -231,6 +234,7 @@ impl Model {
                     Duration::from_secs(s)
                 });
                 self.expiry.insert(name.clone(), started + lifetime);
+                self.started.insert(name.clone(), started);
                 let expires_in =
                     expires_in.map_or(String::new(), |s| format!(",\"expires_in\":{s}"));
                 let body =
@@ -312,7 +316,14 @@ impl Model {
                 if let Some(token) = self.served[k].take()
                     && self.cache.invalidate(&self.keys[k], &token)
                 {
-                    prop_assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                    // Law: an invalidated token is not served once it reaches the minimum age.
+                    let name = token.access_token().secret();
+                    let dropped_at = self.started[name] + self.cache.policy().invalidate_min_age();
+                    let expiry = self.expiry.get_mut(name).expect("a minted token");
+                    *expiry = (*expiry).min(dropped_at);
+                    if self.now >= dropped_at {
+                        prop_assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                    }
                 }
             }
             Op::ForceRefresh(k) => {

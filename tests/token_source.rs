@@ -24,12 +24,19 @@ const CALLERS: usize = 200;
 /// How many times a bounded wait polls (every millisecond or so) before it gives up.
 const POLLS: usize = 5_000;
 
-/// Every token is due for refresh as soon as it arrives.
+/// Every token is due for refresh as soon as it arrives, and its refresh may start at once:
+/// without a back-off, a token due on arrival does not delay the next fetch.
 fn refresh_at_once() -> CachePolicy {
     CachePolicy::new()
         .with_refresh_fraction(1.0)
         .with_refresh_margin(Duration::MAX)
         .with_refresh_jitter(0.0)
+        .with_backoff_initial(Duration::ZERO)
+}
+
+/// Invalidated tokens are dropped at once, however young.
+fn invalidate_at_once() -> CachePolicy {
+    CachePolicy::new().with_invalidate_min_age(Duration::ZERO)
 }
 
 /// A back-off of exactly `backoff` after every failure.
@@ -242,9 +249,11 @@ async fn short_lived_tokens_are_replaced_before_they_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_never_served() {
     for kind in KINDS {
-        // Tokens that expire on arrival are handed to their caller but never cached.
+        // Tokens that expire on arrival are handed to their caller but never cached: without
+        // a back-off after each, every call fetches.
         let builder = TestServer::builder().expires_in(Some(0));
-        let (server, source) = Source::start(kind, builder, CachePolicy::new());
+        let policy = CachePolicy::new().with_backoff_initial(Duration::ZERO);
+        let (server, source) = Source::start(kind, builder, policy);
         for count in 1..=3 {
             source.ok().await;
             assert_eq!(server.requests_served(), count, "{kind:?}");
@@ -300,11 +309,13 @@ async fn a_failing_server_is_backed_off_then_recovered_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_token_is_served_while_its_refreshes_fail() {
     for kind in KINDS {
-        let policy = refresh_at_once()
+        let policy = CachePolicy::new()
             .with_backoff_initial(Duration::from_secs(3600))
             .with_backoff_jitter(0.0);
         let (server, source) = Source::start(kind, TestServer::builder(), policy);
         let first = source.ok().await;
+        // Due now; not due on arrival, which would have started the hour's back-off at once.
+        assert!(source.force_refresh());
         server.set_fault(Some(Fault::Status(StatusCode::BAD_GATEWAY)));
         assert!(Arc::ptr_eq(&source.ok().await, &first), "{kind:?}");
         requests_reach(&server, 2).await;
@@ -373,7 +384,7 @@ async fn a_cancelled_caller_does_not_stall_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidating_after_a_401_gets_one_new_token() {
     for kind in KINDS {
-        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        let (server, source) = Source::start(kind, TestServer::builder(), invalidate_at_once());
         let rejected = source.ok().await;
         // Many tasks got a 401 from the API with the same token.
         let tasks: Vec<_> = (0..50)
@@ -397,6 +408,74 @@ async fn invalidating_after_a_401_gets_one_new_token() {
     }
 }
 
+/// The most token requests a storm may cause: the first fetch, and a few after back-offs or
+/// the minimum age on a slow machine.
+const HANDFUL: usize = 4;
+
+/// Every token is due for refresh on arrival: the refresh lead (up to 60 s, all of the
+/// lifetime) is longer than the server's 2-second tokens.
+fn lead_longer_than_lifetime() -> (TestServerBuilder, CachePolicy) {
+    let policy = CachePolicy::new()
+        .with_refresh_fraction(1.0)
+        .with_refresh_jitter(0.0);
+    (TestServer::builder().expires_in(Some(2)), policy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_due_on_arrival_cause_a_handful_of_requests_not_one_per_call() {
+    for kind in KINDS {
+        let cases = [
+            (
+                TestServer::builder().expires_in(Some(0)),
+                CachePolicy::new(),
+            ),
+            lead_longer_than_lifetime(),
+        ];
+        for (builder, policy) in cases {
+            let (server, source) = Source::start(kind, builder, policy);
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let source = source.clone();
+                    tokio::spawn(async move {
+                        let mut tokens = 0;
+                        for _ in 0..10 {
+                            tokens += usize::from(source.token().await.is_ok());
+                        }
+                        tokens
+                    })
+                })
+                .collect();
+            let mut tokens = 0;
+            for task in tasks {
+                tokens += task.await.expect("a task panicked");
+            }
+            assert!(tokens >= 1, "{kind:?}: the fetch's caller gets its token");
+            assert!(
+                server.requests_served() <= HANDFUL,
+                "{kind:?}: {} requests for 500 calls",
+                server.requests_served()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_each_token_as_soon_as_it_comes_causes_a_handful_of_requests() {
+    for kind in KINDS {
+        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        // An API that answers 401 to every call, each followed by `invalidate`.
+        for _ in 0..300 {
+            let token = source.ok().await;
+            source.invalidate(&token);
+        }
+        assert!(
+            server.requests_served() <= HANDFUL,
+            "{kind:?}: {} requests for 300 invalidations",
+            server.requests_served()
+        );
+    }
+}
+
 mod blocking {
     use std::sync::{Arc, Barrier};
     use std::thread;
@@ -407,7 +486,10 @@ mod blocking {
     use client_credentials::{CachePolicy, Token};
     use http::StatusCode;
 
-    use super::{POLLS, refresh_at_once, request, short_backoff};
+    use super::{
+        HANDFUL, POLLS, invalidate_at_once, lead_longer_than_lifetime, refresh_at_once, request,
+        short_backoff,
+    };
 
     fn start(server: TestServerBuilder, policy: CachePolicy) -> (TestServer, TokenSource) {
         let server = server.start();
@@ -514,8 +596,52 @@ mod blocking {
     }
 
     #[test]
-    fn invalidate_and_force_refresh() {
+    fn tokens_due_on_arrival_cause_a_handful_of_requests_not_one_per_call() {
+        let cases = [
+            (
+                TestServer::builder().expires_in(Some(0)),
+                CachePolicy::new(),
+            ),
+            lead_longer_than_lifetime(),
+        ];
+        for (builder, policy) in cases {
+            let (server, source) = start(builder, policy);
+            let callers: Vec<_> = (0..50)
+                .map(|_| {
+                    let source = source.clone();
+                    thread::spawn(move || (0..10).filter(|_| source.token().is_ok()).count())
+                })
+                .collect();
+            let tokens: usize = callers
+                .into_iter()
+                .map(|caller| caller.join().expect("a caller panicked"))
+                .sum();
+            assert!(tokens >= 1, "the fetch's caller gets its token");
+            assert!(
+                server.requests_served() <= HANDFUL,
+                "{} requests for 500 calls",
+                server.requests_served()
+            );
+        }
+    }
+
+    #[test]
+    fn invalidating_each_token_as_soon_as_it_comes_causes_a_handful_of_requests() {
         let (server, source) = start(TestServer::builder(), CachePolicy::new());
+        for _ in 0..300 {
+            let token = ok(&source);
+            source.invalidate(&token);
+        }
+        assert!(
+            server.requests_served() <= HANDFUL,
+            "{} requests for 300 invalidations",
+            server.requests_served()
+        );
+    }
+
+    #[test]
+    fn invalidate_and_force_refresh() {
+        let (server, source) = start(TestServer::builder(), invalidate_at_once());
         let first = ok(&source);
         assert!(source.invalidate(&first));
         let second = ok(&source);
