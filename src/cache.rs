@@ -30,6 +30,7 @@ pub struct CachePolicy {
     retry_after_max: Duration,
     fetch_timeout: Duration,
     invalidate_min_age: Duration,
+    capacity: usize,
 }
 
 impl Default for CachePolicy {
@@ -52,7 +53,8 @@ impl CachePolicy {
     ///   up to half at random;
     /// - a fetch not answered within 30 s is given up, and another may start;
     /// - a token that arrives already due for refresh counts as a failure for back-off;
-    /// - a token is invalidated no earlier than 1 s after its fetch started.
+    /// - a token is invalidated no earlier than 1 s after its fetch started;
+    /// - a [`TokenCache`] holds at most 1,024 requests.
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -67,6 +69,7 @@ impl CachePolicy {
             retry_after_max: Duration::from_secs(300),
             fetch_timeout: Duration::from_secs(30),
             invalidate_min_age: Duration::from_secs(1),
+            capacity: 1024,
         }
     }
 
@@ -172,6 +175,25 @@ impl CachePolicy {
     pub const fn with_invalidate_min_age(mut self, age: Duration) -> Self {
         self.invalidate_min_age = age;
         self
+    }
+
+    /// Sets how many requests a [`TokenCache`] holds (default 1,024; at least 1).
+    ///
+    /// A service that builds a request per tenant would otherwise grow the cache without
+    /// limit. When a new request comes to a full cache, one it holds is forgotten: never one
+    /// with a fetch in flight, first one with neither a valid token nor a back-off under way,
+    /// else the least recently polled. Only while every request it holds has a fetch in
+    /// flight does the cache hold more (one per fetch in flight).
+    #[must_use]
+    pub const fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = if capacity == 0 { 1 } else { capacity };
+        self
+    }
+
+    /// How many requests a [`TokenCache`] holds.
+    #[must_use]
+    pub const fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The age a token must reach before an invalidation drops it.
@@ -497,6 +519,13 @@ pub struct TokenCache {
     policy: CachePolicy,
     entries: HashMap<TokenRequest, Entry>,
     last_ticket: u64,
+    /// Counts polls and stored tokens: an entry's `last_used` is the count when it was last
+    /// used, so recency costs one store per hit.
+    clock: u64,
+    /// Requests to forget when a new one comes to a full cache, the best last, each with its
+    /// `last_used` when chosen: one that has been used since is skipped. Chosen a batch at a
+    /// time, so that a full cache scans its entries once per batch, not once per request.
+    victims: Vec<(TokenRequest, u64)>,
 }
 
 impl fmt::Debug for TokenCache {
@@ -516,6 +545,8 @@ struct Entry {
     backoff: Option<Backoff>,
     /// Failures in a row since the last token.
     failures: u32,
+    /// The cache's `clock` when the entry was last polled or given a token.
+    last_used: u64,
 }
 
 struct Cached {
@@ -559,6 +590,12 @@ impl Entry {
         if self.backoff_active(now).is_none() {
             self.backoff = None;
         }
+    }
+
+    /// Whether forgetting the entry loses nothing but its failure count: it has no valid token
+    /// and no back-off under way.
+    fn idle(&self, now: Instant) -> bool {
+        self.token_valid(now).is_none() && self.backoff_active(now).is_none()
     }
 
     /// Whether the (settled) entry's token is due for a refresh that may start now.
@@ -646,7 +683,86 @@ impl TokenCache {
             policy,
             entries: HashMap::new(),
             last_ticket: 0,
+            clock: 0,
+            victims: Vec::new(),
         }
+    }
+
+    /// How many requests the cache holds: at most [`CachePolicy::capacity`], unless more have
+    /// fetches in flight.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache holds no request.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the cache holds `request`: a token, a fetch, a back-off or a failure count.
+    #[must_use]
+    pub fn contains(&self, request: &TokenRequest) -> bool {
+        self.entries.contains_key(request)
+    }
+
+    /// The next count of the cache's use clock.
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Forgets requests until a new one fits, never one with a fetch in flight.
+    fn make_room(&mut self, now: Instant) {
+        while self.entries.len() >= self.policy.capacity {
+            let Some((victim, last_used)) = self.victims.pop() else {
+                if self.choose_victims(now) {
+                    continue;
+                }
+                // Every request has a fetch in flight: the new one joins them.
+                return;
+            };
+            // Chosen earlier: skip it if it has been used since, or a fetch has started.
+            let unchanged = self.entries.get(&victim).is_some_and(|entry| {
+                entry.last_used == last_used && entry.fetch_active(now).is_none()
+            });
+            if unchanged {
+                self.entries.remove(&victim);
+            }
+        }
+    }
+
+    /// Chooses the next batch of victims, an eighth of the capacity: idle requests first,
+    /// then the least recently used. Returns whether there is any.
+    fn choose_victims(&mut self, now: Instant) -> bool {
+        let rank = |entry: &Entry| (!entry.idle(now), entry.last_used);
+        let mut ranks: Vec<(bool, u64)> = self
+            .entries
+            .values()
+            .filter(|entry| entry.fetch_active(now).is_none())
+            .map(rank)
+            .collect();
+        if ranks.is_empty() {
+            return false;
+        }
+        let batch = (self.policy.capacity / 8).clamp(1, ranks.len());
+        let (_, &mut worst, _) = ranks.select_nth_unstable(batch - 1);
+        // `last_used` differs between entries, so exactly `batch` are chosen.
+        let mut victims: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.fetch_active(now).is_none() && rank(entry) <= worst)
+            .map(|(request, entry)| (rank(entry), request.clone(), entry.last_used))
+            .collect();
+        victims.sort_unstable_by_key(|&(rank, _, _)| std::cmp::Reverse(rank));
+        self.victims.clear();
+        self.victims.extend(
+            victims
+                .into_iter()
+                .map(|(_, request, used)| (request, used)),
+        );
+        true
     }
 
     /// The cache's policy.
@@ -658,12 +774,18 @@ impl TokenCache {
     /// Says what to do about `request` at `now`: use a token, fetch one, wait, or back off.
     ///
     /// A hit clones an `Arc` and allocates nothing. A request seen for the first time is
-    /// remembered until [`remove`](Self::remove)d.
+    /// remembered until [`remove`](Self::remove)d, or forgotten to make room for another
+    /// ([`CachePolicy::with_capacity`]).
     pub fn poll(&mut self, request: &TokenRequest, now: Instant) -> Lookup {
+        let used = self.tick();
         let entry = match self.entries.get_mut(request) {
             Some(entry) => entry,
-            None => self.entries.entry(request.clone()).or_default(),
+            None => {
+                self.make_room(now);
+                self.entries.entry(request.clone()).or_default()
+            }
         };
+        entry.last_used = used;
         entry.settle(now);
         let fetch_timeout = self.policy.fetch_timeout;
         if entry.refresh_due(now)
@@ -782,9 +904,12 @@ impl TokenCache {
         random: u64,
     ) -> Result<Arc<Token>, Arc<Error>> {
         let policy = self.policy;
+        let used = self.tick();
         let Some((entry, started)) = self.take_current(&ticket) else {
             return result.map(Arc::new).map_err(Arc::new);
         };
+        // A new token makes the request worth keeping, however long ago it was polled.
+        entry.last_used = used;
         match result {
             Ok(token) => Ok(entry.store(token, started, now, &policy, random)),
             Err(error) => Err(entry.fail(error, Some(sent_at), now, &policy, random)),
@@ -1684,6 +1809,77 @@ mod tests {
         assert!(cache.invalidate(&request, &token));
         assert!(!cache.invalidate(&request, &token), "already dropped");
         assert_fetches(&mut cache, &request, clock.at(0.0));
+    }
+
+    /// A request unlike any other: a scope of its own.
+    fn tenant(i: usize) -> TokenRequest {
+        client()
+            .token_request()
+            .scope(format!("tenant-{i}"))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn memory_stays_flat_over_100_000_distinct_requests() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::default();
+        assert_eq!(cache.policy().capacity(), 1024);
+        // One request has a fetch in flight throughout: its ticket must still count.
+        let waiting = request();
+        let ticket = fetch(&mut cache, &waiting, clock.at(0.0));
+        for i in 0..100_000 {
+            let now = clock.at(i as f64 / 100_000.0);
+            let request = tenant(i);
+            let _ = cache_token(&mut cache, &clock, &request, now, Some(3600), 0);
+            assert!(cache.len() <= 1024, "{} requests after {i}", cache.len());
+            // The table grows once, to make room for the slots that removals leave behind,
+            // then reuses them.
+            assert!(
+                cache.entries.capacity() <= 4 * 1024,
+                "the table grew after {i}"
+            );
+        }
+        assert_eq!(cache.len(), 1024);
+        assert!(cache.contains(&waiting));
+        let now = clock.at(1.0);
+        let response = token_response("kept", Some(3600));
+        cache
+            .handle_response(ticket, &response, clock.wall(now), now, 0)
+            .unwrap();
+        assert_eq!(secret(&ready(&mut cache, &waiting, now)), "kept");
+    }
+
+    #[test]
+    fn a_full_cache_forgets_idle_requests_first_then_the_least_recently_used() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::new(CachePolicy::new().with_capacity(3));
+        let [a, b, c, d, e, f] = [0, 1, 2, 3, 4, 5].map(tenant);
+        let now = clock.at(0.0);
+        let _ = cache_token(&mut cache, &clock, &a, now, Some(3600), 0);
+        let _ = cache_token(&mut cache, &clock, &b, now, Some(10), 0);
+        let in_flight = fetch(&mut cache, &c, now);
+        // `b` expired, though polled after `a`: it goes first.
+        let now = clock.at(20.0);
+        let d_ticket = fetch(&mut cache, &d, now);
+        assert!(!cache.contains(&b));
+        assert_eq!(cache.len(), 3);
+        // Then the least recently used, never one with a fetch in flight.
+        let e_ticket = fetch(&mut cache, &e, now);
+        assert!(!cache.contains(&a));
+        assert!(cache.contains(&c) && cache.contains(&d) && cache.contains(&e));
+        // All in flight: the new request joins them.
+        let f_ticket = fetch(&mut cache, &f, now);
+        assert_eq!(cache.len(), 4);
+        let response = token_response("c", Some(3600));
+        cache
+            .handle_response(in_flight, &response, clock.wall(now), now, 0)
+            .unwrap();
+        assert_eq!(secret(&ready(&mut cache, &c, now)), "c");
+        for ticket in [d_ticket, e_ticket, f_ticket] {
+            cache.abandon(ticket);
+        }
+        assert_eq!(CachePolicy::new().with_capacity(0).capacity(), 1);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Laws of the token cache over random sequences of time steps, polls and responses: it never
 //! serves an expired token, never has two fetches in flight for one request, never serves a
-//! token of another request, and honours `Retry-After`.
+//! token of another request, and honours `Retry-After`; it never holds more requests than its
+//! capacity (unless the others all have fetches in flight), and never forgets one with a fetch
+//! in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,13 +123,17 @@ struct Model {
 }
 
 impl Model {
+    fn new() -> Self {
+        Self::with_capacity(CachePolicy::new().capacity())
+    }
+
     // The cache needs some `Instant` to count from; only differences from it matter.
     #[allow(clippy::disallowed_methods)]
-    fn new() -> Self {
+    fn with_capacity(capacity: usize) -> Self {
         let now = Instant::now();
         Self {
             keys: keys(),
-            cache: TokenCache::new(CachePolicy::new()),
+            cache: TokenCache::new(CachePolicy::new().with_capacity(capacity)),
             base: now,
             now,
             tickets: Vec::new(),
@@ -190,9 +196,30 @@ impl Model {
         Ok(())
     }
 
+    /// The requests with a fetch the cache surely still counts: not handed back, and within
+    /// its deadline.
+    fn in_flight(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..KEYS).filter(|&k| {
+            self.current[k].is_some_and(|id| {
+                self.now < self.issued[&id].1 + self.cache.policy().fetch_timeout()
+            })
+        })
+    }
+
     fn poll(&mut self, k: usize) -> Result<(), TestCaseError> {
         let peeked = self.cache.peek(&self.keys[k], self.now);
+        let was_held = self.cache.contains(&self.keys[k]);
+        let others_in_flight = self.in_flight().filter(|&j| j != k).count();
         let answer = self.cache.poll(&self.keys[k], self.now);
+        // Law: a new request joins a full cache only if every other has a fetch in flight.
+        let (len, capacity) = (self.cache.len(), self.cache.policy().capacity());
+        prop_assert!(self.cache.contains(&self.keys[k]));
+        if !was_held {
+            prop_assert!(
+                len <= capacity || others_in_flight == len - 1,
+                "{len} requests held, capacity {capacity}, {others_in_flight} others in flight"
+            );
+        }
         match (&answer, &peeked) {
             (Lookup::Ready(token), Some(peeked)) => prop_assert!(Arc::ptr_eq(token, peeked)),
             (Lookup::Ready(_), None) | (_, Some(_)) => {
@@ -336,6 +363,18 @@ impl Model {
                 }
             }
         }
+        for k in 0..KEYS {
+            if self.in_flight().any(|j| j == k) {
+                // Law: a request with a fetch in flight is never forgotten.
+                prop_assert!(
+                    self.cache.contains(&self.keys[k]),
+                    "k{k} forgotten mid-fetch"
+                );
+            } else if !self.cache.contains(&self.keys[k]) {
+                // Forgotten, back-off and all: nothing holds its next fetch back.
+                self.not_before[k] = None;
+            }
+        }
         if let Some(timeout) = self.cache.poll_timeout(self.now) {
             // Far in the future only if a token lives that long.
             prop_assert!(timeout <= self.now + Duration::from_secs(400));
@@ -348,8 +387,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn cache_laws_hold_over_any_sequence(ops in proptest::collection::vec(op(), 1..200)) {
-        let mut model = Model::new();
+    fn cache_laws_hold_over_any_sequence(
+        capacity in 1..=KEYS + 1,
+        ops in proptest::collection::vec(op(), 1..200),
+    ) {
+        // Up to `KEYS` the cache forgets requests to make room; above, never.
+        let mut model = Model::with_capacity(capacity);
         for op in ops {
             model.apply(op)?;
         }
