@@ -654,3 +654,198 @@ mod blocking {
         assert_eq!(server.requests_served(), 3);
     }
 }
+
+/// The rule that binds every source, over random sequences of calls, waits, faults,
+/// invalidations and forced refreshes against a server issuing 1-second tokens: no source
+/// ever returns an expired token.
+mod every_source {
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, SystemTime};
+
+    use client_credentials::reqwest::blocking;
+    use client_credentials::test_server::{Fault, TestServer};
+    use client_credentials::{CachePolicy, Token};
+    use http::StatusCode;
+    use proptest::prelude::*;
+
+    use super::{Kind, Source, request};
+
+    /// How long a fetch may take before it is given up, by the async sources' policy and the
+    /// blocking source's client: longer than the 0.5 s a token has left when it falls due.
+    const GIVE_UP: Duration = Duration::from_millis(700);
+
+    /// How late after its expiry a token may be seen: the time between a source's decision
+    /// and the check, on a busy machine. Far less than a refresh that outlives its token.
+    const SLACK: Duration = Duration::from_millis(50);
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Call,
+        Sleep(Duration),
+        /// The next request gets a 503.
+        Fail,
+        /// The next request is never answered: its fetch is given up after [`GIVE_UP`].
+        Hang,
+        /// The next request is answered this late.
+        Slow(Duration),
+        Invalidate,
+        ForceRefresh,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => Just(Step::Call),
+            4 => (0..300u64).prop_map(|ms| Step::Sleep(Duration::from_millis(ms))),
+            1 => Just(Step::Fail),
+            1 => Just(Step::Hang),
+            1 => (0..300u64).prop_map(|ms| Step::Slow(Duration::from_millis(ms))),
+            1 => Just(Step::Invalidate),
+            1 => Just(Step::ForceRefresh),
+        ]
+    }
+
+    /// Tokens fall due halfway through their second; back-offs and the minimum age are short.
+    fn policy() -> CachePolicy {
+        CachePolicy::new()
+            .with_refresh_fraction(0.5)
+            .with_refresh_margin(Duration::MAX)
+            .with_refresh_jitter(0.0)
+            .with_backoff_initial(Duration::from_millis(50))
+            .with_backoff_max(Duration::from_millis(200))
+            .with_backoff_jitter(0.0)
+            .with_invalidate_min_age(Duration::from_millis(100))
+            .with_fetch_timeout(GIVE_UP)
+    }
+
+    fn server() -> client_credentials::test_server::TestServerBuilder {
+        TestServer::builder().expires_in(Some(1))
+    }
+
+    /// Law: the token has not expired (by its own `sent_at` and `expires_in`).
+    #[allow(clippy::disallowed_methods)] // The law compares the token's expiry with the time.
+    fn check(source: &str, token: &Token) -> Result<(), TestCaseError> {
+        let lifetime = token.expires_in().expect("the server sends expires_in");
+        let expiry = token.sent_at() + lifetime;
+        let now = SystemTime::now();
+        prop_assert!(
+            now < expiry + SLACK,
+            "{source} returned a token {:?} after its expiry",
+            now.duration_since(expiry).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    fn fault(server: &TestServer, step: &Step) {
+        match step {
+            Step::Fail => server.push_fault(Fault::Status(StatusCode::SERVICE_UNAVAILABLE)),
+            Step::Hang => server.push_fault(Fault::NeverAnswer),
+            Step::Slow(delay) => server.push_fault(Fault::Delay(*delay)),
+            _ => {}
+        }
+    }
+
+    async fn run_async(kind: Kind, steps: &[Step]) -> Result<(), TestCaseError> {
+        let (server, source) = Source::start(kind, server(), policy());
+        let mut last: Option<Arc<Token>> = None;
+        for step in steps {
+            match step {
+                Step::Call => {
+                    if let Ok(token) = source.token().await {
+                        check(&format!("{kind:?}"), &token)?;
+                        last = Some(token);
+                    }
+                }
+                Step::Sleep(pause) => tokio::time::sleep(*pause).await,
+                Step::Invalidate => {
+                    if let Some(token) = &last {
+                        source.invalidate(token);
+                    }
+                }
+                Step::ForceRefresh => {
+                    source.force_refresh();
+                }
+                fail => fault(&server, fail),
+            }
+        }
+        Ok(())
+    }
+
+    fn run_blocking(steps: &[Step]) -> Result<(), TestCaseError> {
+        let server = server().start();
+        let client = blocking::recommended_client_builder()
+            .timeout(GIVE_UP)
+            .build()
+            .expect("a blocking client");
+        let source = blocking::TokenSource::with_policy(client, request(&server), policy());
+        let mut last: Option<Arc<Token>> = None;
+        for step in steps {
+            match step {
+                Step::Call => {
+                    if let Ok(token) = source.token() {
+                        check("Blocking", &token)?;
+                        last = Some(token);
+                    }
+                }
+                Step::Sleep(pause) => thread::sleep(*pause),
+                Step::Invalidate => {
+                    if let Some(token) = &last {
+                        source.invalidate(token);
+                    }
+                }
+                Step::ForceRefresh => {
+                    source.force_refresh();
+                }
+                fail => fault(&server, fail),
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        // Each case takes a second or two of real time; the three sources run side by side.
+        #![proptest_config(ProptestConfig::with_cases(4))]
+
+        #[test]
+        fn no_source_ever_returns_an_expired_token(
+            steps in proptest::collection::vec(step(), 1..16),
+        ) {
+            let blocking = {
+                let steps = steps.clone();
+                thread::spawn(move || run_blocking(&steps))
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let (reqwest, hyper) = tokio::join!(
+                    run_async(Kind::Reqwest, &steps),
+                    run_async(Kind::Hyper, &steps)
+                );
+                reqwest.and(hyper)
+            })?;
+            blocking.join().expect("the blocking run panicked")?;
+        }
+    }
+
+    /// The sequence that broke the rule for the blocking source: a refresh falls due, is never
+    /// answered, and is given up after the token expired.
+    #[test]
+    fn a_refresh_outliving_its_token_is_caught() {
+        let steps = [
+            Step::Call,
+            Step::Sleep(Duration::from_millis(550)),
+            Step::Hang,
+            Step::Call,
+            Step::Call,
+        ];
+        run_blocking(&steps).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            run_async(Kind::Reqwest, &steps).await.unwrap();
+            run_async(Kind::Hyper, &steps).await.unwrap();
+        });
+    }
+}
