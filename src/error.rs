@@ -102,6 +102,19 @@ pub enum Error {
     #[error(transparent)]
     Discovery(Box<DiscoveryError>),
 
+    /// The token endpoint issued a token that was already due for refresh when it arrived:
+    /// its lifetime is no longer than the cache's refresh lead, or ran out in transit. The
+    /// token went to the caller whose fetch brought it; a [`TokenCache`](crate::TokenCache)
+    /// counts it as a failure and backs off before it asks again.
+    #[error(
+        "the token endpoint issued a token that lives {}s and was due for refresh on arrival, so the next request waits for a back-off; have the server issue longer-lived tokens, or lower the cache policy's refresh margin",
+        lifetime.as_secs()
+    )]
+    TokenDueOnArrival {
+        /// The token's lifetime, as the server gave it (or the cache's default).
+        lifetime: Duration,
+    },
+
     /// The request could not be sent or the response could not be read.
     #[error("the http exchange with the authorization server failed: {kind}")]
     Transport {
@@ -147,6 +160,8 @@ impl Error {
             Self::UnexpectedResponse(e) => is_retryable_status(e.status()),
             Self::Discovery(e) => e.status().is_some_and(is_retryable_status),
             Self::Transport { kind, .. } => *kind != TransportKind::Tls,
+            // The next token may live longer; the back-off keeps the asking rare.
+            Self::TokenDueOnArrival { .. } => true,
             _ => false,
         }
     }

@@ -42,8 +42,12 @@ impl Inner {
             match self.core.poll() {
                 Lookup::Ready(token) => return Ok(token),
                 // This caller refreshes, and gets the new token; the others keep the old one.
-                Lookup::Refresh { token, ticket } => {
-                    return Ok(self.fetch(ticket).unwrap_or(token));
+                // If the refresh fails, the old token may have expired while it ran: the
+                // cache, asked again, serves it only while it is valid.
+                Lookup::Refresh { ticket, .. } => {
+                    return self
+                        .fetch(ticket)
+                        .or_else(|error| self.core.valid(now()).ok_or(error));
                 }
                 Lookup::Fetch(ticket) => return self.fetch(ticket),
                 Lookup::Pending { deadline } => self.wait(seen, deadline),
@@ -112,7 +116,8 @@ impl Drop for Abandon<'_> {
 /// once until the back-off is over; [`invalidate`](Self::invalidate) after a 401.
 ///
 /// One difference: a refresh that falls due is made by the one caller that finds it due,
-/// before that call returns (it returns the new token, or the old one if the refresh fails).
+/// before that call returns (it returns the new token; if the refresh fails, the old one while it
+/// is still valid, else the failure).
 /// Every other caller keeps being served the valid token meanwhile, without waiting.
 ///
 /// Like the blocking client it holds, build and drop it outside of an async runtime.
