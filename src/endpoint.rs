@@ -83,7 +83,8 @@ impl TokenUrl {
         Ok(Self(uri))
     }
 
-    /// The URL as an `http::Uri`, for building requests.
+    /// The URL as an `http::Uri`, whole, for building requests. Its `Debug` and `Display`
+    /// show the query as `?…`, since a query may hold a secret; this one does not.
     #[must_use]
     pub fn as_uri(&self) -> &Uri {
         &self.0
@@ -103,17 +104,35 @@ pub(crate) fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The URL as text with its query shown as `?…`: a query may hold an API key or a tenant
+/// secret, and this text ends up in logs.
+struct Redacted<'a>(&'a Uri);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        let scheme = uri.scheme_str().unwrap_or_default();
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        write!(f, "{scheme}://{authority}{}", uri.path())?;
+        if uri.query().is_some() {
+            f.write_str("?…")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for TokenUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TokenUrl")
-            .field(&self.0.to_string())
+            .field(&Redacted(&self.0).to_string())
             .finish()
     }
 }
 
+/// The URL with its query, if any, shown as `?…`; [`TokenUrl::as_uri`] has it whole.
 impl fmt::Display for TokenUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&Redacted(&self.0), f)
     }
 }
 
@@ -140,7 +159,7 @@ mod tests {
     fn accepts_https_and_keeps_the_query() {
         let url = TokenUrl::new("https://idp.example.com/oauth2/token?tenant=a").unwrap();
         assert_eq!(
-            url.to_string(),
+            url.as_uri().to_string(),
             "https://idp.example.com/oauth2/token?tenant=a"
         );
         assert_eq!(url.host(), "idp.example.com");
@@ -166,6 +185,22 @@ mod tests {
             "::1",
             "brackets are not part of the host"
         );
+    }
+
+    #[test]
+    fn the_query_is_never_printed() {
+        let url = TokenUrl::new("https://idp.example.com:8443/token?api_key=SECRET").unwrap();
+        assert_eq!(url.to_string(), "https://idp.example.com:8443/token?…");
+        assert_eq!(
+            format!("{url:?}"),
+            r#"TokenUrl("https://idp.example.com:8443/token?…")"#
+        );
+        assert!(
+            url.as_uri().to_string().contains("api_key=SECRET"),
+            "kept to send"
+        );
+        let plain = TokenUrl::new("http://127.0.0.1:8/token").unwrap();
+        assert_eq!(plain.to_string(), "http://127.0.0.1:8/token");
     }
 
     #[test]

@@ -26,8 +26,9 @@ const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 ///
 /// [`ResponseRules::default`] is tolerant: every tolerance on. [`ResponseRules::strict`] turns
 /// them all off, for testing a server of your own against the RFC. Rules that are the RFC's own
-/// apply either way: `token_type` is compared case-insensitively (§5.1); a JSON `error` member
-/// makes a response an error whatever its status; `null` members count as absent.
+/// apply either way: `token_type` is compared case-insensitively (§5.1); an `error` member that
+/// is a non-empty string makes a response an error whatever its status; `null` members count
+/// as absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ResponseRules {
     max_body_len: usize,
@@ -39,6 +40,7 @@ pub struct ResponseRules {
     form_body: bool,
     utf8_bom: bool,
     any_success_status: bool,
+    empty_error: bool,
 }
 
 impl Default for ResponseRules {
@@ -64,6 +66,7 @@ impl ResponseRules {
             form_body: true,
             utf8_bom: true,
             any_success_status: true,
+            empty_error: true,
         }
     }
 
@@ -80,6 +83,7 @@ impl ResponseRules {
             form_body: false,
             utf8_bom: false,
             any_success_status: false,
+            empty_error: false,
         }
     }
 
@@ -138,7 +142,10 @@ impl ResponseRules {
     }
 
     /// Accepts an `application/x-www-form-urlencoded` body, which GitHub sends when the request
-    /// has no `Accept: application/json` (this crate always sends it, but proxies drop it).
+    /// has no `Accept: application/json` (this crate always sends it, but proxies drop it), and
+    /// a form labelled `text/plain`, as the legacy Facebook Graph API sends its tokens (Go's
+    /// `x/oauth2` reads `text/plain` as a form too). A `text/plain` body is judged by its
+    /// content: it is read as a form only if it is `name=value` pairs joined by `&`.
     #[must_use]
     pub const fn allow_form_body(mut self, allow: bool) -> Self {
         self.form_body = allow;
@@ -160,6 +167,17 @@ impl ResponseRules {
         self
     }
 
+    /// Accepts a token response that also has an empty `error` member (`"error":""`), as some
+    /// providers send with every token (ASP.NET Core's OAuth handler refused one,
+    /// dotnet/aspnetcore#53457). An empty `error` is never an OAuth error, since an error code
+    /// has at least one character (RFC 6749 §5.2), and `null` counts as absent under any rules;
+    /// without this tolerance a token response with an empty `error` is refused as ambiguous.
+    #[must_use]
+    pub const fn allow_empty_error(mut self, allow: bool) -> Self {
+        self.empty_error = allow;
+        self
+    }
+
     /// Parses a token endpoint response into a token or a typed error.
     ///
     /// `sent_at` is when the request was sent: the token's expiry is counted from it, so the
@@ -173,8 +191,9 @@ impl ResponseRules {
     ///   (§5.2; GitHub and Slack send errors with 200);
     /// - [`Error::InvalidResponse`] for a 2xx that is not a usable token response; it never
     ///   quotes the body, which may hold a token;
-    /// - [`Error::UnexpectedResponse`] for any other status, with a sanitized excerpt of the
-    ///   body and the `Retry-After` header.
+    /// - [`Error::UnexpectedResponse`] for any other status, with the `Retry-After` header and
+    ///   an excerpt of the body: a JSON or form body by its member names, never their values;
+    ///   any other body sanitized, with the value after a secret-looking name redacted.
     pub fn parse(
         &self,
         response: &http::Response<impl AsRef<[u8]>>,
@@ -198,6 +217,7 @@ impl ResponseRules {
             return Err(Error::Redirect {
                 status,
                 location: header_text(headers, &LOCATION),
+                followed: false,
             });
         }
         if body.len() > self.max_body_len {
@@ -211,7 +231,8 @@ impl ResponseRules {
             _ => body,
         };
         let mut fields = Fields::default();
-        let read = match self.format(&media, body) {
+        let format = self.format(&media, body);
+        let read = match format {
             Format::Json => fields.read_json(body),
             Format::Form => {
                 fields.read_form(body);
@@ -222,7 +243,7 @@ impl ResponseRules {
         match read {
             Ok(()) if fields.is_error() => Err(oauth_error(status, headers, fields)),
             Ok(()) if status.is_success() => self
-                .token(status, &media, &mut fields, sent_at, requested)
+                .token(status, &media, &format, &mut fields, sent_at, requested)
                 .map_err(|problem| Error::InvalidResponse { status, problem }),
             Err(problem) if status.is_success() => Err(Error::InvalidResponse { status, problem }),
             _ => Err(unexpected(status, headers, body)),
@@ -232,7 +253,9 @@ impl ResponseRules {
     fn format(&self, media: &Media, body: &[u8]) -> Format {
         if media.is_json() {
             Format::Json
-        } else if media.is_form() && self.form_body {
+        } else if self.form_body
+            && (media.is_form() || media.is_plain_text() && sanitize::is_form(body))
+        {
             Format::Form
         } else if self.json_any_content_type && looks_like_json(body) {
             Format::Json
@@ -254,6 +277,7 @@ impl ResponseRules {
         &self,
         status: StatusCode,
         media: &Media,
+        format: &Format,
         fields: &mut Fields<'_>,
         sent_at: SystemTime,
         requested: Option<&Arc<str>>,
@@ -261,7 +285,8 @@ impl ResponseRules {
         if status != StatusCode::OK && !self.any_success_status {
             return Err(ResponseProblem::UnexpectedSuccessStatus);
         }
-        let labelled_right = media.is_json() || (media.is_form() && self.form_body);
+        // A form is only ever read under `form_body`, which covers its `text/plain` label too.
+        let labelled_right = media.is_json() || matches!(format, Format::Form);
         if !labelled_right && !self.json_any_content_type {
             return Err(ResponseProblem::UnexpectedContentType {
                 content_type: media.text(),
@@ -270,8 +295,11 @@ impl ResponseRules {
         if let Some(name) = fields.duplicate {
             return Err(ResponseProblem::DuplicateMember(name));
         }
-        if !matches!(fields.error, None | Some(Loose::Null)) {
-            return Err(invalid_member("error", "a string"));
+        match &fields.error {
+            None | Some(Loose::Null) => {}
+            Some(Loose::Str(code)) if code.is_empty() && self.empty_error => {}
+            Some(Loose::Str(_)) => return Err(invalid_member("error", "absent from a token")),
+            Some(_) => return Err(invalid_member("error", "a string")),
         }
         let access_token = match fields.access_token.take() {
             Some(Loose::Str(token)) if !token.is_empty() => AccessToken::new(token),
@@ -366,9 +394,9 @@ fn parse_seconds(text: &str) -> Result<u64, ResponseProblem> {
     Ok(text.parse().unwrap_or(u64::MAX))
 }
 
-/// Whether server text is already what [`sanitize::text`] would make of it (printable ASCII,
-/// single spaces only between words, within the length limit), the usual case: then a copy
-/// will do.
+/// Whether server text is already what [`sanitize::text`] would make of it before redaction
+/// (printable ASCII, single spaces only between words, within the length limit), the usual
+/// case: then [`sanitize::redact`] alone will do.
 fn is_clean(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.len() > MAX_SERVER_TEXT_LEN || bytes.ends_with(b" ") {
@@ -426,6 +454,10 @@ impl<'a> Media<'a> {
             .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
     }
 
+    fn is_plain_text(&self) -> bool {
+        self.essence().eq_ignore_ascii_case(b"text/plain")
+    }
+
     fn text(&self) -> Option<String> {
         self.0.map(|raw| sanitize::bytes(raw, MAX_SERVER_TEXT_LEN))
     }
@@ -459,12 +491,12 @@ pub(crate) fn dpop_nonce(headers: &HeaderMap) -> Option<String> {
 
 fn oauth_error(status: StatusCode, headers: &HeaderMap, fields: Fields<'_>) -> Error {
     let text = |value: Option<Loose<'_>>| match value {
-        Some(Loose::Str(text)) if is_clean(&text) => Some(text.into_owned()),
+        Some(Loose::Str(text)) if is_clean(&text) => Some(sanitize::redact(&text).into_owned()),
         Some(Loose::Str(text)) => Some(sanitize::text(&text, MAX_SERVER_TEXT_LEN)),
         _ => None,
     };
     let code = match fields.error {
-        Some(Loose::Str(code)) if is_clean(&code) => ErrorCode::parse(&code),
+        Some(Loose::Str(code)) if is_clean(&code) => ErrorCode::parse(&sanitize::redact(&code)),
         Some(Loose::Str(code)) => ErrorCode::parse(&sanitize::text(&code, MAX_SERVER_TEXT_LEN)),
         _ => ErrorCode::Other(String::new()),
     };
@@ -497,7 +529,7 @@ fn unexpected(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
         status,
         content_type: header_text(headers, &CONTENT_TYPE),
         retry_after: retry_after(headers),
-        excerpt: (!body.trim_ascii().is_empty()).then(|| sanitize::bytes(body, MAX_EXCERPT_LEN)),
+        excerpt: (!body.trim_ascii().is_empty()).then(|| sanitize::excerpt(body, MAX_EXCERPT_LEN)),
     }))
 }
 
@@ -518,9 +550,10 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// An OAuth error response: one with a string `error` member (RFC 6749 §5.2).
+    /// An OAuth error response: one with a non-empty string `error` member (RFC 6749 §5.2: an
+    /// error code is at least one character). An empty one names no error.
     fn is_error(&self) -> bool {
-        matches!(self.error, Some(Loose::Str(_)))
+        matches!(&self.error, Some(Loose::Str(code)) if !code.is_empty())
     }
 
     /// Reads a JSON object's members. `Fields` are filled in place rather than returned: they
@@ -1201,7 +1234,10 @@ mod tests {
             .body(Vec::new())
             .unwrap();
         let err = Token::from_response(&response, sent_at()).unwrap_err();
-        let Error::Redirect { status, location } = &err else {
+        let Error::Redirect {
+            status, location, ..
+        } = &err
+        else {
             panic!("{err:?}")
         };
         assert_eq!(status.as_u16(), 302);
@@ -1230,5 +1266,159 @@ mod tests {
             assert_ne!(sanitize::text(dirty, MAX_SERVER_TEXT_LEN), dirty);
         }
         assert!(!is_clean("é"), "non-ASCII text takes the full path");
+    }
+
+    #[test]
+    fn non_oauth_json_and_form_bodies_are_described_by_member_names() {
+        let leaky = [
+            (
+                500,
+                JSON,
+                r#"{"access_token":"SECRETa1","token_type":"Bearer"}"#,
+            ),
+            (
+                400,
+                JSON,
+                r#"{"error":{"code":"x","detail":"SECRETa1"},"access_token":"SECRETa1"}"#,
+            ),
+            (
+                502,
+                Some("application/x-www-form-urlencoded"),
+                "client_secret=SECRETa1&client_id=c",
+            ),
+            (
+                503,
+                Some("text/plain"),
+                "access_token=SECRETa1&expires_in=5",
+            ),
+        ];
+        for (status, ct, body) in leaky {
+            let err = tolerant(status, ct, body).unwrap_err();
+            let Error::UnexpectedResponse(unexpected) = &err else {
+                panic!("{err:?}")
+            };
+            assert!(!err.to_string().contains("SECRETa1"), "{err}");
+            assert!(!format!("{err:?}").contains("SECRETa1"), "{err:?}");
+            let excerpt = unexpected.excerpt().unwrap();
+            assert!(excerpt.contains("members `"), "{excerpt}");
+        }
+        let err = tolerant(500, JSON, r#"{"access_token":"SECRETa1","scope":"a"}"#).unwrap_err();
+        let Error::UnexpectedResponse(unexpected) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            unexpected.excerpt(),
+            Some("a json object with members `access_token`, `scope`")
+        );
+    }
+
+    #[test]
+    fn html_and_text_excerpts_redact_secret_looking_values() {
+        for body in [
+            "<html><body>bad request: client_secret=SECRETa1&grant_type=client_credentials</body></html>",
+            "<pre>Client_Secret = SECRETa1</pre>",
+            "upstream said: \"access_token\": \"SECRETa1\"",
+            "upstream said: {\\\"access_token\\\":\\\"SECRETa1\\\"}",
+            "refresh_token: SECRETa1",
+            "<input type=\"hidden\" name=\"client_secret\" value=\"SECRETa1\">",
+            "<input name='password' value='SECRETa1'>",
+            "form: client%5Fsecret%3DSECRETa1%26x%3D1",
+            "client_secret&#61;SECRETa1",
+            "<td>id_token</td><td>SECRETa1</td>",
+            "clientSecret=\"SECRET a1 SECRETa1\"",
+            "<p>assertion=SECRETa1</p>",
+            "<p>ACCESS-TOKEN=SECRETa1</p>",
+            "password=\n\tSECRETa1",
+        ] {
+            let err = tolerant(502, Some("text/html"), body).unwrap_err();
+            let Error::UnexpectedResponse(unexpected) = &err else {
+                panic!("{err:?}")
+            };
+            assert!(!err.to_string().contains("SECRETa1"), "{body}: {err}");
+            assert!(!format!("{err:?}").contains("SECRETa1"), "{body}: {err:?}");
+            assert!(
+                unexpected.excerpt().unwrap().contains("[redacted]"),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn oauth_description_and_uri_redact_secret_looking_values() {
+        let body = r#"{"error":"invalid_client","error_description":"got client_secret=SECRETa1 from you","error_uri":"https://e/x?access_token=SECRETa1"}"#;
+        let err = tolerant(401, JSON, body).unwrap_err();
+        let oauth = err.oauth().unwrap();
+        assert_eq!(
+            oauth.description(),
+            Some("got client_secret=[redacted] from you")
+        );
+        assert_eq!(oauth.uri(), Some("https://e/x?access_token=[redacted]"));
+        assert!(!err.to_string().contains("SECRETa1"));
+    }
+
+    #[test]
+    fn oauth_error_debug_names_extra_members_without_values() {
+        let body = r#"{"error":"invalid_scope","id_token":"SECRETa1","trace_id":"t"}"#;
+        let err = tolerant(400, JSON, body).unwrap_err();
+        let debug = format!("{err:?}");
+        assert!(!debug.contains("SECRETa1"), "{debug}");
+        assert!(debug.contains("id_token"), "{debug}");
+        assert!(debug.contains("trace_id"), "{debug}");
+    }
+
+    #[test]
+    fn empty_error_tolerance() {
+        for error in [r#""""#, "null"] {
+            let body = format!(r#"{{"access_token":"a","token_type":"Bearer","error":{error}}}"#);
+            let token = tolerant(200, JSON, &body).unwrap();
+            assert_eq!(token.access_token().secret(), "a");
+        }
+        let body = r#"{"access_token":"a","token_type":"Bearer","error":""}"#;
+        assert!(matches!(
+            problem(parse(ResponseRules::strict(), 200, JSON, body)),
+            ResponseProblem::InvalidMember { name: "error", .. }
+        ));
+        assert!(
+            parse(
+                ResponseRules::strict(),
+                200,
+                JSON,
+                r#"{"access_token":"a","token_type":"Bearer","error":null}"#
+            )
+            .is_ok(),
+            "null counts as absent under any rules"
+        );
+        // An empty `error` is no OAuth error, so a non-2xx with one is an unexpected response.
+        let err = tolerant(400, JSON, r#"{"error":""}"#).unwrap_err();
+        assert!(matches!(err, Error::UnexpectedResponse(_)), "{err:?}");
+    }
+
+    #[test]
+    fn form_body_labelled_text_plain_tolerance() {
+        let body = "access_token=EAAB123&expires=5183999";
+        for ct in ["text/plain", "text/plain; charset=UTF-8"] {
+            let token = tolerant(200, Some(ct), body).unwrap();
+            assert_eq!(token.access_token().secret(), "EAAB123");
+            assert_eq!(token.extra("expires"), Some(&Value::from("5183999")));
+        }
+        let err = tolerant(200, Some("text/plain"), "error=bad_verification_code").unwrap_err();
+        assert_eq!(
+            err.oauth().unwrap().code().as_str(),
+            "bad_verification_code"
+        );
+        let no_form = ResponseRules::tolerant().allow_form_body(false);
+        assert!(matches!(
+            problem(parse(no_form, 200, Some("text/plain"), body)),
+            ResponseProblem::NotJson { .. }
+        ));
+        // Judged by the body: plain text that is not a form stays not-a-token.
+        assert!(matches!(
+            problem(tolerant(
+                200,
+                Some("text/plain"),
+                "service unavailable, try later"
+            )),
+            ResponseProblem::NotJson { .. }
+        ));
     }
 }

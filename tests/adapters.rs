@@ -7,16 +7,17 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
 use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::{
-    ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error, ErrorCode, Issuer,
-    JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules, ServerMetadata, Token,
-    TokenRequest, TokenType, TokenUrl, TransportKind,
+    CachePolicy, ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error,
+    ErrorCode, Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules,
+    ServerMetadata, Token, TokenRequest, TokenType, TokenUrl, TransportKind,
 };
 use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
@@ -177,6 +178,7 @@ async fn a_redirect_is_refused_and_its_target_receives_nothing() {
             Error::Redirect {
                 status,
                 location: Some(to),
+                followed: false,
             } => {
                 assert_eq!(status, StatusCode::FOUND, "{name}");
                 assert_eq!(to, location, "{name}");
@@ -186,6 +188,62 @@ async fn a_redirect_is_refused_and_its_target_receives_nothing() {
     }
     assert_eq!(server.requests_served(), 3);
     assert_eq!(elsewhere.requests_served(), 0);
+}
+
+#[tokio::test]
+async fn a_redirect_the_client_followed_is_refused_and_its_token_discarded() {
+    let server = TestServer::start();
+    let elsewhere = TestServer::start();
+    let location = elsewhere.token_url().to_string();
+    server.set_fault(Some(Fault::TemporaryRedirect {
+        location: location.clone(),
+    }));
+    let secret = || ClientSecret::new("demo-secret");
+    // reqwest drops the Authorization header on a redirect to another origin, so the other
+    // server refuses Basic credentials; post credentials are in the body, which is resent.
+    for (auth, final_status) in [
+        (ClientAuth::SecretBasic(secret()), StatusCode::UNAUTHORIZED),
+        (ClientAuth::SecretPost(secret()), StatusCode::OK),
+    ] {
+        let request = ClientCredentials::with_auth(server.token_url(), "demo-client", auth)
+            .unwrap()
+            .token_request()
+            .build()
+            .unwrap();
+        // Clients with reqwest's default policy, which follows redirects.
+        let followed =
+            client_credentials::reqwest::fetch_token(&reqwest::Client::new(), &request).await;
+        let blocking = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let client = reqwest::blocking::Client::new();
+                    client_credentials::reqwest::blocking::fetch_token(&client, &request)
+                })
+                .join()
+                .expect("the blocking exchange panicked")
+        });
+        for (name, result) in [("reqwest", followed), ("reqwest blocking", blocking)] {
+            let name = format!("{name}, {:?}", request.client().auth_method());
+            let error = expect_err(&name, result);
+            let text = error.to_string();
+            match error {
+                Error::Redirect {
+                    followed: true,
+                    status,
+                    location: Some(to),
+                } => {
+                    assert_eq!(status, final_status, "{name}: the final response's status");
+                    assert_eq!(to, location, "{name}");
+                    assert!(text.contains("Policy::none()"), "{name}: {text}");
+                    assert!(!text.contains("demo-secret"), "{name}: {text}");
+                }
+                other => panic!("{name}: expected a followed redirect, got {other}"),
+            }
+        }
+    }
+    // The client resent each request, which the adapter cannot stop; it only refuses the answer.
+    assert_eq!(server.requests_served(), 4);
+    assert_eq!(elsewhere.requests_served(), 4);
 }
 
 #[tokio::test]
@@ -202,7 +260,11 @@ async fn a_redirect_with_a_huge_body_is_still_a_redirect() {
         .unwrap();
     for name in ADAPTERS {
         match expect_err(name, fetch_with(name, &request).await) {
-            Error::Redirect { status, location } => {
+            Error::Redirect {
+                status,
+                location,
+                followed: false,
+            } => {
                 assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{name}");
                 assert_eq!(location.as_deref(), Some("https://elsewhere.example/token"));
             }
@@ -312,6 +374,74 @@ async fn a_server_that_never_answers_times_out() {
     }
 }
 
+/// The wait before each byte of a trickled body: its 72 bytes take over 7 seconds.
+const TRICKLE: Duration = Duration::from_millis(100);
+
+/// The total timeout of the exchanges that meet a trickled body.
+const TOTAL: Duration = Duration::from_secs(1);
+
+/// The slack over a total timeout that a timed-out exchange may take, for a loaded machine.
+const SLACK: Duration = Duration::from_secs(3);
+
+#[allow(clippy::disallowed_methods)] // The test measures how long an adapter held its caller.
+fn clock() -> Instant {
+    Instant::now()
+}
+
+/// Asserts that `error` is a timeout that came within about `total` of `start`.
+fn assert_timed_out(name: &str, error: &Error, start: Instant, total: Duration) {
+    let elapsed = start.elapsed();
+    assert_eq!(
+        transport_kind(error),
+        Some(TransportKind::Timeout),
+        "{name}: {error}"
+    );
+    assert!(
+        elapsed < total + SLACK,
+        "{name}: timed out after {elapsed:?}, the total timeout being {total:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_trickled_body_times_out_within_the_total_timeout() {
+    let server = TestServer::start();
+    server.set_fault(Some(Fault::TrickleBody { interval: TRICKLE }));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    for adapter in Adapter::all(Some(TOTAL)) {
+        let start = clock();
+        let error = expect_err(adapter.name(), adapter.fetch(&request).await);
+        assert_timed_out(adapter.name(), &error, start, TOTAL);
+    }
+    let policy = CachePolicy::new().with_fetch_timeout(TOTAL);
+    let (result, start) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let http = client_credentials::reqwest::blocking::recommended_client();
+                let source = BlockingSource::with_policy(http, request.clone(), policy);
+                let start = clock();
+                (source.token(), start)
+            })
+            .join()
+            .expect("the blocking source panicked")
+    });
+    let error = result.expect_err("reqwest blocking source: expected a timeout");
+    assert_timed_out("reqwest blocking source", &error, start, TOTAL);
+}
+
+#[tokio::test]
+async fn a_trickled_body_times_out_the_blocking_fetch_within_its_timeout() {
+    use client_credentials::reqwest::TIMEOUT;
+    let server = TestServer::start();
+    // 72 bytes a second: the body would take over a minute, twice the timeout.
+    server.set_fault(Some(Fault::TrickleBody {
+        interval: Duration::from_secs(1),
+    }));
+    let request = server.demo_credentials().token_request().build().unwrap();
+    let start = clock();
+    let error = expect_err("reqwest blocking", fetch_blocking(&request, None));
+    assert_timed_out("reqwest blocking", &error, start, TIMEOUT);
+}
+
 #[tokio::test]
 async fn a_refused_connection_is_retryable() {
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -334,6 +464,115 @@ async fn a_refused_connection_is_retryable() {
         assert!(error.is_retryable(), "{name}");
         assert!(std::error::Error::source(&error).is_some(), "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_token_url_query_is_never_shown() {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // nothing listens on the port any more: the connection is refused
+    let url = TokenUrl::new(&format!("http://127.0.0.1:{port}/token?api_key=SECRET")).unwrap();
+    let client = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"));
+    let request = client.token_request().build().unwrap();
+    let shown = [
+        format!("{:?} {}", client.token_url(), client.token_url()),
+        format!("{client:?}"),
+        format!("{request:?}"),
+    ];
+    for text in shown {
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("/token?…"), "{text}");
+    }
+    for (name, result) in fetch_all(&request, None).await {
+        let error = expect_err(name, result);
+        let mut texts = vec![error.to_string(), format!("{error:?}")];
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            texts.push(cause.to_string());
+            texts.push(format!("{cause:?}"));
+            source = cause.source();
+        }
+        for text in texts {
+            assert!(!text.contains("SECRET"), "{name}: {text}");
+        }
+    }
+}
+
+/// The variable that tells a re-run of this binary it is the child of
+/// [`a_plain_http_request_never_reaches_an_environment_proxy`], and which token URL to use.
+const PROXY_CHILD_URL: &str = "CLIENT_CREDENTIALS_TEST_PROXY_CHILD_URL";
+
+#[tokio::test]
+async fn a_plain_http_request_never_reaches_an_environment_proxy() {
+    if let Ok(url) = std::env::var(PROXY_CHILD_URL) {
+        // The child, with the proxy variables set: both recommended clients fetch a token.
+        let url = TokenUrl::new(&url).unwrap();
+        let client = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"));
+        let request = client.token_request().build().unwrap();
+        let token = Adapter::all(None)[0].fetch(&request).await;
+        let blocking = fetch_blocking(&request, None);
+        for (name, token) in [("reqwest", token), ("reqwest blocking", blocking)] {
+            let token = token.unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert_ne!(token.access_token().secret(), "from-the-proxy", "{name}");
+        }
+        return;
+    }
+    // A proxy that records every connection and answers with a token of its own.
+    let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let recorder = std::sync::Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in proxy.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            recorder.lock().unwrap().push(buf[..n].to_vec());
+            let body = r#"{"access_token":"from-the-proxy","token_type":"Bearer"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let server = TestServer::start();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "a_plain_http_request_never_reaches_an_environment_proxy",
+        ])
+        .env(PROXY_CHILD_URL, server.token_url().to_string())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for name in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        child.env(name, &proxy_url);
+    }
+    let output = child.output().expect("the test binary runs again");
+    assert!(
+        output.status.success(),
+        "the child failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "the proxy received a request"
+    );
+    assert_eq!(
+        server.requests_served(),
+        2,
+        "both tokens came from the server"
+    );
 }
 
 #[tokio::test]

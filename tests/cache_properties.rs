@@ -1,6 +1,8 @@
 //! Laws of the token cache over random sequences of time steps, polls and responses: it never
 //! serves an expired token, never has two fetches in flight for one request, never serves a
-//! token of another request, and honours `Retry-After`.
+//! token of another request, and honours `Retry-After`; it never holds more requests than its
+//! capacity (unless the others all have fetches in flight), and never forgets one with a fetch
+//! in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,21 +113,27 @@ struct Model {
     current: [Option<u64>; KEYS],
     /// For each request: no fetch before this (the server's `Retry-After`).
     not_before: [Option<Instant>; KEYS],
-    /// Each token's expiry, by access token.
+    /// Each token's expiry, by access token: the server's, or its minimum age once invalidated.
     expiry: HashMap<String, Instant>,
+    /// When each token's fetch started, by access token.
+    started: HashMap<String, Instant>,
     /// The last token served for each request.
     served: [Option<Arc<Token>>; KEYS],
     minted: u64,
 }
 
 impl Model {
+    fn new() -> Self {
+        Self::with_capacity(CachePolicy::new().capacity())
+    }
+
     // The cache needs some `Instant` to count from; only differences from it matter.
     #[allow(clippy::disallowed_methods)]
-    fn new() -> Self {
+    fn with_capacity(capacity: usize) -> Self {
         let now = Instant::now();
         Self {
             keys: keys(),
-            cache: TokenCache::new(CachePolicy::new()),
+            cache: TokenCache::new(CachePolicy::new().with_capacity(capacity)),
             base: now,
             now,
             tickets: Vec::new(),
@@ -133,6 +141,7 @@ impl Model {
             current: [None; KEYS],
             not_before: [None; KEYS],
             expiry: HashMap::new(),
+            started: HashMap::new(),
             served: Default::default(),
             minted: 0,
         }
@@ -187,9 +196,30 @@ impl Model {
         Ok(())
     }
 
+    /// The requests with a fetch the cache surely still counts: not handed back, and within
+    /// its deadline.
+    fn in_flight(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..KEYS).filter(|&k| {
+            self.current[k].is_some_and(|id| {
+                self.now < self.issued[&id].1 + self.cache.policy().fetch_timeout()
+            })
+        })
+    }
+
     fn poll(&mut self, k: usize) -> Result<(), TestCaseError> {
         let peeked = self.cache.peek(&self.keys[k], self.now);
+        let was_held = self.cache.contains(&self.keys[k]);
+        let others_in_flight = self.in_flight().filter(|&j| j != k).count();
         let answer = self.cache.poll(&self.keys[k], self.now);
+        // Law: a new request joins a full cache only if every other has a fetch in flight.
+        let (len, capacity) = (self.cache.len(), self.cache.policy().capacity());
+        prop_assert!(self.cache.contains(&self.keys[k]));
+        if !was_held {
+            prop_assert!(
+                len <= capacity || others_in_flight == len - 1,
+                "{len} requests held, capacity {capacity}, {others_in_flight} others in flight"
+            );
+        }
         match (&answer, &peeked) {
             (Lookup::Ready(token), Some(peeked)) => prop_assert!(Arc::ptr_eq(token, peeked)),
             (Lookup::Ready(_), None) | (_, Some(_)) => {
@@ -231,6 +261,7 @@ impl Model {
                     Duration::from_secs(s)
                 });
                 self.expiry.insert(name.clone(), started + lifetime);
+                self.started.insert(name.clone(), started);
                 let expires_in =
                     expires_in.map_or(String::new(), |s| format!(",\"expires_in\":{s}"));
                 let body =
@@ -312,7 +343,14 @@ impl Model {
                 if let Some(token) = self.served[k].take()
                     && self.cache.invalidate(&self.keys[k], &token)
                 {
-                    prop_assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                    // Law: an invalidated token is not served once it reaches the minimum age.
+                    let name = token.access_token().secret();
+                    let dropped_at = self.started[name] + self.cache.policy().invalidate_min_age();
+                    let expiry = self.expiry.get_mut(name).expect("a minted token");
+                    *expiry = (*expiry).min(dropped_at);
+                    if self.now >= dropped_at {
+                        prop_assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                    }
                 }
             }
             Op::ForceRefresh(k) => {
@@ -323,6 +361,18 @@ impl Model {
                     let k = self.key_of(ticket.request());
                     self.check_issued(k, ticket)?;
                 }
+            }
+        }
+        for k in 0..KEYS {
+            if self.in_flight().any(|j| j == k) {
+                // Law: a request with a fetch in flight is never forgotten.
+                prop_assert!(
+                    self.cache.contains(&self.keys[k]),
+                    "k{k} forgotten mid-fetch"
+                );
+            } else if !self.cache.contains(&self.keys[k]) {
+                // Forgotten, back-off and all: nothing holds its next fetch back.
+                self.not_before[k] = None;
             }
         }
         if let Some(timeout) = self.cache.poll_timeout(self.now) {
@@ -337,8 +387,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn cache_laws_hold_over_any_sequence(ops in proptest::collection::vec(op(), 1..200)) {
-        let mut model = Model::new();
+    fn cache_laws_hold_over_any_sequence(
+        capacity in 1..=KEYS + 1,
+        ops in proptest::collection::vec(op(), 1..200),
+    ) {
+        // Up to `KEYS` the cache forgets requests to make room; above, never.
+        let mut model = Model::with_capacity(capacity);
         for op in ops {
             model.apply(op)?;
         }

@@ -231,3 +231,79 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("scope"), "{stderr}");
 }
+
+#[test]
+fn summary_prints_the_token_length_not_its_start() {
+    let server = TestServer::start();
+    let (output, stdout, stderr) = run(&mut against(&server, DEMO_CLIENT_SECRET));
+    assert!(output.status.success(), "{stderr}");
+    // The embedded server's tokens all start with this JWT header.
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
+    assert!(!stdout.contains(&header[..4]), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("access token:"))
+        .unwrap();
+    assert!(
+        line.contains(" characters; --show-token prints it)"),
+        "{line}"
+    );
+    assert!(!line.contains('…'), "{line}");
+}
+
+/// A token endpoint on 127.0.0.1 that answers one request with `body` as JSON.
+fn serve_once(body: String) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut request_body = vec![0; length];
+        reader.read_exact(&mut request_body).unwrap();
+        let mut stream = reader.into_inner();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    (url, handle)
+}
+
+#[test]
+fn out_of_range_claims_are_printed_as_such() {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    let claims = URL_SAFE_NO_PAD
+        .encode(br#"{"exp":10000000000000000000,"iat":-5,"nbf":1e300,"auth_time":"soon"}"#);
+    let token = format!("{header}.{claims}.");
+    let (url, server) = serve_once(format!(
+        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":60}}"#
+    ));
+    let (output, stdout, stderr) = run(cli()
+        .args(["--token-url", &url, "--client-id", "c"])
+        .env(SECRET_ENV, "s"));
+    server.join().unwrap();
+    assert!(output.status.success(), "{stderr}");
+    for claim in ["exp", "iat", "nbf"] {
+        let line = stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{claim} ")))
+            .unwrap_or_else(|| panic!("no {claim} in {stdout}"));
+        assert!(line.ends_with("(out of range)"), "{line}");
+    }
+}

@@ -5,7 +5,7 @@
 //! 2. for any status, headers and body bytes, parsing gives a token or a typed error, never a
 //!    panic, and the strict rules accept nothing the tolerant ones refuse;
 //! 3. no `Debug` or `Display` output of a public type holds the client secret, an assertion or
-//!    the access token.
+//!    the access token, nor any error text a secret planted in the server's answer.
 //!
 //! Failures are persisted in `proptest-regressions/properties.txt` and replayed first.
 
@@ -612,6 +612,7 @@ fn check_parse(
                 Error::Redirect {
                     status: got,
                     location,
+                    ..
                 } => {
                     prop_assert_eq!(*got, status);
                     prop_assert!(status.is_redirection());
@@ -895,9 +896,14 @@ proptest! {
         cut in any::<usize>(),
         limit in prop_oneof![Just(ResponseRules::DEFAULT_MAX_BODY_LEN), 0..64usize],
     ) {
-        // A non-success body is quoted in errors unless it is an OAuth error; see the note
-        // on `UnexpectedResponse::excerpt`. So only error bodies are sent with such a status.
-        let shape = if status >= 400 { Shape::WithError } else { shape };
+        // A non-success body that is not an OAuth error is described by its member names when
+        // it is JSON or a form, and quoted, redacted after secret-looking names, otherwise: a
+        // bare token in a page or in prose cannot be told from other text, so those shapes
+        // are sent only with a success status.
+        let shape = match shape {
+            Shape::Html | Shape::PlainText if status >= 400 => Shape::WithError,
+            shape => shape,
+        };
         let (body, content_type) = leaky_body(shape, &token, &refresh, cut);
         let response = http::Response::builder()
             .status(status)
@@ -924,5 +930,150 @@ proptest! {
             }
         }
         assert_hidden(&outputs, &[&token, &refresh])?;
+    }
+}
+
+/// A secret-looking name as servers spell it: any of the names, in any case, joined by `_`,
+/// `-`, `%5F` or nothing.
+fn secret_name() -> impl Strategy<Value = String> {
+    let words = prop::sample::select(vec![
+        vec!["access", "token"],
+        vec!["refresh", "token"],
+        vec!["id", "token"],
+        vec!["client", "secret"],
+        vec!["client", "assertion"],
+        vec!["assertion"],
+        vec!["password"],
+    ]);
+    let joint = prop::sample::select(vec!["_", "-", "%5F", ""]);
+    let case = prop::sample::select(vec![0u8, 1, 2]);
+    (words, joint, case).prop_map(|(words, joint, case)| {
+        let cased: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(n, word)| match case {
+                0 => (*word).to_owned(),
+                1 => word.to_uppercase(),
+                // camelCase: clientSecret
+                _ if n > 0 => word[..1].to_uppercase() + &word[1..],
+                _ => (*word).to_owned(),
+            })
+            .collect();
+        cased.join(joint)
+    })
+}
+
+/// `name` and `secret` as a page or a log line echoes them.
+fn echoed(name: &str, secret: &str, how: u8) -> String {
+    match how % 14 {
+        0 => format!("{name}={secret}"),
+        1 => format!("{name} = {secret}"),
+        2 => format!("\"{name}\":\"{secret}\""),
+        3 => format!("\"{name}\": \"{secret}\""),
+        4 => format!("{name}: {secret}"),
+        5 => format!("{name}=\"{secret}\""),
+        6 => format!("{name}='{secret}'"),
+        7 => format!("{name}%3D{secret}"),
+        8 => format!("{name}&#61;{secret}"),
+        9 => format!("<input type=\"hidden\" name=\"{name}\" value=\"{secret}\">"),
+        10 => format!("<td>{name}</td>\n<td>{secret}</td>"),
+        11 => format!("{{\\\"{name}\\\":\\\"{secret}\\\"}}"),
+        12 => format!("grant_type=client_credentials&{name}={secret}&scope=a"),
+        _ => format!("{name}=\r\n\t{secret}"),
+    }
+}
+
+/// A server answer with `secret` planted where an error could quote it: a non-2xx JSON body
+/// with a token and no `error`, an `error` object, a form, a page echoing the request, an
+/// OAuth error with extra members or a description or uri echoing it, a token with an empty
+/// `error`.
+fn planted_answer(kind: u8, name: &str, secret: &str, how: u8) -> (Vec<u8>, &'static str) {
+    const JSON: &str = "application/json";
+    let echo = echoed(name, secret, how);
+    let (body, content_type) = match kind % 10 {
+        0 => (
+            format!(r#"{{"access_token":"{secret}","token_type":"Bearer"}}"#),
+            JSON,
+        ),
+        1 => (
+            format!(r#"{{"error":{{"code":1,"message":"{secret}"}},"access_token":"{secret}"}}"#),
+            JSON,
+        ),
+        2 => (
+            format!("client_secret={secret}&{name}={secret}"),
+            "application/x-www-form-urlencoded",
+        ),
+        3 => (format!("{name}={secret}&expires=60"), "text/plain"),
+        4 => (
+            format!("<html><body><h1>502 Bad Gateway</h1><p>request was: {echo}</p></body></html>"),
+            "text/html",
+        ),
+        5 => (format!("upstream refused: {echo}"), "text/plain"),
+        6 => (
+            format!(
+                r#"{{"error":"invalid_client","id_token":"{secret}","{name}":"{secret}","nested":{{"k":"{secret}"}}}}"#
+            ),
+            JSON,
+        ),
+        7 => (
+            serde_json::json!({
+                "error": "invalid_request",
+                "error_description": format!("could not read {echo}"),
+                "error_uri": format!("https://idp.example/e?{name}={secret}"),
+            })
+            .to_string(),
+            JSON,
+        ),
+        8 => (
+            format!(
+                r#"{{"access_token":"{secret}","token_type":"Bearer","error":"","id_token":"{secret}"}}"#
+            ),
+            JSON,
+        ),
+        _ => (format!("{{\"{name}\":\"{secret}\""), JSON),
+    };
+    (body.into_bytes(), content_type)
+}
+
+/// Every error in the chain, shown both ways.
+fn error_texts(err: &Error) -> Vec<String> {
+    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        texts.push(cause.to_string());
+        texts.push(format!("{cause:?}"));
+        source = cause.source();
+    }
+    texts
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// A secret planted in any of the server's answers that errors describe (non-OAuth bodies,
+    /// OAuth errors' members, descriptions and uris) appears in no Display, Debug or source
+    /// text of the error, whatever the status and rules; nor in a token's Debug.
+    #[test]
+    fn planted_secrets_never_reach_error_text(
+        secret in secret_text(),
+        name in secret_name(),
+        kind in any::<u8>(),
+        how in any::<u8>(),
+        status in prop::sample::select(vec![200u16, 201, 400, 401, 403, 404, 429, 500, 502, 503]),
+    ) {
+        let (body, content_type) = planted_answer(kind, &name, &secret, how);
+        let response = http::Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .unwrap();
+        let mut outputs = Vec::new();
+        for rules in [ResponseRules::tolerant(), ResponseRules::strict()] {
+            match rules.parse(&response, sent_at()) {
+                Ok(token) => outputs.push(format!("{token:?}")),
+                Err(err) => outputs.extend(error_texts(&err)),
+            }
+        }
+        assert_hidden(&outputs, &[&secret])?;
     }
 }

@@ -24,12 +24,19 @@ const CALLERS: usize = 200;
 /// How many times a bounded wait polls (every millisecond or so) before it gives up.
 const POLLS: usize = 5_000;
 
-/// Every token is due for refresh as soon as it arrives.
+/// Every token is due for refresh as soon as it arrives, and its refresh may start at once:
+/// without a back-off, a token due on arrival does not delay the next fetch.
 fn refresh_at_once() -> CachePolicy {
     CachePolicy::new()
         .with_refresh_fraction(1.0)
         .with_refresh_margin(Duration::MAX)
         .with_refresh_jitter(0.0)
+        .with_backoff_initial(Duration::ZERO)
+}
+
+/// Invalidated tokens are dropped at once, however young.
+fn invalidate_at_once() -> CachePolicy {
+    CachePolicy::new().with_invalidate_min_age(Duration::ZERO)
 }
 
 /// A back-off of exactly `backoff` after every failure.
@@ -242,9 +249,11 @@ async fn short_lived_tokens_are_replaced_before_they_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_never_served() {
     for kind in KINDS {
-        // Tokens that expire on arrival are handed to their caller but never cached.
+        // Tokens that expire on arrival are handed to their caller but never cached: without
+        // a back-off after each, every call fetches.
         let builder = TestServer::builder().expires_in(Some(0));
-        let (server, source) = Source::start(kind, builder, CachePolicy::new());
+        let policy = CachePolicy::new().with_backoff_initial(Duration::ZERO);
+        let (server, source) = Source::start(kind, builder, policy);
         for count in 1..=3 {
             source.ok().await;
             assert_eq!(server.requests_served(), count, "{kind:?}");
@@ -300,11 +309,13 @@ async fn a_failing_server_is_backed_off_then_recovered_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_token_is_served_while_its_refreshes_fail() {
     for kind in KINDS {
-        let policy = refresh_at_once()
+        let policy = CachePolicy::new()
             .with_backoff_initial(Duration::from_secs(3600))
             .with_backoff_jitter(0.0);
         let (server, source) = Source::start(kind, TestServer::builder(), policy);
         let first = source.ok().await;
+        // Due now; not due on arrival, which would have started the hour's back-off at once.
+        assert!(source.force_refresh());
         server.set_fault(Some(Fault::Status(StatusCode::BAD_GATEWAY)));
         assert!(Arc::ptr_eq(&source.ok().await, &first), "{kind:?}");
         requests_reach(&server, 2).await;
@@ -373,7 +384,7 @@ async fn a_cancelled_caller_does_not_stall_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidating_after_a_401_gets_one_new_token() {
     for kind in KINDS {
-        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        let (server, source) = Source::start(kind, TestServer::builder(), invalidate_at_once());
         let rejected = source.ok().await;
         // Many tasks got a 401 from the API with the same token.
         let tasks: Vec<_> = (0..50)
@@ -397,6 +408,74 @@ async fn invalidating_after_a_401_gets_one_new_token() {
     }
 }
 
+/// The most token requests a storm may cause: the first fetch, and a few after back-offs or
+/// the minimum age on a slow machine.
+const HANDFUL: usize = 4;
+
+/// Every token is due for refresh on arrival: the refresh lead (up to 60 s, all of the
+/// lifetime) is longer than the server's 2-second tokens.
+fn lead_longer_than_lifetime() -> (TestServerBuilder, CachePolicy) {
+    let policy = CachePolicy::new()
+        .with_refresh_fraction(1.0)
+        .with_refresh_jitter(0.0);
+    (TestServer::builder().expires_in(Some(2)), policy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_due_on_arrival_cause_a_handful_of_requests_not_one_per_call() {
+    for kind in KINDS {
+        let cases = [
+            (
+                TestServer::builder().expires_in(Some(0)),
+                CachePolicy::new(),
+            ),
+            lead_longer_than_lifetime(),
+        ];
+        for (builder, policy) in cases {
+            let (server, source) = Source::start(kind, builder, policy);
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let source = source.clone();
+                    tokio::spawn(async move {
+                        let mut tokens = 0;
+                        for _ in 0..10 {
+                            tokens += usize::from(source.token().await.is_ok());
+                        }
+                        tokens
+                    })
+                })
+                .collect();
+            let mut tokens = 0;
+            for task in tasks {
+                tokens += task.await.expect("a task panicked");
+            }
+            assert!(tokens >= 1, "{kind:?}: the fetch's caller gets its token");
+            assert!(
+                server.requests_served() <= HANDFUL,
+                "{kind:?}: {} requests for 500 calls",
+                server.requests_served()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_each_token_as_soon_as_it_comes_causes_a_handful_of_requests() {
+    for kind in KINDS {
+        let (server, source) = Source::start(kind, TestServer::builder(), CachePolicy::new());
+        // An API that answers 401 to every call, each followed by `invalidate`.
+        for _ in 0..300 {
+            let token = source.ok().await;
+            source.invalidate(&token);
+        }
+        assert!(
+            server.requests_served() <= HANDFUL,
+            "{kind:?}: {} requests for 300 invalidations",
+            server.requests_served()
+        );
+    }
+}
+
 mod blocking {
     use std::sync::{Arc, Barrier};
     use std::thread;
@@ -407,7 +486,10 @@ mod blocking {
     use client_credentials::{CachePolicy, Token};
     use http::StatusCode;
 
-    use super::{POLLS, refresh_at_once, request, short_backoff};
+    use super::{
+        HANDFUL, POLLS, invalidate_at_once, lead_longer_than_lifetime, refresh_at_once, request,
+        short_backoff,
+    };
 
     fn start(server: TestServerBuilder, policy: CachePolicy) -> (TestServer, TokenSource) {
         let server = server.start();
@@ -472,6 +554,26 @@ mod blocking {
     }
 
     #[test]
+    fn a_refresh_that_fails_after_the_token_expired_returns_the_failure() {
+        // A 1-second token, due for refresh at once; the refresh is never answered and the
+        // client gives it up after 1.5 s, by when the token has expired.
+        let server = TestServer::builder().expires_in(Some(1)).start();
+        let client = client_credentials::reqwest::blocking::recommended_client_builder()
+            .timeout(Duration::from_millis(1_500))
+            .build()
+            .unwrap();
+        let source = TokenSource::with_policy(client, request(&server), refresh_at_once());
+        let first = ok(&source);
+        server.push_fault(Fault::NeverAnswer);
+        let error = source
+            .token()
+            .expect_err("the token expired during the refresh: only the failure is left");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(server.requests_served(), 2);
+        drop(first);
+    }
+
+    #[test]
     fn a_failing_server_is_backed_off_then_recovered_from() {
         let backoff = Duration::from_millis(100);
         let (server, source) = start(TestServer::builder(), short_backoff(backoff));
@@ -494,8 +596,52 @@ mod blocking {
     }
 
     #[test]
-    fn invalidate_and_force_refresh() {
+    fn tokens_due_on_arrival_cause_a_handful_of_requests_not_one_per_call() {
+        let cases = [
+            (
+                TestServer::builder().expires_in(Some(0)),
+                CachePolicy::new(),
+            ),
+            lead_longer_than_lifetime(),
+        ];
+        for (builder, policy) in cases {
+            let (server, source) = start(builder, policy);
+            let callers: Vec<_> = (0..50)
+                .map(|_| {
+                    let source = source.clone();
+                    thread::spawn(move || (0..10).filter(|_| source.token().is_ok()).count())
+                })
+                .collect();
+            let tokens: usize = callers
+                .into_iter()
+                .map(|caller| caller.join().expect("a caller panicked"))
+                .sum();
+            assert!(tokens >= 1, "the fetch's caller gets its token");
+            assert!(
+                server.requests_served() <= HANDFUL,
+                "{} requests for 500 calls",
+                server.requests_served()
+            );
+        }
+    }
+
+    #[test]
+    fn invalidating_each_token_as_soon_as_it_comes_causes_a_handful_of_requests() {
         let (server, source) = start(TestServer::builder(), CachePolicy::new());
+        for _ in 0..300 {
+            let token = ok(&source);
+            source.invalidate(&token);
+        }
+        assert!(
+            server.requests_served() <= HANDFUL,
+            "{} requests for 300 invalidations",
+            server.requests_served()
+        );
+    }
+
+    #[test]
+    fn invalidate_and_force_refresh() {
+        let (server, source) = start(TestServer::builder(), invalidate_at_once());
         let first = ok(&source);
         assert!(source.invalidate(&first));
         let second = ok(&source);
@@ -506,5 +652,200 @@ mod blocking {
         assert!(!Arc::ptr_eq(&third, &second), "the caller made the refresh");
         assert!(Arc::ptr_eq(&ok(&source), &third));
         assert_eq!(server.requests_served(), 3);
+    }
+}
+
+/// The rule that binds every source, over random sequences of calls, waits, faults,
+/// invalidations and forced refreshes against a server issuing 1-second tokens: no source
+/// ever returns an expired token.
+mod every_source {
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, SystemTime};
+
+    use client_credentials::reqwest::blocking;
+    use client_credentials::test_server::{Fault, TestServer};
+    use client_credentials::{CachePolicy, Token};
+    use http::StatusCode;
+    use proptest::prelude::*;
+
+    use super::{Kind, Source, request};
+
+    /// How long a fetch may take before it is given up, by the async sources' policy and the
+    /// blocking source's client: longer than the 0.5 s a token has left when it falls due.
+    const GIVE_UP: Duration = Duration::from_millis(700);
+
+    /// How late after its expiry a token may be seen: the time between a source's decision
+    /// and the check, on a busy machine. Far less than a refresh that outlives its token.
+    const SLACK: Duration = Duration::from_millis(50);
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Call,
+        Sleep(Duration),
+        /// The next request gets a 503.
+        Fail,
+        /// The next request is never answered: its fetch is given up after [`GIVE_UP`].
+        Hang,
+        /// The next request is answered this late.
+        Slow(Duration),
+        Invalidate,
+        ForceRefresh,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => Just(Step::Call),
+            4 => (0..300u64).prop_map(|ms| Step::Sleep(Duration::from_millis(ms))),
+            1 => Just(Step::Fail),
+            1 => Just(Step::Hang),
+            1 => (0..300u64).prop_map(|ms| Step::Slow(Duration::from_millis(ms))),
+            1 => Just(Step::Invalidate),
+            1 => Just(Step::ForceRefresh),
+        ]
+    }
+
+    /// Tokens fall due halfway through their second; back-offs and the minimum age are short.
+    fn policy() -> CachePolicy {
+        CachePolicy::new()
+            .with_refresh_fraction(0.5)
+            .with_refresh_margin(Duration::MAX)
+            .with_refresh_jitter(0.0)
+            .with_backoff_initial(Duration::from_millis(50))
+            .with_backoff_max(Duration::from_millis(200))
+            .with_backoff_jitter(0.0)
+            .with_invalidate_min_age(Duration::from_millis(100))
+            .with_fetch_timeout(GIVE_UP)
+    }
+
+    fn server() -> client_credentials::test_server::TestServerBuilder {
+        TestServer::builder().expires_in(Some(1))
+    }
+
+    /// Law: the token has not expired (by its own `sent_at` and `expires_in`).
+    #[allow(clippy::disallowed_methods)] // The law compares the token's expiry with the time.
+    fn check(source: &str, token: &Token) -> Result<(), TestCaseError> {
+        let lifetime = token.expires_in().expect("the server sends expires_in");
+        let expiry = token.sent_at() + lifetime;
+        let now = SystemTime::now();
+        prop_assert!(
+            now < expiry + SLACK,
+            "{source} returned a token {:?} after its expiry",
+            now.duration_since(expiry).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    fn fault(server: &TestServer, step: &Step) {
+        match step {
+            Step::Fail => server.push_fault(Fault::Status(StatusCode::SERVICE_UNAVAILABLE)),
+            Step::Hang => server.push_fault(Fault::NeverAnswer),
+            Step::Slow(delay) => server.push_fault(Fault::Delay(*delay)),
+            _ => {}
+        }
+    }
+
+    async fn run_async(kind: Kind, steps: &[Step]) -> Result<(), TestCaseError> {
+        let (server, source) = Source::start(kind, server(), policy());
+        let mut last: Option<Arc<Token>> = None;
+        for step in steps {
+            match step {
+                Step::Call => {
+                    if let Ok(token) = source.token().await {
+                        check(&format!("{kind:?}"), &token)?;
+                        last = Some(token);
+                    }
+                }
+                Step::Sleep(pause) => tokio::time::sleep(*pause).await,
+                Step::Invalidate => {
+                    if let Some(token) = &last {
+                        source.invalidate(token);
+                    }
+                }
+                Step::ForceRefresh => {
+                    source.force_refresh();
+                }
+                fail => fault(&server, fail),
+            }
+        }
+        Ok(())
+    }
+
+    fn run_blocking(steps: &[Step]) -> Result<(), TestCaseError> {
+        let server = server().start();
+        let client = blocking::recommended_client_builder()
+            .timeout(GIVE_UP)
+            .build()
+            .expect("a blocking client");
+        let source = blocking::TokenSource::with_policy(client, request(&server), policy());
+        let mut last: Option<Arc<Token>> = None;
+        for step in steps {
+            match step {
+                Step::Call => {
+                    if let Ok(token) = source.token() {
+                        check("Blocking", &token)?;
+                        last = Some(token);
+                    }
+                }
+                Step::Sleep(pause) => thread::sleep(*pause),
+                Step::Invalidate => {
+                    if let Some(token) = &last {
+                        source.invalidate(token);
+                    }
+                }
+                Step::ForceRefresh => {
+                    source.force_refresh();
+                }
+                fail => fault(&server, fail),
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        // Each case takes a second or two of real time; the three sources run side by side.
+        #![proptest_config(ProptestConfig::with_cases(4))]
+
+        #[test]
+        fn no_source_ever_returns_an_expired_token(
+            steps in proptest::collection::vec(step(), 1..16),
+        ) {
+            let blocking = {
+                let steps = steps.clone();
+                thread::spawn(move || run_blocking(&steps))
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let (reqwest, hyper) = tokio::join!(
+                    run_async(Kind::Reqwest, &steps),
+                    run_async(Kind::Hyper, &steps)
+                );
+                reqwest.and(hyper)
+            })?;
+            blocking.join().expect("the blocking run panicked")?;
+        }
+    }
+
+    /// The sequence that broke the rule for the blocking source: a refresh falls due, is never
+    /// answered, and is given up after the token expired.
+    #[test]
+    fn a_refresh_outliving_its_token_is_caught() {
+        let steps = [
+            Step::Call,
+            Step::Sleep(Duration::from_millis(550)),
+            Step::Hang,
+            Step::Call,
+            Step::Call,
+        ];
+        run_blocking(&steps).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            run_async(Kind::Reqwest, &steps).await.unwrap();
+            run_async(Kind::Hyper, &steps).await.unwrap();
+        });
     }
 }

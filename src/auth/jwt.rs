@@ -377,7 +377,7 @@ impl JwtAuth {
         attempt: &Attempt,
     ) -> Result<String, Error> {
         let iat = attempt.unix_time()?;
-        let token_url = token_url.to_string();
+        let token_url = token_url.as_uri().to_string(); // whole: its Display hides the query
         let claims = AssertionClaims {
             iss: client_id,
             sub: client_id,

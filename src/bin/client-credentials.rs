@@ -269,17 +269,16 @@ fn print_summary(token_url: &TokenUrl, token: &Token, show_token: bool) {
         (Some(lifetime), Some(at)) => println!(
             "expires:        in {}s, at {}",
             lifetime.as_secs(),
-            http_date(at)
+            http_date(at).unwrap_or_else(|| "(out of range)".to_owned())
         ),
         _ => println!("expires:        unknown (the server sent no expires_in)"),
     }
     if show_token {
         println!("access token:   {access_token}");
     } else {
-        let start: String = access_token.chars().take(8).collect();
+        // Only the length: even a few characters of an opaque token are a real part of it.
         println!(
-            "access token:   {}… ({} characters; --show-token prints it)",
-            printable(&start),
+            "access token:   ({} characters; --show-token prints it)",
             access_token.chars().count()
         );
     }
@@ -293,10 +292,8 @@ fn print_summary(token_url: &TokenUrl, token: &Token, show_token: bool) {
             let typ = header.get("typ").map_or("?".to_owned(), Value::to_string);
             println!("  (header)  alg {alg}, typ {typ}");
             for (name, value) in &claims {
-                let when = match (name.as_str(), value.as_u64()) {
-                    ("exp" | "iat" | "nbf" | "auth_time", Some(secs)) => {
-                        format!(" ({})", http_date(UNIX_EPOCH + Duration::from_secs(secs)))
-                    }
+                let when = match name.as_str() {
+                    "exp" | "iat" | "nbf" | "auth_time" => format!(" {}", numeric_date(value)),
                     _ => String::new(),
                 };
                 println!("  {:<9} {value}{when}", printable(name));
@@ -333,11 +330,28 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-fn http_date(at: SystemTime) -> String {
-    // `httpdate` handles 1970 to 9999.
+/// A JWT NumericDate (RFC 7519 §2: seconds since the epoch, possibly fractional) as an HTTP
+/// date in parentheses; a claim that is negative, too large for a date, or not a number is said to be so
+/// rather than trusted, since the claims are unverified.
+fn numeric_date(value: &Value) -> String {
+    let secs = match (value.as_u64(), value.as_f64()) {
+        (Some(secs), _) => secs,
+        // The fraction is dropped; `as` saturates a huge float, which `http_date` then refuses.
+        (None, Some(secs)) if secs >= 0.0 => secs as u64,
+        (None, Some(_)) => return "(out of range)".to_owned(),
+        (None, None) => return "(not a number)".to_owned(),
+    };
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .and_then(http_date)
+        .map_or_else(|| "(out of range)".to_owned(), |date| format!("({date})"))
+}
+
+/// The time as an HTTP date, if it is one (`httpdate` handles 1970 to 9999).
+fn http_date(at: SystemTime) -> Option<String> {
     match at.duration_since(UNIX_EPOCH) {
-        Ok(since) if since.as_secs() < 253_402_300_800 => httpdate::fmt_http_date(at),
-        _ => "(out of range)".to_owned(),
+        Ok(since) if since.as_secs() < 253_402_300_800 => Some(httpdate::fmt_http_date(at)),
+        _ => None,
     }
 }
 
@@ -372,5 +386,30 @@ fn report(error: &Error, json: bool) {
             "message": error.to_string(),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_dates_out_of_range_are_said_to_be() {
+        assert_eq!(numeric_date(&json!(0)), "(Thu, 01 Jan 1970 00:00:00 GMT)");
+        assert_eq!(numeric_date(&json!(1.9)), "(Thu, 01 Jan 1970 00:00:01 GMT)");
+        for huge in [
+            json!(10_000_000_000_000_000_000_u64),
+            json!(u64::MAX),
+            json!(1e300),
+            json!(253_402_300_800_u64),
+            json!(-5),
+            json!(-0.5),
+            json!(i64::MIN),
+        ] {
+            assert_eq!(numeric_date(&huge), "(out of range)", "{huge}");
+        }
+        for other in [json!("soon"), json!(null), json!([1]), json!({})] {
+            assert_eq!(numeric_date(&other), "(not a number)", "{other}");
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct CachePolicy {
     non_retryable_backoff: Duration,
     retry_after_max: Duration,
     fetch_timeout: Duration,
+    invalidate_min_age: Duration,
+    capacity: usize,
 }
 
 impl Default for CachePolicy {
@@ -51,7 +53,10 @@ impl CachePolicy {
     ///   of which at most 5 minutes is honoured;
     /// - after a non-retryable failure (such as `invalid_client`), back off a flat 10 s, less
     ///   up to half at random;
-    /// - a fetch not answered within 30 s is given up, and another may start.
+    /// - a fetch not answered within 30 s is given up, and another may start;
+    /// - a token that arrives already due for refresh counts as a failure for back-off;
+    /// - a token is invalidated no earlier than 1 s after its fetch started;
+    /// - a [`TokenCache`] holds at most 1,024 requests.
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -65,6 +70,8 @@ impl CachePolicy {
             non_retryable_backoff: Duration::from_secs(10),
             retry_after_max: Duration::from_secs(300),
             fetch_timeout: Duration::from_secs(30),
+            invalidate_min_age: Duration::from_secs(1),
+            capacity: 1024,
         }
     }
 
@@ -157,6 +164,44 @@ impl CachePolicy {
     pub const fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
+    }
+
+    /// Sets the age a token must reach before [`TokenCache::invalidate`] drops it (default
+    /// 1 s, counted from when its fetch started).
+    ///
+    /// An API that refuses every token (a misconfigured audience, say) would otherwise make
+    /// each call fetch a new one. A younger token's invalidation is deferred, not refused: it
+    /// keeps being served until it reaches this age, then is dropped, and the next poll
+    /// fetches. So rejected tokens cost at most one request per this much time.
+    #[must_use]
+    pub const fn with_invalidate_min_age(mut self, age: Duration) -> Self {
+        self.invalidate_min_age = age;
+        self
+    }
+
+    /// Sets how many requests a [`TokenCache`] holds (default 1,024; at least 1).
+    ///
+    /// A service that builds a request per tenant would otherwise grow the cache without
+    /// limit. When a new request comes to a full cache, one it holds is forgotten: never one
+    /// with a fetch in flight, first one with neither a valid token nor a back-off under way,
+    /// else the least recently polled. Only while every request it holds has a fetch in
+    /// flight does the cache hold more (one per fetch in flight).
+    #[must_use]
+    pub const fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = if capacity == 0 { 1 } else { capacity };
+        self
+    }
+
+    /// How many requests a [`TokenCache`] holds.
+    #[must_use]
+    pub const fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The age a token must reach before an invalidation drops it.
+    #[must_use]
+    pub const fn invalidate_min_age(&self) -> Duration {
+        self.invalidate_min_age
     }
 
     /// The most a token is refreshed ahead of expiry, before jitter.
@@ -476,6 +521,13 @@ pub struct TokenCache {
     policy: CachePolicy,
     entries: HashMap<TokenRequest, Entry>,
     last_ticket: u64,
+    /// Counts polls and stored tokens: an entry's `last_used` is the count when it was last
+    /// used, so recency costs one store per hit.
+    clock: u64,
+    /// Requests to forget when a new one comes to a full cache, the best last, each with its
+    /// `last_used` when chosen: one that has been used since is skipped. Chosen a batch at a
+    /// time, so that a full cache scans its entries once per batch, not once per request.
+    victims: Vec<(TokenRequest, u64)>,
 }
 
 impl fmt::Debug for TokenCache {
@@ -495,6 +547,8 @@ struct Entry {
     backoff: Option<Backoff>,
     /// Failures in a row since the last token.
     failures: u32,
+    /// The cache's `clock` when the entry was last polled or given a token.
+    last_used: u64,
 }
 
 struct Cached {
@@ -540,6 +594,12 @@ impl Entry {
         }
     }
 
+    /// Whether forgetting the entry loses nothing but its failure count: it has no valid token
+    /// and no back-off under way.
+    fn idle(&self, now: Instant) -> bool {
+        self.token_valid(now).is_none() && self.backoff_active(now).is_none()
+    }
+
     /// Whether the (settled) entry's token is due for a refresh that may start now.
     fn refresh_due(&self, now: Instant) -> bool {
         self.fetch_active(now).is_none()
@@ -573,20 +633,28 @@ impl Entry {
         let token = Arc::new(token);
         let lifetime = token.expires_in().unwrap_or(policy.default_lifetime);
         let expires_at = later(started, lifetime);
-        if expires_at <= now {
-            // Its lifetime ran out in transit (`expires_in: 0`): the caller gets what the
-            // server sent, but it is never served from the cache.
-            return token;
-        }
         let lead = policy.refresh_lead(lifetime, random);
-        self.token = Some(Cached {
-            token: Arc::clone(&token),
-            started,
-            refresh_at: later(started, lifetime.saturating_sub(lead)),
-            expires_at,
-        });
-        self.backoff = None;
-        self.failures = 0;
+        let refresh_at = later(started, lifetime.saturating_sub(lead));
+        if expires_at > now {
+            self.token = Some(Cached {
+                token: Arc::clone(&token),
+                started,
+                refresh_at,
+                expires_at,
+            });
+        }
+        // A token already due (`expires_in: 0`, or a lifetime within the refresh lead) would
+        // otherwise be fetched again on every poll: it counts as a failure, so the next fetch
+        // waits for a back-off. Its caller still gets it; an expired one is never served from
+        // the cache, a valid one is until it expires.
+        if refresh_at <= now {
+            let error = Error::TokenDueOnArrival { lifetime };
+            // Another word than the refresh lead's, so the two jitters are independent.
+            let _ = self.fail(error, None, now, policy, random.rotate_left(32));
+        } else {
+            self.backoff = None;
+            self.failures = 0;
+        }
         token
     }
 
@@ -617,7 +685,86 @@ impl TokenCache {
             policy,
             entries: HashMap::new(),
             last_ticket: 0,
+            clock: 0,
+            victims: Vec::new(),
         }
+    }
+
+    /// How many requests the cache holds: at most [`CachePolicy::capacity`], unless more have
+    /// fetches in flight.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache holds no request.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the cache holds `request`: a token, a fetch, a back-off or a failure count.
+    #[must_use]
+    pub fn contains(&self, request: &TokenRequest) -> bool {
+        self.entries.contains_key(request)
+    }
+
+    /// The next count of the cache's use clock.
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Forgets requests until a new one fits, never one with a fetch in flight.
+    fn make_room(&mut self, now: Instant) {
+        while self.entries.len() >= self.policy.capacity {
+            let Some((victim, last_used)) = self.victims.pop() else {
+                if self.choose_victims(now) {
+                    continue;
+                }
+                // Every request has a fetch in flight: the new one joins them.
+                return;
+            };
+            // Chosen earlier: skip it if it has been used since, or a fetch has started.
+            let unchanged = self.entries.get(&victim).is_some_and(|entry| {
+                entry.last_used == last_used && entry.fetch_active(now).is_none()
+            });
+            if unchanged {
+                self.entries.remove(&victim);
+            }
+        }
+    }
+
+    /// Chooses the next batch of victims, an eighth of the capacity: idle requests first,
+    /// then the least recently used. Returns whether there is any.
+    fn choose_victims(&mut self, now: Instant) -> bool {
+        let rank = |entry: &Entry| (!entry.idle(now), entry.last_used);
+        let mut ranks: Vec<(bool, u64)> = self
+            .entries
+            .values()
+            .filter(|entry| entry.fetch_active(now).is_none())
+            .map(rank)
+            .collect();
+        if ranks.is_empty() {
+            return false;
+        }
+        let batch = (self.policy.capacity / 8).clamp(1, ranks.len());
+        let (_, &mut worst, _) = ranks.select_nth_unstable(batch - 1);
+        // `last_used` differs between entries, so exactly `batch` are chosen.
+        let mut victims: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.fetch_active(now).is_none() && rank(entry) <= worst)
+            .map(|(request, entry)| (rank(entry), request.clone(), entry.last_used))
+            .collect();
+        victims.sort_unstable_by_key(|&(rank, _, _)| std::cmp::Reverse(rank));
+        self.victims.clear();
+        self.victims.extend(
+            victims
+                .into_iter()
+                .map(|(_, request, used)| (request, used)),
+        );
+        true
     }
 
     /// The cache's policy.
@@ -629,12 +776,18 @@ impl TokenCache {
     /// Says what to do about `request` at `now`: use a token, fetch one, wait, or back off.
     ///
     /// A hit clones an `Arc` and allocates nothing. A request seen for the first time is
-    /// remembered until [`remove`](Self::remove)d.
+    /// remembered until [`remove`](Self::remove)d, or forgotten to make room for another
+    /// ([`CachePolicy::with_capacity`]).
     pub fn poll(&mut self, request: &TokenRequest, now: Instant) -> Lookup {
+        let used = self.tick();
         let entry = match self.entries.get_mut(request) {
             Some(entry) => entry,
-            None => self.entries.entry(request.clone()).or_default(),
+            None => {
+                self.make_room(now);
+                self.entries.entry(request.clone()).or_default()
+            }
         };
+        entry.last_used = used;
         entry.settle(now);
         let fetch_timeout = self.policy.fetch_timeout;
         if entry.refresh_due(now)
@@ -675,6 +828,14 @@ impl TokenCache {
         let cached = entry.token_valid(now)?;
         let busy = entry.fetch_active(now).is_some() || entry.backoff_active(now).is_some();
         (now < cached.refresh_at || busy).then(|| Arc::clone(&cached.token))
+    }
+
+    /// The cached token of `request` if it has not expired at `now`, whether or not its
+    /// refresh is due: what a caller whose refresh failed may still use.
+    #[cfg_attr(not(feature = "reqwest-blocking"), allow(dead_code))]
+    pub(crate) fn valid(&self, request: &TokenRequest, now: Instant) -> Option<Arc<Token>> {
+        let cached = self.entries.get(request)?.token_valid(now)?;
+        Some(Arc::clone(&cached.token))
     }
 
     /// The token [`peek`](Self::peek) answers, with the moment until which it keeps answering
@@ -745,9 +906,12 @@ impl TokenCache {
         random: u64,
     ) -> Result<Arc<Token>, Arc<Error>> {
         let policy = self.policy;
+        let used = self.tick();
         let Some((entry, started)) = self.take_current(&ticket) else {
             return result.map(Arc::new).map_err(Arc::new);
         };
+        // A new token makes the request worth keeping, however long ago it was polled.
+        entry.last_used = used;
         match result {
             Ok(token) => Ok(entry.store(token, started, now, &policy, random)),
             Err(error) => Err(entry.fail(error, Some(sent_at), now, &policy, random)),
@@ -781,21 +945,32 @@ impl TokenCache {
     }
 
     /// Drops the cached token of `request` if it is `rejected`, the token an API just refused
-    /// (HTTP 401), so that the next poll fetches a new one. Returns whether it was dropped.
+    /// (HTTP 401), so that the next poll fetches a new one. Returns whether it was the cached
+    /// token, and so is dropped.
     ///
     /// A token that has already been replaced stays: many tasks that got a 401 with the same
-    /// old token cause at most one new fetch. A back-off under way still applies.
+    /// old token cause at most one new fetch. A back-off under way still applies. A token
+    /// younger than [`CachePolicy::invalidate_min_age`] (from when its fetch started) is
+    /// dropped once it reaches that age, and served until then: an API that refuses every
+    /// token does not turn each call into a token request.
     pub fn invalidate(&mut self, request: &TokenRequest, rejected: &Token) -> bool {
+        let min_age = self.policy.invalidate_min_age;
         let Some(entry) = self.entries.get_mut(request) else {
             return false;
         };
-        let matches = entry.token.as_ref().is_some_and(|cached| {
+        let Some(cached) = entry.token.as_mut().filter(|cached| {
             cached.token.access_token().secret() == rejected.access_token().secret()
-        });
-        if matches {
+        }) else {
+            return false;
+        };
+        if min_age.is_zero() {
             entry.token = None;
+        } else {
+            // Without a clock of its own the cache cannot tell the token's age here: it makes
+            // the token expire at its minimum age, which for an older token has passed.
+            cached.expires_at = cached.expires_at.min(later(cached.started, min_age));
         }
-        matches
+        true
     }
 
     /// Makes the cached token of `request` due for refresh: the next poll answers
@@ -1537,11 +1712,179 @@ mod tests {
     #[test]
     fn a_token_expired_on_arrival_is_returned_but_not_cached() {
         let clock = Clock::new();
-        let mut cache = TokenCache::default();
+        // Without a back-off (see the next test), the next poll shows that nothing was cached.
+        let mut cache = TokenCache::new(CachePolicy::new().with_backoff_initial(Duration::ZERO));
         let request = request();
         let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(0), 0);
         assert_eq!(secret(&token), "t");
         assert_fetches(&mut cache, &request, clock.at(0.0));
+    }
+
+    #[test]
+    fn a_token_due_on_arrival_counts_as_a_failure_for_back_off() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::new(CachePolicy::new().with_backoff_jitter(0.0));
+        let request = request();
+        // Expired on arrival: its caller gets it, and the next fetch waits 1 s, then 2 s.
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(0), 0);
+        assert_eq!(secret(&token), "t");
+        match cache.poll(&request, clock.at(0.5)) {
+            Lookup::BackOff { until, error } => {
+                assert_eq!(until, clock.at(1.0));
+                assert!(
+                    matches!(*error, Error::TokenDueOnArrival { lifetime } if lifetime.is_zero())
+                );
+                assert!(error.is_retryable());
+            }
+            other => panic!("expected a back-off, got {other:?}"),
+        }
+        let _ = cache_token(&mut cache, &clock, &request, clock.at(1.0), Some(0), 0);
+        assert_eq!(
+            backoff_until(&mut cache, &request, clock.at(1.0)),
+            clock.at(3.0)
+        );
+
+        // Valid but due at once (a 10-second lifetime, all of it the refresh lead): served, and
+        // its refresh waits for the back-off of a first failure, 1 s.
+        let mut cache = TokenCache::new(
+            CachePolicy::new()
+                .with_refresh_fraction(1.0)
+                .with_refresh_jitter(0.0)
+                .with_backoff_jitter(0.0),
+        );
+        let now = clock.at(0.0);
+        let token = cache_token(&mut cache, &clock, &request, now, Some(10), 0);
+        assert!(Arc::ptr_eq(&ready(&mut cache, &request, now), &token));
+        assert!(Arc::ptr_eq(
+            &ready(&mut cache, &request, clock.at(0.9)),
+            &token
+        ));
+        assert_eq!(
+            cache.peek_until(&request, now).map(|(_, until)| until),
+            Some(clock.at(1.0)),
+            "the back-off ends"
+        );
+        let ticket = refresh(&mut cache, &request, clock.at(1.0));
+        let response = token_response("long", Some(3600));
+        let now = clock.at(1.0);
+        cache
+            .handle_response(ticket, &response, clock.wall(now), now, 0)
+            .unwrap();
+        // A token not due on arrival ends the run of failures.
+        assert_eq!(secret(&ready(&mut cache, &request, clock.at(2.0))), "long");
+    }
+
+    #[test]
+    fn invalidating_a_young_token_drops_it_at_its_minimum_age() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::default();
+        assert_eq!(cache.policy().invalidate_min_age(), SECOND);
+        let request = request();
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
+        // Rejected 300 times within its first second: still one token, and one fetch after.
+        for i in 0..300 {
+            let now = clock.at(f64::from(i) / 400.0);
+            let served = ready(&mut cache, &request, now);
+            assert!(Arc::ptr_eq(&served, &token));
+            assert!(cache.invalidate(&request, &served));
+        }
+        assert!(cache.peek(&request, clock.at(0.999)).is_some());
+        assert_eq!(
+            cache
+                .peek_until(&request, clock.at(0.5))
+                .map(|(_, until)| until),
+            Some(clock.at(1.0))
+        );
+        let ticket = fetch(&mut cache, &request, clock.at(1.0));
+        let now = clock.at(1.5);
+        let response = token_response("next", Some(3600));
+        cache
+            .handle_response(ticket, &response, clock.wall(now), now, 0)
+            .unwrap();
+        // A token older than the minimum age is dropped at once.
+        let next = ready(&mut cache, &request, clock.at(5.0));
+        assert!(cache.invalidate(&request, &next));
+        assert!(cache.peek(&request, clock.at(5.0)).is_none());
+        assert!(!cache.invalidate(&request, &token), "not the cached token");
+        assert_fetches(&mut cache, &request, clock.at(5.0));
+
+        // With no minimum, an invalidated token is dropped at once, whatever its age.
+        let mut cache = TokenCache::new(CachePolicy::new().with_invalidate_min_age(Duration::ZERO));
+        let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
+        assert!(cache.invalidate(&request, &token));
+        assert!(!cache.invalidate(&request, &token), "already dropped");
+        assert_fetches(&mut cache, &request, clock.at(0.0));
+    }
+
+    /// A request unlike any other: a scope of its own.
+    fn tenant(i: usize) -> TokenRequest {
+        client()
+            .token_request()
+            .scope(format!("tenant-{i}"))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn memory_stays_flat_over_100_000_distinct_requests() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::default();
+        assert_eq!(cache.policy().capacity(), 1024);
+        // One request has a fetch in flight throughout: its ticket must still count.
+        let waiting = request();
+        let ticket = fetch(&mut cache, &waiting, clock.at(0.0));
+        for i in 0..100_000 {
+            let now = clock.at(i as f64 / 100_000.0);
+            let request = tenant(i);
+            let _ = cache_token(&mut cache, &clock, &request, now, Some(3600), 0);
+            assert!(cache.len() <= 1024, "{} requests after {i}", cache.len());
+            // The table grows once, to make room for the slots that removals leave behind,
+            // then reuses them.
+            assert!(
+                cache.entries.capacity() <= 4 * 1024,
+                "the table grew after {i}"
+            );
+        }
+        assert_eq!(cache.len(), 1024);
+        assert!(cache.contains(&waiting));
+        let now = clock.at(1.0);
+        let response = token_response("kept", Some(3600));
+        cache
+            .handle_response(ticket, &response, clock.wall(now), now, 0)
+            .unwrap();
+        assert_eq!(secret(&ready(&mut cache, &waiting, now)), "kept");
+    }
+
+    #[test]
+    fn a_full_cache_forgets_idle_requests_first_then_the_least_recently_used() {
+        let clock = Clock::new();
+        let mut cache = TokenCache::new(CachePolicy::new().with_capacity(3));
+        let [a, b, c, d, e, f] = [0, 1, 2, 3, 4, 5].map(tenant);
+        let now = clock.at(0.0);
+        let _ = cache_token(&mut cache, &clock, &a, now, Some(3600), 0);
+        let _ = cache_token(&mut cache, &clock, &b, now, Some(10), 0);
+        let in_flight = fetch(&mut cache, &c, now);
+        // `b` expired, though polled after `a`: it goes first.
+        let now = clock.at(20.0);
+        let d_ticket = fetch(&mut cache, &d, now);
+        assert!(!cache.contains(&b));
+        assert_eq!(cache.len(), 3);
+        // Then the least recently used, never one with a fetch in flight.
+        let e_ticket = fetch(&mut cache, &e, now);
+        assert!(!cache.contains(&a));
+        assert!(cache.contains(&c) && cache.contains(&d) && cache.contains(&e));
+        // All in flight: the new request joins them.
+        let f_ticket = fetch(&mut cache, &f, now);
+        assert_eq!(cache.len(), 4);
+        let response = token_response("c", Some(3600));
+        cache
+            .handle_response(in_flight, &response, clock.wall(now), now, 0)
+            .unwrap();
+        assert_eq!(secret(&ready(&mut cache, &c, now)), "c");
+        for ticket in [d_ticket, e_ticket, f_ticket] {
+            cache.abandon(ticket);
+        }
+        assert_eq!(CachePolicy::new().with_capacity(0).capacity(), 1);
     }
 
     #[test]
@@ -1573,7 +1916,9 @@ mod tests {
             .with_backoff_jitter(-1.0)
             .with_non_retryable_backoff(Duration::MAX)
             .with_retry_after_max(Duration::MAX)
-            .with_fetch_timeout(Duration::MAX);
+            .with_fetch_timeout(Duration::MAX)
+            // Each token is invalidated at once, so that the next is fetched.
+            .with_invalidate_min_age(Duration::ZERO);
         assert_eq!(policy.refresh_fraction(), 0.0);
         assert_eq!(policy.refresh_jitter(), 1.0);
         assert_eq!(policy.backoff_jitter(), 0.0);

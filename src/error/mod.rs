@@ -66,16 +66,20 @@ pub enum Error {
     },
 
     /// The token endpoint answered with a redirect, which is never followed: following it would
-    /// hand the client's credentials to another URL.
-    #[error(
-        "the token endpoint answered http {status} redirecting to {}; redirects are not followed because they would send the credentials elsewhere: configure the final token url instead",
-        location.as_deref().unwrap_or("an unspecified location")
-    )]
+    /// hand the client's credentials to another URL. Or the caller's HTTP client followed one
+    /// by itself (`followed`), and the response, token included, came from elsewhere: it is
+    /// discarded.
+    #[error("{}", redirect_message(*status, location.as_deref(), *followed))]
     Redirect {
-        /// The HTTP status (3xx).
+        /// The HTTP status: the 3xx, or when `followed`, the status of the response from the
+        /// final location.
         status: StatusCode,
-        /// The `Location` header, sanitized, if there was one.
+        /// The `Location` header, or when `followed` the final URL, sanitized and with any
+        /// query shown as `?…`, if there was one.
         location: Option<String>,
+        /// Whether the HTTP client followed the redirect by itself, sending the request (the
+        /// credentials included) to `location`.
+        followed: bool,
     },
 
     /// A signing key was rejected at construction, or cannot be used as asked.
@@ -100,6 +104,19 @@ pub enum Error {
     #[error(transparent)]
     Discovery(Box<DiscoveryError>),
 
+    /// The token endpoint issued a token that was already due for refresh when it arrived:
+    /// its lifetime is no longer than the cache's refresh lead, or ran out in transit. The
+    /// token went to the caller whose fetch brought it; a [`TokenCache`](crate::TokenCache)
+    /// counts it as a failure and backs off before it asks again.
+    #[error(
+        "the token endpoint issued a token that lives {}s and was due for refresh on arrival, so the next request waits for a back-off; have the server issue longer-lived tokens, or lower the cache policy's refresh margin",
+        lifetime.as_secs()
+    )]
+    TokenDueOnArrival {
+        /// The token's lifetime, as the server gave it (or the cache's default).
+        lifetime: Duration,
+    },
+
     /// The request could not be sent or the response could not be read.
     #[error("the http exchange with the authorization server failed: {kind}")]
     Transport {
@@ -109,6 +126,20 @@ pub enum Error {
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+}
+
+/// The text of [`Error::Redirect`].
+fn redirect_message(status: StatusCode, location: Option<&str>, followed: bool) -> String {
+    let location = location.unwrap_or("an unspecified location");
+    if followed {
+        format!(
+            "the http client followed a redirect from the token endpoint to {location} (answering http {status}) and sent the request there, credentials included; its response was discarded: build the client with `redirect(Policy::none())` or use `recommended_client()`, configure the final token url, and consider rotating the client's credentials"
+        )
+    } else {
+        format!(
+            "the token endpoint answered http {status} redirecting to {location}; redirects are not followed because they would send the credentials elsewhere: configure the final token url instead"
+        )
+    }
 }
 
 impl Error {
@@ -131,6 +162,8 @@ impl Error {
             Self::UnexpectedResponse(e) => is_retryable_status(e.status()),
             Self::Discovery(e) => e.status().is_some_and(is_retryable_status),
             Self::Transport { kind, .. } => *kind != TransportKind::Tls,
+            // The next token may live longer; the back-off keeps the asking rare.
+            Self::TokenDueOnArrival { .. } => true,
             _ => false,
         }
     }
@@ -322,8 +355,10 @@ impl fmt::Display for ErrorCode {
 /// An OAuth error response (RFC 6749 §5.2), with the HTTP context a caller needs to act on it.
 ///
 /// All text from the server is sanitized: control characters dropped and length capped at
-/// [`MAX_SERVER_TEXT_LEN`](crate::MAX_SERVER_TEXT_LEN) bytes, so it is safe to log.
-#[derive(Debug, Clone)]
+/// [`MAX_SERVER_TEXT_LEN`](crate::MAX_SERVER_TEXT_LEN) bytes, and the value after any
+/// secret-looking name (`client_secret=…`) redacted, so it is safe to log. Its Debug lists the
+/// extra members by name only.
+#[derive(Clone)]
 pub struct OAuthError {
     pub(crate) status: StatusCode,
     pub(crate) code: ErrorCode,
@@ -401,6 +436,24 @@ impl fmt::Display for OAuthError {
     }
 }
 
+impl fmt::Debug for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Extra members are listed by name only, as `Token`'s Debug does: a server may put an
+        // `id_token` or an echo of the request next to its error.
+        let extra_names: Vec<&str> = self.extra.keys().map(String::as_str).collect();
+        f.debug_struct("OAuthError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("description", &self.description)
+            .field("uri", &self.uri)
+            .field("challenges", &self.challenges)
+            .field("dpop_nonce", &self.dpop_nonce)
+            .field("retry_after", &self.retry_after)
+            .field("extra_names", &extra_names)
+            .finish()
+    }
+}
+
 impl StdError for OAuthError {}
 
 /// A response that is neither a token nor an OAuth error.
@@ -431,9 +484,11 @@ impl UnexpectedResponse {
         self.retry_after
     }
 
-    /// The start of the body, sanitized and capped at
-    /// [`MAX_EXCERPT_LEN`](crate::MAX_EXCERPT_LEN) bytes: enough to recognise a gateway's error
-    /// page.
+    /// The body, capped at [`MAX_EXCERPT_LEN`](crate::MAX_EXCERPT_LEN) bytes: enough to
+    /// recognise a gateway's error page. A JSON or form body is described by its member names
+    /// ("a json object with members `errorCode`, `errorSummary`"), never its values, any of
+    /// which may be a token; any other body is its start, sanitized, with the value after a
+    /// secret-looking name (`client_secret=…`, `"access_token":"…"`) redacted.
     #[must_use]
     pub fn excerpt(&self) -> Option<&str> {
         self.excerpt.as_deref()
@@ -624,6 +679,12 @@ mod tests {
             Error::Redirect {
                 status: StatusCode::FOUND,
                 location: None,
+                followed: false,
+            },
+            Error::Redirect {
+                status: StatusCode::OK,
+                location: Some("https://elsewhere.example/token?…".into()),
+                followed: true,
             },
             Error::Transport {
                 kind: TransportKind::Timeout,

@@ -19,7 +19,10 @@
 //! so **a client of your own must be built with `redirect(Policy::none())`**: reqwest's default
 //! policy follows redirects by itself, and on a 307 or 308 it sends the request body, which holds
 //! the credentials under `client_secret_post` or an assertion, to the new location.
-//! [`recommended_client`] does this for you.
+//! [`recommended_client`] does this for you. The adapter cannot stop a client that follows, but
+//! it notices: a response from another URL than the one sent is [`Error::Redirect`] with
+//! `followed: true`, naming the final URL, and whatever that server answered (a token included)
+//! is discarded.
 //!
 //! # Example
 //!
@@ -77,7 +80,8 @@ use crate::token::Token;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long [`recommended_client`] waits for a whole exchange, from sending the request to the
-/// last byte of the response: 30 seconds.
+/// last byte of the response, and how long the blocking
+/// [`fetch_token`](blocking::fetch_token) lets a whole call take: 30 seconds.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`reqwest::ClientBuilder`] with safe defaults for a token endpoint, to adjust before
@@ -85,6 +89,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// - redirects off ([`Policy::none`]), so a 3xx comes back as [`Error::Redirect`] instead of
 ///   sending the credentials elsewhere;
+/// - the environment's proxy (`HTTPS_PROXY`, else `ALL_PROXY`, minus `NO_PROXY`) for `https`
+///   requests to hosts other than loopback, and no proxy for any other request: a plain `http`
+///   request, which a proxy could read and answer, never goes through one (`HTTP_PROXY` is
+///   ignored);
 /// - a connect timeout of [`CONNECT_TIMEOUT`] and a total timeout of [`TIMEOUT`];
 /// - TLS by rustls (with the platform's certificate verifier) when feature `rustls` is on.
 ///   Without it, and without a TLS feature of reqwest enabled elsewhere in your build, the
@@ -98,13 +106,36 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn recommended_client_builder() -> ::reqwest::ClientBuilder {
-    let builder = ::reqwest::Client::builder()
+    let builder = ::reqwest::Client::builder();
+    let builder = match environment_proxy() {
+        Some(proxy) => builder.proxy(proxy),
+        None => builder.no_proxy(),
+    };
+    let builder = builder
         .redirect(Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TIMEOUT);
     #[cfg(feature = "rustls")]
     let builder = builder.tls_backend_rustls();
     builder
+}
+
+/// The proxy of the recommended clients: the environment's `HTTPS_PROXY` (or `https_proxy`,
+/// else `ALL_PROXY` or `all_proxy`, as reqwest reads them), for `https` requests only, and
+/// never for loopback hosts or those `NO_PROXY` lists. A proxy carries plain `http` in clear,
+/// credentials included, and may answer for the server, so `HTTP_PROXY` is ignored, while
+/// `https` goes through a proxy as a tunnel it cannot read. A proxy URL reqwest cannot parse
+/// is no proxy, as reqwest itself treats one.
+fn environment_proxy() -> Option<::reqwest::Proxy> {
+    let url = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|url| !url.is_empty()))?;
+    let listed = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    let bypass = format!("{listed},localhost,127.0.0.0/8,::1");
+    let proxy = ::reqwest::Proxy::https(url.as_str()).ok()?;
+    Some(proxy.no_proxy(::reqwest::NoProxy::from_string(&bypass)))
 }
 
 /// A [`reqwest::Client`] built by [`recommended_client_builder`]: redirects off,
@@ -201,7 +232,9 @@ async fn send(
 ) -> Result<http::Response<Bytes>, Error> {
     let request =
         ::reqwest::Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+    let sent_to = request.url().clone();
     let mut response = client.execute(request).await.map_err(transport)?;
+    refuse_followed_redirect(&sent_to, response.url(), response.status())?;
     if response.status().is_redirection() {
         // Never read: the core refuses a redirect whatever its body, and a body over the limit
         // must not hide the redirect behind `BodyTooLarge`.
@@ -223,6 +256,38 @@ async fn send(
         (response.status(), response.version(), headers),
         body.freeze(),
     ))
+}
+
+/// [`Error::Redirect`] if the response came from another URL than the one the request was sent
+/// to: the client followed a redirect by itself and resent the request, credentials included.
+/// That cannot be undone, but the answer of wherever it went is never taken for a token.
+fn refuse_followed_redirect(
+    sent_to: &::reqwest::Url,
+    answered_from: &::reqwest::Url,
+    status: StatusCode,
+) -> Result<(), Error> {
+    if sent_to == answered_from {
+        return Ok(());
+    }
+    Err(Error::Redirect {
+        status,
+        location: Some(redacted(answered_from)),
+        followed: true,
+    })
+}
+
+/// A URL as text, its query shown as `?…` (it may hold an API key), capped and cleaned as all
+/// server-chosen text is.
+fn redacted(url: &::reqwest::Url) -> String {
+    let mut url = url.clone();
+    let had_query = url.query().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    let mut text = url.to_string();
+    if had_query {
+        text.push_str("?…");
+    }
+    crate::sanitize::text(&text, crate::sanitize::MAX_SERVER_TEXT_LEN)
 }
 
 /// The status line and headers of a response, as reqwest hands them over.
@@ -247,8 +312,12 @@ fn http_response((status, version, headers): Head, body: Bytes) -> http::Respons
     response
 }
 
-/// A reqwest failure (async or blocking: they share the error type) as this crate's error.
-fn transport(error: ::reqwest::Error) -> Error {
+/// A reqwest failure (async or blocking: they share the error type) as this crate's error. Its
+/// text ends "for url (…)": the URL's query, which may hold a secret, is taken out.
+fn transport(mut error: ::reqwest::Error) -> Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+    }
     let kind = if error.is_timeout() {
         TransportKind::Timeout
     } else if error.is_connect() {
@@ -321,21 +390,36 @@ pub mod blocking {
     use ::reqwest::redirect::Policy;
     use bytes::Bytes;
 
-    use super::{CONNECT_TIMEOUT, TIMEOUT, capacity, http_response, transport};
+    use std::time::Duration;
+
+    use super::{
+        CONNECT_TIMEOUT, TIMEOUT, capacity, environment_proxy, http_response,
+        refuse_followed_redirect, transport,
+    };
     use crate::discovery::metadata::ServerMetadata;
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
     use crate::fetch::{ExchangeStep, TokenExchange};
-    use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
+    use crate::io::{DPOP_NONCES, Deadline, entropy, metadata_error, send_time};
     use crate::request::TokenRequest;
     use crate::secret::RequestBody;
     use crate::token::Token;
 
     /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
-    /// [`super::recommended_client_builder`]: redirects off, [`CONNECT_TIMEOUT`], [`TIMEOUT`],
-    /// rustls under feature `rustls`.
+    /// [`super::recommended_client_builder`]: redirects off, the environment's proxy for
+    /// `https` to hosts other than loopback only, [`CONNECT_TIMEOUT`], [`TIMEOUT`], rustls under
+    /// feature `rustls`.
+    ///
+    /// The blocking client applies its timeout to each step (the response head, then each read
+    /// of the body) rather than to the whole exchange; [`fetch_token`] and [`TokenSource`]
+    /// set a total timeout on each request they send instead.
     pub fn recommended_client_builder() -> ClientBuilder {
-        let builder = Client::builder()
+        let builder = Client::builder();
+        let builder = match environment_proxy() {
+            Some(proxy) => builder.proxy(proxy),
+            None => builder.no_proxy(),
+        };
+        let builder = builder
             .redirect(Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TIMEOUT);
@@ -362,15 +446,32 @@ pub mod blocking {
     /// As [`super::fetch_token`]: a fresh attempt for every send, the one `use_dpop_nonce`
     /// retry, the same errors, the same body limit, and `client` must not follow redirects.
     ///
+    /// The whole call, both attempts included, is bounded by [`TIMEOUT`]: connecting, the
+    /// response head and every read of the body. reqwest's blocking client restarts its own
+    /// timeout for each read of a body, so a server sending one byte at a time could hold the
+    /// thread for far longer; this deadline replaces the client's timeout for these requests,
+    /// as a request's own timeout does in reqwest. A
+    /// [`TokenSource`] bounds its fetches by its [`CachePolicy::fetch_timeout`](crate::CachePolicy::fetch_timeout) instead.
+    ///
     /// # Errors
     ///
-    /// As [`super::fetch_token`].
+    /// As [`super::fetch_token`]; [`TransportKind::Timeout`] when [`TIMEOUT`] passes.
     pub fn fetch_token(client: &Client, request: &TokenRequest) -> Result<Token, Error> {
+        fetch_token_within(client, request, TIMEOUT)
+    }
+
+    /// [`fetch_token`], the whole call bounded by `timeout`.
+    pub(crate) fn fetch_token_within(
+        client: &Client,
+        request: &TokenRequest,
+        timeout: Duration,
+    ) -> Result<Token, Error> {
+        let deadline = Deadline::after(timeout);
         let limit = request.client().response_rules().max_body_len();
         let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
         loop {
             let http_request = exchange.http_request(send_time(), entropy)?;
-            let response = send(client, http_request, limit)?;
+            let response = send(client, http_request, limit, deadline)?;
             match exchange.handle_response(&response)? {
                 ExchangeStep::Done(token) => return Ok(token),
                 ExchangeStep::Retry => {}
@@ -379,7 +480,7 @@ pub mod blocking {
     }
 
     /// Fetches and checks an issuer's metadata, blocking the thread, as
-    /// [`super::fetch_metadata`] does.
+    /// [`super::fetch_metadata`] does, bounded by [`TIMEOUT`] as [`fetch_token`] is.
     ///
     /// # Errors
     ///
@@ -388,19 +489,36 @@ pub mod blocking {
         client: &Client,
         request: &MetadataRequest,
     ) -> Result<ServerMetadata, Error> {
-        let response =
-            send(client, request.http_request(), request.max_body_len()).map_err(metadata_error)?;
+        let deadline = Deadline::after(TIMEOUT);
+        let response = send(
+            client,
+            request.http_request(),
+            request.max_body_len(),
+            deadline,
+        )
+        .map_err(metadata_error)?;
         request.parse_response(&response)
     }
 
-    /// One exchange: the request sent, the response read with its body through `limit`.
+    /// One exchange: the request sent, the response read with its body through `limit`, all
+    /// of it by `deadline`.
     fn send(
         client: &Client,
         request: http::Request<RequestBody>,
         limit: usize,
+        deadline: Deadline,
     ) -> Result<http::Response<Bytes>, Error> {
-        let request = Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+        let mut request =
+            Request::try_from(request.map(RequestBody::into_bytes)).map_err(transport)?;
+        // A request's timeout is a total one: reqwest's runtime under the blocking client
+        // applies it from connecting to the body's last byte, where the client's own timeout
+        // restarts for every read.
+        if let Some(left) = deadline.remaining()? {
+            *request.timeout_mut() = Some(left);
+        }
+        let sent_to = request.url().clone();
         let mut response = client.execute(request).map_err(transport)?;
+        refuse_followed_redirect(&sent_to, response.url(), response.status())?;
         if response.status().is_redirection() {
             // Never read, as in the async adapter.
             let headers = std::mem::take(response.headers_mut());
@@ -462,6 +580,17 @@ mod tests {
             capacity(Some(11), 10),
             Err(Error::BodyTooLarge { limit: 10 })
         ));
+    }
+
+    #[test]
+    fn a_redirected_url_is_shown_without_its_query() {
+        let url = ::reqwest::Url::parse("https://idp.example/token?api_key=SECRET#x").unwrap();
+        assert_eq!(redacted(&url), "https://idp.example/token?…");
+        let plain = ::reqwest::Url::parse("http://127.0.0.1:8/token").unwrap();
+        assert_eq!(redacted(&plain), "http://127.0.0.1:8/token");
+        let error = refuse_followed_redirect(&plain, &url, StatusCode::OK).unwrap_err();
+        assert!(!error.to_string().contains("SECRET"), "{error}");
+        assert!(refuse_followed_redirect(&plain, &plain, StatusCode::OK).is_ok());
     }
 
     #[test]

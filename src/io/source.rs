@@ -120,6 +120,13 @@ impl Core {
         self.change(|cache, now| cache.handle_result(ticket, fetched, sent_at, now, random))
     }
 
+    /// The cached token if it has not expired at `now`, whether or not its refresh is due.
+    #[cfg(feature = "reqwest-blocking")]
+    fn valid(&self, now: Instant) -> Option<Arc<Token>> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.valid(&self.request, now)
+    }
+
     fn abandon(&self, ticket: FetchTicket) {
         self.change(|cache, _| cache.abandon(ticket));
     }

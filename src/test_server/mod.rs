@@ -178,6 +178,12 @@ pub enum Fault {
         /// Where the redirect points.
         location: String,
     },
+    /// Answer 307 with this `Location` (left out if it is not a valid header value): a client
+    /// that follows it sends the same request, body and credentials included, to the location.
+    TemporaryRedirect {
+        /// Where the redirect points.
+        location: String,
+    },
     /// Answer 200 `application/json` with a body of exactly `len` bytes, streamed: a token
     /// response with a huge access token when `len` allows, filler otherwise.
     OversizedBody {
@@ -191,6 +197,14 @@ pub enum Fault {
     CloseMidBody,
     /// Hold the connection open without answering, until the server is dropped.
     NeverAnswer,
+    /// Answer 200 `application/json` with a token response (its `Content-Length` exact), but
+    /// send its body one byte per `interval`, as a stalled link or a slow-loris server does:
+    /// every read gets a byte before a per-read timeout longer than `interval` expires, so only
+    /// a deadline on the whole exchange ends it early.
+    TrickleBody {
+        /// The wait before each byte of the body.
+        interval: Duration,
+    },
 }
 
 /// A client registered with a [`TestServer`]: its credentials and what it is allowed.
@@ -840,13 +854,13 @@ fn fault_response(fault: Fault) -> Response<ResponseBody> {
             retry_after,
             "service unavailable",
         ),
-        Fault::Redirect { location } => {
-            let mut response = response(StatusCode::FOUND, None, ResponseBody::empty());
-            if let Ok(location) = HeaderValue::try_from(location) {
-                response.headers_mut().insert(LOCATION, location);
-            }
-            response
-        }
+        Fault::Redirect { location } => redirect(StatusCode::FOUND, location),
+        Fault::TemporaryRedirect { location } => redirect(StatusCode::TEMPORARY_REDIRECT, location),
+        Fault::TrickleBody { interval } => response(
+            StatusCode::OK,
+            Some("application/json"),
+            ResponseBody::trickle(Bytes::from_static(TRICKLED_TOKEN), interval),
+        ),
         Fault::OversizedBody { len } => response(
             StatusCode::OK,
             Some("application/json"),
@@ -877,6 +891,14 @@ fn fault_response(fault: Fault) -> Response<ResponseBody> {
         // Handled before a response is built; answered normally if they ever get here.
         Fault::Delay(_) | Fault::NeverAnswer => plain(StatusCode::INTERNAL_SERVER_ERROR, "fault"),
     }
+}
+
+fn redirect(status: StatusCode, location: String) -> Response<ResponseBody> {
+    let mut response = response(status, None, ResponseBody::empty());
+    if let Ok(location) = HeaderValue::try_from(location) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response
 }
 
 fn retry_later(status: StatusCode, retry_after: Duration, text: &str) -> Response<ResponseBody> {
@@ -987,7 +1009,11 @@ static FILLER: [u8; 16 * 1024] = [b'a'; 16 * 1024];
 const OVERSIZED_START: &[u8] = br#"{"access_token":""#;
 const OVERSIZED_END: &[u8] = br#"","token_type":"Bearer"}"#;
 
-/// The server's response bodies: whole, streamed filler, or cut short.
+/// The token response [`Fault::TrickleBody`] sends, byte by byte.
+const TRICKLED_TOKEN: &[u8] =
+    br#"{"access_token":"trickled-token","token_type":"Bearer","expires_in":3600}"#;
+
+/// The server's response bodies: whole, streamed filler, cut short, or trickled.
 enum ResponseBody {
     Full(Option<Bytes>),
     /// `start`, then `filler` bytes of filler, then `end`.
@@ -1002,6 +1028,12 @@ enum ResponseBody {
         data: Option<Bytes>,
         flushed: bool,
     },
+    /// `data`, one byte each time `wait` ends; `wait` restarts for `interval` after each.
+    Trickle {
+        data: Bytes,
+        wait: Pin<Box<tokio::time::Sleep>>,
+        interval: Duration,
+    },
 }
 
 impl ResponseBody {
@@ -1011,6 +1043,14 @@ impl ResponseBody {
 
     fn full(text: String) -> Self {
         Self::Full(Some(Bytes::from(text)))
+    }
+
+    fn trickle(data: Bytes, interval: Duration) -> Self {
+        Self::Trickle {
+            data,
+            wait: Box::pin(tokio::time::sleep(interval)),
+            interval,
+        }
     }
 
     fn oversized(len: usize) -> Self {
@@ -1071,6 +1111,19 @@ impl Body for ResponseBody {
                     "closing the connection mid-body, as the fault asks",
                 ))))
             }
+            Self::Trickle {
+                data: bytes,
+                wait,
+                interval,
+            } => {
+                if bytes.is_empty() {
+                    return Poll::Ready(None);
+                }
+                std::task::ready!(wait.as_mut().poll(cx));
+                let deadline = tokio::time::Instant::now() + *interval;
+                wait.as_mut().reset(deadline);
+                data(bytes.split_to(1))
+            }
         }
     }
 
@@ -1081,6 +1134,7 @@ impl Body for ResponseBody {
                 start.is_none() && *filler == 0 && end.is_none()
             }
             Self::Truncated { .. } => false,
+            Self::Trickle { data, .. } => data.is_empty(),
         }
     }
 
@@ -1093,6 +1147,7 @@ impl Body for ResponseBody {
             }
             // Unknown, so that hyper sends the `Content-Length` header as set.
             Self::Truncated { .. } => SizeHint::default(),
+            Self::Trickle { data, .. } => SizeHint::with_exact(data.len() as u64),
         }
     }
 }
@@ -1536,6 +1591,52 @@ mod tests {
     }
 
     #[test]
+    fn a_trickled_body_arrives_one_byte_at_a_time_and_whole() {
+        let server = TestServer::start();
+        let request = demo(&server).build().unwrap();
+        server.push_fault(Fault::TrickleBody {
+            interval: Duration::from_millis(10),
+        });
+        let mut stream = TcpStream::connect(server.local_addr()).expect("the server listens");
+        stream.write_all(&http_bytes(&server, &request)).unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0; 8192];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert_ne!(n, 0, "the head arrives");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let head_len = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        if raw.len() == head_len {
+            let n = stream.read(&mut buf).unwrap();
+            raw.extend_from_slice(&buf[..n]);
+        }
+        // Sent whole, the body would be here by now; trickled, it takes 10 ms a byte.
+        assert!(raw.len() - head_len < TRICKLED_TOKEN.len() / 2, "{raw:?}");
+        raw.extend(read_until_closed(&mut stream));
+        let response = parse_raw(&raw);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_LENGTH],
+            TRICKLED_TOKEN.len().to_string()
+        );
+        let token = request.parse_response(&response, sent_at()).unwrap();
+        assert_eq!(token.access_token().secret(), "trickled-token");
+    }
+
+    #[test]
+    fn a_temporary_redirect_is_a_307_with_its_location() {
+        let server = TestServer::start();
+        let request = demo(&server).build().unwrap();
+        server.push_fault(Fault::TemporaryRedirect {
+            location: server.url("/elsewhere"),
+        });
+        let response = send(&server, &request);
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()[LOCATION], server.url("/elsewhere"));
+    }
+
+    #[test]
     fn redirect_html_and_delay_faults() {
         let server = TestServer::start();
         let request = demo(&server).build().unwrap();
@@ -1546,7 +1647,9 @@ mod tests {
         server.push_fault(Fault::Delay(Duration::from_millis(20)));
 
         match fetch(&server, &request) {
-            Err(Error::Redirect { status, location }) => {
+            Err(Error::Redirect {
+                status, location, ..
+            }) => {
                 assert_eq!(status, StatusCode::FOUND);
                 assert_eq!(location, Some(server.url("/elsewhere")));
             }

@@ -45,8 +45,12 @@ impl Inner {
             match self.core.poll() {
                 Lookup::Ready(token) => return Ok(token),
                 // This caller refreshes, and gets the new token; the others keep the old one.
-                Lookup::Refresh { token, ticket } => {
-                    return Ok(self.fetch(ticket).unwrap_or(token));
+                // If the refresh fails, the old token may have expired while it ran: the
+                // cache, asked again, serves it only while it is valid.
+                Lookup::Refresh { ticket, .. } => {
+                    return self
+                        .fetch(ticket)
+                        .or_else(|error| self.core.valid(now()).ok_or(error));
                 }
                 Lookup::Fetch(ticket) => return self.fetch(ticket),
                 Lookup::Pending { deadline } => self.wait(seen, deadline),
@@ -115,7 +119,8 @@ impl Drop for Abandon<'_> {
 /// once until the back-off is over; [`invalidate`](Self::invalidate) after a 401.
 ///
 /// One difference: a refresh that falls due is made by the one caller that finds it due,
-/// before that call returns (it returns the new token, or the old one if the refresh fails).
+/// before that call returns (it returns the new token; if the refresh fails, the old one while it
+/// is still valid, else the failure).
 /// Every other caller keeps being served the valid token meanwhile, without waiting.
 ///
 /// Like the blocking client it holds, build and drop it outside of an async runtime.
@@ -155,17 +160,18 @@ impl TokenSource {
 
     /// A source of tokens for `request`, fetched with `client`, by `policy`.
     ///
-    /// [`CachePolicy::fetch_timeout`] cannot cut a blocking exchange short: give the client
-    /// a timeout no longer than it (the recommended client's is 30 s, as is the policy's).
+    /// Each fetch, from connecting to the body's last byte, is bounded by
+    /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its requests.
     /// Callers waiting for a fetch take over when it runs out.
     #[must_use]
     pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
+        let fetch_timeout = policy.fetch_timeout();
         Self(Arc::new(Inner {
             core: Core::new(request, policy),
             ended: Mutex::new(0),
             changed: Condvar::new(),
             fetch: Box::new(move |request| {
-                crate::io::reqwest::blocking::fetch_token(&client, request)
+                crate::io::reqwest::blocking::fetch_token_within(&client, request, fetch_timeout)
             }),
         }))
     }
