@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use client_credentials::test_server::TestServer;
-use client_credentials::{DpopNonces, TokenExchange, TokenRequest, TokenType};
+use client_credentials::{DpopNonces, TokenFetch, TokenRequest, TokenType};
 use http::{HeaderMap, Method, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
@@ -164,7 +164,7 @@ impl Bench {
 /// server's response, for timing the adapters' work without IO.
 async fn check(bench: &Bench) -> http::Response<Bytes> {
     let nonces = DpopNonces::new();
-    let attempt = TokenExchange::new(&bench.request, &nonces)
+    let attempt = TokenFetch::new(&bench.request, &nonces)
         .http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32]))
         .expect("an attempt");
     let raw = &bench.raw;
@@ -237,14 +237,14 @@ fn parts(bench: &Bench, canned: &http::Response<Bytes>) {
             getrandom::fill(&mut entropy).expect("random bytes");
             black_box(entropy);
         }),
-        ("build the attempt: TokenExchange::http_request", &|| {
-            let mut exchange = TokenExchange::new(&bench.request, &nonces);
+        ("build the attempt: TokenFetch::http_request", &|| {
+            let mut exchange = TokenFetch::new(&bench.request, &nonces);
             black_box(exchange.http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32])))
                 .expect("an attempt");
         }),
-        ("parse the token: TokenExchange::handle_response", &|| {
+        ("parse the token: TokenFetch::handle_response", &|| {
             // The attempt is built outside the clock, and its cost is taken off below.
-            let mut exchange = TokenExchange::new(&bench.request, &nonces);
+            let mut exchange = TokenFetch::new(&bench.request, &nonces);
             drop(exchange.http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32])));
             drop(black_box(
                 exchange.handle_response(canned).expect("a token"),
@@ -283,7 +283,7 @@ fn parts(bench: &Bench, canned: &http::Response<Bytes>) {
             _ => *ns,
         };
         let name = match i {
-            3 => "parse the token: TokenExchange::handle_response",
+            3 => "parse the token: TokenFetch::handle_response",
             5 => "reqwest: Request::try_from (the URI parsed again as a URL)",
             _ => name,
         };

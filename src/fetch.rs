@@ -10,14 +10,14 @@ use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
 
-/// What to do after a response, as [`TokenExchange::handle_response`] says.
+/// What to do after a response, as [`TokenFetch::handle_response`] says.
 #[derive(Debug)]
 #[must_use = "a step says whether the exchange is over or the request must be sent again"]
-pub enum ExchangeStep {
+pub enum FetchStep {
     /// The server issued the token: the exchange is over.
     Done(Token),
     /// The server refused the DPoP proof for want of a nonce and sent one (RFC 9449 §8): build
-    /// the next attempt with [`TokenExchange::http_request`] and send it. Said at most once per
+    /// the next attempt with [`TokenFetch::http_request`] and send it. Said at most once per
     /// exchange.
     Retry,
 }
@@ -36,7 +36,7 @@ pub enum ExchangeStep {
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use client_credentials::{
-///     ClientCredentials, ClientSecret, DpopNonces, ExchangeStep, TokenExchange, TokenUrl,
+///     ClientCredentials, ClientSecret, DpopNonces, FetchStep, TokenFetch, TokenUrl,
 /// };
 ///
 /// static DPOP_NONCES: DpopNonces = DpopNonces::new(); // one per process, or per HTTP client
@@ -55,7 +55,7 @@ pub enum ExchangeStep {
 /// #         .body(r#"{"access_token":"eyJ...","token_type":"Bearer","expires_in":3600}"#)
 /// # };
 ///
-/// let mut exchange = TokenExchange::new(&request, &DPOP_NONCES);
+/// let mut exchange = TokenFetch::new(&request, &DPOP_NONCES);
 /// let token = loop {
 ///     # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
 ///     // let now = SystemTime::now();
@@ -63,8 +63,8 @@ pub enum ExchangeStep {
 ///     let http_request = exchange.http_request(now, || Ok(entropy))?;
 ///     let response = send(http_request)?; // with any HTTP client
 ///     match exchange.handle_response(&response)? {
-///         ExchangeStep::Done(token) => break token,
-///         ExchangeStep::Retry => continue,
+///         FetchStep::Done(token) => break token,
+///         FetchStep::Retry => continue,
 ///     }
 /// };
 /// assert_eq!(token.scope(), Some("read:things"));
@@ -73,7 +73,7 @@ pub enum ExchangeStep {
 /// ```
 #[derive(Debug)]
 #[must_use = "an exchange does nothing until its request is built and sent"]
-pub struct TokenExchange<'a> {
+pub struct TokenFetch<'a> {
     request: &'a TokenRequest,
     nonces: &'a DpopNonces,
     /// When the attempt awaiting its response was made.
@@ -81,7 +81,7 @@ pub struct TokenExchange<'a> {
     attempts: u8,
 }
 
-impl<'a> TokenExchange<'a> {
+impl<'a> TokenFetch<'a> {
     /// The most attempts an exchange makes: the first, and one with the server's DPoP nonce.
     pub const MAX_ATTEMPTS: u8 = 2;
 
@@ -142,21 +142,21 @@ impl<'a> TokenExchange<'a> {
     pub fn handle_response(
         &mut self,
         response: &http::Response<impl AsRef<[u8]>>,
-    ) -> Result<ExchangeStep, Error> {
+    ) -> Result<FetchStep, Error> {
         let sent_at = self.sent_at.take().ok_or(Error::InvalidParameter {
             name: "response".into(),
-            reason: "no attempt awaits a response: build one with TokenExchange::http_request, and hand in each response once",
+            reason: "no attempt awaits a response: build one with TokenFetch::http_request, and hand in each response once",
         })?;
         self.nonces.observe(
             self.request.client().token_url().as_uri(),
             response.headers(),
         );
         match self.request.parse_response(response, sent_at) {
-            Ok(token) => Ok(ExchangeStep::Done(token)),
+            Ok(token) => Ok(FetchStep::Done(token)),
             Err(error)
                 if error.dpop_retry_nonce().is_some() && self.attempts < Self::MAX_ATTEMPTS =>
             {
-                Ok(ExchangeStep::Retry)
+                Ok(FetchStep::Retry)
             }
             Err(error) => Err(error),
         }
@@ -238,7 +238,7 @@ mod tests {
     fn entropy_is_read_only_for_an_attempt_that_signs() {
         let nonces = DpopNonces::new();
         let request = request();
-        let mut exchange = TokenExchange::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request, &nonces);
         exchange
             .http_request(at(1), || {
                 panic!("a client with a static secret signs nothing")
@@ -254,7 +254,7 @@ mod tests {
         .token_request()
         .build()
         .unwrap();
-        let mut exchange = TokenExchange::new(&jwt, &nonces);
+        let mut exchange = TokenFetch::new(&jwt, &nonces);
         let mut read = false;
         exchange
             .http_request(at(1), || {
@@ -269,12 +269,12 @@ mod tests {
     fn a_token_on_the_first_attempt_is_done_and_counts_from_its_time() {
         let request = request();
         let nonces = DpopNonces::new();
-        let mut exchange = TokenExchange::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request, &nonces);
         let http = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert_eq!(http.uri(), "https://as.example.com/token");
         match exchange.handle_response(&token(Some("n-0"))).unwrap() {
-            ExchangeStep::Done(token) => assert_eq!(token.sent_at(), at(100)),
-            ExchangeStep::Retry => panic!("no retry for a token"),
+            FetchStep::Done(token) => assert_eq!(token.sent_at(), at(100)),
+            FetchStep::Retry => panic!("no retry for a token"),
         }
         assert_eq!(exchange.attempts(), 1);
         let uri = request.client().token_url().as_uri();
@@ -290,11 +290,11 @@ mod tests {
         let request = request();
         let nonces = DpopNonces::new();
         let uri = request.client().token_url().as_uri();
-        let mut exchange = TokenExchange::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request, &nonces);
         let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert!(matches!(
             exchange.handle_response(&use_dpop_nonce("n-1")).unwrap(),
-            ExchangeStep::Retry
+            FetchStep::Retry
         ));
         assert_eq!(nonces.get(uri).as_deref(), Some("n-1"));
         let _ = exchange.http_request(at(101), || Ok([2; 32])).unwrap();
@@ -302,17 +302,17 @@ mod tests {
             .handle_response(&use_dpop_nonce("n-2"))
             .unwrap_err();
         assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
-        assert_eq!(exchange.attempts(), TokenExchange::MAX_ATTEMPTS);
+        assert_eq!(exchange.attempts(), TokenFetch::MAX_ATTEMPTS);
         assert_eq!(nonces.get(uri).as_deref(), Some("n-2"), "the newest nonce");
 
         // The retry's token counts from the retry's time.
-        let mut exchange = TokenExchange::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request, &nonces);
         let _ = exchange.http_request(at(200), || Ok([3; 32])).unwrap();
         let _ = exchange.handle_response(&use_dpop_nonce("n-3")).unwrap();
         let _ = exchange.http_request(at(205), || Ok([4; 32])).unwrap();
         match exchange.handle_response(&token(None)).unwrap() {
-            ExchangeStep::Done(token) => assert_eq!(token.sent_at(), at(205)),
-            ExchangeStep::Retry => panic!("a token ends the exchange"),
+            FetchStep::Done(token) => assert_eq!(token.sent_at(), at(205)),
+            FetchStep::Retry => panic!("a token ends the exchange"),
         }
     }
 
@@ -320,7 +320,7 @@ mod tests {
     fn other_errors_are_not_retried() {
         let request = request();
         let nonces = DpopNonces::new();
-        let mut exchange = TokenExchange::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request, &nonces);
         let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         let refused = http::Response::builder()
             .status(400)
@@ -342,7 +342,7 @@ mod tests {
     fn a_response_without_an_attempt_is_a_typed_error() {
         let request = request();
         let nonces = DpopNonces::new();
-        let mut exchange = TokenExchange::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request, &nonces);
         let error = exchange.handle_response(&token(None)).unwrap_err();
         assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
         let _ = exchange.http_request(at(1), || Ok([0; 32])).unwrap();

@@ -129,7 +129,7 @@ pub use auth::{ClientAuth, JWT_BEARER_ASSERTION_TYPE};
 pub use cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
 pub use challenge::Challenge;
 pub use discovery::issuer::Issuer;
-pub use discovery::material::Credentials;
+pub use discovery::material::AuthMaterial;
 pub use discovery::metadata::ServerMetadata;
 pub use discovery::request::MetadataRequest;
 pub use endpoint::TokenUrl;
@@ -137,7 +137,7 @@ pub use error::discovery::DiscoveryError;
 pub use error::{
     Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
 };
-pub use fetch::{ExchangeStep, TokenExchange};
+pub use fetch::{FetchStep, TokenFetch};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};

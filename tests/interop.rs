@@ -5,7 +5,7 @@
 //! key); without them every test here fails, saying so: none of them ever skips.
 //!
 //! Each exchange goes every [`Way`]: through the core with this file's own HTTP client (a
-//! [`TokenExchange`] building each attempt, send, `handle_response`), and through each adapter;
+//! [`TokenFetch`] building each attempt, send, `handle_response`), and through each adapter;
 //! and each of those once by the default rules and once by [`ResponseRules::strict`].
 //!
 //! Server behaviours that surprised us, each pinned by a test named `server_…`:
@@ -47,10 +47,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use client_credentials::http::{self, HeaderValue, StatusCode, header};
 use client_credentials::{
-    Attempt, AuthMethod, ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, Credentials,
-    DiscoveryError, DpopKey, DpopNonces, Error, ErrorCode, ExchangeStep, Issuer, JwsAlgorithm,
-    JwsSigner, JwtAuth, MetadataRequest, PrivateKey, RequestBody, ResponseRules, ServerMetadata,
-    Token, TokenExchange, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
+    Attempt, AuthMaterial, AuthMethod, ClientAssertion, ClientAuth, ClientCredentials,
+    ClientSecret, DiscoveryError, DpopKey, DpopNonces, Error, ErrorCode, FetchStep, Issuer,
+    JwsAlgorithm, JwsSigner, JwtAuth, MetadataRequest, PrivateKey, RequestBody, ResponseRules,
+    ServerMetadata, Token, TokenFetch, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
 };
 use serde_json::{Value, json};
 
@@ -278,13 +278,13 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
 
 /// The core's exchange, sent with this file's own HTTP client: what an adapter does.
 async fn fetch_core(request: &TokenRequest, nonces: &DpopNonces) -> Result<Token, Error> {
-    let mut exchange = TokenExchange::new(request, nonces);
+    let mut exchange = TokenFetch::new(request, nonces);
     loop {
         let http_request = exchange.http_request(now(), || Ok(entropy()))?;
         let (response, _) = send_raw(http_request.map(RequestBody::into_bytes)).await;
         match exchange.handle_response(&response)? {
-            ExchangeStep::Done(token) => return Ok(token),
-            ExchangeStep::Retry => {}
+            FetchStep::Done(token) => return Ok(token),
+            FetchStep::Retry => {}
         }
     }
 }
@@ -1213,17 +1213,17 @@ async fn discovery_from_the_issuer_alone() {
             let choices = [
                 (
                     "basic-client",
-                    Credentials::new().secret(ClientSecret::new("basic-secret")),
+                    AuthMaterial::new().secret(ClientSecret::new("basic-secret")),
                     AuthMethod::ClientSecretBasic,
                 ),
                 (
                     "jwt-client",
-                    Credentials::new().signer(client_key()),
+                    AuthMaterial::new().signer(client_key()),
                     AuthMethod::PrivateKeyJwt,
                 ),
                 (
                     "secret-jwt-client",
-                    Credentials::new()
+                    AuthMaterial::new()
                         .secret(ClientSecret::new(SECRET_JWT_SECRET))
                         .registered_method(AuthMethod::ClientSecretJwt),
                     AuthMethod::ClientSecretJwt,

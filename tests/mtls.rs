@@ -28,7 +28,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use client_credentials::{
-    AuthMethod, ClientCertificate, ClientCredentials, ClientSecret, Credentials, Error, ErrorCode,
+    AuthMaterial, AuthMethod, ClientCertificate, ClientCredentials, ClientSecret, Error, ErrorCode,
     Issuer, MetadataRequest, ServerMetadata, Token, TokenRequest, TokenType,
 };
 use http_body_util::Full;
@@ -282,7 +282,7 @@ async fn a_certificate_chooses_the_mtls_method_and_the_alias() {
         ),
     ] {
         let client = metadata
-            .client("c", &Credentials::new().client_certificate(kind))
+            .client("c", &AuthMaterial::new().client_certificate(kind))
             .expect("a client");
         assert_eq!(client.auth_method(), method);
         assert_eq!(client.token_url(), alias);
@@ -295,14 +295,14 @@ async fn a_certificate_chooses_the_mtls_method_and_the_alias() {
         assert!(request.headers().get("authorization").is_none());
     }
     // A secret authenticates; the certificate still sends the client to the alias (§5).
-    let credentials = Credentials::new()
+    let credentials = AuthMaterial::new()
         .secret(ClientSecret::new("s"))
         .client_certificate(ClientCertificate::SelfSigned);
     let client = metadata.client("c", &credentials).unwrap();
     assert_eq!(client.auth_method(), AuthMethod::ClientSecretBasic);
     assert_eq!(client.token_url(), alias);
     let plain = metadata
-        .client("c", &Credentials::new().secret(ClientSecret::new("s")))
+        .client("c", &AuthMaterial::new().secret(ClientSecret::new("s")))
         .unwrap();
     assert_eq!(plain.token_url(), metadata.token_endpoint());
 }
@@ -313,7 +313,7 @@ async fn a_certificate_chooses_the_mtls_method_and_the_alias() {
 /// `client_id` gets a JWT access token through each adapter presenting `cert`, bound to it.
 async fn bound_token_each_way(client_id: &str, kind: ClientCertificate, cert: Cert) {
     let metadata = metadata().await;
-    let credentials = Credentials::new().client_certificate(kind);
+    let credentials = AuthMaterial::new().client_certificate(kind);
     let client = metadata.client(client_id, &credentials).expect("a client");
     for adapter in Adapter::both(Some(cert)) {
         let way = adapter.name();
@@ -370,7 +370,7 @@ async fn a_client_without_a_certificate_is_invalid_client() {
         (SELF_SIGNED_CLIENT, ClientCertificate::SelfSigned),
     ] {
         let client = metadata
-            .client(client_id, &Credentials::new().client_certificate(kind))
+            .client(client_id, &AuthMaterial::new().client_certificate(kind))
             .unwrap();
         for adapter in Adapter::both(None) {
             let outcome = adapter.fetch(&jwt_request(&client)).await;
@@ -399,7 +399,7 @@ async fn a_certificate_the_registration_does_not_match_is_invalid_client() {
         ),
     ] {
         let client = metadata
-            .client(client_id, &Credentials::new().client_certificate(kind))
+            .client(client_id, &AuthMaterial::new().client_certificate(kind))
             .unwrap();
         for adapter in Adapter::both(Some(cert)) {
             let outcome = adapter.fetch(&jwt_request(&client)).await;
@@ -440,7 +440,7 @@ async fn the_issuers_own_token_endpoint_asks_for_no_certificate() {
 
 fn bound_secret_client(metadata: &ServerMetadata) -> ClientCredentials {
     let (id, secret) = BOUND_SECRET_CLIENT;
-    let credentials = Credentials::new()
+    let credentials = AuthMaterial::new()
         .secret(ClientSecret::new(secret))
         .client_certificate(ClientCertificate::SelfSigned);
     let client = metadata.client(id, &credentials).unwrap();

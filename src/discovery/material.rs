@@ -15,14 +15,14 @@ use crate::secret::ClientSecret;
 /// `Debug` shows which credentials there are, never their values.
 #[derive(Clone, Default)]
 #[must_use]
-pub struct Credentials {
+pub struct AuthMaterial {
     secret: Option<ClientSecret>,
     signer: Option<Arc<dyn JwsSigner>>,
     pub(crate) certificate: Option<ClientCertificate>,
     registered: Option<AuthMethod>,
 }
 
-impl Credentials {
+impl AuthMaterial {
     /// No credentials yet: on its own, a public client (`none`).
     pub fn new() -> Self {
         Self::default()
@@ -105,9 +105,9 @@ impl Credentials {
     }
 }
 
-impl fmt::Debug for Credentials {
+impl fmt::Debug for AuthMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
+        f.debug_struct("AuthMaterial")
             .field("secret", &self.secret)
             .field(
                 "signer",

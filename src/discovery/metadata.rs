@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::auth::ClientAuth;
 use crate::auth::method::AuthMethod;
 use crate::discovery::issuer::Issuer;
-use crate::discovery::material::Credentials;
+use crate::discovery::material::AuthMaterial;
 use crate::endpoint::TokenUrl;
 use crate::error::discovery::DiscoveryError;
 use crate::error::{Error, ResponseProblem};
@@ -199,7 +199,7 @@ impl ServerMetadata {
     /// authentication or for certificate-bound tokens (RFC 8705 §5); else
     /// [`token_endpoint`](Self::token_endpoint).
     #[must_use]
-    pub fn token_endpoint_for(&self, credentials: &Credentials) -> &TokenUrl {
+    pub fn token_endpoint_for(&self, credentials: &AuthMaterial) -> &TokenUrl {
         match (&credentials.certificate, &self.mtls_token_endpoint) {
             (Some(_), Some(alias)) => alias,
             _ => &self.token_endpoint,
@@ -230,8 +230,8 @@ impl ServerMetadata {
     ///    `jwt`, secrets of 32 bytes or more) `client_secret_jwt` with HS256. Servers insist
     ///    on the method a client was registered with, and RFC 7591 §2 registers
     ///    `client_secret_basic` by default, so the JWT method comes last for a bare secret;
-    ///    name it with [`Credentials::registered_method`] to choose it;
-    /// 3. with a [client certificate](Credentials::client_certificate) (RFC 8705 §2),
+    ///    name it with [`AuthMaterial::registered_method`] to choose it;
+    /// 3. with a [client certificate](AuthMaterial::client_certificate) (RFC 8705 §2),
     ///    `tls_client_auth` for one a certificate authority issued, then
     ///    `self_signed_tls_client_auth`, which the server checks against the certificate the
     ///    client registered and so takes any; only the latter for a self-signed one. A
@@ -241,14 +241,14 @@ impl ServerMetadata {
     /// 4. without a secret or a signer, `none` (a certificate may still bind the tokens, RFC
     ///    8705 §4).
     ///
-    /// [`Credentials::registered_method`] narrows the choice to that one method. A JWT
+    /// [`AuthMaterial::registered_method`] narrows the choice to that one method. A JWT
     /// assertion's audience is the token endpoint.
     ///
     /// # Errors
     ///
     /// [`Error::Discovery`] with [`DiscoveryError::NoUsableAuthMethod`] if the server lists
     /// none of the methods the credentials allow.
-    pub fn choose_auth(&self, credentials: &Credentials) -> Result<ClientAuth, Error> {
+    pub fn choose_auth(&self, credentials: &AuthMaterial) -> Result<ClientAuth, Error> {
         credentials
             .choose(
                 |method| self.supports_auth_method(method),
@@ -277,7 +277,7 @@ impl ServerMetadata {
     pub fn client(
         &self,
         client_id: impl Into<String>,
-        credentials: &Credentials,
+        credentials: &AuthMaterial,
     ) -> Result<ClientCredentials, Error> {
         let auth = self.choose_auth(credentials)?;
         let token_url = self.token_endpoint_for(credentials).clone();

@@ -17,7 +17,7 @@ use crate::secret::RequestBody;
 /// fetch it; read at most [`max_body_len`](Self::max_body_len) bytes of the body.
 ///
 /// ```
-/// use client_credentials::{ClientSecret, Credentials, Issuer, MetadataRequest};
+/// use client_credentials::{ClientSecret, AuthMaterial, Issuer, MetadataRequest};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let discovery = MetadataRequest::oauth(Issuer::new("https://idp.example.com/tenant-1")?);
@@ -33,7 +33,7 @@ use crate::secret::RequestBody;
 ///         "token_endpoint_auth_methods_supported":["client_secret_post","private_key_jwt"]}"#,
 /// )?;
 /// let metadata = discovery.parse_response(&response)?; // issuer checked (RFC 8414 §3.3)
-/// let client = metadata.client("my-client", &Credentials::new().secret(ClientSecret::new("s3cr3t")))?;
+/// let client = metadata.client("my-client", &AuthMaterial::new().secret(ClientSecret::new("s3cr3t")))?;
 /// assert_eq!(client.auth_method().as_str(), "client_secret_post");
 /// # Ok(()) }
 /// ```

@@ -328,7 +328,7 @@ fn metadata(methods: Option<&[&str]>, algs: Option<&[&str]>) -> ServerMetadata {
     parse("https://idp.example.com", &body.to_string()).unwrap()
 }
 
-fn chosen(metadata: &ServerMetadata, credentials: &Credentials) -> Option<AuthMethod> {
+fn chosen(metadata: &ServerMetadata, credentials: &AuthMaterial) -> Option<AuthMethod> {
     metadata
         .choose_auth(credentials)
         .ok()
@@ -339,7 +339,7 @@ fn chosen(metadata: &ServerMetadata, credentials: &Credentials) -> Option<AuthMe
 type Row<'a> = (
     Option<&'a [&'a str]>,
     Option<&'a [&'a str]>,
-    Credentials,
+    AuthMaterial,
     Option<AuthMethod>,
 );
 
@@ -353,13 +353,13 @@ fn auth_method_choice_table() {
         "client_secret_jwt",
         "private_key_jwt",
     ];
-    let secret = || Credentials::new().secret(ClientSecret::new("s".repeat(32)));
-    let short_secret = || Credentials::new().secret(ClientSecret::new("short"));
-    let key = || Credentials::new().signer(Signer(JwsAlgorithm::Es256));
-    let hmac = || Credentials::new().signer(Signer(JwsAlgorithm::Hs256));
+    let secret = || AuthMaterial::new().secret(ClientSecret::new("s".repeat(32)));
+    let short_secret = || AuthMaterial::new().secret(ClientSecret::new("short"));
+    let key = || AuthMaterial::new().signer(Signer(JwsAlgorithm::Es256));
+    let hmac = || AuthMaterial::new().signer(Signer(JwsAlgorithm::Hs256));
     let both = || key().secret(ClientSecret::new("s".repeat(32)));
-    let ca_issued = || Credentials::new().client_certificate(ClientCertificate::CaIssued);
-    let self_signed = || Credentials::new().client_certificate(ClientCertificate::SelfSigned);
+    let ca_issued = || AuthMaterial::new().client_certificate(ClientCertificate::CaIssued);
+    let self_signed = || AuthMaterial::new().client_certificate(ClientCertificate::SelfSigned);
     let with_mtls: &[&str] = &[
         "none",
         "client_secret_basic",
@@ -403,11 +403,11 @@ fn auth_method_choice_table() {
         (None, None, secret(), Some(M::ClientSecretBasic)),
         (None, None, key(), None),
         (Some(&["private_key_jwt"]), None, secret(), None),
-        (Some(all), None, Credentials::new(), Some(M::None)),
+        (Some(all), None, AuthMaterial::new(), Some(M::None)),
         (
             Some(&["client_secret_basic"]),
             None,
-            Credentials::new(),
+            AuthMaterial::new(),
             None,
         ),
         (
@@ -504,8 +504,8 @@ fn a_client_certificate_uses_the_mtls_alias_rfc8705_5() {
     assert!(metadata.tls_client_certificate_bound_access_tokens());
     let alias = "https://mtls.idp.example.com/token";
     let plain = "https://idp.example.com/token";
-    let certificate = Credentials::new().client_certificate(ClientCertificate::CaIssued);
-    let secret = Credentials::new().secret(ClientSecret::new("s"));
+    let certificate = AuthMaterial::new().client_certificate(ClientCertificate::CaIssued);
+    let secret = AuthMaterial::new().secret(ClientSecret::new("s"));
     // For authentication, and for binding the tokens of a client that uses a secret.
     for (credentials, url, method) in [
         (certificate.clone(), alias, AuthMethod::TlsClientAuth),
@@ -591,7 +591,7 @@ proptest::proptest! {
             .unwrap();
         if let Ok(metadata) = request.parse_response(&response) {
             proptest::prop_assert_eq!(metadata.issuer(), "https://idp.example.com");
-            let credentials = Credentials::new().secret(ClientSecret::new("s"));
+            let credentials = AuthMaterial::new().secret(ClientSecret::new("s"));
             let _ = metadata.choose_auth(&credentials);
         }
     }
@@ -603,7 +603,7 @@ fn a_client_from_the_issuer_alone() {
     let client = metadata
         .client(
             "my-client",
-            &Credentials::new().secret(ClientSecret::new("hunter2")),
+            &AuthMaterial::new().secret(ClientSecret::new("hunter2")),
         )
         .unwrap();
     assert_eq!(
@@ -611,7 +611,7 @@ fn a_client_from_the_issuer_alone() {
         "https://idp.example.com/token"
     );
     assert_eq!(client.auth_method(), AuthMethod::ClientSecretPost);
-    let error = discovery_error(metadata.client("c", &Credentials::new()));
+    let error = discovery_error(metadata.client("c", &AuthMaterial::new()));
     assert_eq!(
         error,
         DiscoveryError::NoUsableAuthMethod {
@@ -620,7 +620,7 @@ fn a_client_from_the_issuer_alone() {
     );
     let debug = format!(
         "{:?}",
-        Credentials::new().secret(ClientSecret::new("hunter2"))
+        AuthMaterial::new().secret(ClientSecret::new("hunter2"))
     );
     assert!(!debug.contains("hunter2"), "{debug}");
 }

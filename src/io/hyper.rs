@@ -4,7 +4,7 @@
 //! [`fetch_token`] sends the request over the caller's [`hyper_util::client::legacy::Client`],
 //! with any connector, so TLS stays the caller's choice (`hyper-rustls`, `hyper-tls`, or plain
 //! `HttpConnector` for a loopback server). Like the reqwest adapter, it only translates types
-//! and does the IO: it runs a [`TokenExchange`], reading the clock and 32 random bytes (by
+//! and does the IO: it runs a [`TokenFetch`], reading the clock and 32 random bytes (by
 //! `getrandom`) for every attempt and sending once more only when the server asks for a DPoP
 //! nonce; the body is read through the client's
 //! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (by [`Limited`]), and
@@ -55,7 +55,7 @@ use hyper_util::client::legacy::connect::Connect;
 use crate::discovery::metadata::ServerMetadata;
 use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
-use crate::fetch::{ExchangeStep, TokenExchange};
+use crate::fetch::{FetchStep, TokenFetch};
 use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
@@ -72,7 +72,7 @@ use crate::token::Token;
 /// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
 /// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
 /// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
-/// ([`TokenExchange`]); the nonce is kept for the process's later requests to that server.
+/// ([`TokenFetch`]); the nonce is kept for the process's later requests to that server.
 /// Dropping the future abandons the exchange: this function spawns nothing, and hyper closes a
 /// connection whose request was abandoned rather than reuse it.
 ///
@@ -97,13 +97,13 @@ where
 {
     let limit = request.client().response_rules().max_body_len();
     within(timeout, async {
-        let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
+        let mut exchange = TokenFetch::new(request, &DPOP_NONCES);
         loop {
             let http_request = exchange.http_request(send_time(), entropy)?;
             let response = send(client, http_request, limit).await?;
             match exchange.handle_response(&response)? {
-                ExchangeStep::Done(token) => return Ok(token),
-                ExchangeStep::Retry => {}
+                FetchStep::Done(token) => return Ok(token),
+                FetchStep::Retry => {}
             }
         }
     })

@@ -2,7 +2,7 @@
 //! client under feature `reqwest-blocking`), and fetching an issuer's metadata.
 //!
 //! This module only translates types and does the IO. [`fetch_token`] runs a
-//! [`TokenExchange`]: for every attempt it reads the clock and 32 random bytes (from the
+//! [`TokenFetch`]: for every attempt it reads the clock and 32 random bytes (from the
 //! operating system, by `getrandom`), sends the request the core builds, and hands the response
 //! to the core, which says whether to send once more (only for a server's `use_dpop_nonce`,
 //! RFC 9449 §8, and only once). The DPoP nonces servers send are kept for the process, so later
@@ -46,13 +46,13 @@
 //! A client configured from its issuer alone, by the server's metadata (RFC 8414):
 //!
 //! ```no_run
-//! use client_credentials::{ClientSecret, Credentials, Issuer, MetadataRequest};
+//! use client_credentials::{ClientSecret, AuthMaterial, Issuer, MetadataRequest};
 //!
 //! # async fn run() -> Result<(), client_credentials::Error> {
 //! let http = client_credentials::reqwest::recommended_client();
 //! let discovery = MetadataRequest::oauth(Issuer::new("https://idp.example.com")?);
 //! let metadata = client_credentials::reqwest::fetch_metadata(&http, &discovery).await?;
-//! let credentials = Credentials::new().secret(ClientSecret::new("s3cr3t"));
+//! let credentials = AuthMaterial::new().secret(ClientSecret::new("s3cr3t"));
 //! let client = metadata.client("my-client", &credentials)?; // the best method the server lists
 //! let request = client.token_request().scope("read:things").build()?;
 //! let token = client_credentials::reqwest::fetch_token(&http, &request).await?;
@@ -70,7 +70,7 @@ use http::{HeaderMap, StatusCode, Version};
 use crate::discovery::metadata::ServerMetadata;
 use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
-use crate::fetch::{ExchangeStep, TokenExchange};
+use crate::fetch::{FetchStep, TokenFetch};
 use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
@@ -160,7 +160,7 @@ pub fn recommended_client() -> ::reqwest::Client {
 /// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
 /// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
 /// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
-/// ([`TokenExchange`]). The body is read through the client's
+/// ([`TokenFetch`]). The body is read through the client's
 /// [`max_body_len`](crate::ResponseRules::max_body_len). Dropping the future abandons the
 /// exchange: nothing is left running.
 ///
@@ -195,13 +195,13 @@ pub async fn fetch_token(
     request: &TokenRequest,
 ) -> Result<Token, Error> {
     let limit = request.client().response_rules().max_body_len();
-    let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
+    let mut exchange = TokenFetch::new(request, &DPOP_NONCES);
     loop {
         let http_request = exchange.http_request(send_time(), entropy)?;
         let response = send(client, http_request, limit).await?;
         match exchange.handle_response(&response)? {
-            ExchangeStep::Done(token) => return Ok(token),
-            ExchangeStep::Retry => {}
+            FetchStep::Done(token) => return Ok(token),
+            FetchStep::Retry => {}
         }
     }
 }
@@ -399,7 +399,7 @@ pub mod blocking {
     use crate::discovery::metadata::ServerMetadata;
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
-    use crate::fetch::{ExchangeStep, TokenExchange};
+    use crate::fetch::{FetchStep, TokenFetch};
     use crate::io::{DPOP_NONCES, Deadline, entropy, metadata_error, send_time};
     use crate::request::TokenRequest;
     use crate::secret::RequestBody;
@@ -468,13 +468,13 @@ pub mod blocking {
     ) -> Result<Token, Error> {
         let deadline = Deadline::after(timeout);
         let limit = request.client().response_rules().max_body_len();
-        let mut exchange = TokenExchange::new(request, &DPOP_NONCES);
+        let mut exchange = TokenFetch::new(request, &DPOP_NONCES);
         loop {
             let http_request = exchange.http_request(send_time(), entropy)?;
             let response = send(client, http_request, limit, deadline)?;
             match exchange.handle_response(&response)? {
-                ExchangeStep::Done(token) => return Ok(token),
-                ExchangeStep::Retry => {}
+                FetchStep::Done(token) => return Ok(token),
+                FetchStep::Retry => {}
             }
         }
     }
