@@ -4,30 +4,27 @@
 //! Beyond that, the strict rules accept nothing the tolerant ones refuse, and neither the
 //! token's `Debug` nor any error's `Debug` or `Display` holds the access token of a 2xx body.
 //!
-//! The input is a small text framing, so that the seed corpus is readable and mutations keep
-//! its shape:
-//!
-//! ```text
-//! <status>\n                 digits; outside 100..=999 they are folded into it
-//! <name>: <value>\n          any number of header lines (invalid ones are skipped)
-//! \n
-//! <body bytes>
-//! ```
-//!
-//! A header line `x-fuzz-limit: <n>` also parses with a body limit of `n` bytes.
+//! The input is the text framing of `framing.rs`. A line `x-fuzz-limit: <n>` also parses with
+//! a body limit of `n` bytes.
 #![no_main]
+
+mod framing;
 
 use std::time::{Duration, SystemTime};
 
-use client_credentials::http::{self, HeaderName, HeaderValue, StatusCode};
+use client_credentials::http;
 use client_credentials::{Error, MAX_EXPIRES_IN, ResponseRules, Token};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const MAX_HEADERS: usize = 64;
-
 fuzz_target!(|data: &[u8]| {
-    let (response, limit) = frame(data);
+    let (response, settings) = framing::frame(data);
+    let limit = settings
+        .iter()
+        .rev()
+        .find(|s| s.name == "limit")
+        .map(framing::Setting::number)
+        .unwrap_or_default();
     let sent_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 2);
 
@@ -83,67 +80,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-/// Reads the framing described in the module docs; every input gives some response.
-fn frame(data: &[u8]) -> (http::Response<&[u8]>, Option<usize>) {
-    let (first, mut rest) = split_line(data);
-    let digits: Vec<u8> = first
-        .iter()
-        .copied()
-        .filter(u8::is_ascii_digit)
-        .take(6)
-        .collect();
-    let status = std::str::from_utf8(&digits)
-        .ok()
-        .and_then(|d| d.parse::<u32>().ok())
-        .map_or(200, |n| {
-            if (100..=999).contains(&n) {
-                n
-            } else {
-                100 + n % 900
-            }
-        });
-    let mut response = http::Response::new(&[][..]);
-    *response.status_mut() = StatusCode::from_u16(status as u16).expect("100..=999");
-    let mut limit = None;
-    let mut count = 0;
-    loop {
-        if rest.is_empty() {
-            break;
-        }
-        let (line, after) = split_line(rest);
-        rest = after;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"x-fuzz-limit") {
-            limit = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-            continue;
-        }
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        else {
-            continue;
-        };
-        if count < MAX_HEADERS {
-            response.headers_mut().append(name, value);
-            count += 1;
-        }
-    }
-    *response.body_mut() = rest;
-    (response, limit)
-}
-
-fn split_line(data: &[u8]) -> (&[u8], &[u8]) {
-    match data.iter().position(|&b| b == b'\n') {
-        Some(end) => (&data[..end], &data[end + 1..]),
-        None => (data, &[]),
-    }
-}
 
 /// Everything that must hold of one parse result.
 fn check(response: &http::Response<&[u8]>, result: &Result<Token, Error>, now: SystemTime) {
