@@ -20,7 +20,7 @@ mod framing;
 
 use client_credentials::http::{self, StatusCode};
 use client_credentials::{
-    AuthMethod, ClientCertificate, ClientSecret, Credentials, DiscoveryError, Error, Issuer,
+    AuthMethod, ClientCertificate, ClientSecret, AuthMaterial, DiscoveryError, Error, Issuer,
     MetadataRequest, ServerMetadata, TokenUrl,
 };
 use libfuzzer_sys::fuzz_target;
@@ -110,12 +110,12 @@ fn check_metadata(
         assert!(metadata.extra(known).is_none(), "{known} is also an extra");
     }
 
-    let certificate = Credentials::new().client_certificate(ClientCertificate::CaIssued);
+    let certificate = AuthMaterial::new().client_certificate(ClientCertificate::CaIssued);
     let all = [
-        Credentials::new(),
-        Credentials::new().secret(ClientSecret::new("s3cr3t")),
+        AuthMaterial::new(),
+        AuthMaterial::new().secret(ClientSecret::new("s3cr3t")),
         certificate.clone(),
-        Credentials::new()
+        AuthMaterial::new()
             .secret(ClientSecret::new("s3cr3t"))
             .registered_method(AuthMethod::ClientSecretPost),
     ];
