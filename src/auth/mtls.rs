@@ -4,7 +4,7 @@
 //! [`ClientAuth::SelfSignedTlsClientAuth`](crate::auth::ClientAuth::SelfSignedTlsClientAuth).
 
 /// The kind of certificate a client's HTTP client presents in the TLS handshake (RFC 8705 §2),
-/// for [`AuthMaterial::client_certificate`](crate::discovery::AuthMaterial::client_certificate).
+/// for [`AuthMaterial::client_certificate`](crate::discovery::material::AuthMaterial::client_certificate).
 ///
 /// The certificate and its key stay with the HTTP client (a `reqwest::Identity`, or the rustls
 /// config of a hyper connector): this crate only needs to know there is one, and which

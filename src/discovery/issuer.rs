@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::error::discovery::DiscoveryError;
 
 /// An authorization server's issuer identifier (RFC 8414 §2): an `https` URL with no query and
-/// no fragment. Plain `http` is accepted for loopback hosts only, as for [`TokenUrl`], or
+/// no fragment. Plain `http` is accepted for loopback hosts only, as for [`TokenUrl`](crate::TokenUrl), or
 /// through [`Issuer::insecure_allow_http`].
 ///
 /// Kept exactly as given: the metadata's `issuer` must be identical to it (RFC 8414 §3.3).

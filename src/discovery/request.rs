@@ -111,7 +111,7 @@ impl MetadataRequest {
     /// The status must be 200 (RFC 8414 §3.2). The body is read as JSON whatever its
     /// `Content-Type` (the issuer check, not the label, makes it trustworthy), after an optional
     /// UTF-8 byte order mark. `issuer` must be identical to the requested issuer (§3.3) and
-    /// `token_endpoint` a valid [`TokenUrl`]; members this crate reads must have the types
+    /// `token_endpoint` a valid [`TokenUrl`](crate::TokenUrl); members this crate reads must have the types
     /// RFC 8414 §2 gives them, and `null` counts as absent.
     ///
     /// # Errors

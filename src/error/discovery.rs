@@ -67,7 +67,7 @@ pub enum DiscoveryError {
     /// The document's token endpoint (or its mutual TLS alias) is not a usable token URL.
     #[error("the metadata's token endpoint is unusable: {reason}")]
     InvalidTokenEndpoint {
-        /// Why, as [`Error::InvalidTokenUrl`] says it.
+        /// Why, as [`Error::InvalidTokenUrl`](crate::error::Error::InvalidTokenUrl) says it.
         reason: &'static str,
     },
 

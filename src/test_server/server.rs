@@ -1,0 +1,237 @@
+//! The server itself: its builder, its thread and runtime, and the accept loop.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::client::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestClient};
+use super::endpoint::DEFAULT_EXPIRES_IN;
+use super::endpoint::{Faults, Shared, handle};
+use super::faults::Fault;
+use crate::endpoint::TokenUrl;
+use crate::request::ClientCredentials;
+use crate::secret::ClientSecret;
+
+/// Configures a [`TestServer`] before starting it.
+///
+/// It starts with the demo client registered ([`DEMO_CLIENT_ID`], [`DEMO_CLIENT_SECRET`],
+/// [`DEMO_SCOPES`](crate::test_server::DEMO_SCOPES), [`DEMO_AUDIENCE`](crate::test_server::DEMO_AUDIENCE)) and tokens that live [`DEFAULT_EXPIRES_IN`] seconds.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct TestServerBuilder {
+    clients: Vec<TestClient>,
+    expires_in: Option<u64>,
+}
+
+impl TestServerBuilder {
+    /// Registers a client, replacing any registered client with the same id (the demo client
+    /// too). May be called again for more clients.
+    pub fn client(mut self, client: TestClient) -> Self {
+        self.clients.retain(|c| c.id != client.id);
+        self.clients.push(client);
+        self
+    }
+
+    /// The `expires_in` of issued tokens, in seconds; `None` leaves it (and the JWT's `exp`)
+    /// out, as some servers do.
+    pub fn expires_in(mut self, expires_in: Option<u64>) -> Self {
+        self.expires_in = expires_in;
+        self
+    }
+
+    /// Starts the server, returning once it listens.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot start; see [`try_start`](Self::try_start).
+    pub fn start(self) -> TestServer {
+        self.try_start()
+            .unwrap_or_else(|e| panic!("the test server could not start: {e}"))
+    }
+
+    /// Starts the server, returning once it listens.
+    ///
+    /// # Errors
+    ///
+    /// The IO error if no loopback port can be bound, or the runtime or its thread cannot be
+    /// created.
+    pub fn try_start(self) -> io::Result<TestServer> {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let token_url = TokenUrl::new(&format!("http://{addr}/token"))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let shared = Arc::new(Shared {
+            issuer: format!("http://{addr}"),
+            clients: self.clients,
+            expires_in: self.expires_in,
+            requests: AtomicUsize::new(0),
+            issued: AtomicU64::new(0),
+            faults: Mutex::new(Faults::default()),
+        });
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("test-server-{}", addr.port()))
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || {
+                    runtime.block_on(async move {
+                        tokio::select! {
+                            () = accept_loop(listener, shared) => {}
+                            _ = stopped => {}
+                        }
+                    });
+                    // Dropping the runtime drops every connection task, closing its socket.
+                    drop(runtime);
+                }
+            })?;
+        Ok(TestServer {
+            addr,
+            token_url,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// An embedded token endpoint on `127.0.0.1`; dropping it stops the server and its thread.
+///
+/// See the [module documentation](crate::test_server) for what it answers.
+pub struct TestServer {
+    addr: SocketAddr,
+    token_url: TokenUrl,
+    pub(super) shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with the demo client ([`DEMO_CLIENT_ID`], [`DEMO_CLIENT_SECRET`],
+    /// scopes [`DEMO_SCOPES`](crate::test_server::DEMO_SCOPES), audience and resource [`DEMO_AUDIENCE`](crate::test_server::DEMO_AUDIENCE)), returning once it
+    /// listens.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot start; see [`TestServerBuilder::try_start`].
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// A builder, to register other clients or change the tokens' lifetime.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder {
+            clients: vec![TestClient::demo()],
+            expires_in: Some(DEFAULT_EXPIRES_IN),
+        }
+    }
+
+    /// The token endpoint: `http://127.0.0.1:PORT/token`.
+    #[must_use]
+    pub fn token_url(&self) -> TokenUrl {
+        self.token_url.clone()
+    }
+
+    /// The URL of any path on the server: `http://127.0.0.1:PORT{path}`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The demo client, authenticating by `client_secret_basic` at this server.
+    #[must_use]
+    pub fn demo_credentials(&self) -> ClientCredentials {
+        ClientCredentials::new(
+            self.token_url(),
+            DEMO_CLIENT_ID,
+            ClientSecret::new(DEMO_CLIENT_SECRET),
+        )
+    }
+
+    /// How many requests have arrived, on any path, including those that got a fault. A request
+    /// counts as soon as its head is read, before it is answered.
+    #[must_use]
+    pub fn requests_served(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Queues a fault: the next request that arrives gets it. Faults are served first in, first
+    /// out, one per request, and before the sticky fault of [`set_fault`](Self::set_fault).
+    pub fn push_fault(&self, fault: Fault) {
+        self.shared.faults().queue.push_back(fault);
+    }
+
+    /// Makes every request get this fault (when none is queued), until it is set to `None`.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.shared.faults().sticky = fault;
+    }
+}
+
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .field("requests_served", &self.requests_served())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // An error means the server thread has already ended.
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // A panic on the server thread has been reported there; don't panic in drop.
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(super) async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors, or a connection reset before it was accepted: back
+                // off a little rather than spin, then go on serving.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+            });
+            // A connection error (the client went away, a fault closed it) ends this connection
+            // only.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
