@@ -181,7 +181,7 @@ mod tests {
 
     use super::*;
     use crate::endpoint::TokenUrl;
-    use crate::error::ErrorCode;
+    use crate::error::oauth::ErrorCode;
     use crate::request::ClientCredentials;
     use crate::secret::ClientSecret;
 

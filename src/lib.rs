@@ -134,9 +134,10 @@ pub use discovery::metadata::ServerMetadata;
 pub use discovery::request::MetadataRequest;
 pub use endpoint::TokenUrl;
 pub use error::discovery::DiscoveryError;
-pub use error::{
-    Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
-};
+pub use error::oauth::{ErrorCode, OAuthError, RetryAfter};
+pub use error::problem::ResponseProblem;
+pub use error::unexpected::UnexpectedResponse;
+pub use error::{Error, TransportKind};
 pub use fetch::{FetchStep, TokenFetch};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::ResponseRules;

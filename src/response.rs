@@ -12,8 +12,11 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::challenge;
-use crate::error::{Error, ErrorCode};
-use crate::error::{OAuthError, ResponseProblem, RetryAfter, UnexpectedResponse};
+use crate::error::Error;
+use crate::error::oauth::ErrorCode;
+use crate::error::oauth::{OAuthError, RetryAfter};
+use crate::error::problem::ResponseProblem;
+use crate::error::unexpected::UnexpectedResponse;
 use crate::sanitize::{self, MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{MAX_EXPIRES_IN, Token, TokenType};

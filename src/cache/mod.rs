@@ -11,7 +11,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{Error, RetryAfter};
+use crate::error::Error;
+use crate::error::oauth::RetryAfter;
 use crate::request::TokenRequest;
 use crate::token::Token;
 

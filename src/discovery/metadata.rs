@@ -12,8 +12,9 @@ use crate::auth::method::AuthMethod;
 use crate::discovery::issuer::Issuer;
 use crate::discovery::material::AuthMaterial;
 use crate::endpoint::TokenUrl;
+use crate::error::Error;
 use crate::error::discovery::DiscoveryError;
-use crate::error::{Error, ResponseProblem};
+use crate::error::problem::ResponseProblem;
 use crate::request::ClientCredentials;
 use crate::sanitize::{self, MAX_SERVER_TEXT_LEN};
 

@@ -6,8 +6,9 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 
 use crate::discovery::issuer::Issuer;
 use crate::discovery::metadata::{Members, ServerMetadata};
+use crate::error::Error;
 use crate::error::discovery::DiscoveryError;
-use crate::error::{Error, ResponseProblem};
+use crate::error::problem::ResponseProblem;
 use crate::sanitize::{self, MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 use crate::secret::RequestBody;
 

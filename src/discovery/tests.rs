@@ -11,8 +11,9 @@ use super::request::*;
 use crate::auth::jwt::{JwsAlgorithm, JwsSigner};
 use crate::auth::method::AuthMethod;
 use crate::auth::mtls::ClientCertificate;
+use crate::error::Error;
 use crate::error::discovery::DiscoveryError;
-use crate::error::{Error, ResponseProblem};
+use crate::error::problem::ResponseProblem;
 use crate::secret::ClientSecret;
 
 fn issuer(text: &str) -> Issuer {

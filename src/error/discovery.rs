@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::error::ResponseProblem;
+use crate::error::problem::ResponseProblem;
 
 /// What went wrong discovering the server's metadata.
 ///

@@ -24,7 +24,8 @@ use super::faults::*;
 use super::refusal::*;
 use super::server::*;
 use crate::auth::ClientAuth;
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
+use crate::error::oauth::ErrorCode;
 use crate::request::TokenRequest;
 
 /// Sends raw bytes and reads the whole answer (the request must ask to close).
@@ -437,7 +438,9 @@ fn status_and_retry_faults() {
     assert_eq!(error.status(), Some(StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(
         error.retry_after(),
-        Some(crate::error::RetryAfter::Delay(Duration::from_secs(2)))
+        Some(crate::error::oauth::RetryAfter::Delay(Duration::from_secs(
+            2
+        )))
     );
 
     let unavailable = send(&server, &request);

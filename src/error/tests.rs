@@ -1,0 +1,78 @@
+use std::time::SystemTime;
+
+use super::*;
+use crate::error::oauth::*;
+
+#[test]
+fn error_codes_round_trip() {
+    for code in [
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_target",
+        "use_dpop_nonce",
+        "invalid_dpop_proof",
+        "slow_down",
+    ] {
+        assert_eq!(ErrorCode::parse(code).as_str(), code);
+    }
+    assert_eq!(
+        ErrorCode::parse("slow_down"),
+        ErrorCode::Other("slow_down".into())
+    );
+}
+
+#[test]
+fn retry_after_delay_from_now() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    assert_eq!(
+        RetryAfter::Delay(Duration::from_secs(5)).delay_from(now),
+        Duration::from_secs(5)
+    );
+    let at = RetryAfter::At(now + Duration::from_secs(7));
+    assert_eq!(at.delay_from(now), Duration::from_secs(7));
+    assert_eq!(at.delay_from(now + Duration::from_secs(60)), Duration::ZERO);
+}
+
+#[test]
+fn display_is_lower_case_without_trailing_period() {
+    let errors = [
+        Error::InvalidTokenUrl { reason: "x" },
+        Error::BodyTooLarge { limit: 5 },
+        Error::Redirect {
+            status: StatusCode::FOUND,
+            location: None,
+            followed: false,
+        },
+        Error::Redirect {
+            status: StatusCode::OK,
+            location: Some("https://elsewhere.example/token?…".into()),
+            followed: true,
+        },
+        Error::Transport {
+            kind: TransportKind::Timeout,
+            source: "boom".into(),
+        },
+    ];
+    for error in errors {
+        let text = error.to_string();
+        assert!(text.starts_with(|c: char| c.is_lowercase()), "{text}");
+        assert!(!text.ends_with('.'), "{text}");
+    }
+}
+
+#[test]
+fn retryable_transport_failures() {
+    let transport = |kind| Error::Transport {
+        kind,
+        source: "x".into(),
+    };
+    assert!(transport(TransportKind::Connect).is_retryable());
+    assert!(transport(TransportKind::Timeout).is_retryable());
+    assert!(transport(TransportKind::Io).is_retryable());
+    assert!(!transport(TransportKind::Tls).is_retryable());
+    assert!(!Error::BodyTooLarge { limit: 1 }.is_retryable());
+}
