@@ -70,10 +70,7 @@ impl Attempt {
         self.now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|since| since.as_secs())
-            .map_err(|_| Error::InvalidParameter {
-                name: "now".into(),
-                reason: "the attempt's time is before 1970; check the clock",
-            })
+            .map_err(|_| Error::ClockBeforeUnixEpoch)
     }
 
     /// The client assertion's `jti`: 128 bits, base64url.

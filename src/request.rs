@@ -466,8 +466,8 @@ impl TokenRequest {
     ///
     /// # Errors
     ///
-    /// [`Error::Signing`] if the signer fails; [`Error::InvalidParameter`] if the attempt's
-    /// time is before 1970.
+    /// [`Error::Signing`] if the signer fails; [`Error::ClockBeforeUnixEpoch`] if the
+    /// attempt's time is before 1970.
     pub fn http_request_for(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
         let client = &self.0.client.0;
         let mut request = self.http_request();

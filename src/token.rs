@@ -171,8 +171,8 @@ impl Token {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) (naming `access_token`) if
-    /// the token or its type has characters an HTTP header cannot carry.
+    /// [`Error::TokenNotHeaderSafe`](crate::Error::TokenNotHeaderSafe) if the token or its type
+    /// has characters an HTTP header cannot carry.
     ///
     /// [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
     /// [RFC 9449 §7.1]: https://www.rfc-editor.org/rfc/rfc9449#section-7.1
@@ -230,12 +230,8 @@ pub(crate) fn authorization_value(
     value.extend_from_slice(scheme.as_bytes());
     value.push(b' ');
     value.extend_from_slice(secret.as_bytes());
-    let mut value = HeaderValue::from_maybe_shared(value).map_err(|_| {
-        crate::error::Error::InvalidParameter {
-            name: "access_token".into(),
-            reason: "the token has characters an http header cannot carry",
-        }
-    })?;
+    let mut value = HeaderValue::from_maybe_shared(value)
+        .map_err(|_| crate::error::Error::TokenNotHeaderSafe)?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -380,9 +376,7 @@ mod tests {
             token.access_token = AccessToken::new(bad);
             let mut request = http::Request::new(());
             let error = token.authorize(&mut request).unwrap_err();
-            assert!(
-                matches!(&error, crate::error::Error::InvalidParameter { name, .. } if name == "access_token")
-            );
+            assert!(matches!(&error, crate::error::Error::TokenNotHeaderSafe));
             assert!(!error.to_string().contains(bad), "{error}");
             assert!(request.headers().is_empty());
         }

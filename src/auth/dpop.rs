@@ -143,8 +143,9 @@ impl DpopKey {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] if `uri` is not absolute or the attempt's time is before
-    /// 1970; [`Error::Signing`] if the signer fails.
+    /// [`Error::UriNotAbsolute`] if `uri` has no scheme or authority;
+    /// [`Error::ClockBeforeUnixEpoch`] if the attempt's time is before 1970;
+    /// [`Error::Signing`] if the signer fails.
     pub fn proof(
         &self,
         method: &Method,
@@ -153,10 +154,7 @@ impl DpopKey {
         access_token: Option<&AccessToken>,
     ) -> Result<HeaderValue, Error> {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(Error::InvalidParameter {
-                name: "uri".into(),
-                reason: "a DPoP proof needs the request's absolute uri (RFC 9449 §4.2)",
-            });
+            return Err(Error::UriNotAbsolute);
         };
         let htu = format!("{scheme}://{authority}{}", uri.path());
         let ath = access_token.map(|token| {
@@ -196,7 +194,7 @@ impl DpopKey {
     ///
     /// # Errors
     ///
-    /// As [`proof`](Self::proof); [`Error::InvalidParameter`] if the token has characters an
+    /// As [`proof`](Self::proof); [`Error::TokenNotHeaderSafe`] if the token has characters an
     /// HTTP header cannot carry.
     pub fn authorize<B>(
         &self,
@@ -398,7 +396,7 @@ mod tests {
         let relative: Uri = "/token".parse().unwrap();
         assert!(matches!(
             key.proof(&Method::POST, &relative, &attempt(), None),
-            Err(Error::InvalidParameter { .. })
+            Err(Error::UriNotAbsolute)
         ));
         let debug = format!("{key:?}");
         assert!(

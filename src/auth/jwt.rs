@@ -579,7 +579,7 @@ mod tests {
         let before_1970 = Attempt::new(SystemTime::UNIX_EPOCH - Duration::from_secs(1), [0; 32]);
         assert!(matches!(
             JwtAuth::new(Fixed(JwsAlgorithm::Es256, None)).assertion("c", &url(), &before_1970),
-            Err(Error::InvalidParameter { .. })
+            Err(Error::ClockBeforeUnixEpoch)
         ));
     }
 

@@ -122,6 +122,34 @@ pub enum Error {
         lifetime: Duration,
     },
 
+    /// The time an attempt was made at is before 1970, so its JWTs' `iat` and `exp` cannot be
+    /// written: the clock that gave it is wrong.
+    #[error(
+        "the attempt's time is before the unix epoch (1970), so no jwt can be dated: check the clock that gave it"
+    )]
+    ClockBeforeUnixEpoch,
+
+    /// A response was handed to [`TokenFetch::handle_response`](crate::TokenFetch::handle_response)
+    /// when no attempt awaited one: the fetch's steps were taken out of order.
+    #[error(
+        "a response was handed in but no attempt awaits one: build each attempt with TokenFetch::http_request before sending it, and hand in each response once"
+    )]
+    NoAttemptAwaitingResponse,
+
+    /// A DPoP proof was asked for a URI without a scheme and an authority: the proof's `htu`
+    /// must be the request's absolute URI (RFC 9449 §4.2).
+    #[error(
+        "a dpop proof needs the request's absolute uri (RFC 9449 §4.2), with a scheme and a host: pass the full url of the request"
+    )]
+    UriNotAbsolute,
+
+    /// The access token has characters an HTTP header cannot carry, so it cannot be sent in
+    /// `Authorization`: the server issued a token this client cannot use.
+    #[error(
+        "the access token has characters an http header cannot carry, so it cannot be sent: the authorization server issued an unusable token"
+    )]
+    TokenNotHeaderSafe,
+
     /// The request could not be sent or the response could not be read.
     #[error("the http exchange with the authorization server failed: {kind}")]
     Transport {
@@ -150,9 +178,19 @@ fn redirect_message(status: StatusCode, location: Option<&str>, followed: bool) 
 impl Error {
     /// Whether trying the same request again, later, can succeed.
     ///
-    /// True for transport failures other than TLS, for HTTP 408, 429 and 5xx, and for the OAuth
-    /// error `use_dpop_nonce` (RFC 9449 §8: retry with the nonce). False for every other OAuth
-    /// error: the server has decided, and the same request gets the same answer.
+    /// True for:
+    ///
+    /// - transport failures other than TLS ([`TransportKind::Tls`]: a certificate or handshake
+    ///   refusal stays refused);
+    /// - unexpected responses and discovery failures with HTTP 408, 429 or 5xx;
+    /// - OAuth errors with HTTP 408, 429 or 5xx, whatever their code, and OAuth errors coded
+    ///   `temporarily_unavailable` or `server_error` (RFC 6749 §5.2, §4.1.2.1) or
+    ///   `use_dpop_nonce` (RFC 9449 §8: retry with the nonce) under any status;
+    /// - [`Error::TokenDueOnArrival`]: the next token may live longer.
+    ///
+    /// False for everything else: every other OAuth error (the server has decided, and the same
+    /// request gets the same answer), redirects, unusable responses, bodies over the limit, and
+    /// every error of building a request or of misuse.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         match self {

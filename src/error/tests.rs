@@ -76,3 +76,73 @@ fn retryable_transport_failures() {
     assert!(!transport(TransportKind::Tls).is_retryable());
     assert!(!Error::BodyTooLarge { limit: 1 }.is_retryable());
 }
+
+#[test]
+fn misuse_errors_say_what_happened_and_are_not_retryable() {
+    for (error, says) in [
+        (Error::ClockBeforeUnixEpoch, "before the unix epoch"),
+        (Error::NoAttemptAwaitingResponse, "no attempt awaits"),
+        (Error::UriNotAbsolute, "absolute uri"),
+        (Error::TokenNotHeaderSafe, "http header cannot carry"),
+    ] {
+        let text = error.to_string();
+        assert!(text.contains(says), "{text}");
+        assert!(text.starts_with(char::is_lowercase), "{text}");
+        assert!(!text.ends_with('.'), "{text}");
+        assert!(!error.is_retryable(), "{text}");
+        assert!(error.status().is_none(), "{text}");
+    }
+}
+
+#[test]
+fn is_retryable_does_what_its_docs_say() {
+    let oauth = |status: u16, code: &str| {
+        let response = http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"error":"{code}"}}"#))
+            .unwrap();
+        let request = crate::request::ClientCredentials::new(
+            crate::endpoint::TokenUrl::new("https://idp.example.com/token").unwrap(),
+            "c",
+            crate::secret::ClientSecret::new("s"),
+        )
+        .token_request()
+        .build()
+        .unwrap();
+        request
+            .parse_response(&response, SystemTime::UNIX_EPOCH)
+            .unwrap_err()
+    };
+    // Retryable whatever the code under 408, 429 and 5xx.
+    for status in [408, 429, 500, 503] {
+        assert!(oauth(status, "invalid_client").is_retryable(), "{status}");
+    }
+    // Retryable by code under any status.
+    for code in ["temporarily_unavailable", "server_error", "use_dpop_nonce"] {
+        assert!(oauth(400, code).is_retryable(), "{code}");
+    }
+    // Every other OAuth error is the server's decision.
+    for code in [
+        "invalid_client",
+        "invalid_scope",
+        "invalid_grant",
+        "unauthorized_client",
+    ] {
+        assert!(!oauth(400, code).is_retryable(), "{code}");
+    }
+    assert!(
+        Error::TokenDueOnArrival {
+            lifetime: std::time::Duration::ZERO
+        }
+        .is_retryable()
+    );
+    assert!(!Error::BodyTooLarge { limit: 1 }.is_retryable());
+    let transport = |kind| Error::Transport {
+        kind,
+        source: "x".into(),
+    };
+    assert!(transport(TransportKind::Connect).is_retryable());
+    assert!(transport(TransportKind::Timeout).is_retryable());
+    assert!(!transport(TransportKind::Tls).is_retryable());
+}
