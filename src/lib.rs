@@ -137,7 +137,9 @@ pub use error::discovery::DiscoveryError;
 pub use error::{
     Error, ErrorCode, OAuthError, ResponseProblem, RetryAfter, TransportKind, UnexpectedResponse,
 };
-pub use fetch::{FetchStep, TokenFetch};
+pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
+pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};

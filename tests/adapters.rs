@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
 use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::{
@@ -33,7 +34,7 @@ type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
 
 /// One of the async adapters, with its client.
 enum Adapter {
-    Reqwest(reqwest::Client),
+    Reqwest(reqwest::Client, Option<Duration>),
     Hyper(Hyper, Option<Duration>),
 }
 
@@ -46,23 +47,25 @@ impl Adapter {
         }
         let reqwest = reqwest.build().expect("a reqwest client");
         let hyper = HyperClient::builder(TokioExecutor::new()).build_http();
-        [Self::Reqwest(reqwest), Self::Hyper(hyper, timeout)]
+        [Self::Reqwest(reqwest, timeout), Self::Hyper(hyper, timeout)]
     }
 
     fn name(&self) -> &'static str {
         match self {
-            Self::Reqwest(_) => "reqwest",
+            Self::Reqwest(..) => "reqwest",
             Self::Hyper(..) => "hyper",
         }
     }
 
     async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
         match self {
-            Self::Reqwest(client) => {
-                client_credentials::reqwest::fetch_token(client, request).await
+            Self::Reqwest(client, timeout) => {
+                let timeout = timeout.unwrap_or(TIMEOUT);
+                client_credentials::reqwest::fetch_token(client, request, timeout).await
             }
             Self::Hyper(client, timeout) => {
-                client_credentials::hyper::fetch_token(client, request, *timeout).await
+                let timeout = timeout.unwrap_or(TIMEOUT);
+                client_credentials::hyper::fetch_token(client, request, timeout).await
             }
         }
     }
@@ -80,7 +83,9 @@ fn fetch_blocking(request: &TokenRequest, timeout: Option<Duration>) -> Result<T
                     client = client.timeout(timeout);
                 }
                 let client = client.build().expect("a blocking reqwest client");
-                client_credentials::reqwest::blocking::fetch_token(&client, request)
+                // The test's own timeout bounds the whole call again, as the client's did.
+                let timeout = timeout.unwrap_or(TIMEOUT);
+                client_credentials::reqwest::blocking::fetch_token(&client, request, timeout)
             })
             .join()
             .expect("the blocking exchange panicked")
@@ -212,12 +217,13 @@ async fn a_redirect_the_client_followed_is_refused_and_its_token_discarded() {
             .unwrap();
         // Clients with reqwest's default policy, which follows redirects.
         let followed =
-            client_credentials::reqwest::fetch_token(&reqwest::Client::new(), &request).await;
+            client_credentials::reqwest::fetch_token(&reqwest::Client::new(), &request, TIMEOUT)
+                .await;
         let blocking = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let client = reqwest::blocking::Client::new();
-                    client_credentials::reqwest::blocking::fetch_token(&client, &request)
+                    client_credentials::reqwest::blocking::fetch_token(&client, &request, TIMEOUT)
                 })
                 .join()
                 .expect("the blocking exchange panicked")
@@ -430,7 +436,6 @@ async fn a_trickled_body_times_out_within_the_total_timeout() {
 
 #[tokio::test]
 async fn a_trickled_body_times_out_the_blocking_fetch_within_its_timeout() {
-    use client_credentials::reqwest::TIMEOUT;
     let server = TestServer::start();
     // 72 bytes a second: the body would take over a minute, twice the timeout.
     server.set_fault(Some(Fault::TrickleBody {
@@ -662,7 +667,7 @@ async fn a_failed_tls_handshake_is_not_retryable() {
         .build()
         .unwrap();
     let client = client_credentials::reqwest::recommended_client();
-    let error = client_credentials::reqwest::fetch_token(&client, &request)
+    let error = client_credentials::reqwest::fetch_token(&client, &request, TIMEOUT)
         .await
         .unwrap_err();
     assert_eq!(transport_kind(&error), Some(TransportKind::Tls), "{error}");
@@ -698,17 +703,17 @@ async fn fetch_metadata_with(
     match name {
         "reqwest" => {
             let client = client_credentials::reqwest::recommended_client();
-            client_credentials::reqwest::fetch_metadata(&client, request).await
+            client_credentials::reqwest::fetch_metadata(&client, request, TIMEOUT).await
         }
         "hyper" => {
             let client: Hyper = HyperClient::builder(TokioExecutor::new()).build_http();
-            client_credentials::hyper::fetch_metadata(&client, request, None).await
+            client_credentials::hyper::fetch_metadata(&client, request, TIMEOUT).await
         }
         _ => std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let client = client_credentials::reqwest::blocking::recommended_client();
-                    client_credentials::reqwest::blocking::fetch_metadata(&client, request)
+                    client_credentials::reqwest::blocking::fetch_metadata(&client, request, TIMEOUT)
                 })
                 .join()
                 .expect("the blocking exchange panicked")

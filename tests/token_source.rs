@@ -56,11 +56,11 @@ fn request(server: &TestServer) -> TokenRequest {
         .expect("a valid request")
 }
 
-/// The two async sources, behind one type.
+/// The one async source, as each async adapter builds it.
 #[derive(Clone, Debug)]
 enum Source {
-    Reqwest(client_credentials::reqwest::TokenSource),
-    Hyper(client_credentials::hyper::TokenSource),
+    Reqwest(client_credentials::TokenSource),
+    Hyper(client_credentials::TokenSource),
 }
 
 /// The async adapters.
@@ -78,17 +78,19 @@ impl Source {
         let server = server.start();
         let request = request(&server);
         let source = match kind {
-            Kind::Reqwest => Self::Reqwest(client_credentials::reqwest::TokenSource::with_policy(
-                client_credentials::reqwest::recommended_client(),
-                request,
-                policy,
-            )),
+            Kind::Reqwest => Self::Reqwest(
+                client_credentials::TokenSource::reqwest(
+                    client_credentials::reqwest::recommended_client(),
+                    request,
+                )
+                .with_policy(policy),
+            ),
             Kind::Hyper => {
                 let client: HyperClient<_, Full<Bytes>> =
                     HyperClient::builder(TokioExecutor::new()).build_http();
-                Self::Hyper(client_credentials::hyper::TokenSource::with_policy(
-                    client, request, policy,
-                ))
+                Self::Hyper(
+                    client_credentials::TokenSource::hyper(client, request).with_policy(policy),
+                )
             }
         };
         (server, source)
@@ -151,9 +153,8 @@ async fn requests_reach(server: &TestServer, count: usize) {
 #[test]
 fn sources_are_send_sync_clone_and_debug_hides_the_secret() {
     fn shared<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
-    shared::<client_credentials::reqwest::TokenSource>();
+    shared::<client_credentials::TokenSource>();
     shared::<client_credentials::reqwest::blocking::TokenSource>();
-    shared::<client_credentials::hyper::TokenSource>();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let (_server, source) =

@@ -113,7 +113,7 @@ impl Drop for Abandon<'_> {
 /// [`TokenCache`](crate::TokenCache) shared by all clones, fetching with a blocking
 /// [`reqwest::blocking::Client`](Client).
 ///
-/// It follows the async [`TokenSource`](crate::io::reqwest::TokenSource)'s rules, on threads:
+/// It follows the async [`TokenSource`](crate::TokenSource)'s rules, on threads:
 /// a cached token costs a read lock and an `Arc` clone; when there is no valid token, one
 /// thread fetches and the others wait for its request; after a failure, every caller fails at
 /// once until the back-off is over; [`invalidate`](Self::invalidate) after a 401.
@@ -171,7 +171,7 @@ impl TokenSource {
             ended: Mutex::new(0),
             changed: Condvar::new(),
             fetch: Box::new(move |request| {
-                crate::io::reqwest::blocking::fetch_token_within(&client, request, fetch_timeout)
+                crate::io::reqwest::blocking::fetch_token(&client, request, fetch_timeout)
             }),
         }))
     }
@@ -181,7 +181,7 @@ impl TokenSource {
     ///
     /// # Errors
     ///
-    /// As the async [`TokenSource::token`](crate::io::reqwest::TokenSource::token): the failure
+    /// As the async [`TokenSource::token`](crate::TokenSource::token): the failure
     /// of the fetch made or waited for, or the same again while the source backs off, shared
     /// by every caller it reached, hence the `Arc`.
     pub fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
