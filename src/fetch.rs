@@ -418,4 +418,100 @@ mod tests {
             "a response is handed in once"
         );
     }
+
+    /// A transport answering from a script, counting what it is asked for.
+    struct Scripted {
+        responses: std::sync::Mutex<Vec<http::Response<Bytes>>>,
+        entropy_reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(mut responses: Vec<http::Response<&'static str>>) -> Self {
+            responses.reverse();
+            Self {
+                responses: std::sync::Mutex::new(
+                    responses
+                        .into_iter()
+                        .map(|r| r.map(|body| Bytes::from_static(body.as_bytes())))
+                        .collect(),
+                ),
+                entropy_reads: std::sync::atomic::AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Transport for Scripted {
+        fn now(&self) -> SystemTime {
+            at(500)
+        }
+
+        fn entropy(&self) -> Result<[u8; 32], Error> {
+            self.entropy_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok([5; 32])
+        }
+
+        fn send(
+            &self,
+            _: http::Request<RequestBody>,
+            _: usize,
+        ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send {
+            let response = self.responses.lock().unwrap().pop();
+            std::future::ready(response.ok_or(Error::BodyTooLarge { limit: 0 }))
+        }
+    }
+
+    /// Drives a future that never waits.
+    fn ready<T>(future: impl Future<Output = T>) -> T {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the loop waited on a ready transport"),
+        }
+    }
+
+    #[test]
+    fn the_loop_retries_use_dpop_nonce_once_over_any_transport() {
+        let request = request();
+        let transport = Scripted::new(vec![use_dpop_nonce("n-1"), token(None)]);
+        let issued = ready(fetch_token(&transport, &request)).unwrap();
+        assert_eq!(issued.sent_at(), at(500), "the transport's clock");
+        assert_eq!(
+            transport
+                .entropy_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "a static secret signs nothing"
+        );
+
+        let transport = Scripted::new(vec![
+            use_dpop_nonce("n-2"),
+            use_dpop_nonce("n-3"),
+            token(None),
+        ]);
+        let error = ready(fetch_token(&transport, &request)).unwrap_err();
+        assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
+        assert_eq!(transport.responses.lock().unwrap().len(), 1, "two attempts");
+    }
+
+    #[test]
+    fn a_nonce_is_kept_by_the_client_that_was_sent_it() {
+        let first = request();
+        let transport = Scripted::new(vec![token(Some("n-1"))]);
+        ready(fetch_token(&transport, &first)).unwrap();
+        let uri = first.client().token_url().as_uri();
+        let clone = first.client().clone().token_request().build().unwrap();
+        assert_eq!(
+            clone.client().dpop_nonces().get(uri).as_deref(),
+            Some("n-1"),
+            "shared by the client's clones and requests"
+        );
+        let other = request(); // another client of the same server
+        assert_eq!(
+            other.client().dpop_nonces().get(uri),
+            None,
+            "no other client's"
+        );
+    }
 }

@@ -850,3 +850,58 @@ mod every_source {
         });
     }
 }
+
+#[tokio::test]
+async fn a_source_from_a_token_url_and_a_secret_in_one_expression() {
+    let server = TestServer::start();
+    let url = format!("http://{}/token", server.local_addr());
+    let tokens = client_credentials::TokenSource::builder(url.as_str())
+        .client_secret("demo-client", "demo-secret")
+        .scope("read")
+        .policy(CachePolicy::new())
+        .build()
+        .expect("a valid source");
+    let token = tokens.token().await.expect("a token");
+    assert_eq!(token.scope(), Some("read"));
+    assert_eq!(tokens.request().scope(), Some("read"));
+
+    let fragment = client_credentials::TokenSource::builder(format!("{url}#x"))
+        .client_secret("demo-client", "demo-secret")
+        .build()
+        .expect_err("a token URL with a fragment");
+    assert!(
+        matches!(fragment, Error::InvalidTokenUrl { .. }),
+        "{fragment}"
+    );
+    let anonymous = client_credentials::TokenSource::builder(url)
+        .build()
+        .expect_err("no client");
+    assert!(
+        matches!(anonymous, Error::InvalidParameter { .. }),
+        "{anonymous}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_from_a_fetch_function_of_ones_own() {
+    let server = TestServer::start();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let http = client_credentials::reqwest::recommended_client();
+    let tokens = client_credentials::TokenSource::from_fn(request(&server), move |request| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let http = http.clone();
+        async move {
+            client_credentials::reqwest::fetch_token(
+                &http,
+                &request,
+                client_credentials::reqwest::TIMEOUT,
+            )
+            .await
+        }
+    });
+    let first = tokens.token().await.expect("a token");
+    let second = tokens.token().await.expect("the cached token");
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
