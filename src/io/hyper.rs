@@ -125,7 +125,8 @@ where
 pub use crate::io::TIMEOUT;
 
 /// hyper's client, over any connector, as the core's transport: the adapters' clock and random
-/// source, and one request sent by [`send`] (hyper never follows a redirect).
+/// source, and one request sent and its body read through the limit (hyper never follows a
+/// redirect).
 impl<C> Transport for Client<C, Full<Bytes>>
 where
     C: Connect + Clone + Send + Sync + 'static,

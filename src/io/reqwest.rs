@@ -228,7 +228,7 @@ pub async fn fetch_metadata(
 }
 
 /// The async client as the core's transport: the adapters' clock and random source, and one
-/// request sent by [`send`]. `client` must not follow redirects (see the
+/// request sent and its body read through the limit. `client` must not follow redirects (see the
 /// [module docs](self#redirects)).
 impl Transport for ::reqwest::Client {
     fn now(&self) -> SystemTime {
@@ -437,6 +437,7 @@ pub mod blocking {
         CONNECT_TIMEOUT, TIMEOUT, capacity, environment_proxy, http_response,
         refuse_followed_redirect, transport,
     };
+    use crate::cache::CachePolicy;
     use crate::discovery::metadata::ServerMetadata;
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
@@ -557,6 +558,31 @@ pub mod blocking {
             max_body_len: usize,
         ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send {
             std::future::ready(send(self.client, request, max_body_len, self.deadline))
+        }
+    }
+
+    impl TokenSource {
+        /// A source of tokens for `request`, fetched with `client` by
+        /// [`fetch_token`](crate::io::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
+        ///
+        /// `client` must not follow redirects: use
+        /// [`recommended_client`](crate::io::reqwest::blocking::recommended_client).
+        #[must_use]
+        pub fn new(client: Client, request: TokenRequest) -> Self {
+            Self::with_policy(client, request, CachePolicy::new())
+        }
+
+        /// A source of tokens for `request`, fetched with `client`, by `policy`.
+        ///
+        /// Each fetch, from connecting to the body's last byte, is bounded by
+        /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its requests.
+        /// Callers waiting for a fetch take over when it runs out.
+        #[must_use]
+        pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
+            let fetch_timeout = policy.fetch_timeout();
+            Self::from_fetch(request, policy, move |request| {
+                fetch_token(&client, request, fetch_timeout)
+            })
         }
     }
 

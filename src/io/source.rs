@@ -524,10 +524,7 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// The token request, checked: what every way of building a source takes.
-    ///
-    /// # Errors
-    ///
+    /// The token request, checked: what every way of building a source takes. Errors:
     /// [`Error::InvalidParameter`] if no client was given
     /// ([`client_secret`](Self::client_secret) or [`client`](Self::client));
     /// [`Error::InvalidTokenUrl`] for the token URL; every error of
@@ -562,7 +559,10 @@ impl TokenSourceBuilder {
     ///
     /// # Errors
     ///
-    /// As [`request`](Self::request).
+    /// [`Error::InvalidParameter`] if no client was given
+    /// ([`client_secret`](Self::client_secret) or [`client`](Self::client));
+    /// [`Error::InvalidTokenUrl`] for the token URL; every error of
+    /// [`TokenRequestBuilder::build`](crate::TokenRequestBuilder::build).
     pub fn transport<T>(self, transport: T) -> Result<TokenSource, Error>
     where
         T: Transport + Send + Sync + 'static,
@@ -575,7 +575,7 @@ impl TokenSourceBuilder {
     ///
     /// # Errors
     ///
-    /// As [`request`](Self::request).
+    /// As [`transport`](Self::transport).
     pub fn fetch_fn<F, Fut>(self, fetch: F) -> Result<TokenSource, Error>
     where
         F: Fn(TokenRequest) -> Fut + Send + Sync + 'static,
