@@ -51,6 +51,7 @@ pub(crate) fn chain<'a>(
 }
 
 /// Whether an `io::Error` of `kind` is in the chain of `error`.
+#[cfg(feature = "hyper")]
 pub(crate) fn has_io_kind(error: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
     chain(error).any(|e| {
         e.downcast_ref::<std::io::Error>()
@@ -61,6 +62,7 @@ pub(crate) fn has_io_kind(error: &(dyn StdError + 'static), kind: std::io::Error
 /// Whether a connect failure is a TLS failure. rustls (through tokio-rustls, as reqwest and
 /// hyper-rustls use it) reports a refused handshake or certificate as an `io::Error` of kind
 /// `InvalidData` wrapping the rustls error; nothing else on the connect path does.
+#[cfg(feature = "reqwest")]
 pub(crate) fn is_tls(error: &(dyn StdError + 'static)) -> bool {
     chain(error).any(|e| {
         e.downcast_ref::<std::io::Error>().is_some_and(|io| {
