@@ -19,8 +19,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use client_credentials::reqwest::TIMEOUT;
 use client_credentials::test_server::TestServer;
-use client_credentials::{DpopNonces, TokenFetch, TokenRequest, TokenType};
+use client_credentials::{TokenFetch, TokenRequest, TokenType};
 use http::{HeaderMap, Method, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
@@ -88,7 +89,7 @@ impl Bench {
         match subject {
             Subject::HyperAdapter => {
                 let token =
-                    client_credentials::hyper::fetch_token(&self.hyper, &self.request, None)
+                    client_credentials::hyper::fetch_token(&self.hyper, &self.request, TIMEOUT)
                         .await
                         .expect("a token by the hyper adapter");
                 black_box(token);
@@ -112,9 +113,10 @@ impl Bench {
                 black_box((status, body.to_bytes()));
             }
             Subject::ReqwestAdapter => {
-                let token = client_credentials::reqwest::fetch_token(&self.reqwest, &self.request)
-                    .await
-                    .expect("a token by the reqwest adapter");
+                let token =
+                    client_credentials::reqwest::fetch_token(&self.reqwest, &self.request, TIMEOUT)
+                        .await
+                        .expect("a token by the reqwest adapter");
                 black_box(token);
             }
             Subject::ReqwestRaw => {
@@ -163,8 +165,7 @@ impl Bench {
 /// the token the adapters parse, so that both sides of a pair do the same HTTP. Returns the
 /// server's response, for timing the adapters' work without IO.
 async fn check(bench: &Bench) -> http::Response<Bytes> {
-    let nonces = DpopNonces::new();
-    let attempt = TokenFetch::new(&bench.request, &nonces)
+    let attempt = TokenFetch::new(&bench.request)
         .http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32]))
         .expect("an attempt");
     let raw = &bench.raw;
@@ -219,7 +220,6 @@ const PART_CALLS: usize = 20_000;
 /// rounds, interleaved), in nanoseconds per call: where the difference between a pair goes.
 #[allow(clippy::disallowed_methods)] // A benchmark times itself, and times the clock read.
 fn parts(bench: &Bench, canned: &http::Response<Bytes>) {
-    let nonces = DpopNonces::new();
     let raw = &bench.raw;
     let from_parts = || {
         let mut request = http::Request::new(raw.body.clone());
@@ -238,13 +238,13 @@ fn parts(bench: &Bench, canned: &http::Response<Bytes>) {
             black_box(entropy);
         }),
         ("build the attempt: TokenFetch::http_request", &|| {
-            let mut exchange = TokenFetch::new(&bench.request, &nonces);
+            let mut exchange = TokenFetch::new(&bench.request);
             black_box(exchange.http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32])))
                 .expect("an attempt");
         }),
         ("parse the token: TokenFetch::handle_response", &|| {
             // The attempt is built outside the clock, and its cost is taken off below.
-            let mut exchange = TokenFetch::new(&bench.request, &nonces);
+            let mut exchange = TokenFetch::new(&bench.request);
             drop(exchange.http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32])));
             drop(black_box(
                 exchange.handle_response(canned).expect("a token"),

@@ -13,9 +13,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use client_credentials::reqwest::TokenSource;
 use client_credentials::test_server::TestServer;
-use client_credentials::{Lookup, Token, TokenCache, TokenRequest};
+use client_credentials::{Lookup, Token, TokenCache, TokenRequest, TokenSource};
 
 /// Gets per round, shared among the round's threads.
 const GETS_PER_ROUND: usize = 2_000_000;
@@ -40,7 +39,7 @@ impl Subject {
             Self::Baseline(_) => "Mutex<Arc<Token>> (baseline)",
             Self::Checked(_) => "the same, checking expiry",
             Self::Cache(..) => "Mutex<TokenCache>::poll",
-            Self::Source(_) => "reqwest::TokenSource::token",
+            Self::Source(_) => "TokenSource::token (reqwest)",
         }
     }
 
@@ -126,7 +125,7 @@ fn main() {
         .build()
         .expect("a valid request");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let source = TokenSource::new(
+    let source = TokenSource::reqwest(
         client_credentials::reqwest::recommended_client(),
         request.clone(),
     );

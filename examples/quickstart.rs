@@ -7,7 +7,7 @@
 //!
 //! Against a real identity provider, only the token URL, the client id and the secret change.
 
-use client_credentials::reqwest::{fetch_token, recommended_client};
+use client_credentials::reqwest::{TIMEOUT, fetch_token, recommended_client};
 use client_credentials::test_server::{
     DEMO_AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer,
 };
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Redirects off, connect and total timeouts: the safe defaults for a token endpoint.
     let http = recommended_client();
-    let token = fetch_token(&http, &request).await?;
+    let token = fetch_token(&http, &request, TIMEOUT).await?;
 
     println!("\ngot a token");
     println!("  type:    {}", token.token_type());
@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ClientSecret::new("not-the-secret"),
     );
     let request = wrong.token_request().scope("read").build()?;
-    match fetch_token(&http, &request).await {
+    match fetch_token(&http, &request, TIMEOUT).await {
         Ok(_) => return Err("the server accepted a wrong secret".into()),
         Err(error) => {
             let code = error

@@ -99,9 +99,11 @@ impl fmt::Debug for Attempt {
 /// resource servers), by origin, for the next attempt's proof.
 ///
 /// A server may send a new nonce in any response, and refuses a proof without its current one
-/// with `use_dpop_nonce`. So an adapter keeps one `DpopNonces` for as long as its HTTP client,
-/// calls [`observe`](Self::observe) on every response, and starts every attempt from
-/// [`attempt`](Self::attempt). Holds at most [`MAX_ORIGINS`](Self::MAX_ORIGINS) servers,
+/// with `use_dpop_nonce`. So every [`ClientCredentials`](crate::ClientCredentials) owns one
+/// store ([`dpop_nonces`](crate::ClientCredentials::dpop_nonces)), shared by its clones and
+/// requests: [`TokenFetch`](crate::TokenFetch) calls [`observe`](Self::observe) on every
+/// response and starts every attempt from [`attempt`](Self::attempt). A store of your own
+/// serves resource servers (RFC 9449 §9). Holds at most [`MAX_ORIGINS`](Self::MAX_ORIGINS) servers,
 /// forgetting the least recently updated. Safe to share between threads.
 pub struct DpopNonces {
     nonces: Mutex<VecDeque<(Box<str>, Box<str>)>>,
@@ -111,7 +113,7 @@ impl DpopNonces {
     /// The most servers whose nonce is kept.
     pub const MAX_ORIGINS: usize = 64;
 
-    /// An empty store; `const`, so an adapter can keep one in a `static`.
+    /// An empty store.
     #[must_use]
     pub const fn new() -> Self {
         Self {

@@ -1,8 +1,14 @@
 //! The attempts at one token request, for whoever sends it: each built with the server's latest
 //! DPoP nonce, and one more when the server asks for a nonce (RFC 9449 §8). The caller reads
 //! the clock and the random source and does the HTTP; this decides everything else.
+//!
+//! [`TokenFetch`] is the state machine; [`fetch_token`] is the one loop that drives it over a
+//! [`Transport`], for every adapter of this crate and for any HTTP client of yours.
 
+use std::future::Future;
 use std::time::SystemTime;
+
+use bytes::Bytes;
 
 use crate::attempt::DpopNonces;
 use crate::error::Error;
@@ -27,7 +33,7 @@ pub enum FetchStep {
 ///
 /// For every attempt, [`http_request`](Self::http_request) builds the request from the time and
 /// 32 fresh random bytes you pass in, with the server's latest DPoP nonce from the
-/// [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
+/// client's [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
 /// every time. [`handle_response`](Self::handle_response) remembers the nonce the response
 /// brings, parses it, and says whether to send once more: only for `use_dpop_nonce`, and only
 /// once ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS)). The token's expiry is counted from the time of
@@ -35,11 +41,7 @@ pub enum FetchStep {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use client_credentials::{
-///     ClientCredentials, ClientSecret, DpopNonces, FetchStep, TokenFetch, TokenUrl,
-/// };
-///
-/// static DPOP_NONCES: DpopNonces = DpopNonces::new(); // one per process, or per HTTP client
+/// use client_credentials::{ClientCredentials, ClientSecret, FetchStep, TokenFetch, TokenUrl};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = ClientCredentials::new(
@@ -55,7 +57,7 @@ pub enum FetchStep {
 /// #         .body(r#"{"access_token":"eyJ...","token_type":"Bearer","expires_in":3600}"#)
 /// # };
 ///
-/// let mut exchange = TokenFetch::new(&request, &DPOP_NONCES);
+/// let mut exchange = TokenFetch::new(&request); // the client's DPoP nonces
 /// let token = loop {
 ///     # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
 ///     // let now = SystemTime::now();
@@ -85,12 +87,13 @@ impl<'a> TokenFetch<'a> {
     /// The most attempts an exchange makes: the first, and one with the server's DPoP nonce.
     pub const MAX_ATTEMPTS: u8 = 2;
 
-    /// An exchange for `request`, taking and keeping DPoP nonces in `nonces`: keep one store
-    /// for as long as the HTTP client, so that later requests start with the server's nonce.
-    pub fn new(request: &'a TokenRequest, nonces: &'a DpopNonces) -> Self {
+    /// An exchange for `request`, taking and keeping DPoP nonces in its client's store
+    /// ([`ClientCredentials::dpop_nonces`](crate::ClientCredentials::dpop_nonces)), so that
+    /// later requests of the same client start with the server's nonce.
+    pub fn new(request: &'a TokenRequest) -> Self {
         Self {
             request,
-            nonces,
+            nonces: request.client().dpop_nonces(),
             sent_at: None,
             attempts: 0,
         }
@@ -175,6 +178,72 @@ impl<'a> TokenFetch<'a> {
     }
 }
 
+/// What an HTTP client must do for the core, so that [`fetch_token`] can run a [`TokenFetch`]
+/// over it: read the clock and the random source for each attempt, and send one request
+/// **without following redirects**, reading at most `max_body_len` bytes of the response body,
+/// its failures classified as [`Error::Transport`].
+///
+/// The adapters of this crate implement it for `reqwest::Client` (feature `reqwest`) and
+/// hyper's `Client` (feature `hyper`); implement it for your own client to get the same loop:
+/// the DPoP-nonce retry (RFC 9449 §8) and a fresh assertion and proof for every attempt. The
+/// core still does no IO: the implementor does.
+pub trait Transport {
+    /// The time of an attempt, read once per attempt, just before it is built and sent: its
+    /// JWTs' `iat` and the token's [`sent_at`](Token::sent_at).
+    fn now(&self) -> SystemTime;
+
+    /// 32 bytes from a cryptographically secure random source, fresh for every call: the `jti`
+    /// of the attempt's JWTs. Called only when the attempt signs something
+    /// ([`TokenRequest::signs_each_attempt`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Transport`] if the random source fails.
+    fn entropy(&self) -> Result<[u8; 32], Error>;
+
+    /// Sends `request` once, without following a redirect (a 3xx is handed back as it came, and
+    /// the core refuses it), and reads the response body, at most `max_body_len` bytes of it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Transport`] when the exchange fails, with a [`TransportKind`](crate::TransportKind)
+    /// saying how; [`Error::BodyTooLarge`] when the body is longer than `max_body_len`.
+    fn send(
+        &self,
+        request: http::Request<RequestBody>,
+        max_body_len: usize,
+    ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send;
+}
+
+/// Fetches a token for `request` over `transport`: the one attempt loop of this crate.
+///
+/// Each attempt is built at [`Transport::now`] with [`Transport::entropy`] and the client's
+/// latest DPoP nonce, sent by [`Transport::send`] with the client's
+/// [`max_body_len`](crate::ResponseRules::max_body_len), and its response handed to
+/// [`TokenFetch::handle_response`]; a server's `use_dpop_nonce` is answered by one more
+/// attempt, no more. This function does no IO of its own and sets no timeout: bound it by the
+/// transport's or your runtime's. Dropping the future abandons the exchange.
+///
+/// # Errors
+///
+/// The transport's errors, and every error of [`TokenFetch`]: [`Error::OAuth`],
+/// [`Error::Redirect`], [`Error::Signing`], …
+pub async fn fetch_token(
+    transport: &impl Transport,
+    request: &TokenRequest,
+) -> Result<Token, Error> {
+    let limit = request.client().response_rules().max_body_len();
+    let mut exchange = TokenFetch::new(request);
+    loop {
+        let http_request = exchange.http_request(transport.now(), || transport.entropy())?;
+        let response = transport.send(http_request, limit).await?;
+        match exchange.handle_response(&response)? {
+            FetchStep::Done(token) => return Ok(token),
+            FetchStep::Retry => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -236,9 +305,8 @@ mod tests {
 
     #[test]
     fn entropy_is_read_only_for_an_attempt_that_signs() {
-        let nonces = DpopNonces::new();
         let request = request();
-        let mut exchange = TokenFetch::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request);
         exchange
             .http_request(at(1), || {
                 panic!("a client with a static secret signs nothing")
@@ -254,7 +322,7 @@ mod tests {
         .token_request()
         .build()
         .unwrap();
-        let mut exchange = TokenFetch::new(&jwt, &nonces);
+        let mut exchange = TokenFetch::new(&jwt);
         let mut read = false;
         exchange
             .http_request(at(1), || {
@@ -268,8 +336,8 @@ mod tests {
     #[test]
     fn a_token_on_the_first_attempt_is_done_and_counts_from_its_time() {
         let request = request();
-        let nonces = DpopNonces::new();
-        let mut exchange = TokenFetch::new(&request, &nonces);
+        let nonces = request.client().dpop_nonces();
+        let mut exchange = TokenFetch::new(&request);
         let http = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert_eq!(http.uri(), "https://as.example.com/token");
         match exchange.handle_response(&token(Some("n-0"))).unwrap() {
@@ -288,9 +356,9 @@ mod tests {
     #[test]
     fn use_dpop_nonce_is_retried_once_with_the_nonce_rfc9449_8() {
         let request = request();
-        let nonces = DpopNonces::new();
+        let nonces = request.client().dpop_nonces();
         let uri = request.client().token_url().as_uri();
-        let mut exchange = TokenFetch::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request);
         let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert!(matches!(
             exchange.handle_response(&use_dpop_nonce("n-1")).unwrap(),
@@ -306,7 +374,7 @@ mod tests {
         assert_eq!(nonces.get(uri).as_deref(), Some("n-2"), "the newest nonce");
 
         // The retry's token counts from the retry's time.
-        let mut exchange = TokenFetch::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request);
         let _ = exchange.http_request(at(200), || Ok([3; 32])).unwrap();
         let _ = exchange.handle_response(&use_dpop_nonce("n-3")).unwrap();
         let _ = exchange.http_request(at(205), || Ok([4; 32])).unwrap();
@@ -319,8 +387,7 @@ mod tests {
     #[test]
     fn other_errors_are_not_retried() {
         let request = request();
-        let nonces = DpopNonces::new();
-        let mut exchange = TokenFetch::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request);
         let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         let refused = http::Response::builder()
             .status(400)
@@ -341,8 +408,7 @@ mod tests {
     #[test]
     fn a_response_without_an_attempt_is_a_typed_error() {
         let request = request();
-        let nonces = DpopNonces::new();
-        let mut exchange = TokenFetch::new(&request, &nonces);
+        let mut exchange = TokenFetch::new(&request);
         let error = exchange.handle_response(&token(None)).unwrap_err();
         assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
         let _ = exchange.http_request(at(1), || Ok([0; 32])).unwrap();
@@ -350,6 +416,102 @@ mod tests {
         assert!(
             exchange.handle_response(&token(None)).is_err(),
             "a response is handed in once"
+        );
+    }
+
+    /// A transport answering from a script, counting what it is asked for.
+    struct Scripted {
+        responses: std::sync::Mutex<Vec<http::Response<Bytes>>>,
+        entropy_reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(mut responses: Vec<http::Response<&'static str>>) -> Self {
+            responses.reverse();
+            Self {
+                responses: std::sync::Mutex::new(
+                    responses
+                        .into_iter()
+                        .map(|r| r.map(|body| Bytes::from_static(body.as_bytes())))
+                        .collect(),
+                ),
+                entropy_reads: std::sync::atomic::AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Transport for Scripted {
+        fn now(&self) -> SystemTime {
+            at(500)
+        }
+
+        fn entropy(&self) -> Result<[u8; 32], Error> {
+            self.entropy_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok([5; 32])
+        }
+
+        fn send(
+            &self,
+            _: http::Request<RequestBody>,
+            _: usize,
+        ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send {
+            let response = self.responses.lock().unwrap().pop();
+            std::future::ready(response.ok_or(Error::BodyTooLarge { limit: 0 }))
+        }
+    }
+
+    /// Drives a future that never waits.
+    fn ready<T>(future: impl Future<Output = T>) -> T {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the loop waited on a ready transport"),
+        }
+    }
+
+    #[test]
+    fn the_loop_retries_use_dpop_nonce_once_over_any_transport() {
+        let request = request();
+        let transport = Scripted::new(vec![use_dpop_nonce("n-1"), token(None)]);
+        let issued = ready(fetch_token(&transport, &request)).unwrap();
+        assert_eq!(issued.sent_at(), at(500), "the transport's clock");
+        assert_eq!(
+            transport
+                .entropy_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "a static secret signs nothing"
+        );
+
+        let transport = Scripted::new(vec![
+            use_dpop_nonce("n-2"),
+            use_dpop_nonce("n-3"),
+            token(None),
+        ]);
+        let error = ready(fetch_token(&transport, &request)).unwrap_err();
+        assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
+        assert_eq!(transport.responses.lock().unwrap().len(), 1, "two attempts");
+    }
+
+    #[test]
+    fn a_nonce_is_kept_by_the_client_that_was_sent_it() {
+        let first = request();
+        let transport = Scripted::new(vec![token(Some("n-1"))]);
+        ready(fetch_token(&transport, &first)).unwrap();
+        let uri = first.client().token_url().as_uri();
+        let clone = first.client().clone().token_request().build().unwrap();
+        assert_eq!(
+            clone.client().dpop_nonces().get(uri).as_deref(),
+            Some("n-1"),
+            "shared by the client's clones and requests"
+        );
+        let other = request(); // another client of the same server
+        assert_eq!(
+            other.client().dpop_nonces().get(uri),
+            None,
+            "no other client's"
         );
     }
 }

@@ -14,6 +14,28 @@
 //!
 //! # Example
 //!
+//! From a token URL, a client id, a secret and an audience to a valid token, through a
+//! [`TokenSource`] that caches and refreshes it (features `reqwest` and `rustls`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "reqwest")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use client_credentials::TokenSource;
+//!
+//! let tokens = TokenSource::builder("https://idp.example.com/oauth/token")
+//!     .client_secret("my-client", "s3cr3t")
+//!     .audience("https://api.example.com")
+//!     .build()?; // the URL and every parameter checked here; the recommended reqwest client
+//! let token = tokens.token().await?; // cancellation: drop the future
+//! # let _ = token; Ok(()) }
+//! ```
+//!
+//! Cancellation is dropping the future: a cancelled caller gives its fetch up, and another
+//! caller waiting for the token takes over. Any HTTP client can fetch, through the
+//! [`Transport`] trait and the one attempt loop [`fetch_token`].
+//!
+//! # The core, without IO
+//!
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use client_credentials::{ClientCredentials, ClientSecret, TokenType, TokenUrl};
@@ -103,7 +125,8 @@ mod discovery;
 // The sans-IO token cache.
 mod cache;
 
-// The IO layer: the adapters and the token source.
+// The IO layer: the adapters and the token source (the attempt loop they share is the core's,
+// `fetch::fetch_token`).
 #[cfg(any(feature = "reqwest", feature = "hyper"))]
 mod io;
 #[cfg(feature = "hyper")]
@@ -138,7 +161,9 @@ pub use error::oauth::{ErrorCode, OAuthError, RetryAfter};
 pub use error::problem::ResponseProblem;
 pub use error::unexpected::UnexpectedResponse;
 pub use error::{Error, TransportKind};
-pub use fetch::{FetchStep, TokenFetch};
+pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
+pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};

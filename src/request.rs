@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 
-use crate::attempt::Attempt;
+use crate::attempt::{Attempt, DpopNonces};
 use crate::auth::method::AuthMethod;
 use crate::auth::{ClientAuth, EncodedAuth};
 use crate::endpoint::TokenUrl;
@@ -43,6 +43,13 @@ struct ClientInner {
     method: AuthMethod,
     auth: EncodedAuth,
     rules: ResponseRules,
+    /// The latest DPoP nonce of each server this client sent to, shared by its clones (those
+    /// made by `with_dpop` and `with_response_rules` included) and by every request built from
+    /// it. A nonce is what one server expects in the proofs it is sent, so it belongs with the
+    /// client that sends them, not with the process: a process-wide store would let one
+    /// client's servers push another's nonces out, and tie unrelated clients together. Bounded
+    /// by [`DpopNonces::MAX_ORIGINS`].
+    nonces: Arc<DpopNonces>,
     /// The key whose DPoP proof goes with every token request (RFC 9449 §5).
     #[cfg(feature = "jwt")]
     dpop: Option<crate::auth::dpop::DpopKey>,
@@ -106,9 +113,18 @@ impl ClientCredentials {
             method,
             auth,
             rules: ResponseRules::default(),
+            nonces: Arc::new(DpopNonces::new()),
             #[cfg(feature = "jwt")]
             dpop: None,
         }))
+    }
+
+    /// The DPoP nonces this client has been sent (RFC 9449 §8), which
+    /// [`TokenFetch`](crate::TokenFetch) puts in its next proofs: one store per client, shared by
+    /// its clones and by every request built from it.
+    #[must_use]
+    pub fn dpop_nonces(&self) -> &DpopNonces {
+        &self.0.nonces
     }
 
     /// Replaces the rules responses are parsed by (tolerant by default).
@@ -794,6 +810,8 @@ mod tests {
     }
 
     #[test]
+    // The client's DPoP nonce store is a mutex, but neither `Hash` nor `Eq` reads it.
+    #[allow(clippy::mutable_key_type)]
     fn equal_requests_share_a_key_and_differing_ones_do_not() {
         use std::collections::HashSet;
         let base = || client().token_request().scope("a b").audience("x");

@@ -11,94 +11,22 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
+use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
 use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::{
     CachePolicy, ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error,
-    ErrorCode, Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules,
-    ServerMetadata, Token, TokenRequest, TokenType, TokenUrl, TransportKind,
+    ErrorCode, Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules, Token,
+    TokenType, TokenUrl, TransportKind,
 };
 use http::{HeaderMap, StatusCode};
-use http_body_util::Full;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use support::adapters::{Adapter, fetch_all, fetch_blocking};
+
+mod support;
 
 /// A timeout for the tests that wait for a server that never answers: it only has to expire.
 const SHORT: Duration = Duration::from_millis(200);
-
-type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
-
-/// One of the async adapters, with its client.
-enum Adapter {
-    Reqwest(reqwest::Client),
-    Hyper(Hyper, Option<Duration>),
-}
-
-impl Adapter {
-    /// Both async adapters, with a total timeout if given.
-    fn all(timeout: Option<Duration>) -> [Self; 2] {
-        let mut reqwest = client_credentials::reqwest::recommended_client_builder();
-        if let Some(timeout) = timeout {
-            reqwest = reqwest.timeout(timeout);
-        }
-        let reqwest = reqwest.build().expect("a reqwest client");
-        let hyper = HyperClient::builder(TokioExecutor::new()).build_http();
-        [Self::Reqwest(reqwest), Self::Hyper(hyper, timeout)]
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Reqwest(_) => "reqwest",
-            Self::Hyper(..) => "hyper",
-        }
-    }
-
-    async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
-        match self {
-            Self::Reqwest(client) => {
-                client_credentials::reqwest::fetch_token(client, request).await
-            }
-            Self::Hyper(client, timeout) => {
-                client_credentials::hyper::fetch_token(client, request, *timeout).await
-            }
-        }
-    }
-}
-
-/// The blocking adapter, on a thread of its own: reqwest's blocking client may not be built or
-/// dropped inside an async runtime.
-fn fetch_blocking(request: &TokenRequest, timeout: Option<Duration>) -> Result<Token, Error> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let mut client =
-                    client_credentials::reqwest::blocking::recommended_client_builder();
-                if let Some(timeout) = timeout {
-                    client = client.timeout(timeout);
-                }
-                let client = client.build().expect("a blocking reqwest client");
-                client_credentials::reqwest::blocking::fetch_token(&client, request)
-            })
-            .join()
-            .expect("the blocking exchange panicked")
-    })
-}
-
-/// Every adapter's result for `request`, by name.
-async fn fetch_all(
-    request: &TokenRequest,
-    timeout: Option<Duration>,
-) -> Vec<(&'static str, Result<Token, Error>)> {
-    let mut results = Vec::new();
-    for adapter in Adapter::all(timeout) {
-        results.push((adapter.name(), adapter.fetch(request).await));
-    }
-    results.push(("reqwest blocking", fetch_blocking(request, timeout)));
-    results
-}
 
 fn expect_err(name: &str, result: Result<Token, Error>) -> Error {
     match result {
@@ -212,12 +140,13 @@ async fn a_redirect_the_client_followed_is_refused_and_its_token_discarded() {
             .unwrap();
         // Clients with reqwest's default policy, which follows redirects.
         let followed =
-            client_credentials::reqwest::fetch_token(&reqwest::Client::new(), &request).await;
+            client_credentials::reqwest::fetch_token(&reqwest::Client::new(), &request, TIMEOUT)
+                .await;
         let blocking = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let client = reqwest::blocking::Client::new();
-                    client_credentials::reqwest::blocking::fetch_token(&client, &request)
+                    client_credentials::reqwest::blocking::fetch_token(&client, &request, TIMEOUT)
                 })
                 .join()
                 .expect("the blocking exchange panicked")
@@ -252,14 +181,14 @@ async fn a_redirect_with_a_huge_body_is_still_a_redirect() {
     // `BodyTooLarge`, hiding where the server tried to send the credentials.
     let redirect = "HTTP/1.1 307 Temporary Redirect\r\nlocation: https://elsewhere.example/token\r\n\
         content-length: 100000000\r\nconnection: close\r\n\r\n";
-    let (addr, server) = scripted_server(|_| vec![redirect.to_owned(); ADAPTERS.len()]);
+    let (addr, server) = scripted_server(|_| vec![redirect.to_owned(); Adapter::NAMES.len()]);
     let url = TokenUrl::new(&format!("http://{addr}/token")).unwrap();
     let request = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"))
         .token_request()
         .build()
         .unwrap();
-    for name in ADAPTERS {
-        match expect_err(name, fetch_with(name, &request).await) {
+    for name in Adapter::NAMES {
+        match expect_err(name, Adapter::named(name).fetch(&request).await) {
             Error::Redirect {
                 status,
                 location,
@@ -271,7 +200,7 @@ async fn a_redirect_with_a_huge_body_is_still_a_redirect() {
             other => panic!("{name}: expected a redirect error, got {other}"),
         }
     }
-    assert_eq!(server.join().unwrap().len(), ADAPTERS.len());
+    assert_eq!(server.join().unwrap().len(), Adapter::NAMES.len());
 }
 
 #[tokio::test]
@@ -407,7 +336,7 @@ async fn a_trickled_body_times_out_within_the_total_timeout() {
     let server = TestServer::start();
     server.set_fault(Some(Fault::TrickleBody { interval: TRICKLE }));
     let request = server.demo_credentials().token_request().build().unwrap();
-    for adapter in Adapter::all(Some(TOTAL)) {
+    for adapter in Adapter::asynchronous(Some(TOTAL)) {
         let start = clock();
         let error = expect_err(adapter.name(), adapter.fetch(&request).await);
         assert_timed_out(adapter.name(), &error, start, TOTAL);
@@ -430,7 +359,6 @@ async fn a_trickled_body_times_out_within_the_total_timeout() {
 
 #[tokio::test]
 async fn a_trickled_body_times_out_the_blocking_fetch_within_its_timeout() {
-    use client_credentials::reqwest::TIMEOUT;
     let server = TestServer::start();
     // 72 bytes a second: the body would take over a minute, twice the timeout.
     server.set_fault(Some(Fault::TrickleBody {
@@ -511,7 +439,7 @@ async fn a_plain_http_request_never_reaches_an_environment_proxy() {
         let url = TokenUrl::new(&url).unwrap();
         let client = ClientCredentials::new(url, "demo-client", ClientSecret::new("demo-secret"));
         let request = client.token_request().build().unwrap();
-        let token = Adapter::all(None)[0].fetch(&request).await;
+        let token = Adapter::reqwest(None).fetch(&request).await;
         let blocking = fetch_blocking(&request, None);
         for (name, token) in [("reqwest", token), ("reqwest blocking", blocking)] {
             let token = token.unwrap_or_else(|error| panic!("{name}: {error}"));
@@ -593,7 +521,7 @@ async fn a_connection_closed_mid_body_is_a_retryable_io_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_exchanges_all_succeed() {
-    for adapter in Adapter::all(None) {
+    for adapter in Adapter::asynchronous(None) {
         let server = TestServer::start();
         let request = server.demo_credentials().token_request().build().unwrap();
         let adapter = std::sync::Arc::new(adapter);
@@ -620,7 +548,7 @@ async fn a_dropped_future_leaves_nothing_behind() {
     let tasks_before = metrics.num_alive_tasks();
     let server = TestServer::start();
     let request = server.demo_credentials().token_request().build().unwrap();
-    for adapter in Adapter::all(None) {
+    for adapter in Adapter::asynchronous(None) {
         let name = adapter.name();
         // Sticky, then cleared: if the abandoned request has not reached the server when the
         // timeout expires, it never will, and the next exchange is not the one held.
@@ -662,7 +590,7 @@ async fn a_failed_tls_handshake_is_not_retryable() {
         .build()
         .unwrap();
     let client = client_credentials::reqwest::recommended_client();
-    let error = client_credentials::reqwest::fetch_token(&client, &request)
+    let error = client_credentials::reqwest::fetch_token(&client, &request, TIMEOUT)
         .await
         .unwrap_err();
     assert_eq!(transport_kind(&error), Some(TransportKind::Tls), "{error}");
@@ -677,44 +605,6 @@ async fn a_failed_tls_handshake_is_not_retryable() {
 
 // ---------------------------------------------------------------------------------------------
 // Against a scripted server: what each attempt sends.
-
-/// The adapters, by name: [`fetch_with`] and [`fetch_metadata_with`] take these.
-const ADAPTERS: [&str; 3] = ["reqwest", "hyper", "reqwest blocking"];
-
-/// Fetches a token with the adapter of that name and a new client.
-async fn fetch_with(name: &str, request: &TokenRequest) -> Result<Token, Error> {
-    match name {
-        "reqwest" => Adapter::all(None)[0].fetch(request).await,
-        "hyper" => Adapter::all(None)[1].fetch(request).await,
-        _ => fetch_blocking(request, None),
-    }
-}
-
-/// Fetches server metadata with the adapter of that name and a new client.
-async fn fetch_metadata_with(
-    name: &str,
-    request: &MetadataRequest,
-) -> Result<ServerMetadata, Error> {
-    match name {
-        "reqwest" => {
-            let client = client_credentials::reqwest::recommended_client();
-            client_credentials::reqwest::fetch_metadata(&client, request).await
-        }
-        "hyper" => {
-            let client: Hyper = HyperClient::builder(TokioExecutor::new()).build_http();
-            client_credentials::hyper::fetch_metadata(&client, request, None).await
-        }
-        _ => std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let client = client_credentials::reqwest::blocking::recommended_client();
-                    client_credentials::reqwest::blocking::fetch_metadata(&client, request)
-                })
-                .join()
-                .expect("the blocking exchange panicked")
-        }),
-    }
-}
 
 /// A request as the scripted server received it.
 struct Received {
@@ -821,9 +711,10 @@ async fn a_jwt_client_sends_a_fresh_assertion_every_time() {
         ClientCredentials::with_auth(url, "jwt-client", ClientAuth::Jwt(JwtAuth::new(key)))
             .unwrap();
     let request = client.token_request().build().unwrap();
-    for name in ADAPTERS {
+    for name in Adapter::NAMES {
         for _ in 0..2 {
-            fetch_with(name, &request)
+            Adapter::named(name)
+                .fetch(&request)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
@@ -847,7 +738,7 @@ async fn a_jwt_client_sends_a_fresh_assertion_every_time() {
 
 #[tokio::test]
 async fn use_dpop_nonce_is_retried_once_and_the_nonce_remembered() {
-    for name in ADAPTERS {
+    for name in Adapter::NAMES {
         let key = DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap();
         let (addr, server) = scripted_server(|_| {
             vec![
@@ -867,14 +758,16 @@ async fn use_dpop_nonce_is_retried_once_and_the_nonce_remembered() {
             .token_request()
             .build()
             .unwrap();
-        let token = fetch_with(name, &request)
+        let token = Adapter::named(name)
+            .fetch(&request)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(token.token_type(), &TokenType::DPoP, "{name}");
-        fetch_with(name, &request)
+        Adapter::named(name)
+            .fetch(&request)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let error = expect_err(name, fetch_with(name, &request).await);
+        let error = expect_err(name, Adapter::named(name).fetch(&request).await);
         assert_eq!(
             error.oauth().map(|e| e.code()),
             Some(&ErrorCode::UseDpopNonce),
@@ -908,7 +801,7 @@ async fn use_dpop_nonce_is_retried_once_and_the_nonce_remembered() {
 
 #[tokio::test]
 async fn metadata_is_fetched_and_checked_by_every_adapter() {
-    for name in ADAPTERS {
+    for name in Adapter::NAMES {
         let (addr, server) = scripted_server(|addr| {
             let document = format!(
                 r#"{{"issuer":"http://{addr}","token_endpoint":"http://{addr}/token","token_endpoint_auth_methods_supported":["client_secret_post"]}}"#
@@ -920,7 +813,8 @@ async fn metadata_is_fetched_and_checked_by_every_adapter() {
         });
         let issuer = Issuer::new(&format!("http://{addr}")).unwrap();
         let discovery = MetadataRequest::oauth(issuer);
-        let metadata = fetch_metadata_with(name, &discovery)
+        let metadata = Adapter::named(name)
+            .fetch_metadata(&discovery)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
@@ -930,7 +824,7 @@ async fn metadata_is_fetched_and_checked_by_every_adapter() {
         );
         // The same document, over the limit while it streams in.
         let small = discovery.clone().with_max_body_len(16);
-        match fetch_metadata_with(name, &small).await {
+        match Adapter::named(name).fetch_metadata(&small).await {
             Err(Error::Discovery(error)) => {
                 assert_eq!(*error, DiscoveryError::BodyTooLarge { limit: 16 }, "{name}")
             }

@@ -48,9 +48,9 @@ use bytes::Bytes;
 use client_credentials::http::{self, HeaderValue, StatusCode, header};
 use client_credentials::{
     Attempt, AuthMaterial, AuthMethod, ClientAssertion, ClientAuth, ClientCredentials,
-    ClientSecret, DiscoveryError, DpopKey, DpopNonces, Error, ErrorCode, FetchStep, Issuer,
-    JwsAlgorithm, JwsSigner, JwtAuth, MetadataRequest, PrivateKey, RequestBody, ResponseRules,
-    ServerMetadata, Token, TokenFetch, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
+    ClientSecret, DiscoveryError, DpopKey, Error, ErrorCode, FetchStep, Issuer, JwsAlgorithm,
+    JwsSigner, JwtAuth, MetadataRequest, PrivateKey, RequestBody, ResponseRules, ServerMetadata,
+    Token, TokenFetch, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
 };
 use serde_json::{Value, json};
 
@@ -262,9 +262,8 @@ fn core_request(request: &TokenRequest) -> http::Request<Bytes> {
 /// Sends `request` one way and parses the response.
 async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
     match way {
-        // A store of its own for every exchange: the core's exchanges always start without a
-        // DPoP nonce, so a DPoP client's first attempt always gets `use_dpop_nonce`.
-        Way::Core => fetch_core(request, &DpopNonces::new()).await,
+        // The client's own store, as every adapter's.
+        Way::Core => fetch_core(request).await,
         Way::Reqwest => fetch_reqwest(request).await,
         Way::ReqwestBlocking => {
             let request = request.clone();
@@ -277,8 +276,8 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
 }
 
 /// The core's exchange, sent with this file's own HTTP client: what an adapter does.
-async fn fetch_core(request: &TokenRequest, nonces: &DpopNonces) -> Result<Token, Error> {
-    let mut exchange = TokenFetch::new(request, nonces);
+async fn fetch_core(request: &TokenRequest) -> Result<Token, Error> {
+    let mut exchange = TokenFetch::new(request);
     loop {
         let http_request = exchange.http_request(now(), || Ok(entropy()))?;
         let (response, _) = send_raw(http_request.map(RequestBody::into_bytes)).await;
@@ -293,13 +292,18 @@ async fn fetch_reqwest(request: &TokenRequest) -> Result<Token, Error> {
     client_credentials::reqwest::fetch_token(
         &client_credentials::reqwest::recommended_client(),
         request,
+        client_credentials::reqwest::TIMEOUT,
     )
     .await
 }
 
 fn fetch_reqwest_blocking(request: &TokenRequest) -> Result<Token, Error> {
     use client_credentials::reqwest::blocking;
-    blocking::fetch_token(&blocking::recommended_client(), request)
+    blocking::fetch_token(
+        &blocking::recommended_client(),
+        request,
+        client_credentials::reqwest::TIMEOUT,
+    )
 }
 
 fn hyper_client() -> hyper_util::client::legacy::Client<
@@ -310,8 +314,7 @@ fn hyper_client() -> hyper_util::client::legacy::Client<
 }
 
 async fn fetch_hyper(request: &TokenRequest) -> Result<Token, Error> {
-    client_credentials::hyper::fetch_token(&hyper_client(), request, Some(Duration::from_secs(30)))
-        .await
+    client_credentials::hyper::fetch_token(&hyper_client(), request, Duration::from_secs(30)).await
 }
 
 /// Fetches an issuer's metadata one way.
@@ -323,19 +326,21 @@ async fn fetch_metadata(way: Way, request: &MetadataRequest) -> Result<ServerMet
         }
         Way::Reqwest => {
             let client = client_credentials::reqwest::recommended_client();
-            client_credentials::reqwest::fetch_metadata(&client, request).await
+            let timeout = client_credentials::reqwest::TIMEOUT;
+            client_credentials::reqwest::fetch_metadata(&client, request, timeout).await
         }
         Way::ReqwestBlocking => {
             use client_credentials::reqwest::blocking;
             let request = request.clone();
             tokio::task::spawn_blocking(move || {
-                blocking::fetch_metadata(&blocking::recommended_client(), &request)
+                let timeout = client_credentials::reqwest::TIMEOUT;
+                blocking::fetch_metadata(&blocking::recommended_client(), &request, timeout)
             })
             .await
             .expect("the blocking exchange does not panic")
         }
         Way::Hyper => {
-            let timeout = Some(Duration::from_secs(30));
+            let timeout = Duration::from_secs(30);
             client_credentials::hyper::fetch_metadata(&hyper_client(), request, timeout).await
         }
     }
@@ -1101,13 +1106,20 @@ async fn server_asks_for_a_dpop_nonce_first() {
 
 #[tokio::test]
 async fn dpop_bound_token_with_the_nonce_retry() {
-    // The only test that sends DPoP proofs through the adapters, which share one nonce store
-    // per process: the first adapter exchange retries, the later ones start with the nonce.
+    // The only test that sends DPoP proofs through the adapters. Their requests come from one
+    // client, whose nonce store its clones share: the first adapter exchange retries, the later
+    // ones start with the nonce. The core's come from a fresh client each, with a store of its
+    // own, so a DPoP client's first attempt always gets `use_dpop_nonce`.
+    let shared = DPOP.client(ResponseRules::default());
     let mut adapter_exchanges = 0;
     for route in routes() {
         let key = dpop_key();
-        let request = DPOP
-            .client(rules(route.strict))
+        let client = match route.way {
+            Way::Core => DPOP.client(ResponseRules::default()),
+            _ => shared.clone(),
+        };
+        let request = client
+            .with_response_rules(rules(route.strict))
             .with_dpop(key.clone())
             .token_request()
             .scope("api:read")
@@ -1137,7 +1149,7 @@ async fn dpop_bound_token_with_the_nonce_retry() {
 
 #[tokio::test]
 async fn the_core_exchange_remembers_the_nonce() {
-    let nonces = DpopNonces::new();
+    // The clones of one client share its nonce store.
     let client = DPOP.client(ResponseRules::strict());
     for expected in [&RETRIED[..], &WITH_NONCE[..]] {
         let key = dpop_key();
@@ -1147,7 +1159,7 @@ async fn the_core_exchange_remembers_the_nonce() {
             .token_request()
             .build()
             .unwrap();
-        let token = fetch_core(&request, &nonces).await.unwrap();
+        let token = fetch_core(&request).await.unwrap();
         assert_eq!(token.token_type(), &TokenType::DPoP);
         assert_eq!(dpop_log(&key).await, expected);
     }

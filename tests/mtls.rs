@@ -182,10 +182,10 @@ impl Adapter {
     async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
         match self {
             Self::Reqwest(client) => {
-                client_credentials::reqwest::fetch_token(client, request).await
+                client_credentials::reqwest::fetch_token(client, request, TIMEOUT).await
             }
             Self::Hyper(client) => {
-                client_credentials::hyper::fetch_token(client, request, Some(TIMEOUT)).await
+                client_credentials::hyper::fetch_token(client, request, TIMEOUT).await
             }
         }
     }
@@ -194,10 +194,10 @@ impl Adapter {
         let request = MetadataRequest::openid(issuer());
         match self {
             Self::Reqwest(client) => {
-                client_credentials::reqwest::fetch_metadata(client, &request).await
+                client_credentials::reqwest::fetch_metadata(client, &request, TIMEOUT).await
             }
             Self::Hyper(client) => {
-                client_credentials::hyper::fetch_metadata(client, &request, Some(TIMEOUT)).await
+                client_credentials::hyper::fetch_metadata(client, &request, TIMEOUT).await
             }
         }
     }

@@ -56,11 +56,11 @@ fn request(server: &TestServer) -> TokenRequest {
         .expect("a valid request")
 }
 
-/// The two async sources, behind one type.
+/// The one async source, as each async adapter builds it.
 #[derive(Clone, Debug)]
 enum Source {
-    Reqwest(client_credentials::reqwest::TokenSource),
-    Hyper(client_credentials::hyper::TokenSource),
+    Reqwest(client_credentials::TokenSource),
+    Hyper(client_credentials::TokenSource),
 }
 
 /// The async adapters.
@@ -78,17 +78,19 @@ impl Source {
         let server = server.start();
         let request = request(&server);
         let source = match kind {
-            Kind::Reqwest => Self::Reqwest(client_credentials::reqwest::TokenSource::with_policy(
-                client_credentials::reqwest::recommended_client(),
-                request,
-                policy,
-            )),
+            Kind::Reqwest => Self::Reqwest(
+                client_credentials::TokenSource::reqwest(
+                    client_credentials::reqwest::recommended_client(),
+                    request,
+                )
+                .with_policy(policy),
+            ),
             Kind::Hyper => {
                 let client: HyperClient<_, Full<Bytes>> =
                     HyperClient::builder(TokioExecutor::new()).build_http();
-                Self::Hyper(client_credentials::hyper::TokenSource::with_policy(
-                    client, request, policy,
-                ))
+                Self::Hyper(
+                    client_credentials::TokenSource::hyper(client, request).with_policy(policy),
+                )
             }
         };
         (server, source)
@@ -151,9 +153,8 @@ async fn requests_reach(server: &TestServer, count: usize) {
 #[test]
 fn sources_are_send_sync_clone_and_debug_hides_the_secret() {
     fn shared<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
-    shared::<client_credentials::reqwest::TokenSource>();
+    shared::<client_credentials::TokenSource>();
     shared::<client_credentials::reqwest::blocking::TokenSource>();
-    shared::<client_credentials::hyper::TokenSource>();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let (_server, source) =
@@ -848,4 +849,59 @@ mod every_source {
             run_async(Kind::Hyper, &steps).await.unwrap();
         });
     }
+}
+
+#[tokio::test]
+async fn a_source_from_a_token_url_and_a_secret_in_one_expression() {
+    let server = TestServer::start();
+    let url = format!("http://{}/token", server.local_addr());
+    let tokens = client_credentials::TokenSource::builder(url.as_str())
+        .client_secret("demo-client", "demo-secret")
+        .scope("read")
+        .policy(CachePolicy::new())
+        .build()
+        .expect("a valid source");
+    let token = tokens.token().await.expect("a token");
+    assert_eq!(token.scope(), Some("read"));
+    assert_eq!(tokens.request().scope(), Some("read"));
+
+    let fragment = client_credentials::TokenSource::builder(format!("{url}#x"))
+        .client_secret("demo-client", "demo-secret")
+        .build()
+        .expect_err("a token URL with a fragment");
+    assert!(
+        matches!(fragment, Error::InvalidTokenUrl { .. }),
+        "{fragment}"
+    );
+    let anonymous = client_credentials::TokenSource::builder(url)
+        .build()
+        .expect_err("no client");
+    assert!(
+        matches!(anonymous, Error::InvalidParameter { .. }),
+        "{anonymous}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_from_a_fetch_function_of_ones_own() {
+    let server = TestServer::start();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let http = client_credentials::reqwest::recommended_client();
+    let tokens = client_credentials::TokenSource::from_fn(request(&server), move |request| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let http = http.clone();
+        async move {
+            client_credentials::reqwest::fetch_token(
+                &http,
+                &request,
+                client_credentials::reqwest::TIMEOUT,
+            )
+            .await
+        }
+    });
+    let first = tokens.token().await.expect("a token");
+    let second = tokens.token().await.expect("the cached token");
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

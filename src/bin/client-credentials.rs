@@ -16,6 +16,7 @@ use base64::alphabet::URL_SAFE;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, ValueEnum};
+use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::{fetch_token, recommended_client};
 use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
 use client_credentials::{ClientAuth, ClientCredentials, ClientSecret, Error, Token, TokenUrl};
@@ -176,7 +177,7 @@ fn run(args: &Args) -> Result<(), Failure> {
     let request = builder.build().map_err(usage)?;
 
     let http = recommended_client();
-    let token = fetch_token(&http, &request).map_err(Failure::Token)?;
+    let token = fetch_token(&http, &request, TIMEOUT).map_err(Failure::Token)?;
     if args.json {
         println!("{}", token_json(&token, args.show_token));
     } else {

@@ -4,7 +4,8 @@
 //! [`fetch_token`] sends the request over the caller's [`hyper_util::client::legacy::Client`],
 //! with any connector, so TLS stays the caller's choice (`hyper-rustls`, `hyper-tls`, or plain
 //! `HttpConnector` for a loopback server). Like the reqwest adapter, it only translates types
-//! and does the IO: it runs a [`TokenFetch`], reading the clock and 32 random bytes (by
+//! and does the IO: it implements [`Transport`](crate::Transport) for the client, and runs the
+//! core's one attempt loop ([`crate::fetch_token`]) over it, reading the clock and 32 random bytes (by
 //! `getrandom`) for every attempt and sending once more only when the server asks for a DPoP
 //! nonce; the body is read through the client's
 //! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (by [`Limited`]), and
@@ -36,15 +37,14 @@
 //! // Any connector: wrap `HttpConnector` in `hyper_rustls::HttpsConnector` for https.
 //! let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
 //! let token =
-//!     client_credentials::hyper::fetch_token(&http, &request, Some(Duration::from_secs(30)))
-//!         .await?;
+//!     client_credentials::hyper::fetch_token(&http, &request, Duration::from_secs(30)).await?;
 //! println!("{} token, expires at {:?}", token.token_type(), token.expires_at());
 //! # Ok(()) }
 //! ```
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -55,8 +55,9 @@ use hyper_util::client::legacy::connect::Connect;
 use crate::discovery::metadata::ServerMetadata;
 use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
-use crate::fetch::{FetchStep, TokenFetch};
-use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
+use crate::fetch::Transport;
+use crate::io::source::{TokenSource, TokenSourceBuilder};
+use crate::io::{chain, entropy, has_io_kind, metadata_error, send_time, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
@@ -64,15 +65,16 @@ use crate::token::Token;
 /// Sends `request` with `client` and parses the response into a token.
 ///
 /// `timeout` bounds the whole call, from connecting to the last byte of the body, both attempts
-/// included when the server asks for a DPoP nonce; `None` leaves it to the connector and the
-/// server, which may be forever, so pass one (30 seconds is a sound choice). A timeout needs a
+/// included when the server asks for a DPoP nonce ([`TIMEOUT`] is the sound default;
+/// `Duration::MAX` leaves it to the connector and the server, which may be forever). It needs a
 /// Tokio runtime with its time driver enabled.
 ///
 /// Every attempt is built afresh, with the time just before sending (the token's
 /// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
 /// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
 /// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
-/// ([`TokenFetch`]); the nonce is kept for the process's later requests to that server.
+/// ([`TokenFetch`](crate::TokenFetch)); the nonce is kept by the
+/// [`ClientCredentials`](crate::ClientCredentials) for its later requests to that server.
 /// Dropping the future abandons the exchange: this function spawns nothing, and hyper closes a
 /// connection whose request was abandoned rather than reuse it.
 ///
@@ -90,24 +92,12 @@ use crate::token::Token;
 pub async fn fetch_token<C>(
     client: &Client<C, Full<Bytes>>,
     request: &TokenRequest,
-    timeout: Option<Duration>,
+    timeout: Duration,
 ) -> Result<Token, Error>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    let limit = request.client().response_rules().max_body_len();
-    within(timeout, async {
-        let mut exchange = TokenFetch::new(request, &DPOP_NONCES);
-        loop {
-            let http_request = exchange.http_request(send_time(), entropy)?;
-            let response = send(client, http_request, limit).await?;
-            match exchange.handle_response(&response)? {
-                FetchStep::Done(token) => return Ok(token),
-                FetchStep::Retry => {}
-            }
-        }
-    })
-    .await
+    within(timeout, crate::fetch::fetch_token(client, request)).await
 }
 
 /// Fetches and checks an issuer's metadata (RFC 8414, or OpenID Connect Discovery by
@@ -121,7 +111,7 @@ where
 pub async fn fetch_metadata<C>(
     client: &Client<C, Full<Bytes>>,
     request: &MetadataRequest,
-    timeout: Option<Duration>,
+    timeout: Duration,
 ) -> Result<ServerMetadata, Error>
 where
     C: Connect + Clone + Send + Sync + 'static,
@@ -129,6 +119,61 @@ where
     let exchange = send(client, request.http_request(), request.max_body_len());
     let response = within(timeout, exchange).await.map_err(metadata_error)?;
     request.parse_response(&response)
+}
+
+/// The sound default for the `timeout` of [`fetch_token`] and [`fetch_metadata`]: 30 seconds.
+pub use crate::io::TIMEOUT;
+
+/// hyper's client, over any connector, as the core's transport: the adapters' clock and random
+/// source, and one request sent and its body read through the limit (hyper never follows a
+/// redirect).
+impl<C> Transport for Client<C, Full<Bytes>>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn now(&self) -> SystemTime {
+        send_time()
+    }
+
+    fn entropy(&self) -> Result<[u8; 32], Error> {
+        entropy()
+    }
+
+    fn send(
+        &self,
+        request: http::Request<RequestBody>,
+        max_body_len: usize,
+    ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send {
+        send(self, request, max_body_len)
+    }
+}
+
+impl TokenSource {
+    /// A source of tokens for `request`, fetched with hyper's `client` over any connector (by
+    /// the default [`CachePolicy`](crate::CachePolicy); see
+    /// [`with_policy`](TokenSource::with_policy)). Its type has no parameter: the connector's
+    /// type stays inside.
+    #[must_use]
+    pub fn hyper<C>(client: Client<C, Full<Bytes>>, request: TokenRequest) -> Self
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        Self::new(client, request)
+    }
+}
+
+impl TokenSourceBuilder {
+    /// Builds the request and a source fetching it with hyper's `client`.
+    ///
+    /// # Errors
+    ///
+    /// As [`transport`](TokenSourceBuilder::transport).
+    pub fn hyper<C>(self, client: Client<C, Full<Bytes>>) -> Result<TokenSource, Error>
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        self.transport(client)
+    }
 }
 
 /// One exchange: the request sent, the response read with its body through `limit`.
@@ -158,22 +203,6 @@ where
     Ok(http::Response::from_parts(head, body))
 }
 
-/// Runs `exchange`, within `timeout` if there is one.
-async fn within<T>(
-    timeout: Option<Duration>,
-    exchange: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|elapsed| Error::Transport {
-                kind: TransportKind::Timeout,
-                source: Box::new(elapsed),
-            })?,
-        None => exchange.await,
-    }
-}
-
 /// A failure of the client before the response head arrived.
 fn client_error(error: hyper_util::client::legacy::Error) -> Error {
     let kind = classify(&error, error.is_connect());
@@ -196,21 +225,8 @@ fn body_error(error: Box<dyn StdError + Send + Sync>, limit: usize) -> Error {
 
 /// The kind of a failure, from the errors in its source chain.
 fn classify(error: &(dyn StdError + 'static), connecting: bool) -> TransportKind {
-    // An `io::Error`'s `source()` skips the error it wraps, so look inside it too: connectors
-    // wrap rustls's `io::Error` in another one.
-    let chain = || {
-        std::iter::successors(Some(error), |&e| match e.downcast_ref::<io::Error>() {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
-            None => e.source(),
-        })
-    };
-    let io_kind = |kind| {
-        chain().any(|e| {
-            e.downcast_ref::<io::Error>()
-                .is_some_and(|io| io.kind() == kind)
-        })
-    };
-    let hyper_error = chain().find_map(|e| e.downcast_ref::<hyper::Error>());
+    let io_kind = |kind| has_io_kind(error, kind);
+    let hyper_error = chain(error).find_map(|e| e.downcast_ref::<hyper::Error>());
     if io_kind(io::ErrorKind::TimedOut) || hyper_error.is_some_and(hyper::Error::is_timeout) {
         TransportKind::Timeout
     } else if connecting {
@@ -225,13 +241,11 @@ fn classify(error: &(dyn StdError + 'static), connecting: bool) -> TransportKind
         match hyper_error {
             Some(e) if e.is_parse() || e.is_user() => TransportKind::Other,
             Some(_) => TransportKind::Io,
-            None if chain().any(|e| e.is::<io::Error>()) => TransportKind::Io,
+            None if chain(error).any(|e| e.is::<io::Error>()) => TransportKind::Io,
             None => TransportKind::Other,
         }
     }
 }
-
-pub use crate::io::source::for_hyper::TokenSource;
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,15 @@
 //! The IO layer: one file per adapter (reqwest, hyper), the token source, and here what they
-//! share: the one clock read and the random bytes of each attempt, the deadline of an exchange,
-//! and the process's DPoP nonce store. Everything in this layer only translates types and does
-//! IO; the decisions are the core's.
+//! share: the one clock read and the random bytes of each attempt, the timeout and deadline of
+//! an exchange, and the classification of an error chain. Everything in this layer only
+//! translates types and does IO; the decisions are the core's (the attempt loop is
+//! [`crate::fetch::fetch_token`], which every adapter runs over its `Transport`).
 
-use std::time::SystemTime;
+use std::error::Error as StdError;
+use std::future::Future;
 #[cfg(feature = "reqwest-blocking")]
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use std::time::{Duration, SystemTime};
 
-use crate::attempt::DpopNonces;
 use crate::error::discovery::DiscoveryError;
 use crate::error::{Error, TransportKind};
 
@@ -17,9 +19,82 @@ pub mod hyper;
 pub mod reqwest;
 pub(crate) mod source;
 
-/// The latest DPoP nonce of each server, for every adapter in the process: a nonce learnt by
-/// one request serves the next, whichever adapter sends it.
-pub(crate) static DPOP_NONCES: DpopNonces = DpopNonces::new();
+/// The sound default for the `timeout` of every adapter's `fetch_token` and `fetch_metadata`:
+/// 30 seconds for the whole exchange, from connecting to the last byte of the last attempt's
+/// body. A token endpoint that has not answered by then is down for the caller's purposes.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `exchange` within `timeout`, as the async adapters bound a whole exchange (both
+/// attempts); the time is up as [`TransportKind::Timeout`].
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    exchange: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    // tokio saturates a deadline too far to represent: `Duration::MAX` is no timeout.
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|elapsed| Error::Transport {
+            kind: TransportKind::Timeout,
+            source: Box::new(elapsed),
+        })?
+}
+
+/// An error and its sources, looking inside `io::Error`s too: an `io::Error`'s `source()` skips
+/// the error it wraps, and HTTP clients wrap rustls's `io::Error` in another one.
+pub(crate) fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+        None => e.source(),
+    })
+}
+
+/// Whether an `io::Error` of `kind` is in the chain of `error`.
+#[cfg(feature = "hyper")]
+pub(crate) fn has_io_kind(error: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
+    chain(error).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == kind)
+    })
+}
+
+/// Whether a connect failure is a TLS failure. rustls (through tokio-rustls, as reqwest and
+/// hyper-rustls use it) reports a refused handshake or certificate as an `io::Error` of kind
+/// `InvalidData` wrapping the rustls error; nothing else on the connect path does.
+#[cfg(feature = "reqwest")]
+pub(crate) fn is_tls(error: &(dyn StdError + 'static)) -> bool {
+    chain(error).any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::InvalidData && io.get_ref().is_some()
+        })
+    })
+}
+
+/// Drives a future whose every await is on a ready future to its end, by polling it once: the
+/// blocking adapter runs the core's one async loop ([`crate::fetch::fetch_token`]) this way,
+/// its transport doing the blocking IO inside `send` and returning `std::future::ready`. So no
+/// runtime is needed, and the blocking and async adapters cannot drift apart. A future that is
+/// still pending after its first poll (not reachable: nothing in the loop waits) is a typed
+/// error, never a panic nor a hang.
+#[cfg(feature = "reqwest-blocking")]
+pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => Err(Error::Transport {
+            kind: TransportKind::Other,
+            source: Box::new(NotReady),
+        }),
+    }
+}
+
+/// The source of the error of a blocking exchange that did not finish on its first poll.
+#[cfg(feature = "reqwest-blocking")]
+#[derive(Debug, thiserror::Error)]
+#[error("the blocking exchange waited for something that was not ready; report this as a bug")]
+pub(crate) struct NotReady;
 
 /// The time of an attempt, read once, just before it is built and sent: its JWTs' `iat` and
 /// the token's `sent_at`.
@@ -98,6 +173,32 @@ pub(crate) struct DeadlinePassed(Duration);
 #[cfg(all(test, feature = "reqwest-blocking"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ready_future_runs_and_a_pending_one_is_a_typed_error() {
+        assert_eq!(run_ready(std::future::ready(Ok(7))).ok(), Some(7));
+        let error = run_ready(std::future::pending::<Result<(), Error>>()).unwrap_err();
+        assert!(matches!(
+            error,
+            Error::Transport {
+                kind: TransportKind::Other,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn tls_is_an_invalid_data_io_error_with_a_source() {
+        use std::io;
+        let tls = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert!(is_tls(&tls));
+        let bare = io::Error::from(io::ErrorKind::InvalidData);
+        assert!(!is_tls(&bare));
+        let wrapped = io::Error::other(tls);
+        assert!(is_tls(&wrapped));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(!is_tls(&refused));
+    }
 
     #[test]
     fn a_deadline_has_time_left_until_it_passes() {

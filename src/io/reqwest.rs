@@ -1,12 +1,14 @@
 //! Sending a [`TokenRequest`] with [`reqwest`] (feature `reqwest`; the blocking
 //! client under feature `reqwest-blocking`), and fetching an issuer's metadata.
 //!
-//! This module only translates types and does the IO. [`fetch_token`] runs a
-//! [`TokenFetch`]: for every attempt it reads the clock and 32 random bytes (from the
-//! operating system, by `getrandom`), sends the request the core builds, and hands the response
-//! to the core, which says whether to send once more (only for a server's `use_dpop_nonce`,
-//! RFC 9449 §8, and only once). The DPoP nonces servers send are kept for the process, so later
-//! requests start with them. In between, the body is read through the client's
+//! This module only translates types and does the IO: it implements
+//! [`Transport`](crate::Transport) for [`reqwest::Client`](::reqwest::Client), and
+//! [`fetch_token`] runs the core's one attempt loop ([`crate::fetch_token`]) over it. For every
+//! attempt it reads the clock and 32 random bytes (from the operating system, by `getrandom`),
+//! sends the request the core builds, and hands the response to the core, which says whether to
+//! send once more (only for a server's `use_dpop_nonce`, RFC 9449 §8, and only once). The DPoP
+//! nonces servers send are kept by the [`ClientCredentials`](crate::ClientCredentials), so later
+//! requests of the same client start with them. In between, the body is read through the client's
 //! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (a larger
 //! `Content-Length` is refused before a byte is read). Failures of the HTTP client become
 //! [`Error::Transport`] with a [`TransportKind`] and the reqwest error as the source, boxed, so no
@@ -38,7 +40,8 @@
 //! let request = client.token_request().scope("read:things").build()?;
 //!
 //! let http = client_credentials::reqwest::recommended_client(); // build once, share
-//! let token = client_credentials::reqwest::fetch_token(&http, &request).await?;
+//! let timeout = client_credentials::reqwest::TIMEOUT; // for the whole exchange
+//! let token = client_credentials::reqwest::fetch_token(&http, &request, timeout).await?;
 //! println!("{} token, expires at {:?}", token.token_type(), token.expires_at());
 //! # Ok(()) }
 //! ```
@@ -51,17 +54,16 @@
 //! # async fn run() -> Result<(), client_credentials::Error> {
 //! let http = client_credentials::reqwest::recommended_client();
 //! let discovery = MetadataRequest::oauth(Issuer::new("https://idp.example.com")?);
-//! let metadata = client_credentials::reqwest::fetch_metadata(&http, &discovery).await?;
+//! let timeout = client_credentials::reqwest::TIMEOUT;
+//! let metadata = client_credentials::reqwest::fetch_metadata(&http, &discovery, timeout).await?;
 //! let credentials = AuthMaterial::new().secret(ClientSecret::new("s3cr3t"));
 //! let client = metadata.client("my-client", &credentials)?; // the best method the server lists
 //! let request = client.token_request().scope("read:things").build()?;
-//! let token = client_credentials::reqwest::fetch_token(&http, &request).await?;
+//! let token = client_credentials::reqwest::fetch_token(&http, &request, timeout).await?;
 //! # Ok(()) }
 //! ```
 
-use std::error::Error as StdError;
-use std::io;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ::reqwest::redirect::Policy;
 use bytes::{Bytes, BytesMut};
@@ -70,8 +72,9 @@ use http::{HeaderMap, StatusCode, Version};
 use crate::discovery::metadata::ServerMetadata;
 use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
-use crate::fetch::{FetchStep, TokenFetch};
-use crate::io::{DPOP_NONCES, entropy, metadata_error, send_time};
+use crate::fetch::Transport;
+use crate::io::source::{TokenSource, TokenSourceBuilder};
+use crate::io::{entropy, is_tls, metadata_error, send_time, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
@@ -79,10 +82,9 @@ use crate::token::Token;
 /// How long [`recommended_client`] waits for a connection (TCP and TLS handshake): 10 seconds.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long [`recommended_client`] waits for a whole exchange, from sending the request to the
-/// last byte of the response, and how long the blocking
-/// [`fetch_token`](blocking::fetch_token) lets a whole call take: 30 seconds.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// The sound default for the `timeout` of [`fetch_token`] and [`fetch_metadata`] (and their
+/// blocking twins), and the total timeout of [`recommended_client`]'s requests: 30 seconds.
+pub use crate::io::TIMEOUT;
 
 /// A [`reqwest::ClientBuilder`] with safe defaults for a token endpoint, to adjust before
 /// building.
@@ -154,13 +156,19 @@ pub fn recommended_client() -> ::reqwest::Client {
     )
 }
 
-/// Sends `request` with `client` and parses the response into a token.
+/// Sends `request` with `client` and parses the response into a token, the whole exchange
+/// bounded by `timeout` ([`TIMEOUT`] is the sound default).
 ///
-/// Every attempt is built afresh, with the time just before sending (the token's
-/// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
-/// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
-/// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
-/// ([`TokenFetch`]). The body is read through the client's
+/// `timeout` bounds everything, both attempts included when the server asks for a DPoP nonce:
+/// connecting, the response head and every read of the body; the client's own timeouts apply
+/// too. It needs a Tokio runtime with its time driver on, as reqwest's own timeouts do.
+///
+/// This is the core's one loop, [`crate::fetch_token`], over `client`'s
+/// [`Transport`](crate::Transport): every attempt is built afresh, with the time just before
+/// sending (the token's [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random
+/// bytes from the operating system: a JWT client signs a new assertion, a DPoP client a new
+/// proof. When the server answers `use_dpop_nonce` with a nonce, the request is sent once more
+/// with it ([`TokenFetch`](crate::TokenFetch)). The body is read through the client's
 /// [`max_body_len`](crate::ResponseRules::max_body_len). Dropping the future abandons the
 /// exchange: nothing is left running.
 ///
@@ -170,20 +178,22 @@ pub fn recommended_client() -> ::reqwest::Client {
 /// # Errors
 ///
 /// - [`Error::Transport`] when the exchange fails: [`TransportKind::Connect`] when no connection
-///   could be made, [`TransportKind::Timeout`] when a timeout of the client expired,
-///   [`TransportKind::Io`] when the connection failed mid-exchange, [`TransportKind::Tls`] when
-///   rustls refused the handshake or the certificate, [`TransportKind::Other`] for anything
-///   else (the operating system's random source failing included); the reqwest error is the
-///   source. A client without TLS refuses an `https` URL as a [`TransportKind::Connect`]
-///   failure;
+///   could be made, [`TransportKind::Timeout`] when `timeout` or a timeout of the client
+///   expired, [`TransportKind::Io`] when the connection failed mid-exchange,
+///   [`TransportKind::Tls`] when rustls refused the handshake or the certificate,
+///   [`TransportKind::Other`] for anything else (the operating system's random source failing
+///   included); the reqwest error is the source. A client without TLS refuses an `https` URL
+///   as a [`TransportKind::Connect`] failure;
 /// - [`Error::BodyTooLarge`] when the body exceeds the limit;
 /// - [`Error::Signing`] when a signer fails;
 /// - every error of [`TokenRequest::parse_response`]: [`Error::OAuth`], [`Error::Redirect`], …
 ///
 /// ```no_run
 /// # async fn run(request: client_credentials::TokenRequest) -> Result<(), client_credentials::Error> {
-/// let http = client_credentials::reqwest::recommended_client();
-/// match client_credentials::reqwest::fetch_token(&http, &request).await {
+/// use client_credentials::reqwest::{TIMEOUT, fetch_token, recommended_client};
+///
+/// let http = recommended_client();
+/// match fetch_token(&http, &request, TIMEOUT).await {
 ///     Ok(token) => println!("got a {} token", token.token_type()),
 ///     Err(error) if error.is_retryable() => eprintln!("retry later: {error}"),
 ///     Err(error) => return Err(error),
@@ -193,22 +203,15 @@ pub fn recommended_client() -> ::reqwest::Client {
 pub async fn fetch_token(
     client: &::reqwest::Client,
     request: &TokenRequest,
+    timeout: Duration,
 ) -> Result<Token, Error> {
-    let limit = request.client().response_rules().max_body_len();
-    let mut exchange = TokenFetch::new(request, &DPOP_NONCES);
-    loop {
-        let http_request = exchange.http_request(send_time(), entropy)?;
-        let response = send(client, http_request, limit).await?;
-        match exchange.handle_response(&response)? {
-            FetchStep::Done(token) => return Ok(token),
-            FetchStep::Retry => {}
-        }
-    }
+    within(timeout, crate::fetch::fetch_token(client, request)).await
 }
 
 /// Fetches and checks an issuer's metadata (RFC 8414, or OpenID Connect Discovery by
 /// [`MetadataRequest::openid`]), reading the body through the request's
-/// [`max_body_len`](MetadataRequest::max_body_len).
+/// [`max_body_len`](MetadataRequest::max_body_len), the whole exchange bounded by `timeout` as
+/// for [`fetch_token`].
 ///
 /// # Errors
 ///
@@ -217,11 +220,67 @@ pub async fn fetch_token(
 pub async fn fetch_metadata(
     client: &::reqwest::Client,
     request: &MetadataRequest,
+    timeout: Duration,
 ) -> Result<ServerMetadata, Error> {
-    let response = send(client, request.http_request(), request.max_body_len())
-        .await
-        .map_err(metadata_error)?;
+    let exchange = send(client, request.http_request(), request.max_body_len());
+    let response = within(timeout, exchange).await.map_err(metadata_error)?;
     request.parse_response(&response)
+}
+
+/// The async client as the core's transport: the adapters' clock and random source, and one
+/// request sent and its body read through the limit. `client` must not follow redirects (see the
+/// [module docs](self#redirects)).
+impl Transport for ::reqwest::Client {
+    fn now(&self) -> SystemTime {
+        send_time()
+    }
+
+    fn entropy(&self) -> Result<[u8; 32], Error> {
+        entropy()
+    }
+
+    fn send(
+        &self,
+        request: http::Request<RequestBody>,
+        max_body_len: usize,
+    ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send {
+        send(self, request, max_body_len)
+    }
+}
+
+impl TokenSource {
+    /// A source of tokens for `request`, fetched with `client` (by the default
+    /// [`CachePolicy`](crate::CachePolicy); see [`with_policy`](TokenSource::with_policy)).
+    ///
+    /// `client` must not follow redirects: use [`recommended_client`] or see the
+    /// [module docs](self#redirects).
+    #[must_use]
+    pub fn reqwest(client: ::reqwest::Client, request: TokenRequest) -> Self {
+        Self::new(client, request)
+    }
+}
+
+impl TokenSourceBuilder {
+    /// Builds the request and a source fetching it with [`recommended_client`]'s settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`transport`](TokenSourceBuilder::transport), and
+    /// [`Error::Transport`] if the client's TLS backend cannot be initialized.
+    pub fn build(self) -> Result<TokenSource, Error> {
+        let client = recommended_client_builder().build().map_err(transport)?;
+        self.reqwest(client)
+    }
+
+    /// Builds the request and a source fetching it with `client`, which must not follow
+    /// redirects (see the [module docs](self#redirects)).
+    ///
+    /// # Errors
+    ///
+    /// As [`transport`](TokenSourceBuilder::transport).
+    pub fn reqwest(self, client: ::reqwest::Client) -> Result<TokenSource, Error> {
+        self.transport(client)
+    }
 }
 
 /// One exchange: the request sent, the response read with its body through `limit`.
@@ -337,30 +396,11 @@ fn transport(mut error: ::reqwest::Error) -> Error {
     }
 }
 
-/// Whether a connect failure is a TLS failure. rustls (through tokio-rustls, as reqwest uses it)
-/// reports a refused handshake or certificate as an `io::Error` of kind `InvalidData` wrapping
-/// the rustls error; nothing else on the connect path does.
-fn is_tls(error: &(dyn StdError + 'static)) -> bool {
-    chain(error).any(|e| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::InvalidData && io.get_ref().is_some())
-    })
-}
-
-/// An error and its sources, looking inside `io::Error`s too: an `io::Error`'s `source()` skips
-/// the error it wraps, and reqwest wraps rustls's `io::Error` in another one.
-fn chain<'a>(
-    error: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |&e| match e.downcast_ref::<io::Error>() {
-        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
-        None => e.source(),
-    })
-}
-
 /// Sending a [`TokenRequest`] with reqwest's blocking client (feature `reqwest-blocking`).
 ///
-/// The same translation as the async adapter, over [`reqwest::blocking::Client`]. The blocking
+/// The same translation as the async adapter, over [`reqwest::blocking::Client`], and the same
+/// attempt loop: the core's one async [`crate::fetch_token`], whose transport sends blocking and
+/// hands back a ready future, so the loop ends on its first poll without a runtime. The blocking
 /// client runs its own runtime on a thread: build and drop it outside of an async context, as
 /// reqwest requires.
 ///
@@ -376,7 +416,8 @@ fn chain<'a>(
 /// let request = client.token_request().scope("read:things").build()?;
 ///
 /// let http = client_credentials::reqwest::blocking::recommended_client();
-/// let token = client_credentials::reqwest::blocking::fetch_token(&http, &request)?;
+/// let timeout = client_credentials::reqwest::TIMEOUT; // for the whole call
+/// let token = client_credentials::reqwest::blocking::fetch_token(&http, &request, timeout)?;
 /// println!("{} token", token.token_type());
 /// # Ok(()) }
 /// ```
@@ -390,17 +431,18 @@ pub mod blocking {
     use ::reqwest::redirect::Policy;
     use bytes::Bytes;
 
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     use super::{
         CONNECT_TIMEOUT, TIMEOUT, capacity, environment_proxy, http_response,
         refuse_followed_redirect, transport,
     };
+    use crate::cache::CachePolicy;
     use crate::discovery::metadata::ServerMetadata;
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
-    use crate::fetch::{FetchStep, TokenFetch};
-    use crate::io::{DPOP_NONCES, Deadline, entropy, metadata_error, send_time};
+    use crate::fetch::Transport;
+    use crate::io::{Deadline, entropy, metadata_error, run_ready, send_time};
     use crate::request::TokenRequest;
     use crate::secret::RequestBody;
     use crate::token::Token;
@@ -443,44 +485,37 @@ pub mod blocking {
 
     /// Sends `request` with `client` and parses the response into a token, blocking the thread.
     ///
-    /// As [`super::fetch_token`]: a fresh attempt for every send, the one `use_dpop_nonce`
-    /// retry, the same errors, the same body limit, and `client` must not follow redirects.
+    /// As [`super::fetch_token`], the same loop: a fresh attempt for every send, the one
+    /// `use_dpop_nonce` retry, the same errors, the same body limit, and `client` must not
+    /// follow redirects.
     ///
-    /// The whole call, both attempts included, is bounded by [`TIMEOUT`]: connecting, the
-    /// response head and every read of the body. reqwest's blocking client restarts its own
-    /// timeout for each read of a body, so a server sending one byte at a time could hold the
-    /// thread for far longer; this deadline replaces the client's timeout for these requests,
-    /// as a request's own timeout does in reqwest. A
-    /// [`TokenSource`] bounds its fetches by its [`CachePolicy::fetch_timeout`](crate::CachePolicy::fetch_timeout) instead.
+    /// The whole call, both attempts included, is bounded by `timeout` ([`TIMEOUT`] is the
+    /// sound default): connecting, the response head and every read of the body. reqwest's
+    /// blocking client restarts its own timeout for each read of a body, so a server sending one
+    /// byte at a time could hold the thread for far longer; this one deadline replaces the
+    /// client's timeout for these requests, as a request's own timeout does in reqwest. A
+    /// [`TokenSource`] bounds its fetches by its
+    /// [`CachePolicy::fetch_timeout`](crate::CachePolicy::fetch_timeout).
     ///
     /// # Errors
     ///
-    /// As [`super::fetch_token`]; [`TransportKind::Timeout`] when [`TIMEOUT`] passes.
-    pub fn fetch_token(client: &Client, request: &TokenRequest) -> Result<Token, Error> {
-        fetch_token_within(client, request, TIMEOUT)
-    }
-
-    /// [`fetch_token`], the whole call bounded by `timeout`.
-    pub(crate) fn fetch_token_within(
+    /// As [`super::fetch_token`]; [`TransportKind::Timeout`] when `timeout` passes.
+    pub fn fetch_token(
         client: &Client,
         request: &TokenRequest,
         timeout: Duration,
     ) -> Result<Token, Error> {
-        let deadline = Deadline::after(timeout);
-        let limit = request.client().response_rules().max_body_len();
-        let mut exchange = TokenFetch::new(request, &DPOP_NONCES);
-        loop {
-            let http_request = exchange.http_request(send_time(), entropy)?;
-            let response = send(client, http_request, limit, deadline)?;
-            match exchange.handle_response(&response)? {
-                FetchStep::Done(token) => return Ok(token),
-                FetchStep::Retry => {}
-            }
-        }
+        let transport = Deadlined {
+            client,
+            deadline: Deadline::after(timeout),
+        };
+        // Every await in the loop is on `send`'s ready future: one poll drives it to its end.
+        run_ready(crate::fetch::fetch_token(&transport, request))
     }
 
     /// Fetches and checks an issuer's metadata, blocking the thread, as
-    /// [`super::fetch_metadata`] does, bounded by [`TIMEOUT`] as [`fetch_token`] is.
+    /// [`super::fetch_metadata`] does, the whole call bounded by `timeout` as [`fetch_token`]'s
+    /// is.
     ///
     /// # Errors
     ///
@@ -488,8 +523,9 @@ pub mod blocking {
     pub fn fetch_metadata(
         client: &Client,
         request: &MetadataRequest,
+        timeout: Duration,
     ) -> Result<ServerMetadata, Error> {
-        let deadline = Deadline::after(TIMEOUT);
+        let deadline = Deadline::after(timeout);
         let response = send(
             client,
             request.http_request(),
@@ -498,6 +534,56 @@ pub mod blocking {
         )
         .map_err(metadata_error)?;
         request.parse_response(&response)
+    }
+
+    /// The blocking client as the core's transport, every request of one exchange sent by one
+    /// deadline. `send` does the blocking IO and returns a ready future.
+    struct Deadlined<'a> {
+        client: &'a Client,
+        deadline: Deadline,
+    }
+
+    impl Transport for Deadlined<'_> {
+        fn now(&self) -> SystemTime {
+            send_time()
+        }
+
+        fn entropy(&self) -> Result<[u8; 32], Error> {
+            entropy()
+        }
+
+        fn send(
+            &self,
+            request: http::Request<RequestBody>,
+            max_body_len: usize,
+        ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send {
+            std::future::ready(send(self.client, request, max_body_len, self.deadline))
+        }
+    }
+
+    impl TokenSource {
+        /// A source of tokens for `request`, fetched with `client` by
+        /// [`fetch_token`](crate::io::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
+        ///
+        /// `client` must not follow redirects: use
+        /// [`recommended_client`](crate::io::reqwest::blocking::recommended_client).
+        #[must_use]
+        pub fn new(client: Client, request: TokenRequest) -> Self {
+            Self::with_policy(client, request, CachePolicy::new())
+        }
+
+        /// A source of tokens for `request`, fetched with `client`, by `policy`.
+        ///
+        /// Each fetch, from connecting to the body's last byte, is bounded by
+        /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its requests.
+        /// Callers waiting for a fetch take over when it runs out.
+        #[must_use]
+        pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
+            let fetch_timeout = policy.fetch_timeout();
+            Self::from_fetch(request, policy, move |request| {
+                fetch_token(&client, request, fetch_timeout)
+            })
+        }
     }
 
     /// One exchange: the request sent, the response read with its body through `limit`, all
@@ -566,8 +652,6 @@ pub mod blocking {
     }
 }
 
-pub use crate::io::source::for_reqwest::TokenSource;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,17 +675,5 @@ mod tests {
         let error = refuse_followed_redirect(&plain, &url, StatusCode::OK).unwrap_err();
         assert!(!error.to_string().contains("SECRET"), "{error}");
         assert!(refuse_followed_redirect(&plain, &plain, StatusCode::OK).is_ok());
-    }
-
-    #[test]
-    fn tls_is_an_invalid_data_io_error_with_a_source() {
-        let tls = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
-        assert!(is_tls(&tls));
-        let bare = io::Error::from(io::ErrorKind::InvalidData);
-        assert!(!is_tls(&bare));
-        let wrapped = io::Error::other(tls);
-        assert!(is_tls(&wrapped));
-        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert!(!is_tls(&refused));
     }
 }

@@ -1,9 +1,11 @@
-//! The shared token sources of the adapters: a [`TokenCache`] behind a lock, shared by every
-//! task (or thread) that needs a token, with one fetch at a time and refreshes that nobody
-//! holding a valid token waits for.
+//! The token source: a [`TokenCache`] behind a lock, shared by every task (or thread) that
+//! needs a token, with one fetch at a time and refreshes that nobody holding a valid token waits
+//! for. One async type, [`TokenSource`], whatever fetches (any [`Transport`], or a function of
+//! yours); the adapters add their constructors in their own files, so this one imports none.
 //!
 //! The cache decides; this module reads the clock, draws the jitter, sends the cache's
-//! tickets through an adapter's `fetch_token`, and wakes the callers that wait for a fetch.
+//! tickets through the core's `fetch_token` (or the caller's function), and wakes the callers
+//! that wait for a fetch.
 //! How it follows the cache's rules ("Sharing it between tasks" in [`TokenCache`]'s docs):
 //!
 //! - A hit reads the cache's current answer ([`TokenCache::peek_until`], set again under the
@@ -30,8 +32,11 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
 use crate::cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
+use crate::endpoint::TokenUrl;
 use crate::error::{Error, TransportKind};
-use crate::request::TokenRequest;
+use crate::fetch::{Transport, fetch_token};
+use crate::request::{ClientCredentials, TokenRequest};
+use crate::secret::ClientSecret;
 use crate::token::Token;
 
 #[cfg(feature = "reqwest-blocking")]
@@ -140,49 +145,32 @@ impl Core {
     }
 }
 
-/// A boxed fetch by an async adapter.
+/// A boxed fetch.
 type FetchFuture = Pin<Box<dyn Future<Output = Fetched> + Send>>;
 
-/// The async source behind `reqwest::TokenSource` and `hyper::TokenSource`: the adapter
-/// appears only as the function that fetches.
-pub(crate) struct AsyncSource {
+/// What fetches for a source: a transport or the caller's function, behind one type. Shared, so
+/// that [`TokenSource::with_policy`] can make a new source with the same fetch.
+type FetchFn = Arc<dyn Fn(TokenRequest) -> FetchFuture + Send + Sync>;
+
+/// The async source behind [`TokenSource`]: what fetches appears only as a function.
+struct AsyncSource {
     core: Core,
     /// Wakes the callers waiting for a fetch, whenever one ends (or is given up).
     changed: Notify,
-    fetch: Box<dyn Fn(TokenRequest) -> FetchFuture + Send + Sync>,
+    fetch: FetchFn,
 }
 
 impl AsyncSource {
-    pub(crate) fn new<F, Fut>(request: TokenRequest, policy: CachePolicy, fetch: F) -> Arc<Self>
-    where
-        F: Fn(TokenRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Fetched> + Send + 'static,
-    {
+    fn new(request: TokenRequest, policy: CachePolicy, fetch: FetchFn) -> Arc<Self> {
         Arc::new(Self {
             core: Core::new(request, policy),
             changed: Notify::new(),
-            fetch: Box::new(move |request| Box::pin(fetch(request))),
+            fetch,
         })
     }
 
-    pub(crate) fn request(&self) -> &TokenRequest {
-        &self.core.request
-    }
-
-    pub(crate) fn policy(&self) -> &CachePolicy {
-        &self.core.policy
-    }
-
-    pub(crate) fn invalidate(&self, rejected: &Token) -> bool {
-        self.core.invalidate(rejected)
-    }
-
-    pub(crate) fn force_refresh(&self) -> bool {
-        self.core.force_refresh()
-    }
-
     /// A valid token: cached, or fetched by this caller or the one already fetching.
-    pub(crate) async fn token(self: &Arc<Self>) -> Outcome {
+    async fn token(self: &Arc<Self>) -> Outcome {
         if let Some(token) = self.core.peek(now()) {
             return Ok(token);
         }
@@ -279,255 +267,342 @@ impl std::fmt::Debug for AsyncSource {
     }
 }
 
-/// The methods of every async adapter's `TokenSource`, a newtype over `Arc<AsyncSource>`: one
-/// definition, so that the adapters' sources cannot drift apart.
-macro_rules! async_source_methods {
-    () => {
-        /// A valid token: the cached one, or one fetched now by this caller or by the caller
-        /// already fetching.
-        ///
-        /// # Errors
-        ///
-        /// The failure of the fetch this caller made or waited for, or, while the source
-        /// backs off after it ([`CachePolicy`]), the same failure again without a request.
-        /// One failure reaches every caller that waited for it, hence the `Arc`: read it as
-        /// an [`Error`] (`error.is_retryable()`, `error.status()`), or let `?` turn it into a
-        /// boxed error (`Arc<Error>` is a `std::error::Error`).
-        pub async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
-            self.0.token().await
-        }
+/// A valid token on every call, for every task of a service: one [`TokenCache`] shared by all
+/// clones, fetching over any [`Transport`] (reqwest's and hyper's clients, or yours) or with a
+/// function of yours.
+///
+/// Ask it for a token before every API call ([`token`](Self::token)):
+///
+/// - a cached token costs a read lock and an `Arc` clone: no allocation, no waiting, and
+///   callers on many threads do not queue behind each other;
+/// - when there is no valid token, the first caller fetches one and every other caller waits
+///   for that one request (single-flight): a hundred tasks starting at once send one request,
+///   not a hundred;
+/// - when the token is only due for refresh, the caller gets it at once and the refresh runs in
+///   a spawned task: no caller holding a valid token waits for a refresh, and while refreshes
+///   fail, the valid token keeps being served;
+/// - after a failed fetch, every caller fails at once with the same error, without a request to
+///   the server, until the back-off is over;
+/// - if the API refuses a token (HTTP 401), [`invalidate`](Self::invalidate) it: the next call
+///   fetches a new one, however many tasks saw the 401.
+///
+/// The timing (the refresh margin and its jitter, the lifetime of a token without
+/// `expires_in`, back-off, `Retry-After`, the fetch's timeout) is the [`CachePolicy`]'s: see
+/// [`with_policy`](Self::with_policy). Cancellation is dropping the future: a cancelled caller
+/// (its future dropped mid-fetch) gives its fetch up, and a waiting caller takes over.
+///
+/// Build it with [`TokenSource::builder`] from a token URL and a secret, or from a built
+/// [`TokenRequest`]: [`TokenSource::reqwest`] (feature `reqwest`), [`TokenSource::hyper`]
+/// (feature `hyper`), [`TokenSource::new`] over any [`Transport`], or
+/// [`TokenSource::from_fn`] with your own fetch. Use it inside a Tokio runtime with the time
+/// driver on (`#[tokio::main]` has it): it spawns refreshes, and gives a fetch up after
+/// [`CachePolicy::fetch_timeout`], which bounds each whole exchange.
+///
+/// # Example
+///
+/// ```no_run
+/// # #[cfg(feature = "reqwest")]
+/// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use client_credentials::http::{StatusCode, header::AUTHORIZATION};
+/// use client_credentials::{ClientCredentials, ClientSecret, TokenSource, TokenUrl};
+///
+/// let client = ClientCredentials::new(
+///     TokenUrl::new("https://idp.example.com/oauth/token")?,
+///     "my-client",
+///     ClientSecret::new("s3cr3t"),
+/// );
+/// let request = client.token_request().scope("read:things").build()?;
+/// let http = client_credentials::reqwest::recommended_client();
+/// let tokens = TokenSource::reqwest(http.clone(), request); // clone it into every task
+///
+/// // On every API call:
+/// let token = tokens.token().await?;
+/// let response = http
+///     .get("https://api.example.com/things")
+///     .header(AUTHORIZATION, token.authorization_header()?)
+///     .send()
+///     .await?;
+/// if response.status() == StatusCode::UNAUTHORIZED {
+///     tokens.invalidate(&token); // revoked early: the next call gets a new one
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenSource(Arc<AsyncSource>);
 
-        /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP
-        /// 401), so that the next call fetches a new one. Returns whether it was dropped: a
-        /// token already replaced stays, so many callers that got a 401 with the same token
-        /// cause one new fetch. A back-off under way still applies.
-        pub fn invalidate(&self, rejected: &Token) -> bool {
-            self.0.invalidate(rejected)
-        }
+impl TokenSource {
+    /// A source of tokens for `request`, fetched over `transport` by the core's one attempt
+    /// loop ([`crate::fetch_token`]), by the default [`CachePolicy`].
+    #[must_use]
+    pub fn new<T>(transport: T, request: TokenRequest) -> Self
+    where
+        T: Transport + Send + Sync + 'static,
+    {
+        let transport = Arc::new(transport);
+        Self::from_fn(request, move |request| {
+            let transport = Arc::clone(&transport);
+            async move { fetch_token(&*transport, &request).await }
+        })
+    }
 
-        /// Makes the cached token due for refresh: the next call starts a refresh in the
-        /// background and is served the current token until the new one comes. Returns
-        /// whether there was a token. A fetch or back-off under way is not cut short.
-        pub fn force_refresh(&self) -> bool {
-            self.0.force_refresh()
-        }
-
-        /// The token request the source sends.
-        #[must_use]
-        pub fn request(&self) -> &TokenRequest {
-            self.0.request()
-        }
-
-        /// The source's cache policy.
-        #[must_use]
-        pub fn policy(&self) -> &CachePolicy {
-            self.0.policy()
-        }
-    };
-}
-
-/// The reqwest adapter's token source, re-exported as `client_credentials::reqwest::TokenSource`.
-#[cfg(feature = "reqwest")]
-pub(crate) mod for_reqwest {
-    use std::fmt;
-    use std::sync::Arc;
-
-    use super::AsyncSource;
-    use crate::cache::CachePolicy;
-    use crate::error::Error;
-    use crate::request::TokenRequest;
-    use crate::token::Token;
-
-    /// A valid token on every call, for every task of a service: one [`TokenCache`] shared by
-    /// all clones, fetching with a [`reqwest::Client`](::reqwest::Client).
-    ///
-    /// Ask it for a token before every API call ([`token`](Self::token)):
-    ///
-    /// - a cached token costs a read lock and an `Arc` clone: no allocation, no waiting, and
-    ///   callers on many threads do not queue behind each other;
-    /// - when there is no valid token, the first caller fetches one and every other caller
-    ///   waits for that one request (single-flight): a hundred tasks starting at once send
-    ///   one request, not a hundred;
-    /// - when the token is only due for refresh, the caller gets it at once and the refresh
-    ///   runs in a spawned task: no caller holding a valid token waits for a refresh, and
-    ///   while refreshes fail, the valid token keeps being served;
-    /// - after a failed fetch, every caller fails at once with the same error, without a
-    ///   request to the server, until the back-off is over;
-    /// - if the API refuses a token (HTTP 401), [`invalidate`](Self::invalidate) it: the next
-    ///   call fetches a new one, however many tasks saw the 401.
-    ///
-    /// The timing (the refresh margin and its jitter, the lifetime of a token without
-    /// `expires_in`, back-off, `Retry-After`) is the [`CachePolicy`]'s: see
-    /// [`with_policy`](Self::with_policy). A cancelled caller (its future dropped mid-fetch)
-    /// gives its fetch up, and a waiting caller takes over.
-    ///
-    /// Use it inside a Tokio runtime with the time driver on (`#[tokio::main]` has it), as
-    /// reqwest's own timeouts need: it spawns refreshes, and gives a fetch up after
-    /// [`CachePolicy::fetch_timeout`].
-    ///
-    /// # Example
+    /// A source of tokens for `request`, fetched by `fetch`, your own async function, by the
+    /// default [`CachePolicy`]. The source still bounds each fetch by
+    /// [`CachePolicy::fetch_timeout`], and drops its future when that passes.
     ///
     /// ```no_run
-    /// use client_credentials::http::{StatusCode, header::AUTHORIZATION};
-    /// use client_credentials::reqwest::TokenSource;
-    /// use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
-    ///
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    /// let client = ClientCredentials::new(
-    ///     TokenUrl::new("https://idp.example.com/oauth/token")?,
-    ///     "my-client",
-    ///     ClientSecret::new("s3cr3t"),
-    /// );
-    /// let request = client.token_request().scope("read:things").build()?;
-    /// let http = client_credentials::reqwest::recommended_client();
-    /// let tokens = TokenSource::new(http.clone(), request); // clone it into every task
-    ///
-    /// // On every API call:
-    /// let token = tokens.token().await?;
-    /// let response = http
-    ///     .get("https://api.example.com/things")
-    ///     .header(AUTHORIZATION, token.authorization_header()?)
-    ///     .send()
-    ///     .await?;
-    /// if response.status() == StatusCode::UNAUTHORIZED {
-    ///     tokens.invalidate(&token); // revoked early: the next call gets a new one
-    /// }
-    /// # Ok(()) }
+    /// # async fn run(request: client_credentials::TokenRequest) {
+    /// let tokens = client_credentials::TokenSource::from_fn(request, |request| async move {
+    ///     // Any fetch: here the reqwest adapter's, with its own timeout.
+    /// #   #[cfg(feature = "reqwest")]
+    ///     let http = client_credentials::reqwest::recommended_client();
+    /// #   #[cfg(feature = "reqwest")]
+    ///     return client_credentials::reqwest::fetch_token(&http, &request, client_credentials::reqwest::TIMEOUT).await;
+    /// #   #[cfg(not(feature = "reqwest"))]
+    /// #   unimplemented!()
+    /// });
+    /// # let _ = tokens; }
     /// ```
-    ///
-    /// [`TokenCache`]: crate::TokenCache
-    #[derive(Clone)]
-    pub struct TokenSource(Arc<AsyncSource>);
-
-    impl TokenSource {
-        /// A source of tokens for `request`, fetched with `client` by
-        /// [`fetch_token`](crate::io::reqwest::fetch_token), by the default [`CachePolicy`].
-        ///
-        /// `client` must not follow redirects: use
-        /// [`recommended_client`](crate::io::reqwest::recommended_client) or see the
-        /// [module docs](crate::io::reqwest#redirects).
-        #[must_use]
-        pub fn new(client: ::reqwest::Client, request: TokenRequest) -> Self {
-            Self::with_policy(client, request, CachePolicy::new())
-        }
-
-        /// A source of tokens for `request`, fetched with `client`, by `policy`.
-        #[must_use]
-        pub fn with_policy(
-            client: ::reqwest::Client,
-            request: TokenRequest,
-            policy: CachePolicy,
-        ) -> Self {
-            Self(AsyncSource::new(request, policy, move |request| {
-                let client = client.clone();
-                async move { crate::io::reqwest::fetch_token(&client, &request).await }
-            }))
-        }
-
-        async_source_methods!();
+    #[must_use]
+    pub fn from_fn<F, Fut>(request: TokenRequest, fetch: F) -> Self
+    where
+        F: Fn(TokenRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+    {
+        let fetch: FetchFn = Arc::new(move |request| Box::pin(fetch(request)));
+        Self(AsyncSource::new(request, CachePolicy::new(), fetch))
     }
 
-    impl fmt::Debug for TokenSource {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.0.fmt(f)
+    /// The same source by `policy`: same request, same fetch, and a new, empty cache. Call it
+    /// on the source just built, before sharing it: clones made before keep the old cache and
+    /// policy. It cannot fail: a [`CachePolicy`] is checked when it is built.
+    #[must_use]
+    pub fn with_policy(self, policy: CachePolicy) -> Self {
+        let request = self.0.core.request.clone();
+        Self(AsyncSource::new(request, policy, Arc::clone(&self.0.fetch)))
+    }
+
+    /// A builder of a source from a token URL, a client id and a secret, the parameters of its
+    /// request, and the HTTP client to fetch with: the shortest way to a token.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "reqwest")]
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use client_credentials::TokenSource;
+    ///
+    /// let tokens = TokenSource::builder("https://idp.example.com/oauth/token")
+    ///     .client_secret("my-client", "s3cr3t")
+    ///     .audience("https://api.example.com")
+    ///     .build()?; // the recommended reqwest client (feature `reqwest`)
+    /// let token = tokens.token().await?; // cancellation: drop the future
+    /// # let _ = token; Ok(()) }
+    /// ```
+    pub fn builder(token_url: impl Into<String>) -> TokenSourceBuilder {
+        TokenSourceBuilder {
+            token_url: token_url.into(),
+            client: None,
+            scopes: Vec::new(),
+            audience: None,
+            resources: Vec::new(),
+            params: Vec::new(),
+            policy: CachePolicy::new(),
         }
+    }
+
+    /// A valid token: the cached one, or one fetched now by this caller or by the caller
+    /// already fetching. Cancellation is dropping the future.
+    ///
+    /// # Errors
+    ///
+    /// The failure of the fetch this caller made or waited for, or, while the source backs off
+    /// after it ([`CachePolicy`]), the same failure again without a request. One failure
+    /// reaches every caller that waited for it, hence the `Arc`: read it as an [`Error`]
+    /// (`error.is_retryable()`, `error.status()`), or let `?` turn it into a boxed error
+    /// (`Arc<Error>` is a `std::error::Error`).
+    pub async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
+        self.0.token().await
+    }
+
+    /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP 401), so
+    /// that the next call fetches a new one. Returns whether it was dropped: a token already
+    /// replaced stays, so many callers that got a 401 with the same token cause one new fetch.
+    /// A back-off under way still applies.
+    pub fn invalidate(&self, rejected: &Token) -> bool {
+        self.0.core.invalidate(rejected)
+    }
+
+    /// Makes the cached token due for refresh: the next call starts a refresh in the
+    /// background and is served the current token until the new one comes. Returns whether
+    /// there was a token. A fetch or back-off under way is not cut short.
+    pub fn force_refresh(&self) -> bool {
+        self.0.core.force_refresh()
+    }
+
+    /// The token request the source sends.
+    #[must_use]
+    pub fn request(&self) -> &TokenRequest {
+        &self.0.core.request
+    }
+
+    /// The source's cache policy.
+    #[must_use]
+    pub fn policy(&self) -> &CachePolicy {
+        &self.0.core.policy
     }
 }
 
-/// The hyper adapter's token source, re-exported as `client_credentials::hyper::TokenSource`.
-#[cfg(feature = "hyper")]
-pub(crate) mod for_hyper {
-    use std::fmt;
-    use std::sync::Arc;
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
-    use bytes::Bytes;
-    use http_body_util::Full;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::Connect;
+/// A [`TokenSource`] from a token URL up, by [`TokenSource::builder`]: the client's
+/// credentials, its request's parameters and the source's policy, then what fetches
+/// (`build()` for the recommended reqwest client, `reqwest(client)`, `hyper(client)`,
+/// [`transport`](Self::transport), [`fetch_fn`](Self::fetch_fn)). Every value is checked when
+/// the source is built, into a typed error.
+#[must_use = "a builder does nothing until a source is built"]
+pub struct TokenSourceBuilder {
+    token_url: String,
+    client: Option<BuilderClient>,
+    scopes: Vec<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
+    params: Vec<(String, String)>,
+    policy: CachePolicy,
+}
 
-    use super::AsyncSource;
-    use crate::cache::CachePolicy;
-    use crate::error::Error;
-    use crate::request::TokenRequest;
-    use crate::token::Token;
-
-    /// A valid token on every call, for every task of a service: one [`TokenCache`] shared by
-    /// all clones, fetching with a hyper [`Client`] over any connector.
-    ///
-    /// Ask it for a token before every API call ([`token`](Self::token)). A cached token costs
-    /// a read lock and an `Arc` clone, without allocation or waiting; when there is none, one
-    /// caller fetches and the others wait for that one request; a refresh that falls due runs
-    /// in a spawned task while the valid token is served; after a failure, callers fail at
-    /// once until the back-off is over; [`invalidate`](Self::invalidate) a token the API
-    /// refused (HTTP 401). The timing is the [`CachePolicy`]'s. It works as the reqwest
-    /// adapter's `TokenSource` does (feature `reqwest`), whose docs say more. Its type has no
-    /// parameter: the connector's type stays inside.
-    ///
-    /// Use it inside a Tokio runtime with the time driver on: it spawns refreshes, and bounds
-    /// every fetch by [`CachePolicy::fetch_timeout`], which is the exchange's timeout.
-    ///
-    /// ```no_run
-    /// use bytes::Bytes;
-    /// use client_credentials::hyper::TokenSource;
-    /// use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
-    /// use http_body_util::Full;
-    /// use hyper_util::client::legacy::Client;
-    /// use hyper_util::rt::TokioExecutor;
-    ///
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    /// let client = ClientCredentials::new(
-    ///     TokenUrl::new("http://127.0.0.1:8080/token")?, // plain http: loopback only
-    ///     "my-client",
-    ///     ClientSecret::new("s3cr3t"),
-    /// );
-    /// let request = client.token_request().scope("read:things").build()?;
-    /// let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    /// let tokens = TokenSource::new(http, request);
-    ///
-    /// let mut api_request = http::Request::get("http://127.0.0.1:8081/things").body(())?;
-    /// let token = tokens.token().await?;
-    /// token.authorize(&mut api_request)?; // `Authorization: Bearer …`, marked sensitive
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// [`TokenCache`]: crate::TokenCache
-    #[derive(Clone)]
-    pub struct TokenSource(Arc<AsyncSource>);
-
-    impl TokenSource {
-        /// A source of tokens for `request`, fetched with `client` by
-        /// [`fetch_token`](crate::io::hyper::fetch_token), by the default [`CachePolicy`].
-        #[must_use]
-        pub fn new<C>(client: Client<C, Full<Bytes>>, request: TokenRequest) -> Self
-        where
-            C: Connect + Clone + Send + Sync + 'static,
-        {
-            Self::with_policy(client, request, CachePolicy::new())
-        }
-
-        /// A source of tokens for `request`, fetched with `client`, by `policy`.
-        #[must_use]
-        pub fn with_policy<C>(
-            client: Client<C, Full<Bytes>>,
-            request: TokenRequest,
-            policy: CachePolicy,
-        ) -> Self
-        where
-            C: Connect + Clone + Send + Sync + 'static,
-        {
-            Self(AsyncSource::new(request, policy, move |request| {
-                let client = client.clone();
-                // The source bounds the exchange by the policy's fetch timeout.
-                async move { crate::io::hyper::fetch_token(&client, &request, None).await }
-            }))
-        }
-
-        async_source_methods!();
+impl TokenSourceBuilder {
+    /// Authenticates as `client_id` with `secret`, by `client_secret_basic`.
+    pub fn client_secret(
+        mut self,
+        client_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.client = Some(BuilderClient::Secret(
+            client_id.into(),
+            ClientSecret::new(secret),
+        ));
+        self
     }
 
-    impl fmt::Debug for TokenSource {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.0.fmt(f)
-        }
+    /// Uses `client`, built yourself (another authentication method, DPoP, response rules),
+    /// instead of the token URL given to [`TokenSource::builder`].
+    pub fn client(mut self, client: ClientCredentials) -> Self {
+        self.client = Some(BuilderClient::Built(client));
+        self
     }
+
+    /// Asks for `scope` (RFC 6749 §3.3); call it once per scope.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Asks for a token for `audience`.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Asks for a token for the resource server `resource` (RFC 8707); call it once per
+    /// resource.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// Adds another parameter to the request.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The source's cache policy instead of the default.
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The token request, checked: what every way of building a source takes. Errors:
+    /// [`Error::InvalidParameter`] if no client was given
+    /// ([`client_secret`](Self::client_secret) or [`client`](Self::client));
+    /// [`Error::InvalidTokenUrl`] for the token URL; every error of
+    /// [`TokenRequestBuilder::build`](crate::TokenRequestBuilder::build).
+    fn request(self) -> Result<(TokenRequest, CachePolicy), Error> {
+        let client = match self.client {
+            Some(BuilderClient::Built(client)) => client,
+            Some(BuilderClient::Secret(client_id, secret)) => {
+                ClientCredentials::new(TokenUrl::new(&self.token_url)?, client_id, secret)
+            }
+            None => {
+                return Err(Error::InvalidParameter {
+                    name: "client_id".into(),
+                    reason: "the token source has no client: call client_secret(id, secret) or client(credentials) on its builder",
+                });
+            }
+        };
+        let mut builder = client.token_request().scopes(&self.scopes);
+        if let Some(audience) = self.audience {
+            builder = builder.audience(audience);
+        }
+        for resource in self.resources {
+            builder = builder.resource(resource);
+        }
+        for (name, value) in self.params {
+            builder = builder.param(name, value);
+        }
+        Ok((builder.build()?, self.policy))
+    }
+
+    /// Builds the request and a source fetching it over `transport`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] if no client was given
+    /// ([`client_secret`](Self::client_secret) or [`client`](Self::client));
+    /// [`Error::InvalidTokenUrl`] for the token URL; every error of
+    /// [`TokenRequestBuilder::build`](crate::TokenRequestBuilder::build).
+    pub fn transport<T>(self, transport: T) -> Result<TokenSource, Error>
+    where
+        T: Transport + Send + Sync + 'static,
+    {
+        let (request, policy) = self.request()?;
+        Ok(TokenSource::new(transport, request).with_policy(policy))
+    }
+
+    /// Builds the request and a source fetching it with `fetch`, as [`TokenSource::from_fn`].
+    ///
+    /// # Errors
+    ///
+    /// As [`transport`](Self::transport).
+    pub fn fetch_fn<F, Fut>(self, fetch: F) -> Result<TokenSource, Error>
+    where
+        F: Fn(TokenRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+    {
+        let (request, policy) = self.request()?;
+        Ok(TokenSource::from_fn(request, fetch).with_policy(policy))
+    }
+}
+
+impl std::fmt::Debug for TokenSourceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token URL may hold a secret in its query: shown only once validated.
+        f.debug_struct("TokenSourceBuilder")
+            .field("client", &self.client)
+            .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client a [`TokenSourceBuilder`] was given.
+#[derive(Debug)]
+enum BuilderClient {
+    /// A client id and its secret, for the builder's token URL.
+    Secret(String, ClientSecret),
+    /// A client built by the caller.
+    Built(ClientCredentials),
 }

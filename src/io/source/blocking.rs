@@ -5,8 +5,6 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use ::reqwest::blocking::Client;
-
 use super::{Core, Fetched, Outcome, now, wall_now};
 use crate::cache::{CachePolicy, FetchTicket, Lookup};
 use crate::error::Error;
@@ -111,9 +109,9 @@ impl Drop for Abandon<'_> {
 
 /// A valid token on every call, for every thread of a program: one
 /// [`TokenCache`](crate::TokenCache) shared by all clones, fetching with a blocking
-/// [`reqwest::blocking::Client`](Client).
+/// [`reqwest::blocking::Client`](::reqwest::blocking::Client).
 ///
-/// It follows the async [`TokenSource`](crate::io::reqwest::TokenSource)'s rules, on threads:
+/// It follows the async [`TokenSource`](crate::TokenSource)'s rules, on threads:
 /// a cached token costs a read lock and an `Arc` clone; when there is no valid token, one
 /// thread fetches and the others wait for its request; after a failure, every caller fails at
 /// once until the back-off is over; [`invalidate`](Self::invalidate) after a 401.
@@ -148,31 +146,18 @@ impl Drop for Abandon<'_> {
 pub struct TokenSource(Arc<Inner>);
 
 impl TokenSource {
-    /// A source of tokens for `request`, fetched with `client` by
-    /// [`fetch_token`](crate::io::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
-    ///
-    /// `client` must not follow redirects: use
-    /// [`recommended_client`](crate::io::reqwest::blocking::recommended_client).
-    #[must_use]
-    pub fn new(client: Client, request: TokenRequest) -> Self {
-        Self::with_policy(client, request, CachePolicy::new())
-    }
-
-    /// A source of tokens for `request`, fetched with `client`, by `policy`.
-    ///
-    /// Each fetch, from connecting to the body's last byte, is bounded by
-    /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its requests.
-    /// Callers waiting for a fetch take over when it runs out.
-    #[must_use]
-    pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
-        let fetch_timeout = policy.fetch_timeout();
+    /// A source for `request` by `policy`, fetching with `fetch`: the adapter's constructors
+    /// (in `io/reqwest.rs`) pass its blocking `fetch_token`, so this file imports no adapter.
+    pub(crate) fn from_fetch(
+        request: TokenRequest,
+        policy: CachePolicy,
+        fetch: impl Fn(&TokenRequest) -> Fetched + Send + Sync + 'static,
+    ) -> Self {
         Self(Arc::new(Inner {
             core: Core::new(request, policy),
             ended: Mutex::new(0),
             changed: Condvar::new(),
-            fetch: Box::new(move |request| {
-                crate::io::reqwest::blocking::fetch_token_within(&client, request, fetch_timeout)
-            }),
+            fetch: Box::new(fetch),
         }))
     }
 
@@ -181,7 +166,7 @@ impl TokenSource {
     ///
     /// # Errors
     ///
-    /// As the async [`TokenSource::token`](crate::io::reqwest::TokenSource::token): the failure
+    /// As the async [`TokenSource::token`](crate::TokenSource::token): the failure
     /// of the fetch made or waited for, or the same again while the source backs off, shared
     /// by every caller it reached, hence the `Arc`.
     pub fn token(&self) -> Result<Arc<Token>, Arc<Error>> {

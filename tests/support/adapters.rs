@@ -1,0 +1,154 @@
+//! The one adapter dispatcher of the test binaries: every adapter of the crate (reqwest, hyper,
+//! blocking reqwest) behind one type, so a test runs the same exchange through each and names
+//! the adapter in its failures.
+
+// Each binary uses the part it needs.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use client_credentials::reqwest::TIMEOUT;
+use client_credentials::{Error, MetadataRequest, ServerMetadata, Token, TokenRequest};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// hyper's client over plain TCP, as the tests use it.
+pub type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
+
+/// An adapter, with its client (the blocking one builds its own on a thread of its own) and the
+/// timeout of its whole exchange.
+#[derive(Clone)]
+pub enum Adapter {
+    /// `client_credentials::reqwest` over the recommended client.
+    Reqwest(reqwest::Client, Duration),
+    /// `client_credentials::hyper` over plain TCP.
+    Hyper(Hyper, Duration),
+    /// `client_credentials::reqwest::blocking`, on a thread of its own.
+    Blocking(Duration),
+}
+
+impl Adapter {
+    /// The names of every adapter, as [`Adapter::named`] takes them.
+    pub const NAMES: [&'static str; 3] = ["reqwest", "hyper", "reqwest blocking"];
+
+    /// The reqwest adapter over the recommended client, bounded by `timeout` (else
+    /// [`TIMEOUT`]).
+    pub fn reqwest(timeout: Option<Duration>) -> Self {
+        let client = client_credentials::reqwest::recommended_client_builder()
+            .build()
+            .expect("a reqwest client");
+        Self::Reqwest(client, timeout.unwrap_or(TIMEOUT))
+    }
+
+    /// The hyper adapter over plain TCP, bounded by `timeout` (else [`TIMEOUT`]).
+    pub fn hyper(timeout: Option<Duration>) -> Self {
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        Self::Hyper(client, timeout.unwrap_or(TIMEOUT))
+    }
+
+    /// The blocking adapter, bounded by `timeout` (else [`TIMEOUT`]).
+    pub fn blocking(timeout: Option<Duration>) -> Self {
+        Self::Blocking(timeout.unwrap_or(TIMEOUT))
+    }
+
+    /// Both async adapters.
+    pub fn asynchronous(timeout: Option<Duration>) -> [Self; 2] {
+        [Self::reqwest(timeout), Self::hyper(timeout)]
+    }
+
+    /// Every adapter.
+    pub fn all(timeout: Option<Duration>) -> [Self; 3] {
+        [
+            Self::reqwest(timeout),
+            Self::hyper(timeout),
+            Self::blocking(timeout),
+        ]
+    }
+
+    /// The adapter of that name (one of [`Adapter::NAMES`]), with a new client.
+    pub fn named(name: &str) -> Self {
+        match name {
+            "reqwest" => Self::reqwest(None),
+            "hyper" => Self::hyper(None),
+            "reqwest blocking" => Self::blocking(None),
+            other => panic!("no adapter is named {other:?}"),
+        }
+    }
+
+    /// The adapter's name, for failure messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Reqwest(..) => "reqwest",
+            Self::Hyper(..) => "hyper",
+            Self::Blocking(_) => "reqwest blocking",
+        }
+    }
+
+    /// Fetches a token for `request`.
+    pub async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
+        match self {
+            Self::Reqwest(client, timeout) => {
+                client_credentials::reqwest::fetch_token(client, request, *timeout).await
+            }
+            Self::Hyper(client, timeout) => {
+                client_credentials::hyper::fetch_token(client, request, *timeout).await
+            }
+            Self::Blocking(timeout) => fetch_blocking(request, Some(*timeout)),
+        }
+    }
+
+    /// Fetches an issuer's metadata for `request`.
+    pub async fn fetch_metadata(&self, request: &MetadataRequest) -> Result<ServerMetadata, Error> {
+        match self {
+            Self::Reqwest(client, timeout) => {
+                client_credentials::reqwest::fetch_metadata(client, request, *timeout).await
+            }
+            Self::Hyper(client, timeout) => {
+                client_credentials::hyper::fetch_metadata(client, request, *timeout).await
+            }
+            Self::Blocking(timeout) => on_a_thread(|| {
+                let client = client_credentials::reqwest::blocking::recommended_client();
+                client_credentials::reqwest::blocking::fetch_metadata(&client, request, *timeout)
+            }),
+        }
+    }
+}
+
+/// Every adapter's result for `request`, by name.
+pub async fn fetch_all(
+    request: &TokenRequest,
+    timeout: Option<Duration>,
+) -> Vec<(&'static str, Result<Token, Error>)> {
+    let mut results = Vec::new();
+    for adapter in Adapter::all(timeout) {
+        results.push((adapter.name(), adapter.fetch(request).await));
+    }
+    results
+}
+
+/// The blocking adapter's result for `request`, its whole call bounded by `timeout` (else
+/// [`TIMEOUT`]), with a new recommended client.
+pub fn fetch_blocking(request: &TokenRequest, timeout: Option<Duration>) -> Result<Token, Error> {
+    on_a_thread(|| {
+        let client = client_credentials::reqwest::blocking::recommended_client();
+        client_credentials::reqwest::blocking::fetch_token(
+            &client,
+            request,
+            timeout.unwrap_or(TIMEOUT),
+        )
+    })
+}
+
+/// Runs `work` on a thread of its own: reqwest's blocking client may not be built or dropped
+/// inside an async runtime.
+fn on_a_thread<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(work)
+            .join()
+            .expect("the blocking exchange panicked")
+    })
+}
