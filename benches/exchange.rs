@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::test_server::TestServer;
-use client_credentials::{TokenFetch, TokenRequest, TokenType};
+use client_credentials::{Attempt, TokenFetch, TokenRequest, TokenType};
 use http::{HeaderMap, Method, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
@@ -310,7 +310,11 @@ fn main() {
         .scope("read")
         .build()
         .expect("a valid request");
-    let http_request = request.http_request();
+    // A static secret signs nothing: the attempt's time and bytes are not read.
+    let attempt = Attempt::new(SystemTime::UNIX_EPOCH, [0; 32]);
+    let http_request = request
+        .http_request(&attempt)
+        .expect("a static secret needs no signing");
     let raw = Raw {
         method: http_request.method().clone(),
         uri: http_request.uri().clone(),

@@ -19,7 +19,7 @@ use crate::response::dpop_nonce;
 ///
 /// The core reads no clock and no random source, so the caller (an adapter) makes an `Attempt`
 /// for every attempt, retries included, and hands it to
-/// [`TokenRequest::http_request_for`](crate::TokenRequest::http_request_for) or
+/// [`TokenRequest::http_request`](crate::TokenRequest::http_request) or
 /// `DpopKey::authorize` (feature `jwt`). The entropy gives the `jti` of each JWT
 /// signed for the attempt: the first 16 bytes the client assertion's, the last 16 the DPoP
 /// proof's.

@@ -101,7 +101,7 @@ impl<'a> TokenFetch<'a> {
 
     /// The HTTP request for the next attempt, made at `now`, with 32 bytes from `entropy` for
     /// the `jti` of its JWTs and the server's latest nonce for its DPoP proof
-    /// ([`TokenRequest::http_request_for`]).
+    /// ([`TokenRequest::http_request`]).
     ///
     /// Read `now` just before sending: the token's expiry is counted from it. `entropy` must
     /// give fresh bytes from a cryptographically secure source (see
@@ -111,8 +111,8 @@ impl<'a> TokenFetch<'a> {
     ///
     /// # Errors
     ///
-    /// The error of `entropy`; as [`TokenRequest::http_request_for`]: [`Error::Signing`] if a
-    /// signer fails, [`Error::InvalidParameter`] if `now` is before 1970.
+    /// The error of `entropy`; as [`TokenRequest::http_request`]: [`Error::Signing`] if a
+    /// signer fails, [`Error::ClockBeforeUnixEpoch`] if `now` is before 1970.
     pub fn http_request(
         &mut self,
         now: SystemTime,
@@ -127,7 +127,7 @@ impl<'a> TokenFetch<'a> {
         let attempt = self
             .nonces
             .attempt(self.request.client().token_url().as_uri(), now, entropy);
-        let request = self.request.http_request_for(&attempt)?;
+        let request = self.request.http_request(&attempt)?;
         self.sent_at = Some(now);
         self.attempts = self.attempts.saturating_add(1);
         Ok(request)
@@ -140,16 +140,16 @@ impl<'a> TokenFetch<'a> {
     /// # Errors
     ///
     /// Every error of [`TokenRequest::parse_response`], including `use_dpop_nonce` once the
-    /// retry is spent; [`Error::InvalidParameter`] if no attempt awaits a response (call
+    /// retry is spent; [`Error::NoAttemptAwaitingResponse`] if no attempt awaits a response (call
     /// [`http_request`](Self::http_request) first, and hand in each response once).
     pub fn handle_response(
         &mut self,
         response: &http::Response<impl AsRef<[u8]>>,
     ) -> Result<FetchStep, Error> {
-        let sent_at = self.sent_at.take().ok_or(Error::InvalidParameter {
-            name: "response".into(),
-            reason: "no attempt awaits a response: build one with TokenFetch::http_request, and hand in each response once",
-        })?;
+        let sent_at = self
+            .sent_at
+            .take()
+            .ok_or(Error::NoAttemptAwaitingResponse)?;
         self.nonces.observe(
             self.request.client().token_url().as_uri(),
             response.headers(),
@@ -410,7 +410,7 @@ mod tests {
         let request = request();
         let mut exchange = TokenFetch::new(&request);
         let error = exchange.handle_response(&token(None)).unwrap_err();
-        assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
+        assert!(matches!(error, Error::NoAttemptAwaitingResponse), "{error}");
         let _ = exchange.http_request(at(1), || Ok([0; 32])).unwrap();
         let _ = exchange.handle_response(&token(None)).unwrap();
         assert!(

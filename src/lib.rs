@@ -7,7 +7,7 @@
 //! ```text
 //!   ClientCredentials ──token_request()…build()──▶ TokenRequest   (validated once)
 //!                                                     │
-//!                                       http_request() │  ▲ parse_response(&response, sent_at)
+//!                             http_request(&attempt) │  ▲ parse_response(&response, sent_at)
 //!                                                     ▼  │
 //!                                   your HTTP client ──▶ token endpoint
 //! ```
@@ -38,7 +38,7 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use client_credentials::{ClientCredentials, ClientSecret, TokenType, TokenUrl};
+//! use client_credentials::{Attempt, ClientCredentials, ClientSecret, TokenType, TokenUrl};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = ClientCredentials::new(
@@ -52,11 +52,12 @@
 //!     .scope("read:things")
 //!     .build()?; // every parameter is checked here, once
 //!
-//! let http_request = request.http_request(); // an `http::Request`: send it with any client
-//! assert_eq!(http_request.method(), "POST");
-//!
 //! # let sent_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 //! // let sent_at = SystemTime::now(); just before sending
+//! // An attempt: its time, and 32 random bytes for what it signs (JWT assertions, DPoP proofs).
+//! let attempt = Attempt::new(sent_at, [7; 32]);
+//! let http_request = request.http_request(&attempt)?; // an `http::Request`: send it with any client
+//! assert_eq!(http_request.method(), "POST");
 //! let response = http::Response::builder()
 //!     .status(200)
 //!     .header("content-type", "application/json")

@@ -136,7 +136,7 @@ impl ClientCredentials {
 
     /// Sends a DPoP proof (RFC 9449 §5) signed by `key` with every token request, asking for a
     /// token bound to the key (`token_type` `DPoP`). Requests must then be built with
-    /// [`TokenRequest::http_request_for`], and the token presented with
+    /// [`TokenRequest::http_request`], and the token presented with
     /// [`DpopKey::authorize`](crate::DpopKey::authorize).
     #[cfg(feature = "jwt")]
     #[must_use]
@@ -427,18 +427,12 @@ impl RequestInner {
 }
 
 impl TokenRequest {
-    /// The HTTP request to send: a `POST` with a form body (RFC 6749 §4.4.2), `Accept:
-    /// application/json`, and the client's authentication.
-    ///
-    /// Building it allocates only the header map: the URL, the body and the header values are
-    /// shared with this `TokenRequest`.
-    ///
-    /// This is the whole request for a client with static authentication. A client that signs
-    /// something per attempt ([`ClientAuth::Jwt`], or a DPoP key) needs
-    /// [`http_request_for`](Self::http_request_for), which adds the assertion and the proof:
-    /// without them, the server refuses this request.
-    #[must_use]
-    pub fn http_request(&self) -> http::Request<RequestBody> {
+    /// The parts of every attempt's HTTP request that do not change between attempts: a `POST`
+    /// with a form body (RFC 6749 §4.4.2), `Accept: application/json`, and the client's static
+    /// authentication. Allocates only the header map: the URL, the body and the header values
+    /// are shared with this `TokenRequest`. Crate-private, so that no caller can send it
+    /// unsigned by mistake.
+    pub(crate) fn unsigned_http_request(&self) -> http::Request<RequestBody> {
         let client = &self.0.client.0;
         let mut request = http::Request::new(RequestBody::new(self.0.body.clone()));
         *request.method_mut() = Method::POST;
@@ -468,25 +462,28 @@ impl TokenRequest {
         client.auth.jwt.is_some() || dpop
     }
 
-    /// The HTTP request for one attempt, retries included: [`http_request`](Self::http_request)
-    /// plus what is signed afresh for every attempt, from the attempt's time, entropy and DPoP
-    /// nonce.
+    /// The HTTP request for one attempt, retries included: a `POST` with a form body (RFC 6749
+    /// §4.4.2), `Accept: application/json` and the client's authentication, with what is signed
+    /// afresh for every attempt, from the attempt's time, entropy and DPoP nonce. This is the
+    /// one way to build a token request, right for every client authentication;
+    /// [`TokenFetch::http_request`](crate::TokenFetch::http_request) builds the attempt for you.
     ///
     /// - Under [`ClientAuth::Jwt`], a new client assertion goes in the body
     ///   (`client_assertion`, RFC 7523 §2.2), its `jti` from the first half of the entropy.
     /// - With a DPoP key (`ClientCredentials::with_dpop`, feature `jwt`), a new proof goes in the `DPoP`
     ///   header (RFC 9449 §5), its `jti` from the second half, with the attempt's nonce.
     ///
-    /// For a client with static authentication it is the same as `http_request`, and cannot
-    /// fail. Adapters call this for every attempt.
+    /// For a client with static authentication the attempt is not read and this cannot fail;
+    /// building it then allocates only the header map: the URL, the body and the header values
+    /// are shared with this `TokenRequest`.
     ///
     /// # Errors
     ///
     /// [`Error::Signing`] if the signer fails; [`Error::ClockBeforeUnixEpoch`] if the
     /// attempt's time is before 1970.
-    pub fn http_request_for(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
+    pub fn http_request(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
         let client = &self.0.client.0;
-        let mut request = self.http_request();
+        let mut request = self.unsigned_http_request();
         if let Some(jwt) = &client.auth.jwt {
             let assertion = jwt.assertion(&client.client_id, &client.token_url, attempt)?;
             // The assertion is base64url and `.`, which a form carries as they are.
@@ -513,10 +510,24 @@ impl TokenRequest {
     /// estimate errs early, never late. Where the server leaves out `scope`, the token's scope
     /// is the requested one (RFC 6749 §5.1).
     ///
+    /// This is the one way to parse a token response: [`TokenFetch::handle_response`] and
+    /// [`TokenCache::handle_response`] call it, so they cannot disagree with it. The client's
+    /// [`ResponseRules`] say which provider deviations it tolerates.
+    ///
+    /// [`TokenFetch::handle_response`]: crate::TokenFetch::handle_response
+    /// [`TokenCache::handle_response`]: crate::TokenCache::handle_response
+    ///
     /// # Errors
     ///
-    /// [`Error::OAuth`] for an OAuth error response, and the other response errors described
-    /// at [`ResponseRules::parse`].
+    /// - [`Error::BodyTooLarge`] if the body exceeds [`max_body_len`](ResponseRules::max_body_len);
+    /// - [`Error::Redirect`] for a 3xx;
+    /// - [`Error::OAuth`] for a JSON (or form) body with an `error` member, whatever the status
+    ///   (§5.2; GitHub and Slack send errors with 200);
+    /// - [`Error::InvalidResponse`] for a 2xx that is not a usable token response; it never
+    ///   quotes the body, which may hold a token;
+    /// - [`Error::UnexpectedResponse`] for any other status, with the `Retry-After` header and
+    ///   an excerpt of the body: a JSON or form body by its member names, never their values;
+    ///   any other body sanitized, with the value after a secret-looking name redacted.
     pub fn parse_response(
         &self,
         response: &http::Response<impl AsRef<[u8]>>,
@@ -638,7 +649,7 @@ mod tests {
     }
 
     fn body(request: &TokenRequest) -> String {
-        String::from_utf8(request.http_request().body().secret().to_vec()).unwrap()
+        String::from_utf8(request.unsigned_http_request().body().secret().to_vec()).unwrap()
     }
 
     fn rejected(builder: TokenRequestBuilder) -> (String, &'static str) {
@@ -650,7 +661,11 @@ mod tests {
 
     #[test]
     fn post_form_with_accept_json_rfc6749_4_4_2() {
-        let request = client().token_request().build().unwrap().http_request();
+        let request = client()
+            .token_request()
+            .build()
+            .unwrap()
+            .unsigned_http_request();
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri(), "https://idp.example.com/token");
         assert_eq!(
@@ -741,7 +756,7 @@ mod tests {
         let request = client.token_request().build().unwrap();
         assert!(
             request
-                .http_request()
+                .unsigned_http_request()
                 .headers()
                 .get(AUTHORIZATION)
                 .is_none()
@@ -756,7 +771,11 @@ mod tests {
     #[test]
     fn golden_client_secret_basic_rfc6749_2_3_1() {
         let client = ClientCredentials::new(url(), "id:+%&= é", ClientSecret::new("s:+%&= é"));
-        let request = client.token_request().build().unwrap().http_request();
+        let request = client
+            .token_request()
+            .build()
+            .unwrap()
+            .unsigned_http_request();
         // base64("id%3A%2B%25%26%3D%20%C3%A9:s%3A%2B%25%26%3D%20%C3%A9")
         assert_eq!(
             request.headers()[AUTHORIZATION],
@@ -802,7 +821,7 @@ mod tests {
             format!("{builder:?}"),
             format!("{client:?}"),
             format!("{request:?}"),
-            format!("{:?}", request.http_request()),
+            format!("{:?}", request.unsigned_http_request()),
         ] {
             assert!(!text.contains("hunter2"), "{text}");
             assert!(!text.contains("swordfish"), "{text}");

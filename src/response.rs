@@ -181,23 +181,11 @@ impl ResponseRules {
         self
     }
 
-    /// Parses a token endpoint response into a token or a typed error.
-    ///
-    /// `sent_at` is when the request was sent: the token's expiry is counted from it, so the
-    /// estimate errs early, never late.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::BodyTooLarge`] if the body exceeds [`max_body_len`](Self::max_body_len);
-    /// - [`Error::Redirect`] for a 3xx;
-    /// - [`Error::OAuth`] for a JSON (or form) body with an `error` member, whatever the status
-    ///   (§5.2; GitHub and Slack send errors with 200);
-    /// - [`Error::InvalidResponse`] for a 2xx that is not a usable token response; it never
-    ///   quotes the body, which may hold a token;
-    /// - [`Error::UnexpectedResponse`] for any other status, with the `Retry-After` header and
-    ///   an excerpt of the body: a JSON or form body by its member names, never their values;
-    ///   any other body sanitized, with the value after a secret-looking name redacted.
-    pub fn parse(
+    /// Parses a response as a request that asked for no scope would: the unit tests' shortcut
+    /// to [`TokenRequest::parse_response`](crate::TokenRequest::parse_response), which is the
+    /// one public way to parse.
+    #[cfg(test)]
+    pub(crate) fn parse(
         &self,
         response: &http::Response<impl AsRef<[u8]>>,
         sent_at: SystemTime,
@@ -205,8 +193,9 @@ impl ResponseRules {
         self.parse_for(response, sent_at, None)
     }
 
-    /// [`parse`](Self::parse) for a request that asked for the `requested` scope: a granted
-    /// scope equal to it shares its allocation.
+    /// Parses a token endpoint response for a request that asked for the `requested` scope (a
+    /// granted scope equal to it shares its allocation): what
+    /// [`TokenRequest::parse_response`](crate::TokenRequest::parse_response) does.
     pub(crate) fn parse_for(
         &self,
         response: &http::Response<impl AsRef<[u8]>>,
@@ -855,7 +844,9 @@ mod tests {
             .header("retry-after", "30")
             .body(br#"{"error":"use_dpop_nonce"}"#.to_vec())
             .unwrap();
-        let err = Token::from_response(&response, sent_at()).unwrap_err();
+        let err = ResponseRules::default()
+            .parse(&response, sent_at())
+            .unwrap_err();
         let oauth = err.oauth().unwrap();
         assert_eq!(oauth.challenges()[0].realm(), Some("idp"));
         assert_eq!(oauth.dpop_nonce(), Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
@@ -898,7 +889,9 @@ mod tests {
             .header("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")
             .body(b"<html><body>\n<h1>502 Bad Gateway</h1>".to_vec())
             .unwrap();
-        let err = Token::from_response(&response, sent_at()).unwrap_err();
+        let err = ResponseRules::default()
+            .parse(&response, sent_at())
+            .unwrap_err();
         let Error::UnexpectedResponse(unexpected) = &err else {
             panic!("{err:?}")
         };
@@ -1236,7 +1229,9 @@ mod tests {
             .header(LOCATION, "https://evil.example/steal")
             .body(Vec::new())
             .unwrap();
-        let err = Token::from_response(&response, sent_at()).unwrap_err();
+        let err = ResponseRules::default()
+            .parse(&response, sent_at())
+            .unwrap_err();
         let Error::Redirect {
             status, location, ..
         } = &err

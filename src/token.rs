@@ -28,25 +28,6 @@ pub struct Token {
 }
 
 impl Token {
-    /// Parses a token endpoint response by the default (tolerant) [`ResponseRules`].
-    ///
-    /// `sent_at` is when the request was sent; see [`ResponseRules::parse`]. Prefer
-    /// [`TokenRequest::parse_response`](crate::TokenRequest::parse_response), which also knows
-    /// the requested scope and the client's rules.
-    ///
-    /// # Errors
-    ///
-    /// As [`ResponseRules::parse`].
-    ///
-    /// [`ResponseRules`]: crate::ResponseRules
-    /// [`ResponseRules::parse`]: crate::ResponseRules::parse
-    pub fn from_response(
-        response: &http::Response<impl AsRef<[u8]>>,
-        sent_at: SystemTime,
-    ) -> Result<Self, crate::error::Error> {
-        crate::response::ResponseRules::default().parse(response, sent_at)
-    }
-
     /// The access token.
     #[must_use]
     pub fn access_token(&self) -> &AccessToken {
@@ -162,7 +143,14 @@ impl Token {
     /// #     .status(200)
     /// #     .header("content-type", "application/json")
     /// #     .body(r#"{"access_token":"eyJ...","token_type":"bearer","expires_in":3600}"#)?;
-    /// # let token = client_credentials::Token::from_response(&response, SystemTime::UNIX_EPOCH)?;
+    /// # let request = client_credentials::ClientCredentials::new(
+    /// #     client_credentials::TokenUrl::new("https://idp.example.com/token")?,
+    /// #     "c",
+    /// #     client_credentials::ClientSecret::new("s"),
+    /// # )
+    /// # .token_request()
+    /// # .build()?;
+    /// # let token = request.parse_response(&response, SystemTime::UNIX_EPOCH)?;
     /// let value = token.authorization_header()?;
     /// assert_eq!(value, "Bearer eyJ...");
     /// assert!(value.is_sensitive());

@@ -14,6 +14,8 @@ use client_credentials::{
 };
 use proptest::prelude::*;
 
+mod support;
+
 const KEYS: usize = 3;
 
 #[derive(Debug, Clone)]
@@ -92,11 +94,7 @@ fn keys() -> [TokenRequest; KEYS] {
 }
 
 fn response(status: u16, content_type: &str, body: String) -> http::Response<Vec<u8>> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(body.into_bytes())
-        .unwrap()
+    support::responses::with_content_type(status, content_type, body)
 }
 
 /// What the test knows independently of the cache.

@@ -54,6 +54,8 @@ use client_credentials::{
 };
 use serde_json::{Value, json};
 
+mod support;
+
 // ---------------------------------------------------------------------------------------------
 // The server and its clients, as registered in interop/server.mjs.
 
@@ -256,7 +258,10 @@ async fn send_raw(request: http::Request<Bytes>) -> (http::Response<Bytes>, Syst
 
 /// The core's request (without what is signed per attempt), with its body as bytes.
 fn core_request(request: &TokenRequest) -> http::Request<Bytes> {
-    request.http_request().map(RequestBody::into_bytes)
+    request
+        .http_request(&support::responses::attempt())
+        .unwrap()
+        .map(RequestBody::into_bytes)
 }
 
 /// Sends `request` one way and parses the response.
@@ -441,7 +446,8 @@ async fn client_secret_post_gets_a_token() {
         |route, request, outcome| {
             assert!(
                 request
-                    .http_request()
+                    .http_request(&support::responses::attempt())
+                    .unwrap()
                     .headers()
                     .get(header::AUTHORIZATION)
                     .is_none()
@@ -863,7 +869,7 @@ async fn server_drops_unknown_scopes_and_omits_scope() {
 /// The claims and header of the client assertion a request carries for one attempt.
 fn assertion_of(request: &TokenRequest) -> (Value, Value) {
     let http_request = request
-        .http_request_for(&Attempt::new(now(), entropy()))
+        .http_request(&Attempt::new(now(), entropy()))
         .expect("the assertion is signed");
     let body = String::from_utf8(http_request.body().secret().to_vec()).unwrap();
     let assertion = form_urlencoded_value(&body, "client_assertion").expect("an assertion");
@@ -993,7 +999,7 @@ async fn pre_signed_assertion_gets_a_token() {
         PRE_SIGNED,
         |b| b.scope("api:read"),
         |route, request, outcome| {
-            let body = request.http_request().body().secret().to_vec();
+            let body = request.http_request(&support::responses::attempt()).unwrap().body().secret().to_vec();
             let body = String::from_utf8(body).unwrap();
             assert!(
                 body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"),
@@ -1076,7 +1082,7 @@ async fn server_asks_for_a_dpop_nonce_first() {
         .build()
         .unwrap();
     let first = request
-        .http_request_for(&Attempt::new(now(), entropy()))
+        .http_request(&Attempt::new(now(), entropy()))
         .unwrap();
     let (response, sent_at) = send_raw(first.map(RequestBody::into_bytes)).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -1097,7 +1103,7 @@ async fn server_asks_for_a_dpop_nonce_first() {
     );
 
     let retry = Attempt::new(now(), entropy()).with_dpop_nonce(nonce);
-    let second = request.http_request_for(&retry).unwrap();
+    let second = request.http_request(&retry).unwrap();
     let (response, sent_at) = send_raw(second.map(RequestBody::into_bytes)).await;
     let token = request.parse_response(&response, sent_at).unwrap();
     assert_eq!(token.token_type(), &TokenType::DPoP);

@@ -40,6 +40,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
+mod support;
+
 // ---------------------------------------------------------------------------------------------
 // The server, its clients and their certificates, as interop/mtls-server.mjs sets them up.
 
@@ -287,7 +289,12 @@ async fn a_certificate_chooses_the_mtls_method_and_the_alias() {
         assert_eq!(client.auth_method(), method);
         assert_eq!(client.token_url(), alias);
         // RFC 8705 §2: the client id alone in the body, no Authorization header.
-        let request = client.token_request().build().unwrap().http_request();
+        let request = client
+            .token_request()
+            .build()
+            .unwrap()
+            .http_request(&support::responses::attempt())
+            .unwrap();
         assert_eq!(
             request.body().secret(),
             b"grant_type=client_credentials&client_id=c"

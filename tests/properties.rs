@@ -27,6 +27,9 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
 
+mod support;
+use support::responses::{parse, sent_at, with_content_type};
+
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
@@ -39,10 +42,6 @@ fn config(cases: u32) -> ProptestConfig {
 
 fn url() -> TokenUrl {
     TokenUrl::new("https://idp.example.com/oauth2/token?tenant=t1").unwrap()
-}
-
-fn sent_at() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,7 +419,7 @@ proptest! {
     #[test]
     fn basic_header_decodes_to_the_inputs(id in credential(), secret in credential()) {
         let client = ClientCredentials::new(url(), id.clone(), ClientSecret::new(secret.clone()));
-        let request = client.token_request().build().unwrap().http_request();
+        let request = client.token_request().build().unwrap().http_request(&support::responses::attempt()).unwrap();
         let (user, password) = basic_parts(&request);
         let unreserved = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b));
         prop_assert!(unreserved(&user) && unreserved(&password), "{user:?} {password:?}");
@@ -449,7 +448,7 @@ proptest! {
             }
             Ok(client) => {
                 prop_assert!(!id.contains(':'));
-                let request = client.token_request().build().unwrap().http_request();
+                let request = client.token_request().build().unwrap().http_request(&support::responses::attempt()).unwrap();
                 let header = &request.headers()[AUTHORIZATION];
                 prop_assert!(header.is_sensitive());
                 let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
@@ -488,7 +487,7 @@ proptest! {
             builder = builder.param(name.clone(), value.clone());
         }
         let request = builder.build().unwrap();
-        let http_request = request.http_request();
+        let http_request = request.http_request(&support::responses::attempt()).unwrap();
 
         let mut want = pairs(&[("grant_type", "client_credentials")]);
         match method {
@@ -518,7 +517,7 @@ proptest! {
             matches!(method, Method::Basic | Method::BasicUnencoded)
         );
         prop_assert_eq!(request.scope().map(str::to_owned), (!scopes.is_empty()).then(|| scopes.join(" ")));
-        let again = request.http_request();
+        let again = request.http_request(&support::responses::attempt()).unwrap();
         prop_assert_eq!(again.body().secret(), http_request.body().secret(), "stable");
     }
 
@@ -551,7 +550,7 @@ proptest! {
         }
         match builder.build() {
             Ok(request) => {
-                let body = form_pairs(&request.http_request());
+                let body = form_pairs(&request.http_request(&support::responses::attempt()).unwrap());
                 let find = |key: &str| body.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
                 prop_assert_eq!(find("audience"), audience);
                 prop_assert_eq!(find("resource"), resource);
@@ -677,11 +676,11 @@ proptest! {
         let strict = ResponseRules::strict();
         let small = ResponseRules::tolerant().with_max_body_len(limit);
 
-        let from_tolerant = tolerant.parse(&response, sent_at());
-        let from_strict = strict.parse(&response, sent_at());
+        let from_tolerant = parse(tolerant, &response, sent_at());
+        let from_strict = parse(strict, &response, sent_at());
         check_parse(&input, &tolerant, &from_tolerant, now)?;
         check_parse(&input, &strict, &from_strict, now)?;
-        check_parse(&input, &small, &small.parse(&response, sent_at()), now)?;
+        check_parse(&input, &small, &parse(small, &response, sent_at()), now)?;
 
         if let Ok(strict_token) = &from_strict {
             prop_assert_eq!(input.status, 200, "strict accepts only 200");
@@ -699,7 +698,7 @@ proptest! {
         }
 
         // The default rules are the tolerant ones; a request fills in the scope it asked for.
-        let default = Token::from_response(&response, sent_at());
+        let default = parse(ResponseRules::default(), &response, sent_at());
         prop_assert_eq!(default.is_ok(), from_tolerant.is_ok());
         let request = ClientCredentials::new(url(), "c", ClientSecret::new("s"))
             .token_request()
@@ -852,7 +851,7 @@ proptest! {
         outputs.push(format!("{client:?}"));
         outputs.push(format!("{builder:?}"));
         let request = builder.build().unwrap();
-        let http_request = request.http_request();
+        let http_request = request.http_request(&support::responses::attempt()).unwrap();
         outputs.push(format!("{request:?}"));
         outputs.push(format!("{http_request:?}"));
         outputs.push(format!("{:?}", http_request.headers()));
@@ -905,18 +904,14 @@ proptest! {
             shape => shape,
         };
         let (body, content_type) = leaky_body(shape, &token, &refresh, cut);
-        let response = http::Response::builder()
-            .status(status)
-            .header(CONTENT_TYPE, content_type)
-            .body(body)
-            .unwrap();
+        let response = with_content_type(status, content_type, body);
         let mut outputs = Vec::new();
         for rules in [
             ResponseRules::tolerant(),
             ResponseRules::strict(),
             ResponseRules::tolerant().with_max_body_len(limit),
         ] {
-            match rules.parse(&response, sent_at()) {
+            match parse(rules, &response, sent_at()) {
                 Ok(parsed) => {
                     prop_assert_eq!(parsed.access_token().secret(), token.as_str());
                     outputs.push(format!("{parsed:?}"));
@@ -1062,14 +1057,10 @@ proptest! {
         status in prop::sample::select(vec![200u16, 201, 400, 401, 403, 404, 429, 500, 502, 503]),
     ) {
         let (body, content_type) = planted_answer(kind, &name, &secret, how);
-        let response = http::Response::builder()
-            .status(status)
-            .header(CONTENT_TYPE, content_type)
-            .body(body)
-            .unwrap();
+        let response = with_content_type(status, content_type, body);
         let mut outputs = Vec::new();
         for rules in [ResponseRules::tolerant(), ResponseRules::strict()] {
-            match rules.parse(&response, sent_at()) {
+            match parse(rules, &response, sent_at()) {
                 Ok(token) => outputs.push(format!("{token:?}")),
                 Err(err) => outputs.extend(error_texts(&err)),
             }

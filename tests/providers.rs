@@ -2,7 +2,8 @@
 //!
 //! Each row is a response as the provider sends it, the [`ResponseRules`] tolerances it needs
 //! and what parsing must give. For every row the test checks that
-//! - the default rules (`Token::from_response`, tolerant) give the expected result;
+//! - the default rules (tolerant), through `TokenRequest::parse_response`, give the expected
+//!   result;
 //! - `ResponseRules::strict()` plus only the named tolerances gives it too (so a row that needs
 //!   none passes the strict rules unchanged);
 //! - the tolerant rules with any one named tolerance turned off do not, and refuse the response
@@ -14,6 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use client_credentials::{Error, ResponseProblem, ResponseRules, RetryAfter, Token, http};
 use serde_json::{Value, json};
+
+mod support;
+use support::responses::{parse, sent_at};
 
 /// A named tolerance of [`ResponseRules`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -647,16 +651,8 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn sent_at() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-fn response(case: &Case) -> http::Response<&'static [u8]> {
-    let mut builder = http::Response::builder().status(case.status);
-    for (name, value) in case.headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(case.body.as_bytes()).unwrap()
+fn response(case: &Case) -> http::Response<Vec<u8>> {
+    support::responses::response(case.status, case.headers, case.body)
 }
 
 /// Checks `result` against the row's expectation; `Err` says what differs.
@@ -836,9 +832,9 @@ fn provider_responses_yield_what_they_must() {
         };
 
         // The default rules are the tolerant ones.
-        let default = Token::from_response(&response, sent_at());
-        record("Token::from_response", check(&case, &default));
-        let tolerant = ResponseRules::tolerant().parse(&response, sent_at());
+        let default = parse(ResponseRules::default(), &response, sent_at());
+        record("default", check(&case, &default));
+        let tolerant = parse(ResponseRules::tolerant(), &response, sent_at());
         record("tolerant", check(&case, &tolerant));
 
         // Strict plus exactly the tolerances the row names.
@@ -847,12 +843,12 @@ fn provider_responses_yield_what_they_must() {
             .iter()
             .fold(ResponseRules::strict(), |rules, t| t.set(rules, true));
         let label = format!("strict + {:?}", case.needs);
-        record(&label, check(&case, &rules.parse(&response, sent_at())));
+        record(&label, check(&case, &parse(rules, &response, sent_at())));
 
         // Each named tolerance is needed.
         for &tolerance in case.needs {
             let rules = tolerance.set(ResponseRules::tolerant(), false);
-            let result = rules.parse(&response, sent_at());
+            let result = parse(rules, &response, sent_at());
             let label = format!("tolerant without {tolerance:?}");
             record(&label, check_refused(&case, tolerance, &result));
         }

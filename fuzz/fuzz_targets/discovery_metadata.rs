@@ -20,7 +20,7 @@ mod framing;
 
 use client_credentials::http::{self, StatusCode};
 use client_credentials::{
-    AuthMethod, ClientCertificate, ClientSecret, AuthMaterial, DiscoveryError, Error, Issuer,
+    AuthMaterial, AuthMethod, ClientCertificate, ClientSecret, DiscoveryError, Error, Issuer,
     MetadataRequest, ServerMetadata, TokenUrl,
 };
 use libfuzzer_sys::fuzz_target;

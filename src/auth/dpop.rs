@@ -46,7 +46,7 @@ pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
 ///
 /// # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
 /// // let now = SystemTime::now(); getrandom::fill(&mut entropy)?; for every attempt
-/// let http_request = request.http_request_for(&Attempt::new(now, entropy))?;
+/// let http_request = request.http_request(&Attempt::new(now, entropy))?;
 /// assert!(http_request.headers().contains_key("dpop"));
 ///
 /// // Later, with the DPoP-bound token, on a request to the API:
@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(bound.dpop_key().unwrap().thumbprint(), key.thumbprint());
         let request = bound.token_request().build().unwrap();
         let attempt = attempt().with_dpop_nonce("n-1");
-        let http = request.http_request_for(&attempt).unwrap();
+        let http = request.http_request(&attempt).unwrap();
         assert!(
             http.headers()[AUTHORIZATION].is_sensitive(),
             "the client secret is still sent"
@@ -315,7 +315,13 @@ mod tests {
             claims,
             r#"{"jti":"EBESExQVFhcYGRobHB0eHw","htm":"POST","htu":"https://server.example.com/token","iat":1700000000,"nonce":"n-1"}"#
         );
-        assert!(request.http_request().headers().get(DPOP).is_none());
+        assert!(
+            request
+                .unsigned_http_request()
+                .headers()
+                .get(DPOP)
+                .is_none()
+        );
         // A DPoP-bound token is not the token of the same client without the key.
         let unbound = plain.token_request().build().unwrap();
         assert_ne!(request, unbound);
@@ -330,18 +336,18 @@ mod tests {
             .header("dpop-nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v")
             .body(r#"{"error":"use_dpop_nonce","error_description":"Authorization server requires nonce in DPoP proof"}"#)
             .unwrap();
-        let error = crate::token::Token::from_response(
-            &response,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let error = crate::response::ResponseRules::default()
+            .parse(&response, SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+            .unwrap_err();
         assert_eq!(error.dpop_retry_nonce(), Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
         let other = http::Response::builder()
             .status(400)
             .header("dpop-nonce", "abc")
             .body(r#"{"error":"invalid_dpop_proof"}"#)
             .unwrap();
-        let error = crate::token::Token::from_response(&other, SystemTime::UNIX_EPOCH).unwrap_err();
+        let error = crate::response::ResponseRules::default()
+            .parse(&other, SystemTime::UNIX_EPOCH)
+            .unwrap_err();
         assert_eq!(
             error.dpop_retry_nonce(),
             None,

@@ -290,7 +290,7 @@ impl fmt::Debug for PublicJwk {
 /// let request = client.token_request().scope("read").build()?;
 /// # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
 /// // For every attempt, retries included: a new assertion.
-/// let http_request = request.http_request_for(&Attempt::new(now, entropy))?;
+/// let http_request = request.http_request(&Attempt::new(now, entropy))?;
 /// assert!(String::from_utf8_lossy(http_request.body().secret()).contains("&client_assertion="));
 /// assert_eq!(client.auth_method().as_str(), "private_key_jwt");
 /// # Ok(()) }
@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(client.auth_method(), AuthMethod::PrivateKeyJwt);
         let request = client.token_request().scope("a").build().unwrap();
         let body = |attempt: &Attempt| {
-            let http = request.http_request_for(attempt).unwrap();
+            let http = request.http_request(attempt).unwrap();
             assert!(http.headers().get(http::header::AUTHORIZATION).is_none());
             String::from_utf8(http.body().secret().to_vec()).unwrap()
         };
@@ -610,14 +610,14 @@ mod tests {
         assert_ne!(first, second, "a retry signs a new assertion");
         assert!(second.starts_with(prefix));
         // Without the attempt there is no assertion: the server would refuse it.
-        let bare = request.http_request();
+        let bare = request.unsigned_http_request();
         assert!(!String::from_utf8_lossy(bare.body().secret()).contains("client_assertion="));
         let failing =
             ClientCredentials::with_auth(url(), "c", ClientAuth::Jwt(JwtAuth::new(Failing)))
                 .unwrap();
         let request = failing.token_request().build().unwrap();
         assert!(matches!(
-            request.http_request_for(&attempt()),
+            request.http_request(&attempt()),
             Err(Error::Signing { .. })
         ));
     }
@@ -630,8 +630,8 @@ mod tests {
             crate::secret::ClientSecret::new("s"),
         );
         let request = client.token_request().build().unwrap();
-        let plain = request.http_request();
-        let attempt = request.http_request_for(&attempt()).unwrap();
+        let plain = request.unsigned_http_request();
+        let attempt = request.http_request(&attempt()).unwrap();
         assert_eq!(plain.uri(), attempt.uri());
         assert_eq!(plain.headers(), attempt.headers());
         assert_eq!(plain.body().secret(), attempt.body().secret());

@@ -64,7 +64,7 @@ pub enum ClientAuth {
     Assertion(ClientAssertion),
     /// `private_key_jwt` or `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a
     /// client assertion signed afresh for every attempt, so requests must be built with
-    /// [`TokenRequest::http_request_for`](crate::TokenRequest::http_request_for).
+    /// [`TokenRequest::http_request`](crate::TokenRequest::http_request).
     Jwt(JwtAuth),
 }
 

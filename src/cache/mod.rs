@@ -417,8 +417,9 @@ pub struct FetchTicket {
 }
 
 impl FetchTicket {
-    /// The token request to send: `ticket.request().http_request_for(&attempt)`, or
-    /// `http_request()` for a client with a static secret.
+    /// The token request to send: build its HTTP request with
+    /// [`TokenRequest::http_request`] for each attempt, or run it through
+    /// [`TokenFetch`](crate::TokenFetch) or [`fetch_token`](crate::fetch_token).
     #[must_use]
     pub fn request(&self) -> &TokenRequest {
         &self.request
@@ -459,7 +460,9 @@ impl FetchTicket {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::{Duration, Instant, SystemTime};
-/// use client_credentials::{ClientCredentials, ClientSecret, Lookup, TokenCache, TokenUrl};
+/// use client_credentials::{
+///     Attempt, ClientCredentials, ClientSecret, Lookup, TokenCache, TokenUrl,
+/// };
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let request = ClientCredentials::new(
@@ -477,9 +480,10 @@ impl FetchTicket {
 ///     Lookup::Fetch(ticket) => ticket,
 ///     other => unreachable!("an empty cache asks for a fetch, not {other:?}"),
 /// };
-/// let http_request = ticket.request().http_request(); // send it with any HTTP client
 /// # let sent_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// // let sent_at = SystemTime::now(); just before sending
+/// let attempt = Attempt::new(sent_at, [7; 32]); // 32 random bytes, for clients that sign
+/// let http_request = ticket.request().http_request(&attempt)?; // send it with any HTTP client
 /// let response = http::Response::builder()
 ///     .status(200)
 ///     .header("content-type", "application/json")

@@ -523,7 +523,11 @@ fn a_client_certificate_uses_the_mtls_alias_rfc8705_5() {
         let client = metadata.client("c", &credentials).unwrap();
         assert_eq!(client.token_url().to_string(), url);
         assert_eq!(client.auth_method(), method);
-        let request = client.token_request().build().unwrap().http_request();
+        let request = client
+            .token_request()
+            .build()
+            .unwrap()
+            .unsigned_http_request();
         assert_eq!(request.uri(), url);
     }
     // Without an alias, the one token endpoint serves mutual TLS too.
@@ -536,7 +540,7 @@ fn a_client_certificate_uses_the_mtls_alias_rfc8705_5() {
         .token_request()
         .build()
         .unwrap()
-        .http_request();
+        .unsigned_http_request();
     assert!(request.headers().get(http::header::AUTHORIZATION).is_none());
     assert_eq!(
         request.body().secret(),

@@ -52,7 +52,8 @@
 //! let request = client.token_request().scope("invoices:read").build()?;
 //! # let send = |request: &client_credentials::TokenRequest| -> std::io::Result<http::Response<Vec<u8>>> {
 //! #     use std::io::{Read, Write};
-//! #     let http_request = request.http_request();
+//! #     let attempt = client_credentials::Attempt::new(std::time::SystemTime::UNIX_EPOCH, [0; 32]);
+//! #     let http_request = request.http_request(&attempt).map_err(std::io::Error::other)?;
 //! #     let mut stream = std::net::TcpStream::connect(server.local_addr())?;
 //! #     write!(stream, "POST /token HTTP/1.1\r\nhost: x\r\nconnection: close\r\n")?;
 //! #     for (name, value) in http_request.headers() {

@@ -68,7 +68,7 @@ fn parse_raw(raw: &[u8]) -> Response<Vec<u8>> {
 }
 
 fn http_bytes(server: &TestServer, request: &TokenRequest) -> Vec<u8> {
-    let http_request = request.http_request();
+    let http_request = request.unsigned_http_request();
     let mut raw = format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
         http_request.uri().path(),
