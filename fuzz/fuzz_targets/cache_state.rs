@@ -479,11 +479,17 @@ impl Model {
         let len = self.cache.len();
         assert_eq!(len, after.iter().filter(|&&h| h).count(), "len disagrees");
         if before[polled] {
-            assert!(evicted.is_empty(), "{evicted:?} forgotten for a held request");
+            assert!(
+                evicted.is_empty(),
+                "{evicted:?} forgotten for a held request"
+            );
             return;
         }
         if held_before < capacity {
-            assert!(evicted.is_empty(), "{evicted:?} forgotten with room to spare");
+            assert!(
+                evicted.is_empty(),
+                "{evicted:?} forgotten with room to spare"
+            );
         } else {
             assert!(
                 evicted.len() <= held_before + 1 - capacity,
@@ -501,7 +507,10 @@ impl Model {
             );
         }
         for &e in &evicted {
-            assert!(!self.fetch_active(e), "{e} forgotten with a fetch in flight");
+            assert!(
+                !self.fetch_active(e),
+                "{e} forgotten with a fetch in flight"
+            );
             for &r in &candidates {
                 let (idle_e, idle_r) = (self.idle(e), self.idle(r));
                 assert!(
@@ -568,10 +577,9 @@ impl Model {
                     .as_mut()
                     .expect("a back-off with no failure");
                 match &mut failure.shown {
-                    Shown::Error(shown) => assert!(
-                        Arc::ptr_eq(&error, shown),
-                        "another failure's back-off"
-                    ),
+                    Shown::Error(shown) => {
+                        assert!(Arc::ptr_eq(&error, shown), "another failure's back-off")
+                    }
                     Shown::Due {
                         lifetime,
                         error: shown,
@@ -598,7 +606,10 @@ impl Model {
                     assert!(until <= end, "a back-off longer than the policy allows");
                 }
                 if failure.certain {
-                    assert!(until >= failure.min_end, "a back-off shorter than the policy's");
+                    assert!(
+                        until >= failure.min_end,
+                        "a back-off shorter than the policy's"
+                    );
                 }
                 if let Some(not_before) = failure.not_before {
                     assert!(until >= not_before, "a back-off shorter than Retry-After");
@@ -637,7 +648,10 @@ impl Model {
             let initial = policy.backoff_initial().min(policy.backoff_max());
             (initial, policy.backoff_max())
         } else {
-            (policy.non_retryable_backoff(), policy.non_retryable_backoff())
+            (
+                policy.non_retryable_backoff(),
+                policy.non_retryable_backoff(),
+            )
         };
         // Jitter takes off at most `backoff_jitter` of the back-off.
         let shortest = shortest
@@ -736,7 +750,11 @@ impl Model {
                 (Err(error), None, retry_after)
             }
         };
-        assert_eq!(self.held(), before, "an answer made the cache forget a request");
+        assert_eq!(
+            self.held(),
+            before,
+            "an answer made the cache forget a request"
+        );
         if let Some(expected) = &expected {
             let got = result.as_ref().map_err(|e| e.to_string());
             match (&got, expected) {
