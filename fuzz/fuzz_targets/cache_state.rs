@@ -941,10 +941,10 @@ impl Model {
     fn check_always(&self) {
         let held = self.held();
         assert_eq!(self.cache.len(), held.iter().filter(|&&h| h).count());
-        assert_eq!(self.cache.is_empty(), self.cache.len() == 0);
-        for k in 0..KEYS {
+        assert_eq!(self.cache.is_empty(), !held.contains(&true));
+        for (k, held) in held.into_iter().enumerate() {
             if self.fetch_active(k) {
-                assert!(held[k], "{k} forgotten with a fetch in flight");
+                assert!(held, "{k} forgotten with a fetch in flight");
             }
             if let Some((token, until)) = &self.known[k].peeked
                 && self.now < *until
