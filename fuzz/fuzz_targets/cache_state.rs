@@ -1,15 +1,25 @@
 //! Fuzzes the token cache's state machine with any sequence of polls, peeks, answers, abandons,
-//! invalidations, removals and time steps, under any policy, and checks its laws after every
-//! step against a model that knows only what the caller knows:
+//! invalidations, removals and time steps, under any policy (capacity 1 to 5 over four requests
+//! included), and checks its laws after every step against a model that knows only what the
+//! caller knows:
 //!
 //! - a token served (`Ready`, `Refresh`, `peek`) is the latest one stored for that request and
-//!   has not expired at `now`; a request with such a token is always served it;
-//! - never two fetches in flight for one request, and no fetch before the server's
-//!   `Retry-After` (as far as the policy honours it) has passed;
+//!   has not expired at `now` (nor reached its minimum age, once invalidated); a request with
+//!   such a token is always served it;
+//! - never two fetches in flight for one request, and no fetch before the back-off of the last
+//!   failure (the server's `Retry-After` as far as the policy honours it, else the shortest
+//!   back-off the policy allows) has passed;
+//! - a token that arrives due for refresh is a failure for back-off (`TokenDueOnArrival`),
+//!   whenever the model can tell it was due;
 //! - a ticket is for the request polled, and its id is new;
 //! - `peek` agrees with `poll`, and keeps its answer until `peek_until`'s moment;
 //! - a back-off shows the failure that caused it, ends in the future but within the policy's
-//!   bounds, and a request with no failure, no token and no fetch gets a ticket (no deadlock);
+//!   bounds, keeps its end until the next failure, and a request with no token, no fetch and no
+//!   back-off under way gets a ticket (no deadlock);
+//! - a request is forgotten only when another, new one comes to a full cache, never one with a
+//!   fetch in flight, no more than make room, idle ones before the others and the least
+//!   recently used first; the cache holds more than its capacity only while all the others
+//!   have fetches in flight;
 //! - `handle_response` gives what `TokenRequest::parse_response` gives; a failure is never a
 //!   token; every error's `Display` is lower-case.
 //!
@@ -40,10 +50,11 @@ struct Input {
 }
 
 /// Each setting is the default when `None`. Durations are small, so that time steps reach them.
-/// (A capacity or a minimum token age for invalidation would be two more fields here, passed to
-/// their `with_…` methods in `build`.)
 #[derive(Debug, Arbitrary)]
 struct Policy {
+    /// Folded into 1..=5: below four requests the cache must forget some, at four or five never.
+    capacity: u8,
+    invalidate_min_age_ms: Option<u16>,
     refresh_margin_secs: Option<u16>,
     refresh_fraction: Option<f64>,
     refresh_jitter: Option<f64>,
@@ -59,7 +70,10 @@ struct Policy {
 impl Policy {
     fn build(&self) -> CachePolicy {
         let secs = |s: u16| Duration::from_secs(s.into());
-        let mut policy = CachePolicy::new();
+        let mut policy = CachePolicy::new().with_capacity(1 + usize::from(self.capacity % 5));
+        if let Some(ms) = self.invalidate_min_age_ms {
+            policy = policy.with_invalidate_min_age(Duration::from_millis(ms.into()));
+        }
         if let Some(s) = self.refresh_margin_secs {
             policy = policy.with_refresh_margin(secs(s));
         }
@@ -246,21 +260,60 @@ struct Known {
     /// The ticket the cache counts as this request's fetch (its answer changes the cache),
     /// with when it was handed out: the latest, until it is answered, abandoned or removed.
     current: Option<(u64, Instant)>,
-    /// The token the cache holds, with its expiry (counted from the ticket's start).
-    cached: Option<(Arc<Token>, Option<Instant>)>,
-    /// The failure the cache backs off with, when it happened and how long `Retry-After`
-    /// forbids a fetch.
+    /// The token the cache holds, with its expiry (counted from the ticket's start, and cut to
+    /// the minimum age once invalidated) and when its fetch started.
+    cached: Option<Stored>,
+    /// The failure the cache backs off with, from the last answer that counted, until the next
+    /// ticket for the request (a ticket is only handed out once a back-off is over).
     failure: Option<Failure>,
     /// Every token handed out for this request, for invalidation with stale ones.
     tokens: Vec<Arc<Token>>,
     /// `peek_until`'s answer, kept until the cache changes: until then `peek` keeps it.
     peeked: Option<(Arc<Token>, Instant)>,
+    /// The model's count when the request was last polled or given an answer that counts: the
+    /// cache forgets the least recently used first.
+    used: u64,
+}
+
+struct Stored {
+    token: Arc<Token>,
+    expiry: Option<Instant>,
+    started: Instant,
+}
+
+/// The error a back-off shows.
+enum Shown {
+    /// The error the cache handed back for the answer.
+    Error(Arc<Error>),
+    /// A token due on arrival: the cache makes the error itself, so the model learns its `Arc`
+    /// from the first back-off that shows it.
+    Due {
+        lifetime: Duration,
+        error: Option<Arc<Error>>,
+    },
 }
 
 struct Failure {
-    error: Arc<Error>,
-    at: Instant,
+    shown: Shown,
+    /// Whether the cache surely backs off: false for a token the model cannot tell was due.
+    certain: bool,
+    /// How long the server's `Retry-After` (as far as honoured) forbids a fetch.
     not_before: Option<Instant>,
+    /// The back-off lasts at least until here (when `certain`) and at most until `max_end`;
+    /// once a `BackOff` has shown its end, both are that end.
+    min_end: Instant,
+    max_end: Option<Instant>,
+    shown_end: Option<Instant>,
+}
+
+/// Within a microsecond: the cache's jitter is in floating point, the model's bounds too.
+const SLACK: Duration = Duration::from_micros(1);
+
+/// `duration × fraction` for a fraction in `0.0..=1.0`, never more than `duration` (as the
+/// policy's docs count margins and jitter).
+fn scaled(duration: Duration, fraction: f64) -> Duration {
+    Duration::try_from_secs_f64(duration.as_secs_f64() * fraction)
+        .map_or(duration, |scaled| scaled.min(duration))
 }
 
 struct Model {
@@ -273,6 +326,8 @@ struct Model {
     outstanding: Vec<Outstanding>,
     ids: HashSet<u64>,
     minted: u64,
+    /// Counts polls and answers that count, for `Known::used`.
+    uses: u64,
 }
 
 impl Model {
@@ -290,6 +345,7 @@ impl Model {
             outstanding: Vec::new(),
             ids: HashSet::new(),
             minted: 0,
+            uses: 0,
         }
     }
 
@@ -297,19 +353,57 @@ impl Model {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + (self.now - self.base)
     }
 
+    fn use_key(&mut self, k: usize) {
+        self.uses += 1;
+        self.known[k].used = self.uses;
+    }
+
     /// The model's valid token for request `k` at `now`.
     fn valid(&self, k: usize) -> Option<&Arc<Token>> {
         self.known[k]
             .cached
             .as_ref()
-            .filter(|(_, expiry)| expiry.is_none_or(|expiry| self.now < expiry))
-            .map(|(token, _)| token)
+            .filter(|stored| stored.expiry.is_none_or(|expiry| self.now < expiry))
+            .map(|stored| &stored.token)
     }
 
     fn fetch_active(&self, k: usize) -> bool {
         self.known[k]
             .current
             .is_some_and(|(_, started)| self.now < deadline(started, &self.policy))
+    }
+
+    /// Whether request `k`'s back-off is surely over (or there is none).
+    fn backoff_over(&self, k: usize) -> bool {
+        self.known[k]
+            .failure
+            .as_ref()
+            .is_none_or(|f| f.max_end.is_some_and(|end| self.now >= end))
+    }
+
+    /// Whether request `k`'s back-off is surely under way.
+    fn backoff_on(&self, k: usize) -> bool {
+        self.known[k]
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.certain && self.now < f.min_end)
+    }
+
+    /// Whether the cache surely counts request `k` idle (nothing lost in forgetting it but its
+    /// failure count), `Some(false)` if surely not, `None` if the model cannot tell.
+    fn idle(&self, k: usize) -> Option<bool> {
+        if self.valid(k).is_some() || self.backoff_on(k) {
+            Some(false)
+        } else if self.backoff_over(k) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// Nothing holds a fetch for `k` back: the cache must hand out a ticket.
+    fn nothing_pending(&self, k: usize) -> bool {
+        self.valid(k).is_none() && !self.fetch_active(k) && self.backoff_over(k)
     }
 
     fn check_served(&self, k: usize, token: &Arc<Token>) {
@@ -333,12 +427,24 @@ impl Model {
             ticket.id()
         );
         assert!(!self.fetch_active(k), "two fetches in flight for {k}");
-        if let Some(not_before) = self.known[k].failure.as_ref().and_then(|f| f.not_before) {
-            assert!(
-                self.now >= not_before,
-                "a fetch for {k} before its Retry-After"
-            );
+        if let Some(failure) = &self.known[k].failure {
+            if let Some(not_before) = failure.not_before {
+                assert!(
+                    self.now >= not_before,
+                    "a fetch for {k} before its Retry-After"
+                );
+            }
+            if failure.certain {
+                assert!(
+                    self.now >= failure.min_end,
+                    "a fetch for {k} {:?} before its back-off ends",
+                    failure.min_end - self.now
+                );
+            }
         }
+        // A ticket is handed out only once the back-off is over; the next comes with the next
+        // failure.
+        self.known[k].failure = None;
         self.known[k].current = Some((ticket.id(), self.now));
         self.outstanding.push(Outstanding {
             ticket,
@@ -347,9 +453,89 @@ impl Model {
         });
     }
 
+    /// Which requests the cache holds.
+    fn held(&self) -> [bool; KEYS] {
+        std::array::from_fn(|k| self.cache.contains(&self.keys[k]))
+    }
+
+    /// Forgets what the model knows of request `k` but the tokens handed out: the cache has
+    /// forgotten it (removed or evicted), so its next poll starts afresh.
+    fn forget(&mut self, k: usize) {
+        let tokens = std::mem::take(&mut self.known[k].tokens);
+        self.known[k] = Known {
+            tokens,
+            ..Known::default()
+        };
+    }
+
+    /// Checks the requests the poll of a new request `polled` made the cache forget, and
+    /// forgets them in the model.
+    fn check_evicted(&mut self, polled: usize, before: [bool; KEYS]) {
+        let after = self.held();
+        assert!(after[polled], "{polled} forgotten as it was polled");
+        let evicted: Vec<usize> = (0..KEYS).filter(|&k| before[k] && !after[k]).collect();
+        let capacity = self.policy.capacity();
+        let held_before = before.iter().filter(|&&h| h).count();
+        let len = self.cache.len();
+        assert_eq!(len, after.iter().filter(|&&h| h).count(), "len disagrees");
+        if before[polled] {
+            assert!(
+                evicted.is_empty(),
+                "{evicted:?} forgotten for a held request"
+            );
+            return;
+        }
+        if held_before < capacity {
+            assert!(
+                evicted.is_empty(),
+                "{evicted:?} forgotten with room to spare"
+            );
+        } else {
+            assert!(
+                evicted.len() <= held_before + 1 - capacity,
+                "{evicted:?} forgotten, more than room for one"
+            );
+        }
+        // The others that could have gone: held, with no fetch in flight.
+        let candidates: Vec<usize> = (0..KEYS)
+            .filter(|&k| after[k] && k != polled && !self.fetch_active(k))
+            .collect();
+        if len > capacity {
+            assert!(
+                candidates.is_empty(),
+                "{len} requests held, capacity {capacity}, yet {candidates:?} had no fetch in flight"
+            );
+        }
+        for &e in &evicted {
+            assert!(
+                !self.fetch_active(e),
+                "{e} forgotten with a fetch in flight"
+            );
+            for &r in &candidates {
+                let (idle_e, idle_r) = (self.idle(e), self.idle(r));
+                assert!(
+                    !(idle_r == Some(true) && idle_e == Some(false)),
+                    "{e} forgotten before the idle {r}"
+                );
+                if idle_e.is_some() && idle_e == idle_r {
+                    assert!(
+                        self.known[e].used < self.known[r].used,
+                        "{e} forgotten before {r}, used less recently"
+                    );
+                }
+            }
+        }
+        for e in evicted {
+            self.forget(e);
+        }
+    }
+
     fn poll(&mut self, k: usize) {
+        let before = self.held();
         let peeked = self.cache.peek(&self.keys[k], self.now);
         let answer = self.cache.poll(&self.keys[k], self.now);
+        self.check_evicted(k, before);
+        self.use_key(k);
         match (&answer, &peeked) {
             (Lookup::Ready(token), Some(peeked)) => assert!(Arc::ptr_eq(token, peeked)),
             (Lookup::Ready(_), None) | (_, Some(_)) => {
@@ -358,8 +544,7 @@ impl Model {
             _ => {}
         }
         let has_token = self.valid(k).is_some();
-        let idle = !has_token && !self.fetch_active(k) && self.known[k].failure.is_none();
-        if idle {
+        if self.nothing_pending(k) {
             assert!(
                 matches!(answer, Lookup::Fetch(_)),
                 "{k} has nothing pending, yet the cache answered {answer:?}"
@@ -386,26 +571,55 @@ impl Model {
                     !has_token,
                     "a back-off while a valid token is stored for {k}"
                 );
+                assert!(until > self.now);
                 let failure = self.known[k]
                     .failure
-                    .as_ref()
+                    .as_mut()
                     .expect("a back-off with no failure");
-                assert!(
-                    Arc::ptr_eq(&error, &failure.error),
-                    "another failure's back-off"
-                );
-                assert!(until > self.now);
-                let longest = self
-                    .policy
-                    .backoff_max()
-                    .max(self.policy.non_retryable_backoff())
-                    .max(self.policy.retry_after_max());
-                if let Some(bound) = failure.at.checked_add(longest) {
-                    assert!(until <= bound, "a back-off longer than the policy allows");
+                match &mut failure.shown {
+                    Shown::Error(shown) => {
+                        assert!(Arc::ptr_eq(&error, shown), "another failure's back-off")
+                    }
+                    Shown::Due {
+                        lifetime,
+                        error: shown,
+                    } => {
+                        match shown {
+                            Some(shown) => {
+                                assert!(Arc::ptr_eq(&error, shown), "another failure's back-off");
+                            }
+                            None => {
+                                assert!(
+                                    matches!(
+                                        *error,
+                                        Error::TokenDueOnArrival { lifetime: l } if l == *lifetime
+                                    ),
+                                    "a back-off with {error:?} after a token due on arrival"
+                                );
+                                *shown = Some(Arc::clone(&error));
+                            }
+                        }
+                        failure.certain = true;
+                    }
+                }
+                if let Some(end) = failure.max_end {
+                    assert!(until <= end, "a back-off longer than the policy allows");
+                }
+                if failure.certain {
+                    assert!(
+                        until >= failure.min_end,
+                        "a back-off shorter than the policy's"
+                    );
                 }
                 if let Some(not_before) = failure.not_before {
                     assert!(until >= not_before, "a back-off shorter than Retry-After");
                 }
+                if let Some(shown_end) = failure.shown_end {
+                    assert_eq!(until, shown_end, "a back-off's end moved");
+                }
+                failure.shown_end = Some(until);
+                failure.min_end = until;
+                failure.max_end = Some(until);
             }
         }
     }
@@ -425,6 +639,56 @@ impl Model {
         }
     }
 
+    /// The back-off after a failure that counts, as the policy bounds it.
+    fn failure(&self, shown: Shown, retryable: bool, retry_after: Option<Duration>) -> Failure {
+        let now = self.now;
+        let policy = &self.policy;
+        let honoured = retry_after.map(|d| d.min(policy.retry_after_max()));
+        let (shortest, longest) = if retryable {
+            let initial = policy.backoff_initial().min(policy.backoff_max());
+            (initial, policy.backoff_max())
+        } else {
+            (
+                policy.non_retryable_backoff(),
+                policy.non_retryable_backoff(),
+            )
+        };
+        // Jitter takes off at most `backoff_jitter` of the back-off.
+        let shortest = shortest
+            .saturating_sub(scaled(shortest, policy.backoff_jitter()))
+            .saturating_sub(SLACK);
+        let shortest = shortest.max(honoured.unwrap_or_default());
+        let longest = longest.max(honoured.unwrap_or_default());
+        Failure {
+            shown,
+            certain: true,
+            not_before: honoured.and_then(|d| now.checked_add(d)),
+            min_end: now.checked_add(shortest).expect("a short back-off"),
+            max_end: now.checked_add(longest),
+            shown_end: None,
+        }
+    }
+
+    /// Whether a token of `lifetime` whose fetch started at `started` is due for refresh at
+    /// `now`: `None` when the jitter the model cannot see decides.
+    fn due(&self, lifetime: Duration, started: Instant) -> Option<bool> {
+        let policy = &self.policy;
+        let elapsed = self.now - started;
+        let Some(left) = lifetime.checked_sub(elapsed).filter(|left| !left.is_zero()) else {
+            return Some(true);
+        };
+        // The refresh lead is the margin plus up to `refresh_jitter` of it.
+        let margin = scaled(lifetime, policy.refresh_fraction()).min(policy.refresh_margin());
+        let most = margin.saturating_add(scaled(margin, policy.refresh_jitter()));
+        if margin.saturating_sub(SLACK) >= left {
+            Some(true)
+        } else if most.saturating_add(SLACK) < left {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     fn answer(&mut self, index: u8, reply: Reply, random: u64) {
         if self.outstanding.is_empty() {
             return;
@@ -437,13 +701,14 @@ impl Model {
             .outstanding
             .swap_remove(usize::from(index) % self.outstanding.len());
         // Its answer changes the cache exactly when no later fetch has started since (a late
-        // answer still counts), it was not abandoned and its request not removed.
+        // answer still counts), it was not abandoned and its request not forgotten.
         let counts = self.known[k]
             .current
             .is_some_and(|(id, _)| id == ticket.id());
         if counts {
             self.known[k].current = None;
         }
+        let before = self.held();
         let (now, sent_at) = (self.now, self.wall());
         let (result, expected, retry_after) = match response(k, &reply, &mut self.minted, sent_at) {
             Some(response) => {
@@ -458,6 +723,10 @@ impl Model {
                     self.cache
                         .handle_response(ticket, &response, sent_at, now, random)
                 };
+                // `handle_result` counts as a use of the request, `handle_failure` not.
+                if counts {
+                    self.use_key(k);
+                }
                 (
                     result,
                     Some(expected),
@@ -481,6 +750,11 @@ impl Model {
                 (Err(error), None, retry_after)
             }
         };
+        assert_eq!(
+            self.held(),
+            before,
+            "an answer made the cache forget a request"
+        );
         if let Some(expected) = &expected {
             let got = result.as_ref().map_err(|e| e.to_string());
             match (&got, expected) {
@@ -506,20 +780,33 @@ impl Model {
                     let expiry = started.checked_add(lifetime);
                     // A token whose lifetime ran out in transit is never stored.
                     if expiry.is_none_or(|expiry| expiry > now) {
-                        self.known[k].cached = Some((token, expiry));
+                        self.known[k].cached = Some(Stored {
+                            token,
+                            expiry,
+                            started,
+                        });
                     }
-                    self.known[k].failure = None;
+                    // A token due for refresh on arrival is a failure for back-off.
+                    self.known[k].failure = match self.due(lifetime, started) {
+                        Some(false) => None,
+                        due => {
+                            let shown = Shown::Due {
+                                lifetime,
+                                error: None,
+                            };
+                            let mut failure = self.failure(shown, true, None);
+                            failure.certain = due.is_some();
+                            Some(failure)
+                        }
+                    };
                 }
             }
             Err(error) => {
                 check_error(&error);
                 if counts {
-                    let honoured = retry_after.map(|d| d.min(self.policy.retry_after_max()));
-                    self.known[k].failure = Some(Failure {
-                        error,
-                        at: now,
-                        not_before: honoured.and_then(|d| now.checked_add(d)),
-                    });
+                    let retryable = error.is_retryable();
+                    let failure = self.failure(Shown::Error(error), retryable, retry_after);
+                    self.known[k].failure = Some(failure);
                 }
             }
         }
@@ -532,6 +819,10 @@ impl Model {
                 known.peeked = None;
             }
         }
+        // Only a poll of a new request makes the cache forget others.
+        let before = self.held();
+        let mut removed = None;
+        let mut polled = false;
         match op {
             Op::Advance(step) => {
                 if let Some(now) = self.now.checked_add(step.duration()) {
@@ -543,7 +834,10 @@ impl Model {
                     self.now = self.now.max(timeout);
                 }
             }
-            Op::Poll(key) => self.poll(key.index()),
+            Op::Poll(key) => {
+                polled = true;
+                self.poll(key.index());
+            }
             Op::Peek(key) => self.peek(key.index()),
             Op::Answer {
                 ticket,
@@ -575,7 +869,7 @@ impl Model {
                 let stored = self.known[k]
                     .cached
                     .as_ref()
-                    .is_some_and(|(cached, _)| Arc::ptr_eq(cached, &rejected));
+                    .is_some_and(|stored| Arc::ptr_eq(&stored.token, &rejected));
                 let dropped = self.cache.invalidate(&self.keys[k], &rejected);
                 if self.valid(k).is_some() {
                     assert_eq!(dropped, stored, "invalidate of the stored token");
@@ -586,8 +880,20 @@ impl Model {
                     );
                 }
                 if dropped {
-                    self.known[k].cached = None;
-                    assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                    // Served until its minimum age, then dropped.
+                    let min_age = self.policy.invalidate_min_age();
+                    let stored = self.known[k].cached.as_mut().expect("the stored token");
+                    let at = stored.started.checked_add(min_age);
+                    stored.expiry = match (stored.expiry, at) {
+                        (Some(expiry), Some(at)) => Some(expiry.min(at)),
+                        (expiry, at) => expiry.or(at),
+                    };
+                    if min_age.is_zero() {
+                        self.known[k].cached = None;
+                    }
+                    if self.valid(k).is_none() {
+                        assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                    }
                 }
             }
             Op::ForceRefresh(key) => {
@@ -602,12 +908,9 @@ impl Model {
             }
             Op::Remove(key) => {
                 let k = key.index();
-                let _ = self.cache.remove(&self.keys[k]);
-                let tokens = std::mem::take(&mut self.known[k].tokens);
-                self.known[k] = Known {
-                    tokens,
-                    ..Known::default()
-                };
+                assert_eq!(self.cache.remove(&self.keys[k]), before[k]);
+                removed = Some(k);
+                self.forget(k);
             }
             Op::PollRefresh => {
                 if let Some(ticket) = self.cache.poll_refresh(self.now) {
@@ -621,12 +924,28 @@ impl Model {
                 }
             }
         }
+        if !polled {
+            let after = self.held();
+            for k in 0..KEYS {
+                if Some(k) == removed {
+                    assert!(!after[k], "{k} held after its removal");
+                } else {
+                    assert_eq!(after[k], before[k], "{k} forgotten or added, not by a poll");
+                }
+            }
+        }
         self.check_always();
     }
 
     /// Laws that hold between any two steps.
     fn check_always(&self) {
-        for k in 0..KEYS {
+        let held = self.held();
+        assert_eq!(self.cache.len(), held.iter().filter(|&&h| h).count());
+        assert_eq!(self.cache.is_empty(), !held.contains(&true));
+        for (k, held) in held.into_iter().enumerate() {
+            if self.fetch_active(k) {
+                assert!(held, "{k} forgotten with a fetch in flight");
+            }
             if let Some((token, until)) = &self.known[k].peeked
                 && self.now < *until
             {
@@ -643,7 +962,9 @@ impl Model {
         // A token expiring and a fetch's deadline are moments at which an answer changes on
         // its own: `poll_timeout` comes no later than any of them.
         let events = (0..KEYS).flat_map(|k| {
-            let expiry = self.valid(k).and_then(|_| self.known[k].cached.as_ref()?.1);
+            let expiry = self
+                .valid(k)
+                .and_then(|_| self.known[k].cached.as_ref()?.expiry);
             let fetch = self.known[k]
                 .current
                 .filter(|_| self.fetch_active(k))
@@ -659,14 +980,13 @@ impl Model {
         }
     }
 
-    /// A request with no token, no fetch under way and no failure gets a ticket at once.
+    /// A request with no token, no fetch under way and no back-off gets a ticket at once.
     fn check_live(&mut self) {
         for k in 0..KEYS {
-            if self.valid(k).is_none() && !self.fetch_active(k) && self.known[k].failure.is_none() {
-                match self.cache.poll(&self.keys[k], self.now) {
-                    Lookup::Fetch(ticket) => self.check_issued(k, ticket),
-                    other => panic!("{k} has nothing pending, yet the cache answered {other:?}"),
-                }
+            if self.nothing_pending(k) {
+                // `poll` asserts the ticket.
+                self.poll(k);
+                self.check_always();
             }
         }
     }
