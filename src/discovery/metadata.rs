@@ -20,7 +20,7 @@ use crate::sanitize::{self, MAX_SERVER_TEXT_LEN};
 
 /// An authorization server's metadata (RFC 8414 §2; OpenID Connect Discovery §3), checked
 /// against the issuer it was fetched for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerMetadata {
     issuer: Box<str>,
     token_endpoint: TokenUrl,
@@ -33,6 +33,38 @@ pub struct ServerMetadata {
     mtls_token_endpoint: Option<TokenUrl>,
     tls_client_certificate_bound_access_tokens: bool,
     extra: Map<String, Value>,
+}
+
+// By hand: the extra members are listed by name only, as `Token`'s and `OAuthError`'s are, since
+// a document may carry anything.
+impl fmt::Debug for ServerMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerMetadata")
+            .field("issuer", &self.issuer)
+            .field("token_endpoint", &self.token_endpoint)
+            .field(
+                "token_endpoint_auth_methods_supported",
+                &self.token_endpoint_auth_methods_supported,
+            )
+            .field(
+                "token_endpoint_auth_signing_alg_values_supported",
+                &self.token_endpoint_auth_signing_alg_values_supported,
+            )
+            .field(
+                "dpop_signing_alg_values_supported",
+                &self.dpop_signing_alg_values_supported,
+            )
+            .field("grant_types_supported", &self.grant_types_supported)
+            .field("scopes_supported", &self.scopes_supported)
+            .field("mtls_endpoint_aliases", &self.mtls_endpoint_aliases)
+            .field("mtls_token_endpoint", &self.mtls_token_endpoint)
+            .field(
+                "tls_client_certificate_bound_access_tokens",
+                &self.tls_client_certificate_bound_access_tokens,
+            )
+            .field("extra_names", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The members [`ServerMetadata`] reads; the others are kept as they came.

@@ -629,3 +629,18 @@ fn a_client_from_the_issuer_alone() {
     );
     assert!(!debug.contains("hunter2"), "{debug}");
 }
+
+#[test]
+fn metadata_debug_names_extra_members_without_values() {
+    let body = r#"{"issuer":"https://idp.example.com","token_endpoint":"https://idp.example.com/token","x_secret_thing":"do-not-print-me"}"#;
+    let request = MetadataRequest::oauth(Issuer::new("https://idp.example.com").unwrap());
+    let response = http::Response::builder()
+        .status(200)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap();
+    let metadata = request.parse_response(&response).unwrap();
+    let debug = format!("{metadata:?}");
+    assert!(debug.contains("x_secret_thing"), "{debug}");
+    assert!(!debug.contains("do-not-print-me"), "{debug}");
+}
