@@ -437,7 +437,7 @@ pub mod blocking {
         CONNECT_TIMEOUT, TIMEOUT, capacity, environment_proxy, http_response,
         refuse_followed_redirect, transport,
     };
-    use crate::cache::CachePolicy;
+    use crate::cache::policy::CachePolicy;
     use crate::discovery::metadata::ServerMetadata;
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};

@@ -31,7 +31,8 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::cache::{CachePolicy, FetchTicket, Lookup, TokenCache};
+use crate::cache::policy::CachePolicy;
+use crate::cache::{FetchTicket, Lookup, TokenCache};
 use crate::endpoint::TokenUrl;
 use crate::error::{Error, TransportKind};
 use crate::fetch::{Transport, fetch_token};

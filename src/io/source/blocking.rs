@@ -6,7 +6,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use super::{Core, Fetched, Outcome, now, wall_now};
-use crate::cache::{CachePolicy, FetchTicket, Lookup};
+use crate::cache::policy::CachePolicy;
+use crate::cache::{FetchTicket, Lookup};
 use crate::error::Error;
 use crate::request::TokenRequest;
 use crate::token::Token;
