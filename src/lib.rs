@@ -167,7 +167,7 @@ pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
 #[cfg(any(feature = "reqwest", feature = "hyper"))]
 pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
-pub use response::ResponseRules;
+pub use response::rules::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
 pub use token::{MAX_EXPIRES_IN, Token, TokenType};

@@ -14,7 +14,7 @@ use crate::auth::method::AuthMethod;
 use crate::auth::{ClientAuth, EncodedAuth};
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
-use crate::response::ResponseRules;
+use crate::response::rules::ResponseRules;
 use crate::secret::{ClientSecret, RequestBody};
 use crate::token::Token;
 

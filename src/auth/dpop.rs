@@ -336,7 +336,7 @@ mod tests {
             .header("dpop-nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v")
             .body(r#"{"error":"use_dpop_nonce","error_description":"Authorization server requires nonce in DPoP proof"}"#)
             .unwrap();
-        let error = crate::response::ResponseRules::default()
+        let error = crate::response::rules::ResponseRules::default()
             .parse(&response, SystemTime::UNIX_EPOCH + Duration::from_secs(1))
             .unwrap_err();
         assert_eq!(error.dpop_retry_nonce(), Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
@@ -345,7 +345,7 @@ mod tests {
             .header("dpop-nonce", "abc")
             .body(r#"{"error":"invalid_dpop_proof"}"#)
             .unwrap();
-        let error = crate::response::ResponseRules::default()
+        let error = crate::response::rules::ResponseRules::default()
             .parse(&other, SystemTime::UNIX_EPOCH)
             .unwrap_err();
         assert_eq!(

@@ -546,12 +546,12 @@ fn oversized_body_fault_streams_exactly_len_bytes() {
     let response = send(&server, &request);
     assert_eq!(response.body().len(), len);
     assert_eq!(response.headers()[CONTENT_LENGTH], len.to_string().as_str());
-    let rules = crate::response::ResponseRules::default().with_max_body_len(len - 1);
+    let rules = crate::response::rules::ResponseRules::default().with_max_body_len(len - 1);
     assert!(matches!(
         rules.parse(&response, sent_at()),
         Err(Error::BodyTooLarge { .. })
     ));
-    let token = crate::response::ResponseRules::default()
+    let token = crate::response::rules::ResponseRules::default()
         .with_max_body_len(len)
         .parse(&response, sent_at())
         .unwrap();
