@@ -360,14 +360,16 @@ async fn a_trickled_body_times_out_within_the_total_timeout() {
 #[tokio::test]
 async fn a_trickled_body_times_out_the_blocking_fetch_within_its_timeout() {
     let server = TestServer::start();
-    // 72 bytes a second: the body would take over a minute, twice the timeout.
+    // 72 bytes at 5 a second: the body would take over 14 s, seven times the timeout, and
+    // every byte comes before the client's own read timeout would fire.
     server.set_fault(Some(Fault::TrickleBody {
-        interval: Duration::from_secs(1),
+        interval: Duration::from_millis(200),
     }));
     let request = server.demo_credentials().token_request().build().unwrap();
+    let timeout = Duration::from_secs(2);
     let start = clock();
-    let error = expect_err("reqwest blocking", fetch_blocking(&request, None));
-    assert_timed_out("reqwest blocking", &error, start, TIMEOUT);
+    let error = expect_err("reqwest blocking", fetch_blocking(&request, Some(timeout)));
+    assert_timed_out("reqwest blocking", &error, start, timeout);
 }
 
 #[tokio::test]
