@@ -14,7 +14,7 @@ use client_credentials::{
 };
 use proptest::prelude::*;
 
-mod support;
+use crate::support;
 
 const KEYS: usize = 3;
 

@@ -54,7 +54,7 @@ use client_credentials::{
 };
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 
 // ---------------------------------------------------------------------------------------------
 // The server and its clients, as registered in interop/server.mjs.

@@ -23,7 +23,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use support::adapters::{Adapter, fetch_all, fetch_blocking};
 
-mod support;
+use crate::support;
 
 /// A timeout for the tests that wait for a server that never answers: it only has to expire.
 const SHORT: Duration = Duration::from_millis(200);
@@ -469,12 +469,16 @@ async fn a_plain_http_request_never_reaches_an_environment_proxy() {
         }
     });
     let server = TestServer::start();
+    // The test's name as the harness knows it: its module path, without the crate's name.
+    let test = match module_path!().split_once("::") {
+        Some((_, module)) => {
+            format!("{module}::a_plain_http_request_never_reaches_an_environment_proxy")
+        }
+        None => "a_plain_http_request_never_reaches_an_environment_proxy".to_owned(),
+    };
     let mut child = std::process::Command::new(std::env::current_exe().unwrap());
     child
-        .args([
-            "--exact",
-            "a_plain_http_request_never_reaches_an_environment_proxy",
-        ])
+        .args(["--exact", &test])
         .env(PROXY_CHILD_URL, server.token_url().to_string())
         .env_remove("NO_PROXY")
         .env_remove("no_proxy");

@@ -40,7 +40,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
-mod support;
+use crate::support;
 
 // ---------------------------------------------------------------------------------------------
 // The server, its clients and their certificates, as interop/mtls-server.mjs sets them up.

@@ -27,7 +27,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
 
-mod support;
+use crate::support;
 use support::responses::{parse, sent_at, with_content_type};
 
 fn config(cases: u32) -> ProptestConfig {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use client_credentials::{Error, ResponseProblem, ResponseRules, RetryAfter, Token, http};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::responses::{parse, sent_at};
 
 /// A named tolerance of [`ResponseRules`].

@@ -1,0 +1,8 @@
+//! The adapters and the token source against the embedded token server on 127.0.0.1: every
+//! adapter through the one dispatcher in `tests/support`, faults, limits, timeouts and storms.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod adapters;
+mod token_source;
