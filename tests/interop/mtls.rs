@@ -41,6 +41,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use crate::support;
+use crate::support::adapters::Adapter;
 
 // ---------------------------------------------------------------------------------------------
 // The server, its clients and their certificates, as interop/mtls-server.mjs sets them up.
@@ -125,84 +126,50 @@ impl Cert {
 
 type Hyper = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// An async adapter and its client.
-enum Adapter {
-    Reqwest(reqwest::Client),
-    Hyper(Hyper),
+/// Both async adapters of the shared dispatcher, trusting the test CA and presenting `cert` if
+/// given.
+fn adapters(cert: Option<Cert>) -> [Adapter; 2] {
+    [reqwest_adapter(cert), hyper_adapter(cert)]
 }
 
-impl Adapter {
-    /// Both adapters, trusting the test CA and presenting `cert` if given.
-    fn both(cert: Option<Cert>) -> [Self; 2] {
-        [Self::reqwest(cert), Self::hyper(cert)]
+/// reqwest: the client certificate is an `Identity`.
+fn reqwest_adapter(cert: Option<Cert>) -> Adapter {
+    let ca = reqwest::Certificate::from_pem(&cert_file("ca.pem")).expect("the CA's PEM");
+    let mut builder =
+        client_credentials::reqwest::recommended_client_builder().tls_certs_only([ca]);
+    if let Some(cert) = cert {
+        let identity = reqwest::Identity::from_pem(&cert.identity_pem()).expect("a PEM identity");
+        builder = builder.identity(identity);
     }
+    Adapter::Reqwest(
+        builder.build().expect("a reqwest client with rustls"),
+        TIMEOUT,
+    )
+}
 
-    /// reqwest: the client certificate is an `Identity`.
-    fn reqwest(cert: Option<Cert>) -> Self {
-        let ca = reqwest::Certificate::from_pem(&cert_file("ca.pem")).expect("the CA's PEM");
-        let mut builder =
-            client_credentials::reqwest::recommended_client_builder().tls_certs_only([ca]);
-        if let Some(cert) = cert {
-            let identity =
-                reqwest::Identity::from_pem(&cert.identity_pem()).expect("a PEM identity");
-            builder = builder.identity(identity);
-        }
-        Self::Reqwest(builder.build().expect("a reqwest client with rustls"))
-    }
-
-    /// hyper: the client certificate is in the connector's rustls config.
-    fn hyper(cert: Option<Cert>) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = CertificateDer::from_pem_slice(&cert_file("ca.pem")).expect("the CA's PEM");
-        roots.add(ca).expect("the CA is a usable trust anchor");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the default protocol versions")
-            .with_root_certificates(roots);
-        let config = match cert {
-            Some(cert) => builder
-                .with_client_auth_cert(vec![cert.der()], cert.key())
-                .expect("a usable client certificate and key"),
-            None => builder.with_no_client_auth(),
-        };
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_only()
-            .enable_http1()
-            .build();
-        Self::Hyper(HyperClient::builder(TokioExecutor::new()).build(connector))
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Reqwest(_) => "reqwest",
-            Self::Hyper(_) => "hyper",
-        }
-    }
-
-    async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
-        match self {
-            Self::Reqwest(client) => {
-                client_credentials::reqwest::fetch_token(client, request, TIMEOUT).await
-            }
-            Self::Hyper(client) => {
-                client_credentials::hyper::fetch_token(client, request, TIMEOUT).await
-            }
-        }
-    }
-
-    async fn metadata(&self) -> Result<ServerMetadata, Error> {
-        let request = MetadataRequest::openid(issuer());
-        match self {
-            Self::Reqwest(client) => {
-                client_credentials::reqwest::fetch_metadata(client, &request, TIMEOUT).await
-            }
-            Self::Hyper(client) => {
-                client_credentials::hyper::fetch_metadata(client, &request, TIMEOUT).await
-            }
-        }
-    }
+/// hyper: the client certificate is in the connector's rustls config.
+fn hyper_adapter(cert: Option<Cert>) -> Adapter {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(&cert_file("ca.pem")).expect("the CA's PEM");
+    roots.add(ca).expect("the CA is a usable trust anchor");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the default protocol versions")
+        .with_root_certificates(roots);
+    let config = match cert {
+        Some(cert) => builder
+            .with_client_auth_cert(vec![cert.der()], cert.key())
+            .expect("a usable client certificate and key"),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: Hyper = HyperClient::builder(TokioExecutor::new()).build(connector);
+    Adapter::Hyper(Arc::new(client), TIMEOUT)
 }
 
 /// The hyper adapter's bound on one exchange: generous, it only has to end a stuck test.
@@ -210,8 +177,8 @@ const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The server's metadata, fetched by reqwest without a client certificate.
 async fn metadata() -> ServerMetadata {
-    Adapter::reqwest(None)
-        .metadata()
+    reqwest_adapter(None)
+        .fetch_metadata(&MetadataRequest::openid(issuer()))
         .await
         .unwrap_or_else(|e| panic!("cannot fetch the mTLS server's metadata: {e}"))
 }
@@ -248,8 +215,11 @@ fn oauth_code(what: &str, outcome: Result<Token, Error>) -> ErrorCode {
 
 #[tokio::test]
 async fn discovery_names_the_mtls_alias_and_methods() {
-    for adapter in Adapter::both(None) {
-        let metadata = adapter.metadata().await.expect("the metadata");
+    for adapter in adapters(None) {
+        let metadata = adapter
+            .fetch_metadata(&MetadataRequest::openid(issuer()))
+            .await
+            .expect("the metadata");
         for method in [
             AuthMethod::TlsClientAuth,
             AuthMethod::SelfSignedTlsClientAuth,
@@ -322,7 +292,7 @@ async fn bound_token_each_way(client_id: &str, kind: ClientCertificate, cert: Ce
     let metadata = metadata().await;
     let credentials = AuthMaterial::new().client_certificate(kind);
     let client = metadata.client(client_id, &credentials).expect("a client");
-    for adapter in Adapter::both(Some(cert)) {
+    for adapter in adapters(Some(cert)) {
         let way = adapter.name();
         let token = adapter
             .fetch(&jwt_request(&client))
@@ -379,7 +349,7 @@ async fn a_client_without_a_certificate_is_invalid_client() {
         let client = metadata
             .client(client_id, &AuthMaterial::new().client_certificate(kind))
             .unwrap();
-        for adapter in Adapter::both(None) {
+        for adapter in adapters(None) {
             let outcome = adapter.fetch(&jwt_request(&client)).await;
             let what = format!("{}: {client_id} without a certificate", adapter.name());
             assert_eq!(
@@ -408,7 +378,7 @@ async fn a_certificate_the_registration_does_not_match_is_invalid_client() {
         let client = metadata
             .client(client_id, &AuthMaterial::new().client_certificate(kind))
             .unwrap();
-        for adapter in Adapter::both(Some(cert)) {
+        for adapter in adapters(Some(cert)) {
             let outcome = adapter.fetch(&jwt_request(&client)).await;
             let what = format!("{}: {client_id} with {cert:?}", adapter.name());
             assert_eq!(
@@ -431,7 +401,7 @@ async fn the_issuers_own_token_endpoint_asks_for_no_certificate() {
         client_credentials::ClientAuth::TlsClientAuth,
     )
     .unwrap();
-    for adapter in Adapter::both(Some(Cert::Pki)) {
+    for adapter in adapters(Some(Cert::Pki)) {
         let outcome = adapter.fetch(&jwt_request(&client)).await;
         let what = format!("{}: at the issuer's token endpoint", adapter.name());
         assert_eq!(
@@ -459,7 +429,7 @@ fn bound_secret_client(metadata: &ServerMetadata) -> ClientCredentials {
 async fn server_binds_a_token_to_any_certificate() {
     let metadata = metadata().await;
     let client = bound_secret_client(&metadata);
-    for adapter in Adapter::both(Some(Cert::Stranger)) {
+    for adapter in adapters(Some(Cert::Stranger)) {
         let way = adapter.name();
         let token = adapter
             .fetch(&jwt_request(&client))
@@ -478,7 +448,7 @@ async fn server_binds_a_token_to_any_certificate() {
 async fn server_refuses_a_bound_token_without_a_certificate_with_invalid_grant() {
     let metadata = metadata().await;
     let client = bound_secret_client(&metadata);
-    for adapter in Adapter::both(None) {
+    for adapter in adapters(None) {
         let what = format!(
             "{}: bound secret client without a certificate",
             adapter.name()

@@ -55,6 +55,7 @@ use client_credentials::{
 use serde_json::{Value, json};
 
 use crate::support;
+use crate::support::adapters::Adapter;
 
 // ---------------------------------------------------------------------------------------------
 // The server and its clients, as registered in interop/server.mjs.
@@ -198,15 +199,16 @@ fn sign_assertion(client_id: &str) -> ClientAssertion {
 enum Way {
     /// The core, with this file's own HTTP client.
     Core,
-    /// `client_credentials::reqwest::fetch_token`.
-    Reqwest,
-    /// `client_credentials::reqwest::blocking::fetch_token`.
-    ReqwestBlocking,
-    /// `client_credentials::hyper::fetch_token`.
-    Hyper,
+    /// An adapter of the crate, by its name in the shared dispatcher ([`Adapter::NAMES`]).
+    Adapter(&'static str),
 }
 
-const WAYS: [Way; 4] = [Way::Core, Way::Reqwest, Way::ReqwestBlocking, Way::Hyper];
+const WAYS: [Way; 4] = [
+    Way::Core,
+    Way::Adapter(Adapter::NAMES[0]),
+    Way::Adapter(Adapter::NAMES[1]),
+    Way::Adapter(Adapter::NAMES[2]),
+];
 
 /// One exchange: which way, by which rules.
 #[derive(Clone, Copy)]
@@ -269,14 +271,7 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
     match way {
         // The client's own store, as every adapter's.
         Way::Core => fetch_core(request).await,
-        Way::Reqwest => fetch_reqwest(request).await,
-        Way::ReqwestBlocking => {
-            let request = request.clone();
-            tokio::task::spawn_blocking(move || fetch_reqwest_blocking(&request))
-                .await
-                .expect("the blocking exchange does not panic")
-        }
-        Way::Hyper => fetch_hyper(request).await,
+        Way::Adapter(name) => Adapter::named(name).fetch(request).await,
     }
 }
 
@@ -293,35 +288,6 @@ async fn fetch_core(request: &TokenRequest) -> Result<Token, Error> {
     }
 }
 
-async fn fetch_reqwest(request: &TokenRequest) -> Result<Token, Error> {
-    client_credentials::reqwest::fetch_token(
-        &client_credentials::reqwest::recommended_client(),
-        request,
-        client_credentials::reqwest::TIMEOUT,
-    )
-    .await
-}
-
-fn fetch_reqwest_blocking(request: &TokenRequest) -> Result<Token, Error> {
-    use client_credentials::reqwest::blocking;
-    blocking::fetch_token(
-        &blocking::recommended_client(),
-        request,
-        client_credentials::reqwest::TIMEOUT,
-    )
-}
-
-fn hyper_client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<Bytes>,
-> {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
-}
-
-async fn fetch_hyper(request: &TokenRequest) -> Result<Token, Error> {
-    client_credentials::hyper::fetch_token(&hyper_client(), request, Duration::from_secs(30)).await
-}
-
 /// Fetches an issuer's metadata one way.
 async fn fetch_metadata(way: Way, request: &MetadataRequest) -> Result<ServerMetadata, Error> {
     match way {
@@ -329,25 +295,7 @@ async fn fetch_metadata(way: Way, request: &MetadataRequest) -> Result<ServerMet
             let (response, _) = send_raw(request.http_request().map(RequestBody::into_bytes)).await;
             request.parse_response(&response)
         }
-        Way::Reqwest => {
-            let client = client_credentials::reqwest::recommended_client();
-            let timeout = client_credentials::reqwest::TIMEOUT;
-            client_credentials::reqwest::fetch_metadata(&client, request, timeout).await
-        }
-        Way::ReqwestBlocking => {
-            use client_credentials::reqwest::blocking;
-            let request = request.clone();
-            tokio::task::spawn_blocking(move || {
-                let timeout = client_credentials::reqwest::TIMEOUT;
-                blocking::fetch_metadata(&blocking::recommended_client(), &request, timeout)
-            })
-            .await
-            .expect("the blocking exchange does not panic")
-        }
-        Way::Hyper => {
-            let timeout = Duration::from_secs(30);
-            client_credentials::hyper::fetch_metadata(&hyper_client(), request, timeout).await
-        }
+        Way::Adapter(name) => Adapter::named(name).fetch_metadata(request).await,
     }
 }
 

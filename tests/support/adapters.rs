@@ -5,6 +5,9 @@
 // Each binary uses the part it needs.
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,11 +15,45 @@ use client_credentials::reqwest::TIMEOUT;
 use client_credentials::{Error, MetadataRequest, ServerMetadata, Token, TokenRequest};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
-/// hyper's client over plain TCP, as the tests use it.
+/// hyper's client over plain TCP, as most tests use it.
 pub type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
+
+/// A boxed future of the dispatcher.
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// A hyper client over any connector (plain TCP, or rustls presenting a client certificate),
+/// its connector's type erased so that one [`Adapter`] holds any of them.
+pub trait AnyHyper: Send + Sync {
+    /// `client_credentials::hyper::fetch_token` with this client.
+    fn fetch<'a>(&'a self, request: &'a TokenRequest, timeout: Duration) -> Boxed<'a, Token>;
+    /// `client_credentials::hyper::fetch_metadata` with this client.
+    fn fetch_metadata<'a>(
+        &'a self,
+        request: &'a MetadataRequest,
+        timeout: Duration,
+    ) -> Boxed<'a, ServerMetadata>;
+}
+
+impl<C: Connect + Clone + Send + Sync + 'static> AnyHyper for HyperClient<C, Full<Bytes>> {
+    fn fetch<'a>(&'a self, request: &'a TokenRequest, timeout: Duration) -> Boxed<'a, Token> {
+        Box::pin(client_credentials::hyper::fetch_token(
+            self, request, timeout,
+        ))
+    }
+
+    fn fetch_metadata<'a>(
+        &'a self,
+        request: &'a MetadataRequest,
+        timeout: Duration,
+    ) -> Boxed<'a, ServerMetadata> {
+        Box::pin(client_credentials::hyper::fetch_metadata(
+            self, request, timeout,
+        ))
+    }
+}
 
 /// An adapter, with its client (the blocking one builds its own on a thread of its own) and the
 /// timeout of its whole exchange.
@@ -25,7 +62,7 @@ pub enum Adapter {
     /// `client_credentials::reqwest` over the recommended client.
     Reqwest(reqwest::Client, Duration),
     /// `client_credentials::hyper` over plain TCP.
-    Hyper(Hyper, Duration),
+    Hyper(Arc<dyn AnyHyper>, Duration),
     /// `client_credentials::reqwest::blocking`, on a thread of its own.
     Blocking(Duration),
 }
@@ -46,7 +83,7 @@ impl Adapter {
     /// The hyper adapter over plain TCP, bounded by `timeout` (else [`TIMEOUT`]).
     pub fn hyper(timeout: Option<Duration>) -> Self {
         let client = HyperClient::builder(TokioExecutor::new()).build_http();
-        Self::Hyper(client, timeout.unwrap_or(TIMEOUT))
+        Self::Hyper(Arc::new(client), timeout.unwrap_or(TIMEOUT))
     }
 
     /// The blocking adapter, bounded by `timeout` (else [`TIMEOUT`]).
@@ -93,9 +130,7 @@ impl Adapter {
             Self::Reqwest(client, timeout) => {
                 client_credentials::reqwest::fetch_token(client, request, *timeout).await
             }
-            Self::Hyper(client, timeout) => {
-                client_credentials::hyper::fetch_token(client, request, *timeout).await
-            }
+            Self::Hyper(client, timeout) => client.fetch(request, *timeout).await,
             Self::Blocking(timeout) => fetch_blocking(request, Some(*timeout)),
         }
     }
@@ -106,9 +141,7 @@ impl Adapter {
             Self::Reqwest(client, timeout) => {
                 client_credentials::reqwest::fetch_metadata(client, request, *timeout).await
             }
-            Self::Hyper(client, timeout) => {
-                client_credentials::hyper::fetch_metadata(client, request, *timeout).await
-            }
+            Self::Hyper(client, timeout) => client.fetch_metadata(request, *timeout).await,
             Self::Blocking(timeout) => on_a_thread(|| {
                 let client = client_credentials::reqwest::blocking::recommended_client();
                 client_credentials::reqwest::blocking::fetch_metadata(&client, request, *timeout)
