@@ -22,8 +22,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use client_credentials::TokenSource;
 //!
-//! let tokens = TokenSource::builder("https://idp.example.com/oauth/token")
-//!     .client_secret("my-client", "s3cr3t")
+//! let tokens = TokenSource::client_secret("https://idp.example.com/oauth/token", "my-client", "s3cr3t")
 //!     .audience("https://api.example.com")
 //!     .build()?; // the URL and every parameter checked here; the recommended reqwest client
 //! let token = tokens.token().await?; // cancellation: drop the future

@@ -36,7 +36,7 @@ use crate::cache::{FetchTicket, Lookup, TokenCache};
 use crate::endpoint::TokenUrl;
 use crate::error::{Error, TransportKind};
 use crate::fetch::{Transport, fetch_token};
-use crate::request::{ClientCredentials, TokenRequest};
+use crate::request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
 use crate::secret::ClientSecret;
 use crate::token::Token;
 
@@ -292,7 +292,8 @@ impl std::fmt::Debug for AsyncSource {
 /// [`with_policy`](Self::with_policy). Cancellation is dropping the future: a cancelled caller
 /// (its future dropped mid-fetch) gives its fetch up, and a waiting caller takes over.
 ///
-/// Build it with [`TokenSource::builder`] from a token URL and a secret, or from a built
+/// Build it with [`TokenSource::client_secret`] from a token URL and a secret,
+/// [`TokenSource::builder`] from a client of your own, or from a built
 /// [`TokenRequest`]: [`TokenSource::reqwest`] (feature `reqwest`), [`TokenSource::hyper`]
 /// (feature `hyper`), [`TokenSource::new`] over any [`Transport`], or
 /// [`TokenSource::from_fn`] with your own fetch. Use it inside a Tokio runtime with the time
@@ -382,29 +383,39 @@ impl TokenSource {
         Self(AsyncSource::new(request, policy, Arc::clone(&self.0.fetch)))
     }
 
-    /// A builder of a source from a token URL, a client id and a secret, the parameters of its
-    /// request, and the HTTP client to fetch with: the shortest way to a token.
+    /// A builder of a source from a token URL, a client id and a secret (sent by
+    /// `client_secret_basic`), the parameters of its request, and the HTTP client to fetch
+    /// with: the shortest way to a token. The URL is checked when the source is built.
     ///
     /// ```no_run
     /// # #[cfg(feature = "reqwest")]
     /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     /// use client_credentials::TokenSource;
     ///
-    /// let tokens = TokenSource::builder("https://idp.example.com/oauth/token")
-    ///     .client_secret("my-client", "s3cr3t")
+    /// let tokens = TokenSource::client_secret("https://idp.example.com/oauth/token", "my-client", "s3cr3t")
     ///     .audience("https://api.example.com")
     ///     .build()?; // the recommended reqwest client (feature `reqwest`)
     /// let token = tokens.token().await?; // cancellation: drop the future
     /// # let _ = token; Ok(()) }
     /// ```
-    pub fn builder(token_url: impl Into<String>) -> TokenSourceBuilder {
+    pub fn client_secret(
+        token_url: &str,
+        client_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> TokenSourceBuilder {
+        let client = TokenUrl::new(token_url)
+            .map(|url| ClientCredentials::new(url, client_id, ClientSecret::new(secret)));
         TokenSourceBuilder {
-            token_url: token_url.into(),
-            client: None,
-            scopes: Vec::new(),
-            audience: None,
-            resources: Vec::new(),
-            params: Vec::new(),
+            request: client.map(|client| client.token_request()),
+            policy: CachePolicy::new(),
+        }
+    }
+
+    /// A builder of a source for `client`, built yourself (another authentication method,
+    /// DPoP, response rules): the parameters of its request, and the HTTP client to fetch with.
+    pub fn builder(client: &ClientCredentials) -> TokenSourceBuilder {
+        TokenSourceBuilder {
+            request: Ok(client.token_request()),
             policy: CachePolicy::new(),
         }
     }
@@ -457,66 +468,44 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-/// A [`TokenSource`] from a token URL up, by [`TokenSource::builder`]: the client's
-/// credentials, its request's parameters and the source's policy, then what fetches
+/// A [`TokenSource`] from its client up, by [`TokenSource::client_secret`] or
+/// [`TokenSource::builder`]: its request's parameters and the source's policy, then what fetches
 /// (`build()` for the recommended reqwest client, `reqwest(client)`, `hyper(client)`,
 /// [`transport`](Self::transport), [`fetch_fn`](Self::fetch_fn)). Every value is checked when
 /// the source is built, into a typed error.
 #[must_use = "a builder does nothing until a source is built"]
 pub struct TokenSourceBuilder {
-    token_url: String,
-    client: Option<BuilderClient>,
-    scopes: Vec<String>,
-    audience: Option<String>,
-    resources: Vec<String>,
-    params: Vec<(String, String)>,
+    /// The request's parameters, for a client whose token URL was valid.
+    request: Result<TokenRequestBuilder, Error>,
     policy: CachePolicy,
 }
 
 impl TokenSourceBuilder {
-    /// Authenticates as `client_id` with `secret`, by `client_secret_basic`.
-    pub fn client_secret(
-        mut self,
-        client_id: impl Into<String>,
-        secret: impl Into<String>,
-    ) -> Self {
-        self.client = Some(BuilderClient::Secret(
-            client_id.into(),
-            ClientSecret::new(secret),
-        ));
+    /// Applies `change` to the request's parameters, unless the token URL was refused.
+    fn with(mut self, change: impl FnOnce(TokenRequestBuilder) -> TokenRequestBuilder) -> Self {
+        self.request = self.request.map(change);
         self
     }
 
-    /// Uses `client`, built yourself (another authentication method, DPoP, response rules),
-    /// instead of the token URL given to [`TokenSource::builder`].
-    pub fn client(mut self, client: ClientCredentials) -> Self {
-        self.client = Some(BuilderClient::Built(client));
-        self
+    /// Asks for one or more scopes (RFC 6749 §3.3), as [`TokenRequestBuilder::scope`].
+    pub fn scope(self, scope: impl AsRef<str>) -> Self {
+        self.with(|request| request.scope(scope))
     }
 
-    /// Asks for `scope` (RFC 6749 §3.3); call it once per scope.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
-        self
+    /// Asks for a token for `audience`, as [`TokenRequestBuilder::audience`].
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.with(|request| request.audience(audience))
     }
 
-    /// Asks for a token for `audience`.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
+    /// Asks for a token for the resource server `resource` (RFC 8707), as
+    /// [`TokenRequestBuilder::resource`].
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.with(|request| request.resource(resource))
     }
 
-    /// Asks for a token for the resource server `resource` (RFC 8707); call it once per
-    /// resource.
-    pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
-        self
-    }
-
-    /// Adds another parameter to the request.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
-        self
+    /// Adds another parameter to the request, as [`TokenRequestBuilder::param`].
+    pub fn param(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.with(|request| request.param(name, value))
     }
 
     /// The source's cache policy instead of the default.
@@ -526,44 +515,18 @@ impl TokenSourceBuilder {
     }
 
     /// The token request, checked: what every way of building a source takes. Errors:
-    /// [`Error::InvalidParameter`] if no client was given
-    /// ([`client_secret`](Self::client_secret) or [`client`](Self::client));
     /// [`Error::InvalidTokenUrl`] for the token URL; every error of
-    /// [`TokenRequestBuilder::build`](crate::TokenRequestBuilder::build).
+    /// [`TokenRequestBuilder::build`].
     fn request(self) -> Result<(TokenRequest, CachePolicy), Error> {
-        let client = match self.client {
-            Some(BuilderClient::Built(client)) => client,
-            Some(BuilderClient::Secret(client_id, secret)) => {
-                ClientCredentials::new(TokenUrl::new(&self.token_url)?, client_id, secret)
-            }
-            None => {
-                return Err(Error::InvalidParameter {
-                    name: "client_id".into(),
-                    reason: "the token source has no client: call client_secret(id, secret) or client(credentials) on its builder",
-                });
-            }
-        };
-        let mut builder = client.token_request().scopes(&self.scopes);
-        if let Some(audience) = self.audience {
-            builder = builder.audience(audience);
-        }
-        for resource in self.resources {
-            builder = builder.resource(resource);
-        }
-        for (name, value) in self.params {
-            builder = builder.param(name, value);
-        }
-        Ok((builder.build()?, self.policy))
+        Ok((self.request?.build()?, self.policy))
     }
 
     /// Builds the request and a source fetching it over `transport`.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] if no client was given
-    /// ([`client_secret`](Self::client_secret) or [`client`](Self::client));
     /// [`Error::InvalidTokenUrl`] for the token URL; every error of
-    /// [`TokenRequestBuilder::build`](crate::TokenRequestBuilder::build).
+    /// [`TokenRequestBuilder::build`].
     pub fn transport<T>(self, transport: T) -> Result<TokenSource, Error>
     where
         T: Transport + Send + Sync + 'static,
@@ -589,21 +552,10 @@ impl TokenSourceBuilder {
 
 impl std::fmt::Debug for TokenSourceBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token URL may hold a secret in its query: shown only once validated.
+        // The request builder's Debug shows parameter names only; the URL shows no query.
         f.debug_struct("TokenSourceBuilder")
-            .field("client", &self.client)
-            .field("scopes", &self.scopes)
-            .field("audience", &self.audience)
+            .field("request", &self.request)
             .field("policy", &self.policy)
-            .finish_non_exhaustive()
+            .finish()
     }
-}
-
-/// The client a [`TokenSourceBuilder`] was given.
-#[derive(Debug)]
-enum BuilderClient {
-    /// A client id and its secret, for the builder's token URL.
-    Secret(String, ClientSecret),
-    /// A client built by the caller.
-    Built(ClientCredentials),
 }
