@@ -239,10 +239,28 @@ const MAX_GAP: usize = 64;
 /// attributes (`name="client_secret" value="…"`) and in adjacent table cells.
 pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
+    // A value is found only after a separator (`=`, `:`, or one URL-encoded or HTML-escaped),
+    // a `value=` attribute or a tag: text with none of these bytes has nothing to redact, as
+    // most error descriptions do. This keeps an OAuth error's parse cheap.
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b'=' | b':' | b'%' | b'&' | b'<'))
+    {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::new();
     let mut copied = 0; // bytes of `text` already in `out`
     let mut i = 0;
     while i < bytes.len() {
+        // Every secret-looking name starts with one of these letters, in either case (`| 0x20`
+        // lower-cases an ASCII letter and maps no other byte onto one).
+        if !matches!(
+            bytes[i] | 0x20,
+            b'a' | b'c' | b'i' | b'p' | b'r' | b's' | b't'
+        ) {
+            i += 1;
+            continue;
+        }
         let Some(name_end) = secret_name_at(bytes, i) else {
             i += 1;
             continue;
@@ -407,6 +425,23 @@ mod tests {
         assert_eq!(bytes(&[0xff, b'a'], 10), "\u{fffd}a");
         let huge = format!("client_secret={}", "s".repeat(100_000));
         assert_eq!(text(&huge, 20), "client_secret=[redac…");
+    }
+
+    #[test]
+    fn every_secret_name_starts_with_a_letter_the_fast_path_checks() {
+        for words in SECRET_NAMES {
+            let first = words[0].as_bytes()[0];
+            for letter in [first.to_ascii_lowercase(), first.to_ascii_uppercase()] {
+                let text = format!("{}{}=v", letter as char, &words.concat()[1..]);
+                assert_eq!(
+                    redact(&text),
+                    format!("{}{}={REDACTED}", letter as char, &words.concat()[1..]),
+                    "{words:?}"
+                );
+            }
+        }
+        // Without a separator, a markup tag or an encoded byte there is nothing to redact.
+        assert!(matches!(redact("client_secret is wrong"), Cow::Borrowed(_)));
     }
 
     #[test]
