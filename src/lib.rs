@@ -108,6 +108,7 @@
 
 // The protocol core: no IO, no clock.
 mod attempt;
+mod call;
 mod challenge;
 mod endpoint;
 mod error;
@@ -127,12 +128,16 @@ mod cache;
 
 // The IO layer: the adapters and the token source (the attempt loop they share is the core's,
 // `fetch::fetch_token`).
-#[cfg(any(feature = "reqwest", feature = "hyper"))]
+#[cfg(feature = "token-source")]
 mod io;
 #[cfg(feature = "hyper")]
 pub use io::hyper;
+#[cfg(feature = "reqwest-middleware")]
+pub use io::middleware as reqwest_middleware;
 #[cfg(feature = "reqwest")]
 pub use io::reqwest;
+#[cfg(feature = "tower")]
+pub use io::tower;
 
 // A real token endpoint for tests.
 #[cfg(feature = "test-server")]
@@ -151,19 +156,21 @@ pub use auth::mtls::ClientCertificate;
 pub use auth::{ClientAuth, JWT_BEARER_ASSERTION_TYPE};
 pub use cache::policy::CachePolicy;
 pub use cache::{FetchTicket, Lookup, TokenCache};
+pub use call::{AuthorizedCall, CallPolicy, CallStep, NotRetried, RetryReason, present_token};
 pub use challenge::Challenge;
 pub use discovery::issuer::Issuer;
 pub use discovery::material::AuthMaterial;
 pub use discovery::metadata::ServerMetadata;
 pub use discovery::request::MetadataRequest;
 pub use endpoint::TokenUrl;
+pub use error::call::CallError;
 pub use error::discovery::DiscoveryError;
 pub use error::oauth::{ErrorCode, OAuthError, RetryAfter};
 pub use error::problem::ResponseProblem;
 pub use error::unexpected::UnexpectedResponse;
 pub use error::{Error, TransportKind};
 pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
-#[cfg(any(feature = "reqwest", feature = "hyper"))]
+#[cfg(feature = "token-source")]
 pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::rules::ResponseRules;

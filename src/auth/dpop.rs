@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use http::header::AUTHORIZATION;
-use http::{HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Serialize;
 
 use crate::attempt::Attempt;
@@ -202,9 +202,22 @@ impl DpopKey {
         access_token: &AccessToken,
         attempt: &Attempt,
     ) -> Result<(), Error> {
-        let proof = self.proof(request.method(), request.uri(), attempt, Some(access_token))?;
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        self.authorize_headers(request.headers_mut(), &method, &uri, access_token, attempt)
+    }
+
+    /// [`authorize`](Self::authorize) on a request's parts: sets both headers in `headers`,
+    /// or neither.
+    pub(crate) fn authorize_headers(
+        &self,
+        headers: &mut HeaderMap,
+        method: &Method,
+        uri: &Uri,
+        access_token: &AccessToken,
+        attempt: &Attempt,
+    ) -> Result<(), Error> {
+        let proof = self.proof(method, uri, attempt, Some(access_token))?;
         let authorization = crate::token::authorization_value("DPoP", access_token)?;
-        let headers = request.headers_mut();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(DPOP, proof);
         Ok(())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+pub(crate) mod call;
 pub(crate) mod discovery;
 pub(crate) mod oauth;
 pub(crate) mod problem;
@@ -149,6 +150,13 @@ pub enum Error {
         "the access token has characters an http header cannot carry, so it cannot be sent: the authorization server issued an unusable token"
     )]
     TokenNotHeaderSafe,
+
+    /// The authorization server issued a DPoP-bound token (`token_type` `DPoP`) to a client
+    /// without a DPoP key, so it cannot be presented: no proof can be signed for it.
+    #[error(
+        "the token is DPoP-bound but the client has no DPoP key to prove it: give the client its key (ClientCredentials::with_dpop, feature `jwt`)"
+    )]
+    DpopKeyMissing,
 
     /// The request could not be sent or the response could not be read.
     #[error("the http exchange with the authorization server failed: {kind}")]

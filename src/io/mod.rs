@@ -4,26 +4,51 @@
 //! translates types and does IO; the decisions are the core's (the attempt loop is
 //! [`crate::fetch::fetch_token`], which every adapter runs over its `Transport`).
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 use std::error::Error as StdError;
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 use std::future::Future;
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
+use std::time::Duration;
 #[cfg(feature = "reqwest-blocking")]
 use std::time::Instant;
-use std::time::{Duration, SystemTime};
+#[cfg(any(
+    feature = "reqwest",
+    feature = "hyper",
+    feature = "tower",
+    feature = "reqwest-middleware"
+))]
+use std::time::SystemTime;
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 use crate::error::discovery::DiscoveryError;
+#[cfg(any(
+    feature = "reqwest",
+    feature = "hyper",
+    feature = "tower",
+    feature = "reqwest-middleware"
+))]
 use crate::error::{Error, TransportKind};
 
+#[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
+pub(crate) mod call;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 pub(crate) mod source;
+#[cfg(feature = "tower")]
+pub mod tower;
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 /// The sound default for the `timeout` of every adapter's `fetch_token` and `fetch_metadata`:
 /// 30 seconds for the whole exchange, from connecting to the last byte of the last attempt's
 /// body. A token endpoint that has not answered by then is down for the caller's purposes.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 /// Runs `exchange` within `timeout`, as the async adapters bound a whole exchange (both
 /// attempts); the time is up as [`TransportKind::Timeout`].
 pub(crate) async fn within<T>(
@@ -39,6 +64,7 @@ pub(crate) async fn within<T>(
         })?
 }
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 /// An error and its sources, looking inside `io::Error`s too: an `io::Error`'s `source()` skips
 /// the error it wraps, and HTTP clients wrap rustls's `io::Error` in another one.
 pub(crate) fn chain<'a>(
@@ -96,6 +122,12 @@ pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Re
 #[error("the blocking exchange waited for something that was not ready; report this as a bug")]
 pub(crate) struct NotReady;
 
+#[cfg(any(
+    feature = "reqwest",
+    feature = "hyper",
+    feature = "tower",
+    feature = "reqwest-middleware"
+))]
 /// The time of an attempt, read once, just before it is built and sent: its JWTs' `iat` and
 /// the token's `sent_at`.
 #[allow(clippy::disallowed_methods)] // An adapter does the IO, so it reads the clock for the core.
@@ -103,6 +135,12 @@ pub(crate) fn send_time() -> SystemTime {
     SystemTime::now()
 }
 
+#[cfg(any(
+    feature = "reqwest",
+    feature = "hyper",
+    feature = "tower",
+    feature = "reqwest-middleware"
+))]
 /// 32 bytes from the operating system's random source, for the `jti` of an attempt's JWTs.
 pub(crate) fn entropy() -> Result<[u8; 32], Error> {
     let mut bytes = [0; 32];
@@ -113,6 +151,7 @@ pub(crate) fn entropy() -> Result<[u8; 32], Error> {
     Ok(bytes)
 }
 
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 /// A metadata body over its limit is the discovery error, which names the right limit to raise.
 pub(crate) fn metadata_error(error: Error) -> Error {
     match error {

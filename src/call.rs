@@ -1,0 +1,568 @@
+//! Authorized calls to an API with a token: presenting it on a request (RFC 6750 §2.1, RFC 9449
+//! §7.1), and deciding what the API's answer means for the token and whether the request goes
+//! out again (RFC 6750 §3.1, RFC 9449 §9, gRPC's `UNAUTHENTICATED`).
+//!
+//! Sans-IO, as the rest of the core: the tower layer and the reqwest middleware drive an
+//! [`AuthorizedCall`] for every request, and do what its [`CallStep`]s say.
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
+
+use crate::attempt::{Attempt, resource_dpop_retry_nonce};
+use crate::challenge;
+use crate::error::Error;
+use crate::request::ClientCredentials;
+use crate::token::{Token, TokenType, authorization_value};
+
+/// gRPC's status header, sent in the response headers of a call that fails at once
+/// ("Trailers-Only").
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// How an authorized call treats an API's refusal: whether it sends the request again, and which
+/// requests it may send twice.
+///
+/// By default a request is sent again once when the API refuses its token (`invalid_token`),
+/// and once when it asks for a DPoP nonce (RFC 9449 §9); only requests whose method is
+/// idempotent (RFC 9110 §9.2.2: `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`) and whose body
+/// can be copied and is at most [`DEFAULT_MAX_REPLAY_BODY_LEN`](Self::DEFAULT_MAX_REPLAY_BODY_LEN)
+/// bytes are. A request that is not sent again gets the API's answer as it came, and a refused
+/// token is dropped from the source either way, so the next call gets a new one.
+///
+/// ```
+/// use client_credentials::CallPolicy;
+///
+/// // POSTs to this API are idempotent (it de-duplicates by request id): replay them too.
+/// let policy = CallPolicy::new().replay_any_method(true).max_replay_body_len(1 << 20);
+/// assert!(policy.retries_rejected_token());
+/// let off = CallPolicy::no_retries();
+/// assert!(!off.retries_rejected_token() && !off.retries_dpop_nonce());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct CallPolicy {
+    retry_rejected_token: bool,
+    retry_dpop_nonce: bool,
+    replay_any_method: bool,
+    max_replay_body_len: u64,
+}
+
+impl CallPolicy {
+    /// The largest body copied by default to send a request again: 64 KiB.
+    pub const DEFAULT_MAX_REPLAY_BODY_LEN: u64 = 64 * 1024;
+
+    /// The default policy: one retry for a refused token, one for a DPoP nonce, idempotent
+    /// methods only, bodies up to [`DEFAULT_MAX_REPLAY_BODY_LEN`](Self::DEFAULT_MAX_REPLAY_BODY_LEN).
+    pub const fn new() -> Self {
+        Self {
+            retry_rejected_token: true,
+            retry_dpop_nonce: true,
+            replay_any_method: false,
+            max_replay_body_len: Self::DEFAULT_MAX_REPLAY_BODY_LEN,
+        }
+    }
+
+    /// No request is ever sent twice; a refused token is still dropped from the source.
+    pub const fn no_retries() -> Self {
+        Self::new()
+            .retry_rejected_token(false)
+            .retry_dpop_nonce(false)
+    }
+
+    /// Whether a request whose token the API refused is sent again with a new token.
+    pub const fn retry_rejected_token(mut self, retry: bool) -> Self {
+        self.retry_rejected_token = retry;
+        self
+    }
+
+    /// Whether a request the API refused for want of a DPoP nonce is sent again with it.
+    pub const fn retry_dpop_nonce(mut self, retry: bool) -> Self {
+        self.retry_dpop_nonce = retry;
+        self
+    }
+
+    /// Whether requests of any method may be sent again (`POST`, `PATCH`), not only idempotent
+    /// ones: for APIs whose every call is safe to repeat.
+    pub const fn replay_any_method(mut self, any: bool) -> Self {
+        self.replay_any_method = any;
+        self
+    }
+
+    /// The largest body copied to send a request again, in bytes; a larger body, or one whose
+    /// length is not known in advance (a stream), is sent once.
+    pub const fn max_replay_body_len(mut self, len: u64) -> Self {
+        self.max_replay_body_len = len;
+        self
+    }
+
+    /// Whether a refused token makes the request go out again.
+    #[must_use]
+    pub const fn retries_rejected_token(&self) -> bool {
+        self.retry_rejected_token
+    }
+
+    /// Whether a DPoP nonce request makes the request go out again.
+    #[must_use]
+    pub const fn retries_dpop_nonce(&self) -> bool {
+        self.retry_dpop_nonce
+    }
+
+    /// Whether requests of any method may be sent again.
+    #[must_use]
+    pub const fn replays_any_method(&self) -> bool {
+        self.replay_any_method
+    }
+
+    /// The largest body copied to send a request again.
+    #[must_use]
+    pub const fn max_replay_body(&self) -> u64 {
+        self.max_replay_body_len
+    }
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a request the API refused is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// The API refused the token (`error="invalid_token"`, a bare `Bearer` or `DPoP` challenge,
+    /// or gRPC's `UNAUTHENTICATED`): the request goes again with a new token.
+    InvalidToken,
+    /// The API asked for a DPoP nonce (RFC 9449 §9): the request goes again with it.
+    UseDpopNonce,
+}
+
+impl RetryReason {
+    /// The reason as a short name: `invalid_token`, `use_dpop_nonce`.
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::InvalidToken => "invalid_token",
+            Self::UseDpopNonce => "use_dpop_nonce",
+        }
+    }
+}
+
+/// Why a request the API refused is not sent again, and its answer goes to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotRetried {
+    /// The [`CallPolicy`] turns this retry off.
+    RetriesOff,
+    /// The request was already sent again for the same reason.
+    AlreadyRetried,
+    /// The method is not idempotent and the policy does not replay every method.
+    MethodNotIdempotent,
+    /// The body is a stream, or larger than the policy's limit: it cannot go twice.
+    BodyNotReplayable,
+}
+
+impl NotRetried {
+    /// The reason as a short name: `retries_off`, `already_retried`, `method_not_idempotent`,
+    /// `body_not_replayable`.
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::RetriesOff => "retries_off",
+            Self::AlreadyRetried => "already_retried",
+            Self::MethodNotIdempotent => "method_not_idempotent",
+            Self::BodyNotReplayable => "body_not_replayable",
+        }
+    }
+}
+
+/// What to do with the API's answer to one attempt of an [`AuthorizedCall`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallStep {
+    /// Give the answer to the caller: the API accepted the token, or refused the call for a
+    /// reason a new token does not change (a 403, `insufficient_scope`, any other 401).
+    Return,
+    /// The API refused the call for the token's sake, and the request is not sent again: drop
+    /// the token from the source if `invalidate` says so, and give the answer to the caller.
+    Refused {
+        /// Whether the token sent is the one at fault, to drop from the source.
+        invalidate: bool,
+        /// Why the request does not go again.
+        not_retried: NotRetried,
+    },
+    /// Send the request again, with a new token (after dropping the one sent) when `invalidate`
+    /// says so, and with the DPoP nonce the API sent (the caller's [`DpopNonces`](crate::DpopNonces)
+    /// has it after `observe`).
+    Retry {
+        /// Whether the token sent is the one at fault, to drop from the source.
+        invalidate: bool,
+        /// Why it goes again.
+        reason: RetryReason,
+    },
+}
+
+/// One authorized call: an API request that carries a token, and the rules for sending it
+/// again when the API refuses it, by a [`CallPolicy`].
+///
+/// The driver puts a token on the request ([`present_token`]), sends it, hands the answer's status
+/// and headers to [`handle_response`](Self::handle_response), and does what the [`CallStep`]
+/// says. Every request is sent at most three times: once, once more for a DPoP nonce, once more
+/// for a new token; each retry at most once.
+///
+/// ```
+/// use client_credentials::{AuthorizedCall, CallPolicy, CallStep, RetryReason};
+/// use client_credentials::http::{HeaderMap, Method, StatusCode};
+///
+/// let mut call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
+/// assert!(call.keeps_copy()); // keep a copy of the request: it may go twice
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("www-authenticate", r#"Bearer error="invalid_token""#.parse()?);
+/// assert_eq!(
+///     call.handle_response(StatusCode::UNAUTHORIZED, &headers),
+///     CallStep::Retry { invalidate: true, reason: RetryReason::InvalidToken },
+/// );
+/// // The second refusal goes to the caller.
+/// assert!(matches!(
+///     call.handle_response(StatusCode::UNAUTHORIZED, &headers),
+///     CallStep::Refused { invalidate: true, .. }
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthorizedCall {
+    policy: CallPolicy,
+    /// Why the request cannot go twice, if it cannot.
+    not_replayable: Option<NotRetried>,
+    retried_token: bool,
+    retried_nonce: bool,
+}
+
+impl AuthorizedCall {
+    /// A call of `method`, whose body is `body_len` bytes long (`None`: not known in advance, as
+    /// for a stream).
+    #[must_use]
+    pub fn new(policy: &CallPolicy, method: &Method, body_len: Option<u64>) -> Self {
+        let not_replayable = if !policy.replay_any_method && !is_idempotent(method) {
+            Some(NotRetried::MethodNotIdempotent)
+        } else if body_len.is_none_or(|len| len > policy.max_replay_body_len) {
+            Some(NotRetried::BodyNotReplayable)
+        } else {
+            None
+        };
+        Self {
+            policy: *policy,
+            not_replayable,
+            retried_token: false,
+            retried_nonce: false,
+        }
+    }
+
+    /// Whether the driver should keep a copy of the request to send it again: the method and
+    /// body allow a replay, and some retry is on.
+    #[must_use]
+    pub fn keeps_copy(&self) -> bool {
+        self.not_replayable.is_none()
+            && (self.policy.retry_rejected_token || self.policy.retry_dpop_nonce)
+    }
+
+    /// Tells the call that the body could not be copied after all (a body type that cannot be
+    /// cloned): it is sent once.
+    pub fn copy_failed(&mut self) {
+        self.not_replayable
+            .get_or_insert(NotRetried::BodyNotReplayable);
+    }
+
+    /// What to do with the API's answer to the attempt just sent.
+    pub fn handle_response(&mut self, status: StatusCode, headers: &HeaderMap) -> CallStep {
+        let (reason, invalidate, enabled, retried) = match judge(status, headers) {
+            Verdict::Accepted => return CallStep::Return,
+            Verdict::NonceRequested => (
+                RetryReason::UseDpopNonce,
+                false,
+                self.policy.retry_dpop_nonce,
+                &mut self.retried_nonce,
+            ),
+            Verdict::TokenRejected => (
+                RetryReason::InvalidToken,
+                true,
+                self.policy.retry_rejected_token,
+                &mut self.retried_token,
+            ),
+        };
+        let not_retried = if !enabled {
+            Some(NotRetried::RetriesOff)
+        } else if *retried {
+            Some(NotRetried::AlreadyRetried)
+        } else {
+            self.not_replayable
+        };
+        match not_retried {
+            Some(not_retried) => CallStep::Refused {
+                invalidate,
+                not_retried,
+            },
+            None => {
+                *retried = true;
+                CallStep::Retry { invalidate, reason }
+            }
+        }
+    }
+}
+
+/// What an API's answer says about the token it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing against the token: the answer goes to the caller, whatever it is.
+    Accepted,
+    /// The token is invalid, expired or revoked (RFC 6750 §3.1), or gRPC says `UNAUTHENTICATED`.
+    TokenRejected,
+    /// The DPoP proof lacks the resource server's nonce (RFC 9449 §9).
+    NonceRequested,
+}
+
+fn judge(status: StatusCode, headers: &HeaderMap) -> Verdict {
+    if status == StatusCode::UNAUTHORIZED {
+        if resource_dpop_retry_nonce(status, headers).is_some() {
+            return Verdict::NonceRequested;
+        }
+        // A token-scheme challenge saying `invalid_token`, or naming no error at all (a server
+        // that does not say why). Another error (`invalid_request`), a 401 without a challenge
+        // or with another scheme's is not about the token.
+        let rejected = challenge::parse_all(headers).iter().any(|challenge| {
+            let scheme = challenge.scheme();
+            (scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("DPoP"))
+                && challenge
+                    .param("error")
+                    .is_none_or(|error| error == "invalid_token")
+        });
+        if rejected {
+            return Verdict::TokenRejected;
+        }
+    } else if headers
+        .get(GRPC_STATUS)
+        .is_some_and(|code| code.as_bytes() == b"16")
+    {
+        return Verdict::TokenRejected;
+    }
+    Verdict::Accepted
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Puts `token` on a request of `method` to `uri`, as `client` (the client it was issued to)
+/// presents it: `Authorization: Bearer …` for a bearer token (RFC 6750 §2.1); for a DPoP-bound
+/// one `Authorization: DPoP …` and a fresh `DPoP` proof for this method and URI, with the
+/// token's hash in `ath` and the attempt's nonce, signed by the client's key (RFC 9449 §7.1).
+/// The `Authorization` value and the proof are marked sensitive; both replace any header there.
+///
+/// Make a new [`Attempt`] for every attempt, from the resource server's nonce store
+/// ([`DpopNonces::attempt`](crate::DpopNonces::attempt)).
+///
+/// # Errors
+///
+/// [`Error::TokenNotHeaderSafe`] if the token cannot be a header; [`Error::DpopKeyMissing`] for
+/// a DPoP-bound token and a client without a DPoP key; the errors of the DPoP proof
+/// (`DpopKey::proof`, feature `jwt`).
+pub fn present_token(
+    headers: &mut HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    token: &Token,
+    client: &ClientCredentials,
+    attempt: &Attempt,
+) -> Result<(), Error> {
+    if *token.token_type() == TokenType::DPoP {
+        #[cfg(feature = "jwt")]
+        if let Some(key) = client.dpop_key() {
+            return key.authorize_headers(headers, method, uri, token.access_token(), attempt);
+        }
+        let _ = (method, uri, client, attempt);
+        return Err(Error::DpopKeyMissing);
+    }
+    let value = authorization_value(token.token_type().as_str(), token.access_token())?;
+    headers.insert(AUTHORIZATION, value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn challenge(value: &str) -> HeaderMap {
+        headers(&[("www-authenticate", value)])
+    }
+
+    const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
+
+    #[test]
+    fn the_401s_that_mean_the_token_rfc6750_3_1() {
+        for rejected in [
+            r#"Bearer realm="api", error="invalid_token", error_description="expired""#,
+            r#"Bearer realm="api""#,
+            "Bearer",
+            r#"DPoP algs="ES256", error="invalid_token""#,
+            r#"Basic realm="x", Bearer error="invalid_token""#,
+        ] {
+            assert_eq!(
+                judge(UNAUTHORIZED, &challenge(rejected)),
+                Verdict::TokenRejected,
+                "{rejected}"
+            );
+        }
+        for other in [
+            r#"Bearer error="invalid_request""#,
+            r#"Bearer error="insufficient_scope", scope="admin""#,
+            r#"Basic realm="x""#,
+            r#"Negotiate"#,
+        ] {
+            assert_eq!(
+                judge(UNAUTHORIZED, &challenge(other)),
+                Verdict::Accepted,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            judge(UNAUTHORIZED, &HeaderMap::new()),
+            Verdict::Accepted,
+            "no challenge"
+        );
+        let forbidden = challenge(r#"Bearer error="invalid_token""#);
+        assert_eq!(
+            judge(StatusCode::FORBIDDEN, &forbidden),
+            Verdict::Accepted,
+            "a 403"
+        );
+        assert_eq!(judge(StatusCode::OK, &forbidden), Verdict::Accepted);
+    }
+
+    #[test]
+    fn a_nonce_request_rfc9449_9() {
+        let asked = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("dpop-nonce", "n-1"),
+        ]);
+        assert_eq!(judge(UNAUTHORIZED, &asked), Verdict::NonceRequested);
+        let without_nonce = challenge(r#"DPoP error="use_dpop_nonce""#);
+        assert_eq!(
+            judge(UNAUTHORIZED, &without_nonce),
+            Verdict::Accepted,
+            "nothing to retry with"
+        );
+    }
+
+    #[test]
+    fn grpc_unauthenticated_rejects_the_token() {
+        let unauthenticated = headers(&[("grpc-status", "16")]);
+        assert_eq!(
+            judge(StatusCode::OK, &unauthenticated),
+            Verdict::TokenRejected
+        );
+        let permission_denied = headers(&[("grpc-status", "7")]);
+        assert_eq!(judge(StatusCode::OK, &permission_denied), Verdict::Accepted);
+    }
+
+    #[test]
+    fn each_retry_happens_once() {
+        let policy = CallPolicy::new();
+        let mut call = AuthorizedCall::new(&policy, &Method::GET, Some(0));
+        let nonce = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("dpop-nonce", "n"),
+        ]);
+        let rejected = challenge(r#"DPoP error="invalid_token""#);
+        let retry_nonce = CallStep::Retry {
+            invalidate: false,
+            reason: RetryReason::UseDpopNonce,
+        };
+        let retry_token = CallStep::Retry {
+            invalidate: true,
+            reason: RetryReason::InvalidToken,
+        };
+        assert_eq!(call.handle_response(UNAUTHORIZED, &nonce), retry_nonce);
+        assert_eq!(call.handle_response(UNAUTHORIZED, &rejected), retry_token);
+        let again = CallStep::Refused {
+            invalidate: false,
+            not_retried: NotRetried::AlreadyRetried,
+        };
+        assert_eq!(call.handle_response(UNAUTHORIZED, &nonce), again);
+        assert_eq!(
+            call.handle_response(UNAUTHORIZED, &rejected),
+            CallStep::Refused {
+                invalidate: true,
+                not_retried: NotRetried::AlreadyRetried
+            }
+        );
+        assert_eq!(
+            call.handle_response(StatusCode::OK, &HeaderMap::new()),
+            CallStep::Return
+        );
+    }
+
+    #[test]
+    fn what_may_go_twice_rfc9110_9_2_2() {
+        let policy = CallPolicy::new();
+        let rejected = challenge(r#"Bearer error="invalid_token""#);
+        let refused = |not_retried| CallStep::Refused {
+            invalidate: true,
+            not_retried,
+        };
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(
+                AuthorizedCall::new(&policy, &method, Some(10)).keeps_copy(),
+                "{method}"
+            );
+        }
+        for method in [Method::POST, Method::PATCH] {
+            let mut call = AuthorizedCall::new(&policy, &method, Some(10));
+            assert!(!call.keeps_copy());
+            assert_eq!(
+                call.handle_response(UNAUTHORIZED, &rejected),
+                refused(NotRetried::MethodNotIdempotent)
+            );
+            let any = policy.replay_any_method(true);
+            assert!(AuthorizedCall::new(&any, &method, Some(10)).keeps_copy());
+        }
+        let mut stream = AuthorizedCall::new(&policy, &Method::PUT, None);
+        assert!(!stream.keeps_copy());
+        assert_eq!(
+            stream.handle_response(UNAUTHORIZED, &rejected),
+            refused(NotRetried::BodyNotReplayable)
+        );
+        let limit = CallPolicy::DEFAULT_MAX_REPLAY_BODY_LEN;
+        assert!(AuthorizedCall::new(&policy, &Method::PUT, Some(limit)).keeps_copy());
+        assert!(!AuthorizedCall::new(&policy, &Method::PUT, Some(limit + 1)).keeps_copy());
+        let mut uncopied = AuthorizedCall::new(&policy, &Method::GET, Some(1));
+        uncopied.copy_failed();
+        assert_eq!(
+            uncopied.handle_response(UNAUTHORIZED, &rejected),
+            refused(NotRetried::BodyNotReplayable)
+        );
+        let mut off = AuthorizedCall::new(&CallPolicy::no_retries(), &Method::GET, Some(0));
+        assert!(!off.keeps_copy());
+        assert_eq!(
+            off.handle_response(UNAUTHORIZED, &rejected),
+            refused(NotRetried::RetriesOff)
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The one loop of an authorized call, shared by the tower layer and the reqwest middleware:
+//! take a token from the source, present it, send, hand the answer to the core's
+//! [`AuthorizedCall`], and do what it says. The adapters only translate their request and
+//! response types ([`CallRequest`], [`CallResponse`]) and send ([`CallClient`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use super::source::TokenSource;
+use super::{entropy, send_time};
+use crate::attempt::DpopNonces;
+use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token};
+use crate::error::call::CallError;
+
+/// What the loop needs of a request.
+pub(crate) trait CallRequest: Sized {
+    fn method(&self) -> &Method;
+    /// The absolute URI, for the DPoP proof's `htu` and the nonce store's origin.
+    fn uri(&self) -> Uri;
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+    /// The body's length if it is known before sending (`None` for a stream).
+    fn body_len(&self) -> Option<u64>;
+    /// A copy to send again, if the body can be copied.
+    fn try_copy(&self) -> Option<Self>;
+}
+
+/// What the loop needs of a response.
+pub(crate) trait CallResponse {
+    fn status(&self) -> StatusCode;
+    fn headers(&self) -> &HeaderMap;
+}
+
+/// What sends a request: the inner service, the rest of the middleware chain.
+pub(crate) trait CallClient<R> {
+    type Response: CallResponse;
+    type Error;
+    fn send(
+        &mut self,
+        request: R,
+    ) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send;
+}
+
+/// Why the loop stopped without an answer: its own failure, or the client's, which the adapter
+/// hands on in its own type.
+pub(crate) enum Stop<E> {
+    Call(CallError),
+    Client(E),
+}
+
+/// What every clone of a layer or middleware shares: the source, the policy and the resource
+/// servers' DPoP nonces.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) tokens: TokenSource,
+    pub(crate) policy: CallPolicy,
+    pub(crate) nonces: DpopNonces,
+}
+
+impl Caller {
+    pub(crate) fn new(tokens: TokenSource, policy: CallPolicy) -> Arc<Self> {
+        Arc::new(Self {
+            tokens,
+            policy,
+            nonces: DpopNonces::new(),
+        })
+    }
+
+    /// Sends `request` with a token, and again when the API's answer and the policy say so.
+    pub(crate) async fn call<R, C>(
+        &self,
+        request: R,
+        client: &mut C,
+    ) -> Result<C::Response, Stop<C::Error>>
+    where
+        R: CallRequest,
+        C: CallClient<R>,
+    {
+        let method = request.method().clone();
+        let uri = request.uri();
+        let mut call = AuthorizedCall::new(&self.policy, &method, request.body_len());
+        let mut copy = None;
+        if call.keeps_copy() {
+            copy = request.try_copy();
+            if copy.is_none() {
+                call.copy_failed();
+            }
+        }
+        let mut request = request;
+        loop {
+            let token = self
+                .tokens
+                .token()
+                .await
+                .map_err(|e| Stop::Call(CallError::Token(e)))?;
+            let entropy = entropy().map_err(|e| Stop::Call(CallError::Present(e)))?;
+            let attempt = self.nonces.attempt(&uri, send_time(), entropy);
+            let client_credentials = self.tokens.request().client();
+            present_token(
+                request.headers_mut(),
+                &method,
+                &uri,
+                &token,
+                client_credentials,
+                &attempt,
+            )
+            .map_err(|e| Stop::Call(CallError::Present(e)))?;
+            let response = client.send(request).await.map_err(Stop::Client)?;
+            self.nonces.observe(&uri, response.headers());
+            match call.handle_response(response.status(), response.headers()) {
+                CallStep::Return => return Ok(response),
+                CallStep::Refused {
+                    invalidate,
+                    not_retried: _,
+                } => {
+                    if invalidate {
+                        self.tokens.invalidate(&token);
+                    }
+                    return Ok(response);
+                }
+                CallStep::Retry {
+                    invalidate,
+                    reason: _,
+                } => {
+                    if invalidate {
+                        self.tokens.invalidate(&token);
+                    }
+                    // The copy goes; a copy of it stays for a later retry.
+                    let Some(next) = copy.take() else {
+                        return Ok(response); // not reached: a retry needs a copy
+                    };
+                    copy = next.try_copy();
+                    if copy.is_none() {
+                        call.copy_failed();
+                    }
+                    request = next;
+                }
+            }
+        }
+    }
+}

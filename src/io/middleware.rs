@@ -1,0 +1,185 @@
+//! A `reqwest-middleware` middleware that puts a valid token on every request (feature
+//! `reqwest-middleware`), composing with `reqwest-retry`, `reqwest-tracing` and the rest.
+//!
+//! ```no_run
+//! # async fn run(tokens: client_credentials::TokenSource) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use client_credentials::reqwest_middleware::AuthorizeMiddleware;
+//!
+//! let api = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(AuthorizeMiddleware::new(tokens))
+//!     .build();
+//! let response = api.get("https://api.example.com/things").send().await?;
+//! # let _ = response; Ok(()) }
+//! ```
+//!
+//! It behaves as the tower layer does ([`AuthorizeLayer`](crate::tower::AuthorizeLayer), feature
+//! `tower`): one token from the [`TokenSource`] per request, presented by its type (`Bearer`, or
+//! `DPoP` with a fresh proof); a 401 that refuses the token drops exactly that token and sends
+//! the request again once with a new one, when its method is idempotent and its body can be
+//! cloned (`reqwest::Request::try_clone`) within the [`CallPolicy`]'s limit; one retry with a
+//! resource server's DPoP nonce; every other answer untouched. A request whose token cannot be
+//! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`]
+//! (`error.downcast_ref::<CallError>()` on the `anyhow::Error`), and is never sent.
+//!
+//! Put it after a retry middleware (`.with(retry).with(authorize)`) so that every retry of
+//! `reqwest-retry` gets a valid token of its own.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, Method, StatusCode, Uri};
+use reqwest_middleware::{Middleware, Next};
+
+use super::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
+use super::source::TokenSource;
+use crate::attempt::DpopNonces;
+use crate::call::CallPolicy;
+use crate::error::call::CallError;
+
+/// A [`Middleware`] that authorizes every request with a token from a [`TokenSource`]; see the
+/// [module documentation](self). Cheap to clone; clones share the source, the policy and the
+/// resource servers' DPoP nonces.
+#[derive(Clone)]
+pub struct AuthorizeMiddleware {
+    caller: Arc<Caller>,
+}
+
+impl AuthorizeMiddleware {
+    /// A middleware presenting tokens from `tokens`, by the default [`CallPolicy`].
+    #[must_use]
+    pub fn new(tokens: TokenSource) -> Self {
+        Self::with_policy(tokens, CallPolicy::new())
+    }
+
+    /// A middleware presenting tokens from `tokens`, by `policy`.
+    #[must_use]
+    pub fn with_policy(tokens: TokenSource, policy: CallPolicy) -> Self {
+        Self {
+            caller: Caller::new(tokens, policy),
+        }
+    }
+
+    /// The source the tokens come from.
+    #[must_use]
+    pub fn token_source(&self) -> &TokenSource {
+        &self.caller.tokens
+    }
+
+    /// The policy for the API's refusals.
+    pub fn policy(&self) -> &CallPolicy {
+        &self.caller.policy
+    }
+
+    /// The resource servers' latest DPoP nonces, by origin (RFC 9449 §9).
+    #[must_use]
+    pub fn dpop_nonces(&self) -> &DpopNonces {
+        &self.caller.nonces
+    }
+}
+
+impl fmt::Debug for AuthorizeMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizeMiddleware")
+            .field("tokens", &self.caller.tokens)
+            .field("policy", &self.caller.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for AuthorizeMiddleware {
+    async fn handle(
+        &self,
+        request: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let uri = match Uri::try_from(request.url().as_str()) {
+            Ok(uri) => uri,
+            // Not reached for a URL reqwest accepted; sent without a token it would leak nothing,
+            // but it must not go out unauthenticated either.
+            Err(e) => {
+                return Err(reqwest_middleware::Error::middleware(CallError::Client(
+                    Box::new(e),
+                )));
+            }
+        };
+        let mut client = Rest { next, extensions };
+        match self
+            .caller
+            .call(Attempted { request, uri }, &mut client)
+            .await
+        {
+            Ok(Answered(response)) => Ok(response),
+            Err(Stop::Call(error)) => Err(reqwest_middleware::Error::middleware(error)),
+            Err(Stop::Client(error)) => Err(error),
+        }
+    }
+}
+
+/// The rest of the middleware chain, as the loop sends with it.
+struct Rest<'a> {
+    next: Next<'a>,
+    extensions: &'a mut Extensions,
+}
+
+impl CallClient<Attempted> for Rest<'_> {
+    type Response = Answered;
+    type Error = reqwest_middleware::Error;
+
+    async fn send(&mut self, request: Attempted) -> Result<Answered, reqwest_middleware::Error> {
+        self.next
+            .clone()
+            .run(request.request, self.extensions)
+            .await
+            .map(Answered)
+    }
+}
+
+/// A request and its URL as an `http::Uri`, as the loop reads and copies it.
+struct Attempted {
+    request: reqwest::Request,
+    uri: Uri,
+}
+
+impl CallRequest for Attempted {
+    fn method(&self) -> &Method {
+        self.request.method()
+    }
+
+    fn uri(&self) -> Uri {
+        self.uri.clone()
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.request.headers_mut()
+    }
+
+    fn body_len(&self) -> Option<u64> {
+        match self.request.body() {
+            None => Some(0),
+            // A stream has no bytes until it is sent.
+            Some(body) => body.as_bytes().map(|bytes| bytes.len() as u64),
+        }
+    }
+
+    fn try_copy(&self) -> Option<Self> {
+        Some(Self {
+            request: self.request.try_clone()?,
+            uri: self.uri.clone(),
+        })
+    }
+}
+
+/// A response, as the loop reads it.
+struct Answered(reqwest::Response);
+
+impl CallResponse for Answered {
+    fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.0.headers()
+    }
+}

@@ -1,0 +1,307 @@
+//! A tower layer that puts a valid token on every request (feature `tower`): for hyper-util's
+//! client, tonic's channels, and any `Service<http::Request<B>>`.
+//!
+//! ```no_run
+//! # #[cfg(feature = "hyper")]
+//! # async fn run(tokens: client_credentials::TokenSource) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use client_credentials::tower::AuthorizeLayer;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{Layer as _, ServiceExt as _};
+//!
+//! let http = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+//! let api = AuthorizeLayer::new(tokens).layer(http);
+//! let request = http::Request::get("http://127.0.0.1:8080/api/things").body(Full::default())?;
+//! let response = api.oneshot(request).await?; // Authorization: Bearer …, and the 401 rule
+//! # let _ = response; Ok(()) }
+//! ```
+//!
+//! Per request the layer takes a token from a [`TokenSource`] (cached, or fetched once for all
+//! callers), presents it by its type (`Bearer`; `DPoP` with a fresh proof for the request's
+//! method and URI), and applies the [`CallPolicy`]: a 401 that refuses the token
+//! (`error="invalid_token"`, a bare `Bearer`/`DPoP` challenge, or gRPC's `UNAUTHENTICATED`)
+//! drops exactly that token from the source, and the request goes again once with a new token
+//! when it can be replayed: an idempotent method, and a body that is [`ReplayBody`] and at most
+//! the policy's limit. A resource server's DPoP nonce request (RFC 9449 §9) gets one retry with
+//! the nonce, which is remembered for its origin. Every other answer (a 403,
+//! `insufficient_scope`, any other 401) reaches the caller untouched. A request whose token
+//! cannot be had fails with [`CallError::Token`] and is never sent.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
+use super::source::TokenSource;
+use crate::attempt::DpopNonces;
+use crate::call::CallPolicy;
+use crate::error::call::CallError;
+
+/// The error of the HTTP client beneath, boxed.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body that may be copied, so that the layer can send the request again after the
+/// API refused its token. Bodies that cannot be copied (streams) are sent once: the default.
+///
+/// Implemented for the usual bodies: `Full<Bytes>`, `Empty<Bytes>`, `String`, `Vec<u8>` and
+/// `Bytes` copy themselves; `BoxBody`, `UnsyncBoxBody`, hyper's `Incoming` and tonic's body do
+/// not (a gRPC call is a stream). For a body type of yours, implement it:
+/// `impl ReplayBody for MyBody {}` (never replayed) or with a copy.
+pub trait ReplayBody: Sized {
+    /// A copy of the body, or `None` if it cannot be copied (the default).
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl<D: Clone> ReplayBody for http_body_util::Full<D> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D> ReplayBody for http_body_util::Empty<D> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(Self::new())
+    }
+}
+
+impl ReplayBody for String {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl ReplayBody for Vec<u8> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl ReplayBody for Bytes {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D, E> ReplayBody for http_body_util::combinators::BoxBody<D, E> {}
+
+impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E> {}
+
+#[cfg(feature = "hyper")]
+impl ReplayBody for hyper::body::Incoming {}
+
+#[cfg(feature = "tonic")]
+impl ReplayBody for tonic::body::Body {}
+
+/// A tower [`Layer`] that authorizes every request of the service it wraps with a token from a
+/// [`TokenSource`]; see the [module documentation](self).
+///
+/// Cheap to clone; every service it makes shares the source, the policy and the resource
+/// servers' DPoP nonces.
+#[derive(Clone)]
+pub struct AuthorizeLayer {
+    caller: Arc<Caller>,
+}
+
+impl AuthorizeLayer {
+    /// A layer presenting tokens from `tokens`, by the default [`CallPolicy`].
+    #[must_use]
+    pub fn new(tokens: TokenSource) -> Self {
+        Self::with_policy(tokens, CallPolicy::new())
+    }
+
+    /// A layer presenting tokens from `tokens`, by `policy`.
+    #[must_use]
+    pub fn with_policy(tokens: TokenSource, policy: CallPolicy) -> Self {
+        Self {
+            caller: Caller::new(tokens, policy),
+        }
+    }
+
+    /// The source the tokens come from.
+    #[must_use]
+    pub fn token_source(&self) -> &TokenSource {
+        &self.caller.tokens
+    }
+
+    /// The policy for the API's refusals.
+    pub fn policy(&self) -> &CallPolicy {
+        &self.caller.policy
+    }
+
+    /// The resource servers' latest DPoP nonces, by origin (RFC 9449 §9).
+    #[must_use]
+    pub fn dpop_nonces(&self) -> &DpopNonces {
+        &self.caller.nonces
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            caller: Arc::clone(&self.caller),
+        }
+    }
+}
+
+impl fmt::Debug for AuthorizeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizeLayer")
+            .field("tokens", &self.caller.tokens)
+            .field("policy", &self.caller.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service [`AuthorizeLayer`] makes: `inner`, with a token on every request.
+#[derive(Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    caller: Arc<Caller>,
+}
+
+impl<S> Authorize<S> {
+    /// The service beneath.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service beneath, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The service beneath, without the layer.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Authorize<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorize")
+            .field("inner", &self.inner)
+            .field("tokens", &self.caller.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Authorize<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    ReqBody: Body + ReplayBody + Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, CallError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| CallError::Client(e.into()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The service made ready by `poll_ready` sends the first attempt; the clone left in its
+        // place is readied again by the next caller (tower's usual hand-over).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let caller = Arc::clone(&self.caller);
+        Box::pin(async move {
+            let mut client = Inner {
+                service: inner,
+                ready: true,
+            };
+            match caller.call(Attempted(request), &mut client).await {
+                Ok(Answered(response)) => Ok(response),
+                Err(Stop::Call(error)) => Err(error),
+                Err(Stop::Client(error)) => Err(CallError::Client(error.into())),
+            }
+        })
+    }
+}
+
+/// The inner service, as the loop sends with it: readied again before every attempt but the
+/// first.
+struct Inner<S> {
+    service: S,
+    ready: bool,
+}
+
+impl<S, B, R> CallClient<Attempted<B>> for Inner<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Send,
+    S::Future: Send,
+    B: Send,
+{
+    type Response = Answered<R>;
+    type Error = S::Error;
+
+    async fn send(&mut self, request: Attempted<B>) -> Result<Answered<R>, S::Error> {
+        if !std::mem::take(&mut self.ready) {
+            std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
+        }
+        self.service.call(request.0).await.map(Answered)
+    }
+}
+
+/// A request, as the loop reads and copies it.
+struct Attempted<B>(Request<B>);
+
+impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
+    fn method(&self) -> &Method {
+        self.0.method()
+    }
+
+    fn uri(&self) -> Uri {
+        self.0.uri().clone()
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.0.headers_mut()
+    }
+
+    fn body_len(&self) -> Option<u64> {
+        self.0.body().size_hint().exact()
+    }
+
+    fn try_copy(&self) -> Option<Self> {
+        let body = self.0.body().try_clone_body()?;
+        let mut copy = Request::new(body);
+        *copy.method_mut() = self.0.method().clone();
+        *copy.uri_mut() = self.0.uri().clone();
+        *copy.version_mut() = self.0.version();
+        *copy.headers_mut() = self.0.headers().clone();
+        *copy.extensions_mut() = self.0.extensions().clone();
+        Some(Self(copy))
+    }
+}
+
+/// A response, as the loop reads it.
+struct Answered<B>(Response<B>);
+
+impl<B> CallResponse for Answered<B> {
+    fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.0.headers()
+    }
+}
