@@ -6,10 +6,46 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
+use http::header::CONTENT_LENGTH;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::Value;
+
+/// Why a request body was not read.
+pub(super) enum BodyError {
+    /// Over the limit, by its `Content-Length` or as it was read.
+    TooLarge,
+    /// The connection failed while the body was read.
+    Unreadable,
+}
+
+/// Reads a request body, at most `limit` bytes of it: a larger declared length is refused
+/// before a byte is read.
+pub(super) async fn read_limited<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared_len = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
+    }
+}
 
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
     let mut response = response(

@@ -20,7 +20,8 @@ pub const DEMO_AUDIENCE: &str = "https://api.example.com";
 /// A client registered with a [`TestServer`](crate::test_server::TestServer): its credentials and what it is allowed.
 ///
 /// By default it may authenticate by `client_secret_basic` and `client_secret_post`, is
-/// allowed the client credentials grant, and no scope, audience or resource.
+/// allowed the client credentials grant, and no scope, audience or resource, and its tokens
+/// are DPoP-bound only when it sends a proof.
 #[derive(Clone)]
 #[must_use]
 pub struct TestClient {
@@ -31,6 +32,7 @@ pub struct TestClient {
     pub(super) resources: Vec<String>,
     pub(super) grant_allowed: bool,
     pub(super) methods: Vec<AuthMethod>,
+    pub(super) dpop_bound: bool,
 }
 
 impl TestClient {
@@ -44,6 +46,7 @@ impl TestClient {
             resources: Vec::new(),
             grant_allowed: true,
             methods: vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
+            dpop_bound: false,
         }
     }
 
@@ -81,6 +84,14 @@ impl TestClient {
         self
     }
 
+    /// Whether the client's tokens must be DPoP-bound (RFC 9449 §5, the
+    /// `dpop_bound_access_tokens` of RFC 9449 §5.2): if so, a token request without a DPoP proof
+    /// gets 400 `invalid_dpop_proof`. Any client that sends a proof gets a bound token.
+    pub fn dpop_bound(mut self, bound: bool) -> Self {
+        self.dpop_bound = bound;
+        self
+    }
+
     /// The client id.
     #[must_use]
     pub fn id(&self) -> &str {
@@ -105,6 +116,7 @@ impl fmt::Debug for TestClient {
             .field("resources", &self.resources)
             .field("grant_allowed", &self.grant_allowed)
             .field("auth_methods", &self.methods)
+            .field("dpop_bound", &self.dpop_bound)
             .finish()
     }
 }

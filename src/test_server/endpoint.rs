@@ -4,22 +4,23 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Limited};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Body;
 use serde_json::{Map, Value, json};
 
-use super::body::{ResponseBody, json_response, plain};
+use super::body::{BodyError, ResponseBody, json_response, plain, read_limited};
 use super::client::TestClient;
+use super::dpop::{self, Expected, ProofError};
 use super::faults::{Fault, fault_response};
 use super::form::{Form, basic_credentials};
 use super::refusal::{MAX_REQUEST_BODY_LEN, Refusal, invalid_client, invalid_request, refuse};
+use super::resource::{AccessState, RESOURCE_PATH_PREFIX, serve};
+use super::tokens::{Issued, unix_now};
 use crate::auth::method::AuthMethod;
 
 /// The lifetime of the tokens the server issues unless told otherwise, in seconds.
@@ -31,14 +32,19 @@ pub(super) struct Shared {
     pub(super) clients: Vec<TestClient>,
     pub(super) expires_in: Option<u64>,
     pub(super) requests: AtomicUsize,
+    pub(super) token_requests: AtomicUsize,
+    pub(super) resource_requests: AtomicUsize,
     pub(super) issued: AtomicU64,
     pub(super) faults: Mutex<Faults>,
+    pub(super) access: AccessState,
 }
 
 #[derive(Default)]
 pub(super) struct Faults {
     pub(super) queue: VecDeque<Fault>,
     pub(super) sticky: Option<Fault>,
+    /// Faults for the resource's requests, apart from the others: see `push_resource_fault`.
+    pub(super) resource_queue: VecDeque<Fault>,
 }
 
 impl Shared {
@@ -51,6 +57,23 @@ impl Shared {
         let mut faults = self.faults();
         faults.queue.pop_front().or_else(|| faults.sticky.clone())
     }
+
+    fn next_resource_fault(&self) -> Option<Fault> {
+        self.faults().resource_queue.pop_front()
+    }
+}
+
+/// Serves a fault, or `None` to answer normally (after the fault's delay, if it has one).
+async fn apply(fault: Option<Fault>) -> Option<Response<ResponseBody>> {
+    match fault {
+        None => None,
+        Some(Fault::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Some(Fault::NeverAnswer) => std::future::pending().await,
+        Some(fault) => Some(fault_response(fault)),
+    }
 }
 
 pub(super) async fn handle<B>(shared: &Shared, request: Request<B>) -> Response<ResponseBody>
@@ -59,18 +82,23 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     shared.requests.fetch_add(1, Ordering::SeqCst);
-    match shared.next_fault() {
-        None => {}
-        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::NeverAnswer) => std::future::pending::<()>().await,
-        Some(fault) => return fault_response(fault),
+    if request.uri().path().starts_with(RESOURCE_PATH_PREFIX) {
+        shared.resource_requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(response) = apply(shared.next_resource_fault()).await {
+            return response;
+        }
+        return serve(&shared.access, request, unix_now()).await;
+    }
+    if let Some(response) = apply(shared.next_fault()).await {
+        return response;
     }
     if request.uri().path() != "/token" {
         return plain(
             StatusCode::NOT_FOUND,
-            "not found: the token endpoint is /token",
+            "not found: the token endpoint is /token, the protected resource under /api/",
         );
     }
+    shared.token_requests.fetch_add(1, Ordering::SeqCst);
     if request.method() != Method::POST {
         let mut response = plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -109,18 +137,12 @@ where
             "the body must be application/x-www-form-urlencoded (RFC 6749 §4.4.2)",
         ));
     }
-    let declared_len = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|len| len > MAX_REQUEST_BODY_LEN as u64) {
-        return Err(Refusal::TooLarge);
-    }
-    let body = match Limited::new(body, MAX_REQUEST_BODY_LEN).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Refusal::TooLarge),
-        Err(_) => return Err(invalid_request("the request body could not be read")),
+    let body = match read_limited(&parts.headers, body, MAX_REQUEST_BODY_LEN).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return Err(Refusal::TooLarge),
+        Err(BodyError::Unreadable) => {
+            return Err(invalid_request("the request body could not be read"));
+        }
     };
     let form = Form::parse(&body)?;
 
@@ -135,6 +157,7 @@ where
         }
     }
     let client = shared.authenticate(&parts.headers, &form)?;
+    let jkt = shared.dpop_binding(client, &parts.headers)?;
     if !client.grant_allowed {
         return Err(refuse(
             "unauthorized_client",
@@ -172,7 +195,16 @@ where
         ));
     }
     let targets: Vec<&str> = audience.into_iter().chain(resources).collect();
-    Ok(shared.issue(client, &scopes.join(" "), &targets))
+    let mut response = shared.issue(client, &scopes, &targets, jkt);
+    if let Some(Ok(nonce)) = shared
+        .access
+        .token_nonce
+        .required()
+        .map(HeaderValue::try_from)
+    {
+        response.headers_mut().insert("dpop-nonce", nonce);
+    }
+    Ok(response)
 }
 
 impl Shared {
@@ -226,13 +258,56 @@ impl Shared {
         Ok(client)
     }
 
-    /// A successful token response (RFC 6749 §5.1) with an unsecured JWT access token.
+    /// Checks the request's DPoP proof, if any (RFC 9449 §4.3, §5), returning the thumbprint of
+    /// its key, to bind the token to; a client whose tokens must be bound must send one.
+    fn dpop_binding(
+        &self,
+        client: &TestClient,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, Refusal> {
+        let invalid = |text: String| refuse("invalid_dpop_proof", text);
+        let proof = dpop::proof_header(headers).map_err(|e| match e {
+            ProofError::Invalid(text) => invalid(text),
+            ProofError::NeedsNonce => invalid("the DPoP proof has no nonce".into()),
+        })?;
+        let Some(proof) = proof else {
+            if client.dpop_bound {
+                return Err(invalid(
+                    "this client's tokens must be DPoP-bound: send a DPoP proof (RFC 9449 §5)"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let htu = format!("{}/token", self.issuer);
+        let nonce = self.access.token_nonce.required();
+        let expected = Expected {
+            method: &Method::POST,
+            htu: &htu,
+            access_token: None,
+            nonce: nonce.as_deref(),
+            now: unix_now(),
+        };
+        match dpop::verify(proof, &expected, &self.access.seen_jtis) {
+            Ok(jkt) => Ok(Some(jkt)),
+            Err(ProofError::NeedsNonce) => {
+                Err(Refusal::UseDpopNonce(self.access.token_nonce.current()))
+            }
+            Err(ProofError::Invalid(text)) => Err(invalid(text)),
+        }
+    }
+
+    /// A successful token response (RFC 6749 §5.1) with an unsecured JWT access token, bound to
+    /// the key `jkt` names when there is one (RFC 9449 §6), and remembered for the resource.
     pub(super) fn issue(
         &self,
         client: &TestClient,
-        scope: &str,
+        scopes: &[&str],
         targets: &[&str],
+        jkt: Option<String>,
     ) -> Response<ResponseBody> {
+        let scope = scopes.join(" ");
+        let scope = scope.as_str();
         let issued_at = unix_now();
         let serial = self.issued.fetch_add(1, Ordering::Relaxed);
         let mut claims = Map::new();
@@ -262,11 +337,27 @@ impl Shared {
                 self.issuer.rsplit(':').next().unwrap_or_default()
             )),
         );
+        if let Some(jkt) = &jkt {
+            claims.insert("cnf".into(), json!({ "jkt": jkt }));
+        }
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
         let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string());
+        let access_token = format!("{header}.{payload}.");
+        let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+        self.access.tokens.record(
+            &access_token,
+            Issued {
+                client_id: client.id.clone(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                audiences: targets.iter().map(|s| (*s).to_owned()).collect(),
+                exp: self.expires_in.map(|e| issued_at.saturating_add(e)),
+                jkt,
+                revoked: false,
+            },
+        );
         let mut body = Map::new();
-        body.insert("access_token".into(), json!(format!("{header}.{payload}.")));
-        body.insert("token_type".into(), json!("Bearer"));
+        body.insert("access_token".into(), json!(access_token));
+        body.insert("token_type".into(), json!(token_type));
         if let Some(expires_in) = self.expires_in {
             body.insert("expires_in".into(), json!(expires_in));
         }
@@ -275,14 +366,4 @@ impl Shared {
         }
         json_response(StatusCode::OK, &Value::Object(body))
     }
-}
-
-/// The current time in seconds since the Unix epoch.
-// The server stamps `iat` and `exp` with the real time, as a real token endpoint does; it is the
-// one part of the crate that reads the clock outside an adapter.
-#[allow(clippy::disallowed_methods)]
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }

@@ -102,19 +102,32 @@
 //! [RFC 8707 §2]: https://www.rfc-editor.org/rfc/rfc8707#section-2
 //! [RFC 9068 §2.2]: https://www.rfc-editor.org/rfc/rfc9068#section-2.2
 
+mod access;
 mod body;
 mod client;
+mod dpop;
 mod endpoint;
 mod faults;
 mod form;
+mod jws;
 mod refusal;
+mod resource;
 mod server;
+mod tokens;
+mod trust;
 
+pub use access::{AccessGrant, AccessRefusal};
 pub use client::{DEMO_AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_SCOPES, TestClient};
+pub use dpop::{DPOP_PROOF_WINDOW, MAX_DPOP_JTIS};
 pub use endpoint::DEFAULT_EXPIRES_IN;
 pub use faults::Fault;
 pub use refusal::{MAX_REQUEST_BODY_LEN, REALM};
+pub use resource::{RESOURCE_PATH_PREFIX, SCOPED_PATH_PREFIX};
 pub use server::{TestServer, TestServerBuilder};
+pub use tokens::MAX_ISSUED_TOKENS;
+pub use trust::{JwksError, MAX_JWKS_LEN, TrustedIssuer};
 
+#[cfg(test)]
+mod resource_tests;
 #[cfg(test)]
 mod tests;

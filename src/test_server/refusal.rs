@@ -12,13 +12,16 @@ pub const REALM: &str = "test-server";
 /// The largest request body the server reads; a larger one gets 413.
 pub const MAX_REQUEST_BODY_LEN: usize = 64 * 1024;
 
-/// A refused token request: an OAuth error (RFC 6749 §5.2), or a body over the limit.
+/// A refused token request: an OAuth error (RFC 6749 §5.2), a DPoP nonce to retry with, or a
+/// body over the limit.
 pub(super) enum Refusal {
     OAuth {
         code: &'static str,
         description: String,
     },
     TooLarge,
+    /// `use_dpop_nonce` (RFC 9449 §8): a 400 with the nonce to retry with in `DPoP-Nonce`.
+    UseDpopNonce(String),
 }
 
 impl Refusal {
@@ -31,6 +34,17 @@ impl Refusal {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &format!("the request body is over the {MAX_REQUEST_BODY_LEN}-byte limit"),
                 );
+            }
+            Self::UseDpopNonce(nonce) => {
+                let body = json!({
+                    "error": "use_dpop_nonce",
+                    "error_description": "the server requires a nonce in the DPoP proof: retry with the DPoP-Nonce header's",
+                });
+                let mut response = json_response(StatusCode::BAD_REQUEST, &body);
+                if let Ok(nonce) = HeaderValue::try_from(nonce) {
+                    response.headers_mut().insert("dpop-nonce", nonce);
+                }
+                return response;
             }
             Self::OAuth { code, description } => (code, description),
         };

@@ -11,13 +11,17 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::access::{AccessGrant, AccessRefusal};
 use super::client::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestClient};
 use super::endpoint::DEFAULT_EXPIRES_IN;
 use super::endpoint::{Faults, Shared, handle};
 use super::faults::Fault;
+use super::resource::AccessState;
+use super::tokens::unix_now;
+use super::trust::{JwksError, TrustedIssuer};
 use crate::endpoint::TokenUrl;
 use crate::request::ClientCredentials;
-use crate::secret::ClientSecret;
+use crate::secret::{AccessToken, ClientSecret};
 
 /// Configures a [`TestServer`] before starting it.
 ///
@@ -28,6 +32,7 @@ use crate::secret::ClientSecret;
 pub struct TestServerBuilder {
     clients: Vec<TestClient>,
     expires_in: Option<u64>,
+    trusted: Vec<TrustedIssuer>,
 }
 
 impl TestServerBuilder {
@@ -44,6 +49,31 @@ impl TestServerBuilder {
     pub fn expires_in(mut self, expires_in: Option<u64>) -> Self {
         self.expires_in = expires_in;
         self
+    }
+
+    /// Makes the resource also accept the JWT access tokens of another issuer (RFC 9068), such
+    /// as a real authorization server's: see [`TrustedIssuer`]. May be called again for more
+    /// issuers.
+    pub fn trust(mut self, issuer: TrustedIssuer) -> Self {
+        self.trusted.retain(|t| t.issuer != issuer.issuer);
+        self.trusted.push(issuer);
+        self
+    }
+
+    /// [`trust`](Self::trust)s `issuer`, its keys read from `jwks_json` (the document at its
+    /// `jwks_uri`), for tokens whose `aud` names `audience`.
+    ///
+    /// # Errors
+    ///
+    /// As [`TrustedIssuer::new`]: the JWKS is malformed, holds a private or unsupported key,
+    /// or has no signing key.
+    pub fn trust_issuer(
+        self,
+        issuer: &str,
+        jwks_json: &str,
+        audience: &str,
+    ) -> Result<Self, JwksError> {
+        Ok(self.trust(TrustedIssuer::new(issuer, jwks_json, audience)?))
     }
 
     /// Starts the server, returning once it listens.
@@ -75,11 +105,15 @@ impl TestServerBuilder {
             let _context = runtime.enter();
             tokio::net::TcpListener::from_std(listener)?
         };
+        let issuer = format!("http://{addr}");
         let shared = Arc::new(Shared {
-            issuer: format!("http://{addr}"),
+            access: AccessState::new(issuer.clone(), self.trusted),
+            issuer,
             clients: self.clients,
             expires_in: self.expires_in,
             requests: AtomicUsize::new(0),
+            token_requests: AtomicUsize::new(0),
+            resource_requests: AtomicUsize::new(0),
             issued: AtomicU64::new(0),
             faults: Mutex::new(Faults::default()),
         });
@@ -137,6 +171,7 @@ impl TestServer {
         TestServerBuilder {
             clients: vec![TestClient::demo()],
             expires_in: Some(DEFAULT_EXPIRES_IN),
+            trusted: Vec::new(),
         }
     }
 
@@ -175,15 +210,92 @@ impl TestServer {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Queues a fault: the next request that arrives gets it. Faults are served first in, first
-    /// out, one per request, and before the sticky fault of [`set_fault`](Self::set_fault).
+    /// How many requests have arrived at the token endpoint (`/token`), not counting those
+    /// that got a fault.
+    #[must_use]
+    pub fn token_requests(&self) -> usize {
+        self.shared.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many requests have arrived at the protected resource (under `/api/`), refused or
+    /// not, including those that got a resource fault.
+    #[must_use]
+    pub fn resource_requests(&self) -> usize {
+        self.shared.resource_requests.load(Ordering::SeqCst)
+    }
+
+    /// Queues a fault: the next request that arrives, on any path but the resource's, gets it.
+    /// Faults are served first in, first out, one per request, and before the sticky fault of
+    /// [`set_fault`](Self::set_fault).
     pub fn push_fault(&self, fault: Fault) {
         self.shared.faults().queue.push_back(fault);
     }
 
-    /// Makes every request get this fault (when none is queued), until it is set to `None`.
+    /// Makes every request, on any path but the resource's, get this fault (when none is
+    /// queued), until it is set to `None`.
     pub fn set_fault(&self, fault: Option<Fault>) {
         self.shared.faults().sticky = fault;
+    }
+
+    /// Queues a fault for the protected resource: the next request under `/api/` gets it,
+    /// before its token is checked. Served first in, first out, apart from the token
+    /// endpoint's faults.
+    pub fn push_resource_fault(&self, fault: Fault) {
+        self.shared.faults().resource_queue.push_back(fault);
+    }
+
+    /// Revokes a token this server issued: the resource refuses it from now on with
+    /// `invalid_token`. `false` if the server does not know the token (another server's, or
+    /// forgotten past [`MAX_ISSUED_TOKENS`](crate::test_server::MAX_ISSUED_TOKENS)) or it was
+    /// already revoked.
+    pub fn revoke(&self, token: &AccessToken) -> bool {
+        self.shared.access.tokens.revoke(token)
+    }
+
+    /// Revokes every token this server has issued and still remembers, returning how many were
+    /// not already revoked. Tokens of trusted issuers are not affected.
+    pub fn revoke_all(&self) -> usize {
+        self.shared.access.tokens.revoke_all()
+    }
+
+    /// Whether DPoP proofs at the token endpoint must carry the server's nonce (RFC 9449 §8):
+    /// one without it gets 400 `use_dpop_nonce` and the nonce in `DPoP-Nonce`. Off by default.
+    /// While on, token responses carry the nonce too.
+    pub fn require_token_nonce(&self, required: bool) {
+        self.shared.access.token_nonce.require(required);
+    }
+
+    /// Whether DPoP proofs at the resource must carry the resource's nonce (RFC 9449 §9): one
+    /// without it gets 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce", …` and the
+    /// nonce in `DPoP-Nonce`. Off by default. While on, the resource's 200s carry the nonce too.
+    pub fn require_resource_nonce(&self, required: bool) {
+        self.shared.access.resource_nonce.require(required);
+    }
+
+    /// Replaces the resource's nonce with a fresh one: proofs with the old one get
+    /// `use_dpop_nonce` (while nonces are required).
+    pub fn rotate_resource_nonce(&self) {
+        self.shared.access.resource_nonce.rotate();
+    }
+
+    /// Checks a request's access token exactly as the resource under `/api/` does, for a
+    /// resource server of your own (a gRPC service, say) to accept this server's tokens.
+    ///
+    /// `uri` is the request's: a relative one (`/pkg.Service/Method`, as a server sees it) is
+    /// taken as on this server (`http://127.0.0.1:PORT`) for the DPoP proof's `htu`, so a client
+    /// that calls your server must make its proofs for an absolute URI you pass here. A path
+    /// `/api/scope/<scope>/…` needs that scope; other paths any token of the server's.
+    ///
+    /// # Errors
+    ///
+    /// The [`AccessRefusal`] to answer with: its status, `WWW-Authenticate` and `DPoP-Nonce`.
+    pub fn check_access(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Result<AccessGrant, AccessRefusal> {
+        self.shared.access.check(method, uri, headers, unix_now())
     }
 }
 

@@ -1,0 +1,97 @@
+//! The tokens the server issued, so that its resource accepts those and no others, and can be
+//! told to forget one (revocation).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::secret::AccessToken;
+
+/// How many issued tokens the server remembers; past it, the oldest is forgotten, and its
+/// resource refuses it as unknown.
+pub const MAX_ISSUED_TOKENS: usize = 4096;
+
+/// What the server knows of a token it issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Issued {
+    pub(super) client_id: String,
+    pub(super) scopes: Vec<String>,
+    pub(super) audiences: Vec<String>,
+    /// Seconds since the Unix epoch; `None` for a token that never expires.
+    pub(super) exp: Option<u64>,
+    /// The RFC 7638 thumbprint of the key the token is bound to (RFC 9449 §6).
+    pub(super) jkt: Option<String>,
+    pub(super) revoked: bool,
+}
+
+/// The issued tokens, by the whole token (an unsecured JWT proves nothing, so a token with a
+/// known `jti` but other claims is not one of ours), bounded by [`MAX_ISSUED_TOKENS`].
+#[derive(Default)]
+pub(super) struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_token: HashMap<Box<str>, Issued>,
+    order: VecDeque<Box<str>>,
+}
+
+impl Registry {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every update is one insert or flag: a panic elsewhere leaves the data consistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn record(&self, token: &str, issued: Issued) {
+        let mut inner = self.inner();
+        if inner.order.len() >= MAX_ISSUED_TOKENS
+            && let Some(oldest) = inner.order.pop_front()
+        {
+            inner.by_token.remove(&oldest);
+        }
+        inner.order.push_back(token.into());
+        inner.by_token.insert(token.into(), issued);
+    }
+
+    pub(super) fn lookup(&self, token: &str) -> Option<Issued> {
+        self.inner().by_token.get(token).cloned()
+    }
+
+    /// Marks a token revoked; `false` if it is unknown or was already revoked.
+    pub(super) fn revoke(&self, token: &AccessToken) -> bool {
+        match self.inner().by_token.get_mut(token.secret()) {
+            Some(issued) if !issued.revoked => {
+                issued.revoked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks every remembered token revoked, returning how many were not already.
+    pub(super) fn revoke_all(&self) -> usize {
+        let mut inner = self.inner();
+        let mut count = 0;
+        for issued in inner.by_token.values_mut().filter(|i| !i.revoked) {
+            issued.revoked = true;
+            count += 1;
+        }
+        count
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.inner().order.len()
+    }
+}
+
+/// The current time in seconds since the Unix epoch.
+// The server stamps `iat` and `exp` with the real time and checks them against it, as a real
+// server does; it is the one part of the crate that reads the clock outside an adapter.
+#[allow(clippy::disallowed_methods)]
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
