@@ -13,6 +13,7 @@ use super::{entropy, send_time};
 use crate::attempt::DpopNonces;
 use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token};
 use crate::error::call::CallError;
+use crate::token::Token;
 
 /// What the loop needs of a request.
 pub(crate) trait CallRequest: Sized {
@@ -88,12 +89,22 @@ impl Caller {
             }
         }
         let mut request = request;
+        // The refusal a retry answers, and the token it refused: if the source serves that
+        // token again (younger than `CachePolicy::invalidate_min_age`, it is kept a little
+        // against an API that refuses every token), the retry would be refused too, so the
+        // caller gets the refusal.
+        let mut refused: Option<(C::Response, Arc<Token>)> = None;
         loop {
             let token = self
                 .tokens
                 .token()
                 .await
                 .map_err(|e| Stop::Call(CallError::Token(e)))?;
+            if let Some((response, rejected)) = refused.take()
+                && rejected.access_token().secret() == token.access_token().secret()
+            {
+                return Ok(response);
+            }
             let entropy = entropy().map_err(|e| Stop::Call(CallError::Present(e)))?;
             let attempt = self.nonces.attempt(&uri, send_time(), entropy);
             let client_credentials = self.tokens.request().client();
@@ -123,9 +134,6 @@ impl Caller {
                     invalidate,
                     reason: _,
                 } => {
-                    if invalidate {
-                        self.tokens.invalidate(&token);
-                    }
                     // The copy goes; a copy of it stays for a later retry.
                     let Some(next) = copy.take() else {
                         return Ok(response); // not reached: a retry needs a copy
@@ -135,6 +143,10 @@ impl Caller {
                         call.copy_failed();
                     }
                     request = next;
+                    if invalidate {
+                        self.tokens.invalidate(&token);
+                        refused = Some((response, token));
+                    }
                 }
             }
         }

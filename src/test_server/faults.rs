@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use http::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::body::{ResponseBody, TRICKLED_TOKEN, html, plain, response};
@@ -28,6 +28,13 @@ pub enum Fault {
     ServiceUnavailable {
         /// The delay sent in `Retry-After`.
         retry_after: Duration,
+    },
+    /// Answer 401 with this `WWW-Authenticate` challenge (left out if it is not a valid header
+    /// value) and a plain text body, as a resource server that refuses the token does:
+    /// `Bearer error="invalid_token"`, say, whatever the token.
+    Unauthorized {
+        /// The challenge sent in `WWW-Authenticate`.
+        challenge: String,
     },
     /// Answer 302 with this `Location` (left out if it is not a valid header value).
     Redirect {
@@ -91,6 +98,13 @@ pub(super) fn fault_response(fault: Fault) -> Response<ResponseBody> {
             retry_after,
             "service unavailable",
         ),
+        Fault::Unauthorized { challenge } => {
+            let mut refused = plain(StatusCode::UNAUTHORIZED, "unauthorized: test-server fault");
+            if let Ok(value) = HeaderValue::try_from(challenge) {
+                refused.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            refused
+        }
         Fault::Redirect { location } => redirect(StatusCode::FOUND, location),
         Fault::TemporaryRedirect { location } => redirect(StatusCode::TEMPORARY_REDIRECT, location),
         Fault::TrickleBody { interval } => response(

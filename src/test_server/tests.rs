@@ -501,6 +501,27 @@ fn a_temporary_redirect_is_a_307_with_its_location() {
 }
 
 #[test]
+fn an_unauthorized_fault_is_a_401_with_its_challenge() {
+    let server = TestServer::start();
+    let request = demo(&server).build().unwrap();
+    server.push_fault(Fault::Unauthorized {
+        challenge: r#"Bearer error="invalid_token""#.into(),
+    });
+    server.push_fault(Fault::Unauthorized {
+        challenge: "not\na header".into(),
+    });
+    let refused = send(&server, &request);
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers()[http::header::WWW_AUTHENTICATE],
+        r#"Bearer error="invalid_token""#
+    );
+    let bare = send(&server, &request);
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+    assert!(!bare.headers().contains_key(http::header::WWW_AUTHENTICATE));
+}
+
+#[test]
 fn redirect_html_and_delay_faults() {
     let server = TestServer::start();
     let request = demo(&server).build().unwrap();

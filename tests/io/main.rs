@@ -5,4 +5,5 @@
 mod support;
 
 mod adapters;
+mod authorized;
 mod token_source;

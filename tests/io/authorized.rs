@@ -1,0 +1,798 @@
+//! Authorized calls through the tower layer (over hyper-util's client), the reqwest middleware
+//! and tonic, against the embedded server's protected resource (and, for gRPC, a real tonic
+//! server that checks tokens with `TestServer::check_access`), all on 127.0.0.1.
+//!
+//! Each scenario runs through both HTTP layers ([`Api`]), counting what reached the token
+//! endpoint and the resource.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use client_credentials::reqwest_middleware::AuthorizeMiddleware;
+use client_credentials::test_server::{Fault, TestServer};
+use client_credentials::tower::{Authorize, AuthorizeLayer};
+use client_credentials::{
+    CachePolicy, CallError, CallPolicy, DpopKey, JwsAlgorithm, PrivateKey, TokenSource,
+};
+use http::header::WWW_AUTHENTICATE;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::{Layer as _, ServiceExt as _};
+
+/// Invalidated tokens are dropped at once, however young (the default keeps a token younger
+/// than a second, against an API that refuses every token: see
+/// `a_token_refused_while_young_is_not_sent_again`).
+fn invalidate_at_once() -> CachePolicy {
+    CachePolicy::new().with_invalidate_min_age(Duration::ZERO)
+}
+
+fn source(server: &TestServer, policy: CachePolicy) -> TokenSource {
+    let request = server.demo_credentials().token_request().build().unwrap();
+    TokenSource::reqwest(client_credentials::reqwest::recommended_client(), request)
+        .with_policy(policy)
+}
+
+fn dpop_source(server: &TestServer) -> TokenSource {
+    let key = DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap();
+    let client = server.demo_credentials().with_dpop(key);
+    let request = client.token_request().build().unwrap();
+    TokenSource::reqwest(client_credentials::reqwest::recommended_client(), request)
+        .with_policy(invalidate_at_once())
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    challenge: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A failed call, as either layer reports it.
+#[derive(Debug)]
+struct Failed {
+    token: bool,
+    retryable: bool,
+    text: String,
+}
+
+impl From<&CallError> for Failed {
+    fn from(error: &CallError) -> Self {
+        Self {
+            token: matches!(error, CallError::Token(_)),
+            retryable: error.is_retryable(),
+            text: error.to_string(),
+        }
+    }
+}
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+type Hyper<B> = Authorize<HyperClient<HttpConnector, B>>;
+
+/// One of the two HTTP layers, over its client.
+#[derive(Clone)]
+enum Api {
+    /// The tower layer over hyper-util's client: a client whose bodies can be copied, and one
+    /// whose bodies are boxed (never copied), both through the same layer.
+    Tower(Box<(Hyper<Full<Bytes>>, Hyper<Body>)>),
+    /// The middleware in a reqwest-middleware client.
+    Middleware(reqwest_middleware::ClientWithMiddleware),
+}
+
+impl Api {
+    fn both(tokens: &TokenSource, policy: CallPolicy) -> [Self; 2] {
+        [
+            Self::tower(tokens.clone(), policy),
+            Self::middleware(tokens.clone(), policy),
+        ]
+    }
+
+    fn tower(tokens: TokenSource, policy: CallPolicy) -> Self {
+        let layer = AuthorizeLayer::with_policy(tokens, policy);
+        let full = HyperClient::builder(TokioExecutor::new()).build_http();
+        let boxed = HyperClient::builder(TokioExecutor::new()).build_http();
+        Self::Tower(Box::new((layer.layer(full), layer.layer(boxed))))
+    }
+
+    fn middleware(tokens: TokenSource, policy: CallPolicy) -> Self {
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(AuthorizeMiddleware::with_policy(tokens, policy))
+            .build();
+        Self::Middleware(client)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Tower(_) => "tower",
+            Self::Middleware(_) => "reqwest-middleware",
+        }
+    }
+
+    /// Sends a request whose body can be copied.
+    async fn send(&self, method: Method, url: &str, body: &'static str) -> Result<Answer, Failed> {
+        match self {
+            Self::Tower(clients) => {
+                let full = &clients.0;
+                let request = Request::builder()
+                    .method(method)
+                    .uri(url)
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap();
+                let response = full.clone().oneshot(request).await;
+                read_hyper(response).await
+            }
+            Self::Middleware(client) => {
+                let response = client.request(method, url).body(body).send().await;
+                read_reqwest(response).await
+            }
+        }
+    }
+
+    async fn get(&self, url: &str) -> Result<Answer, Failed> {
+        self.send(Method::GET, url, "").await
+    }
+
+    /// Sends a request with a streaming body, of unknown length, that cannot be copied.
+    async fn send_stream(&self, method: Method, url: &str) -> Result<Answer, Failed> {
+        let chunks = || {
+            [
+                Bytes::from_static(b"chunk-1,"),
+                Bytes::from_static(b"chunk-2"),
+            ]
+        };
+        match self {
+            Self::Tower(clients) => {
+                let boxed = &clients.1;
+                let request = Request::builder()
+                    .method(method)
+                    .uri(url)
+                    .body(Chunks(chunks().into()).boxed_unsync())
+                    .unwrap();
+                read_hyper(boxed.clone().oneshot(request).await).await
+            }
+            Self::Middleware(client) => {
+                let stream = futures_util::stream::iter(chunks().map(Ok::<_, Infallible>));
+                let body = reqwest::Body::wrap_stream(stream);
+                read_reqwest(client.request(method, url).body(body).send().await).await
+            }
+        }
+    }
+}
+
+async fn read_hyper(
+    response: Result<http::Response<hyper::body::Incoming>, CallError>,
+) -> Result<Answer, Failed> {
+    let response = response.map_err(|e| Failed::from(&e))?;
+    let status = response.status();
+    let challenge = challenge(response.headers());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(Answer {
+        status,
+        challenge,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+async fn read_reqwest(
+    response: Result<reqwest::Response, reqwest_middleware::Error>,
+) -> Result<Answer, Failed> {
+    let response = match response {
+        Ok(response) => response,
+        Err(reqwest_middleware::Error::Middleware(error)) => {
+            let error = error
+                .downcast_ref::<CallError>()
+                .unwrap_or_else(|| panic!("not a CallError: {error}"));
+            return Err(Failed::from(error));
+        }
+        Err(error) => panic!("the client failed: {error}"),
+    };
+    let status = response.status();
+    let challenge = challenge(response.headers());
+    let body = response.text().await.unwrap();
+    Ok(Answer {
+        status,
+        challenge,
+        body,
+    })
+}
+
+fn challenge(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(WWW_AUTHENTICATE)
+        .map(|value| value.to_str().unwrap().to_owned())
+}
+
+/// A body of two chunks whose length is not known in advance: a stream.
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|chunk| Ok(http_body::Frame::data(chunk))),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_valid_call_carries_a_bearer_token() {
+    let server = TestServer::start();
+    let tokens = source(&server, invalidate_at_once());
+    for (i, api) in Api::both(&tokens, CallPolicy::new()).iter().enumerate() {
+        let answer = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}: {answer:?}", api.name());
+        let json = answer.json();
+        assert_eq!(json["client_id"], "demo-client", "{}", api.name());
+        assert_eq!(json["token_type"], "Bearer", "{}", api.name());
+        assert_eq!(server.resource_requests(), i + 1, "{}", api.name());
+    }
+    assert_eq!(
+        server.token_requests(),
+        1,
+        "one token for both layers' calls"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_fetched_again_and_the_call_sent_again_once() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let first = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(server.revoke_all(), 1);
+
+        let answer = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}: {answer:?}", api.name());
+        assert_eq!(server.token_requests(), 2, "{}: one refetch", api.name());
+        assert_eq!(server.resource_requests(), 3, "{}: one retry", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_second_refusal_goes_to_the_caller_without_another_retry() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let refusal = || Fault::Unauthorized {
+            challenge: r#"Bearer realm="api", error="invalid_token", error_description="revoked""#
+                .into(),
+        };
+        server.push_resource_fault(refusal());
+        server.push_resource_fault(refusal());
+
+        let answer = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", api.name());
+        let challenge = answer.challenge.as_deref().unwrap();
+        assert!(challenge.contains("invalid_token"), "readable: {challenge}");
+        assert_eq!(
+            server.resource_requests(),
+            2,
+            "{}: one retry, no more",
+            api.name()
+        );
+        assert_eq!(server.token_requests(), 2, "{}", api.name());
+
+        // The second refused token was dropped too: the next call gets a new one.
+        let next = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(next.status, StatusCode::OK);
+        assert_eq!(server.token_requests(), 3, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_streaming_body_is_not_sent_again_and_the_refusal_is_returned() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        // Even with every method replayable, a stream cannot go twice.
+        let policy = CallPolicy::new().replay_any_method(true);
+        let api = Api::both(&tokens, policy)[api_index].clone();
+        assert_eq!(
+            api.get(&server.url("/api/warm")).await.unwrap().status,
+            StatusCode::OK
+        );
+        server.revoke_all();
+
+        let answer = api
+            .send_stream(Method::POST, &server.url("/api/upload"))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{}: {answer:?}",
+            api.name()
+        );
+        assert!(answer.challenge.unwrap().contains("invalid_token"));
+        assert_eq!(server.resource_requests(), 2, "{}: sent once", api.name());
+
+        // The refused token was dropped: the stream goes through with a new one.
+        let answer = api
+            .send_stream(Method::POST, &server.url("/api/upload"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", api.name());
+        assert_eq!(
+            answer.json()["body_len"],
+            15,
+            "{}: the whole stream",
+            api.name()
+        );
+        assert_eq!(server.token_requests(), 2, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_post_is_sent_again_only_when_the_caller_opted_in() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let any = Api::both(&tokens, CallPolicy::new().replay_any_method(true))[api_index].clone();
+        assert_eq!(
+            api.get(&server.url("/api/warm")).await.unwrap().status,
+            StatusCode::OK
+        );
+
+        server.revoke_all();
+        let refused = api
+            .send(Method::POST, &server.url("/api/orders"), "{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{}: POST not replayed",
+            api.name()
+        );
+        assert_eq!(server.resource_requests(), 2);
+
+        // The refused token was dropped: a new one, then revoked too.
+        assert_eq!(
+            api.get(&server.url("/api/warm")).await.unwrap().status,
+            StatusCode::OK
+        );
+        server.revoke_all();
+        let put = api
+            .send(Method::PUT, &server.url("/api/orders/1"), "{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            put.status,
+            StatusCode::OK,
+            "{}: PUT is idempotent",
+            api.name()
+        );
+        assert_eq!(
+            put.json()["body_len"],
+            2,
+            "{}: the body went again",
+            api.name()
+        );
+
+        server.revoke_all();
+        let posted = any
+            .send(Method::POST, &server.url("/api/orders"), "{}")
+            .await
+            .unwrap();
+        assert_eq!(posted.status, StatusCode::OK, "{}: opted in", api.name());
+        assert_eq!(posted.json()["body_len"], 2);
+        assert_eq!(server.resource_requests(), 7, "{}", api.name());
+        assert_eq!(server.token_requests(), 4, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn other_refusals_reach_the_caller_untouched_and_keep_the_token() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+
+        let forbidden = api
+            .get(&server.url("/api/scope/admin/users"))
+            .await
+            .unwrap();
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN, "{}", api.name());
+        let challenge = forbidden.challenge.unwrap();
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+        assert!(challenge.contains(r#"scope="admin""#), "{challenge}");
+
+        // A 401 without a challenge (a gateway's), and one for another reason.
+        server.push_resource_fault(Fault::Status(StatusCode::UNAUTHORIZED));
+        let bare = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(bare.status, StatusCode::UNAUTHORIZED);
+        server.push_resource_fault(Fault::Unauthorized {
+            challenge: r#"Bearer error="invalid_request""#.into(),
+        });
+        let invalid = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(invalid.status, StatusCode::UNAUTHORIZED);
+        assert!(invalid.challenge.unwrap().contains("invalid_request"));
+
+        assert_eq!(
+            server.resource_requests(),
+            3,
+            "{}: nothing sent twice",
+            api.name()
+        );
+        let ok = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(ok.status, StatusCode::OK);
+        assert_eq!(
+            server.token_requests(),
+            1,
+            "{}: the token was kept",
+            api.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_switched_off_return_the_refusal_and_drop_the_token() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::no_retries())[api_index].clone();
+        assert_eq!(
+            api.get(&server.url("/api/warm")).await.unwrap().status,
+            StatusCode::OK
+        );
+        server.revoke_all();
+        let refused = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", api.name());
+        assert_eq!(server.resource_requests(), 2);
+        let next = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(next.status, StatusCode::OK, "{}", api.name());
+        assert_eq!(server.token_requests(), 2, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_token_refused_while_young_is_not_sent_again() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        // The default policy keeps a refused token for its first second: a retry would send the
+        // same token, so the caller gets the refusal instead.
+        let tokens = source(&server, CachePolicy::new());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        assert_eq!(
+            api.get(&server.url("/api/warm")).await.unwrap().status,
+            StatusCode::OK
+        );
+        server.revoke_all();
+        let refused = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", api.name());
+        assert_eq!(
+            server.resource_requests(),
+            2,
+            "{}: not sent again",
+            api.name()
+        );
+        assert_eq!(server.token_requests(), 1, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_calls_on_an_empty_cache_make_one_token_request() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let url = server.url("/api/things");
+        let calls: Vec<_> = (0..100)
+            .map(|_| {
+                let (api, url) = (api.clone(), url.clone());
+                tokio::spawn(async move { api.get(&url).await.unwrap().status })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), StatusCode::OK);
+        }
+        assert_eq!(server.token_requests(), 1, "{}", api.name());
+        assert_eq!(server.resource_requests(), 100, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_dpop_bound_call_does_the_resource_nonce_dance_rfc9449_9() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        server.require_resource_nonce(true);
+        let tokens = dpop_source(&server);
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+
+        let answer = api.get(&server.url("/api/things?page=2")).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}: {answer:?}", api.name());
+        assert_eq!(answer.json()["token_type"], "DPoP", "{}", api.name());
+        assert_eq!(
+            server.resource_requests(),
+            2,
+            "{}: refused, then with the nonce",
+            api.name()
+        );
+
+        // The nonce is remembered for the origin: the next call goes once.
+        let again = api
+            .send(Method::PUT, &server.url("/api/other"), "x")
+            .await
+            .unwrap();
+        assert_eq!(again.status, StatusCode::OK, "{}", api.name());
+        assert_eq!(server.resource_requests(), 3, "{}", api.name());
+
+        // A new nonce: one refusal, one retry.
+        server.rotate_resource_nonce();
+        let rotated = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(rotated.status, StatusCode::OK, "{}", api.name());
+        assert_eq!(server.resource_requests(), 5, "{}", api.name());
+
+        // A revoked DPoP token: refused with a DPoP challenge, fetched again, sent again.
+        server.revoke_all();
+        let revoked = api.get(&server.url("/api/things")).await.unwrap();
+        assert_eq!(
+            revoked.status,
+            StatusCode::OK,
+            "{}: {revoked:?}",
+            api.name()
+        );
+        assert_eq!(server.token_requests(), 2, "{}", api.name());
+        assert_eq!(server.resource_requests(), 7, "{}", api.name());
+    }
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_is_down_fails_the_call_and_the_api_gets_nothing() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        server.set_fault(Some(Fault::ServiceUnavailable {
+            retry_after: Duration::from_secs(1),
+        }));
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let failed = api.get(&server.url("/api/things")).await.unwrap_err();
+        assert!(failed.token, "{}: {failed:?}", api.name());
+        assert!(
+            failed.retryable,
+            "{}: a 503 is worth retrying later",
+            api.name()
+        );
+        assert!(failed.text.contains("503"), "{}", failed.text);
+        assert_eq!(
+            server.resource_requests(),
+            0,
+            "{}: never sent unauthenticated",
+            api.name()
+        );
+
+        // An endpoint that refuses the client: not retryable.
+        server.set_fault(None);
+        let request = client_credentials::ClientCredentials::new(
+            server.token_url(),
+            "demo-client",
+            client_credentials::ClientSecret::new("wrong-secret"),
+        )
+        .token_request()
+        .build()
+        .unwrap();
+        let refused = TokenSource::reqwest(reqwest::Client::new(), request);
+        let api = Api::both(&refused, CallPolicy::new())[api_index].clone();
+        let failed = api.get(&server.url("/api/things")).await.unwrap_err();
+        assert!(failed.token && !failed.retryable, "{failed:?}");
+        assert!(failed.text.contains("invalid_client"), "{}", failed.text);
+        assert!(
+            !failed.text.contains("wrong-secret"),
+            "no secret in {}",
+            failed.text
+        );
+        assert_eq!(server.resource_requests(), 0);
+    }
+}
+
+/// gRPC through the tower layer and tonic, against a tonic server whose one method answers the
+/// caller's client id, checking every call's token with `TestServer::check_access`.
+mod grpc {
+    use super::*;
+
+    /// The request message, written by hand (no `protoc` here).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Ask {
+        #[prost(string, tag = "1")]
+        pub text: String,
+    }
+
+    /// The answer.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Reply {
+        #[prost(string, tag = "1")]
+        pub client_id: String,
+        #[prost(string, tag = "2")]
+        pub text: String,
+    }
+
+    const PATH: &str = "/test.Echo/Ask";
+
+    #[derive(Clone)]
+    struct Echo {
+        server: Arc<TestServer>,
+        origin: String,
+    }
+
+    impl tonic::server::NamedService for Echo {
+        const NAME: &'static str = "test.Echo";
+    }
+
+    type Answering =
+        Pin<Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send>>;
+
+    impl tower::Service<http::Request<tonic::body::Body>> for Echo {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = Answering;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Answering {
+            let uri: Uri = format!("{}{}", self.origin, request.uri().path())
+                .parse()
+                .unwrap();
+            let grant = self
+                .server
+                .check_access(request.method(), &uri, request.headers());
+            Box::pin(async move {
+                let grant = match grant {
+                    Ok(grant) => grant,
+                    Err(refusal) => {
+                        return Ok(tonic::Status::unauthenticated(refusal.to_string()).into_http());
+                    }
+                };
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                Ok(grpc
+                    .unary(Answer(grant.client_id().to_owned()), request)
+                    .await)
+            })
+        }
+    }
+
+    struct Answer(String);
+
+    impl tonic::server::UnaryService<Ask> for Answer {
+        type Response = Reply;
+        type Future = std::future::Ready<Result<tonic::Response<Reply>, tonic::Status>>;
+
+        fn call(&mut self, request: tonic::Request<Ask>) -> Self::Future {
+            std::future::ready(Ok(tonic::Response::new(Reply {
+                client_id: self.0.clone(),
+                text: request.into_inner().text,
+            })))
+        }
+    }
+
+    /// Starts the tonic server on 127.0.0.1, checking tokens against `server`.
+    async fn start(server: Arc<TestServer>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let echo = Echo {
+            server,
+            origin: origin.clone(),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(echo)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        origin
+    }
+
+    type Channel = Authorize<tonic::transport::Channel>;
+
+    async fn channel(origin: &str, tokens: TokenSource) -> Channel {
+        let channel = tonic::transport::Endpoint::from_shared(origin.to_owned())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        AuthorizeLayer::new(tokens).layer(channel)
+    }
+
+    async fn ask(channel: &Channel, text: &str) -> Result<Reply, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::from_error(e.into()))?;
+        let request = tonic::Request::new(Ask { text: text.into() });
+        let path = http::uri::PathAndQuery::from_static(PATH);
+        grpc.unary(request, path, tonic_prost::ProstCodec::default())
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    #[tokio::test]
+    async fn a_grpc_call_carries_the_token_as_authorization_metadata() {
+        let server = Arc::new(TestServer::start());
+        let origin = start(Arc::clone(&server)).await;
+        let channel = channel(&origin, source(&server, invalidate_at_once())).await;
+        let reply = ask(&channel, "hello").await.unwrap();
+        assert_eq!(reply.client_id, "demo-client");
+        assert_eq!(reply.text, "hello");
+
+        let calls: Vec<_> = (0..100)
+            .map(|i| {
+                let channel = channel.clone();
+                tokio::spawn(async move { ask(&channel, &i.to_string()).await.unwrap() })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().client_id, "demo-client");
+        }
+        assert_eq!(server.token_requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_drops_the_token_without_replaying_the_call() {
+        let server = Arc::new(TestServer::start());
+        let origin = start(Arc::clone(&server)).await;
+        let channel = channel(&origin, source(&server, invalidate_at_once())).await;
+        ask(&channel, "warm").await.unwrap();
+        server.revoke_all();
+
+        let refused = ask(&channel, "once").await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(
+            refused.message().contains("invalid_token"),
+            "{}",
+            refused.message()
+        );
+        assert_eq!(
+            server.token_requests(),
+            1,
+            "a gRPC call is a stream: not replayed"
+        );
+
+        let reply = ask(&channel, "again").await.unwrap();
+        assert_eq!(reply.text, "again");
+        assert_eq!(server.token_requests(), 2, "the refused token was dropped");
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_that_is_down_fails_the_grpc_call_with_the_token_error() {
+        let server = Arc::new(TestServer::start());
+        let origin = start(Arc::clone(&server)).await;
+        server.set_fault(Some(Fault::Status(StatusCode::BAD_GATEWAY)));
+        let channel = channel(&origin, source(&server, invalidate_at_once())).await;
+        let failed = ask(&channel, "x").await.unwrap_err();
+        let error = std::error::Error::source(&failed)
+            .and_then(|source| source.downcast_ref::<CallError>())
+            .unwrap_or_else(|| panic!("no CallError in {failed:?}"));
+        assert!(matches!(error, CallError::Token(_)), "{error}");
+        assert!(error.is_retryable());
+        assert_eq!(server.resource_requests(), 0);
+    }
+}
