@@ -180,5 +180,13 @@ pub use token::{MAX_EXPIRES_IN, Token, TokenType};
 
 // The README's examples use the adapters and the built-in keys.
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "reqwest", feature = "rustls", feature = "jwt"))]
+#[cfg(all(
+    doctest,
+    feature = "reqwest",
+    feature = "rustls",
+    feature = "jwt",
+    feature = "tower",
+    feature = "tonic",
+    feature = "reqwest-middleware"
+))]
 pub struct ReadmeDoctests;
