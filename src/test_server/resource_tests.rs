@@ -1257,3 +1257,27 @@ fn a_proof_for_a_long_lived_test_is_fresh_within_the_window() {
         .unwrap();
     assert_eq!(bound.send(proof.to_str().unwrap()).status(), StatusCode::OK);
 }
+
+proptest::proptest! {
+    /// Whatever a request carries, the check of a server that issued nothing refuses it with a
+    /// valid `WWW-Authenticate` header, and never panics.
+    #[test]
+    fn any_credentials_get_a_refusal_with_a_valid_challenge(
+        scheme in "(Bearer|DPoP|dpop|Basic)",
+        token in "[!-~]{0,80}",
+        proof in "[!-~]{0,120}",
+        path in "/api/(scope/)?[!-~&&[^?#]]{0,20}",
+    ) {
+        let access = super::resource::AccessState::new("http://127.0.0.1:1".into(), Vec::new());
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, format!("{scheme} {token}").parse().unwrap());
+        headers.insert("dpop", proof.parse().unwrap());
+        let uri: Uri = match path.parse() {
+            Ok(uri) => uri,
+            Err(_) => return Ok(()),
+        };
+        let refusal = access.check(&Method::GET, &uri, &headers, unix(now())).unwrap_err();
+        proptest::prop_assert!(refusal.headers().contains_key(WWW_AUTHENTICATE));
+        proptest::prop_assert!(!refusal.to_string().contains(&token) || token.len() < 8);
+    }
+}
