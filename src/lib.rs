@@ -134,7 +134,7 @@ pub use io::hyper;
 #[cfg(feature = "reqwest")]
 pub use io::reqwest;
 
-// A real token endpoint for tests.
+// A real token endpoint and protected resource for tests.
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
