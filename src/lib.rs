@@ -139,7 +139,7 @@ pub use io::reqwest;
 #[cfg(feature = "tower")]
 pub use io::tower;
 
-// A real token endpoint for tests.
+// A real token endpoint and protected resource for tests.
 #[cfg(feature = "test-server")]
 pub mod test_server;
 

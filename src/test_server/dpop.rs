@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use http::{HeaderMap, Method, Uri};
 
-use super::jws::{ALGORITHMS, JwsError, PublicKey, decode};
+use super::jws::{ALGORITHMS, JwsError, PublicKey, decode, shown};
 
 /// How far a proof's `iat` may be from the server's clock, either way, in seconds (RFC 9449
 /// §11.1: "a relatively brief period").
@@ -81,7 +81,8 @@ pub(super) fn verify(
     let alg = decoded.alg().unwrap_or_default();
     if !ALGORITHMS.contains(&alg) {
         return Err(invalid(format!(
-            "the DPoP proof's alg `{alg}` is not supported (supported: {})",
+            "the DPoP proof's alg `{}` is not supported (supported: {})",
+            shown(alg),
             ALGORITHMS.join(", ")
         )));
     }

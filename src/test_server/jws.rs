@@ -29,6 +29,15 @@ impl JwsError {
     }
 }
 
+/// A name from the input (an `alg`, a `kty`), cut short for an error message.
+pub(super) fn shown(name: &str) -> &str {
+    const MAX: usize = 32;
+    match name.char_indices().nth(MAX) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
+}
+
 impl fmt::Display for JwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -65,6 +74,15 @@ impl Decoded<'_> {
             .alg()
             .ok_or_else(|| JwsError::new("the JWS header has no alg"))?;
         key.verify(alg, self.signing_input.as_bytes(), &self.signature)
+    }
+}
+
+impl fmt::Debug for Decoded<'_> {
+    // The signing input may be an access token: show the algorithm only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoded")
+            .field("alg", &self.alg())
+            .finish_non_exhaustive()
     }
 }
 
@@ -177,8 +195,10 @@ impl PublicKey {
                 e: text("e")?,
             }),
             (Some(kty), crv) => Err(JwsError::new(format!(
-                "the jwk's key type `{kty}`{} is not supported (EC P-256 or P-384, OKP Ed25519, RSA)",
-                crv.map(|c| format!(" on `{c}`")).unwrap_or_default()
+                "the jwk's key type `{}`{} is not supported (EC P-256 or P-384, OKP Ed25519, RSA)",
+                shown(kty),
+                crv.map(|c| format!(" on `{}`", shown(c)))
+                    .unwrap_or_default()
             ))),
             (None, _) => Err(JwsError::new("the jwk has no kty")),
         }
@@ -225,7 +245,8 @@ impl PublicKey {
     fn verify(&self, alg: &str, message: &[u8], signature: &[u8]) -> Result<(), JwsError> {
         if !self.fits(alg) {
             return Err(JwsError::new(format!(
-                "the alg `{alg}` is not one this key verifies (supported: {})",
+                "the alg `{}` is not one this key verifies (supported: {})",
+                shown(alg),
                 ALGORITHMS.join(", ")
             )));
         }
@@ -258,5 +279,130 @@ impl fmt::Debug for PublicKey {
         f.debug_tuple("PublicKey")
             .field(&self.thumbprint())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::jwt::{JwsAlgorithm, JwsSigner};
+    use crate::auth::key::PrivateKey;
+
+    fn signed(alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+        let header = BASE64URL.encode(json!({ "alg": alg }).to_string());
+        let claims = BASE64URL.encode(r#"{"sub":"s"}"#);
+        let input = format!("{header}.{claims}");
+        format!("{input}.{}", BASE64URL.encode(sign(input.as_bytes())))
+    }
+
+    fn key_of(jwk: &str) -> PublicKey {
+        PublicKey::from_jwk(&serde_json::from_str(jwk).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn verifies_every_algorithm_the_crate_signs_and_es384() {
+        for algorithm in [
+            JwsAlgorithm::Es256,
+            JwsAlgorithm::EdDsa,
+            JwsAlgorithm::Rs256,
+            JwsAlgorithm::Ps256,
+        ] {
+            let private = PrivateKey::generate(algorithm.clone()).unwrap();
+            let key = key_of(&private.public_jwk().to_json());
+            assert_eq!(key.thumbprint(), private.public_jwk().thumbprint());
+            let jws = signed(algorithm.as_str(), |input| private.sign(input).unwrap());
+            let decoded = decode(&jws).unwrap();
+            assert_eq!(decoded.claim_str("sub"), Some("s"));
+            decoded.verify(&key).unwrap();
+            // Another key of the same kind does not verify it.
+            let other = PrivateKey::generate(algorithm.clone()).unwrap();
+            let error = decoded
+                .verify(&key_of(&other.public_jwk().to_json()))
+                .unwrap_err();
+            assert_eq!(error.0, "the JWS signature does not verify", "{algorithm}");
+        }
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let (x, y) = point[1..].split_at(48);
+        let jwk = PublicJwk::ec("P-384", x, y);
+        let key = key_of(&jwk.to_json());
+        let jws = signed("ES384", |input| {
+            pair.sign(&SystemRandom::new(), input)
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        });
+        decode(&jws).unwrap().verify(&key).unwrap();
+        assert_eq!(key.thumbprint(), jwk.thumbprint());
+    }
+
+    #[test]
+    fn refuses_an_alg_the_key_cannot_verify() {
+        let private = PrivateKey::generate(JwsAlgorithm::Es256).unwrap();
+        let key = key_of(&private.public_jwk().to_json());
+        for alg in ["RS256", "EdDSA", "ES384", "HS256", "none"] {
+            let jws = signed(alg, |input| private.sign(input).unwrap());
+            let error = decode(&jws).unwrap().verify(&key).unwrap_err();
+            assert!(
+                error.0.contains("is not one this key verifies"),
+                "{alg}: {error}"
+            );
+        }
+        let long = "A".repeat(100);
+        let error = decode(&signed(&long, |_| vec![1]))
+            .unwrap()
+            .verify(&key)
+            .unwrap_err();
+        assert!(
+            !error.0.contains(&long),
+            "names from the input are cut short"
+        );
+    }
+
+    #[test]
+    fn decoding_refuses_what_is_not_a_compact_jws() {
+        for bad in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "e30.e30.***",
+            "W10.e30.",
+            "e30.bm90.",
+            "***.e30.",
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+        assert!(decode("e30.e30.").is_ok(), "empty objects, empty signature");
+        let huge = format!("e30.{}.", "A".repeat(MAX_JWS_LEN));
+        assert!(decode(&huge).unwrap_err().0.contains("limit"));
+    }
+
+    proptest! {
+        /// Any input is a decoded JWS or our error, and any JSON a key or our error: never a
+        /// panic.
+        #[test]
+        fn never_panics(text in ".{0,200}", jwk in "\\{\"kty\":\"(EC|OKP|RSA)\",\"crv\":\"(P-256|P-384|Ed25519)\",\"x\":\"[A-Za-z0-9_-]{0,70}\",\"y\":\"[A-Za-z0-9_-]{0,70}\",\"n\":\"[A-Za-z0-9_-]{0,8}\",\"e\":\"[A-Za-z0-9_-]{0,4}\"\\}") {
+            if let Ok(decoded) = decode(&text) {
+                let _ = decoded.alg();
+            }
+            let value: Value = serde_json::from_str(&jwk).unwrap();
+            if let Ok(key) = PublicKey::from_jwk(&value) {
+                let _ = key.thumbprint();
+                for alg in ALGORITHMS {
+                    let jws = signed(alg, |_| vec![0; 64]);
+                    prop_assert!(decode(&jws).unwrap().verify(&key).is_err());
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! A real OAuth 2.0 token endpoint on `127.0.0.1`, started in-process, for tests and demos.
+//! A real OAuth 2.0 token endpoint and protected resource on `127.0.0.1`, started in-process,
+//! for tests and demos.
 //!
 //! [`TestServer`] speaks HTTP/1.1 on an ephemeral loopback port, on a thread of its own with its
 //! own tokio runtime, so it works from plain `#[test]` functions and from inside
@@ -19,18 +20,59 @@
 //! | a scope the client is not allowed ([§3.3]) | 400 `invalid_scope` |
 //! | an `audience` or `resource` the client is not allowed ([RFC 8707 §2]) | 400 `invalid_target` |
 //! | a body over [`MAX_REQUEST_BODY_LEN`] | 413 |
+//! | a `DPoP` proof ([RFC 9449 §4]) | its checks below; then a token with `token_type` `DPoP` and `cnf.jkt` the key's thumbprint ([RFC 9449 §6]) |
+//! | a bad proof; none from a [`TestClient::dpop_bound`] client | 400 `invalid_dpop_proof` |
+//! | a proof without the nonce, after [`TestServer::require_token_nonce`] | 400 `use_dpop_nonce` with `DPoP-Nonce` ([RFC 9449 §8]) |
 //! | another method on `/token`; another path | 405; 404 |
+//!
+//! A DPoP proof is checked as [RFC 9449 §4.3] says: one `DPoP` header; `typ` `dpop+jwt`; `alg`
+//! one of ES256, ES384, EdDSA, RS256, PS256 (those the crate's
+//! [`PrivateKey`](crate::PrivateKey) signs, and ES384); a public `jwk` (no private member)
+//! whose key verifies the signature; `htm` the request's method; `htu` the request's URL
+//! without query (scheme and host compared case-insensitively); `iat` within
+//! [`DPOP_PROOF_WINDOW`] of the server's clock; a `jti` not seen before (the last
+//! [`MAX_DPOP_JTIS`] are remembered, at both endpoints together); and at the resource, `ath`
+//! the token's hash and the key the token's `cnf.jkt` names.
+//!
+//! Any method on any path under [`/api/`](RESOURCE_PATH_PREFIX) is a protected resource. It
+//! accepts the server's own unexpired, unrevoked tokens (and those of a [`TrustedIssuer`]),
+//! `Bearer` ones by `Authorization: Bearer` ([RFC 6750 §2.1]) and DPoP-bound ones by
+//! `Authorization: DPoP` with a proof ([RFC 9449 §7.1]), and answers as a resource server does
+//! ([RFC 6750 §3]):
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | a valid token | 200 `{"client_id", "scope", "method", "path", "body_len", "token_type"}` (the body read up to [`MAX_REQUEST_BODY_LEN`], 413 past it) |
+//! | no `Authorization`, or another scheme | 401, bare challenges: `Bearer realm="test-server", DPoP realm="test-server", algs="…"` |
+//! | two `Authorization` headers, an empty or malformed token | 400 `invalid_request` |
+//! | an unknown, forged, expired or [revoked](TestServer::revoke) token; a DPoP-bound token as `Bearer`; an unbound one as `DPoP` | 401 `invalid_token` |
+//! | a missing or bad proof, or one by another key than the token's | 401 `invalid_dpop_proof` |
+//! | a proof without the nonce, after [`TestServer::require_resource_nonce`] | 401 `use_dpop_nonce` with `DPoP-Nonce` ([RFC 9449 §9]) |
+//! | a path [`/api/scope/<scope>/…`](SCOPED_PATH_PREFIX) and a token without `<scope>` | 403 `insufficient_scope`, `scope="<scope>"` |
+//!
+//! Every refusal carries both a `Bearer` and a `DPoP` challenge, since the resource takes both,
+//! the DPoP one with `algs` ([RFC 9449 §7.1]); the error, its `error_description` (and `scope`)
+//! go in the challenge of the scheme the request used, and in a JSON body. For a resource
+//! server of your own (a gRPC service, say), [`TestServer::check_access`] makes the same
+//! decision, giving an [`AccessGrant`] or the [`AccessRefusal`] to answer with.
+//!
+//! The server remembers the last [`MAX_ISSUED_TOKENS`] tokens it issued; an older one is
+//! unknown to it.
 //!
 //! A parameter sent with an empty value counts as omitted ([§3.1]). A request without `scope`
 //! gets every scope the client is allowed. The access token is an unsecured JWT
 //! (`{"alg":"none","typ":"at+jwt"}`, [RFC 7519 §6]) whose claims follow [RFC 9068 §2.2] (`iss`,
 //! `sub`, `client_id`, `aud`, `scope`, `iat`, `exp`, `jti`), so that a tool can decode and show
-//! it. It proves nothing: never accept such a token anywhere.
+//! it. It proves nothing: never accept such a token anywhere (the server's own resource accepts
+//! only the very tokens it issued, remembered whole).
 //!
 //! [`Fault`]s make the server misbehave the way real servers and gateways do: queue one for the
 //! next request with [`TestServer::push_fault`], or make every request get one with
-//! [`TestServer::set_fault`]. [`TestServer::requests_served`] counts the requests that arrived,
-//! on any path, faulted or not.
+//! [`TestServer::set_fault`]. These never apply to the resource, so that a test of token
+//! fetching can fault the token endpoint while its API calls go through; queue a fault for the
+//! resource with [`TestServer::push_resource_fault`]. [`TestServer::requests_served`] counts
+//! the requests that arrived, on any path, faulted or not; [`TestServer::token_requests`] those
+//! that reached `/token`, and [`TestServer::resource_requests`] those under `/api/`.
 //!
 //! # Example
 //!
@@ -91,6 +133,63 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Calling the resource with a token, then revoking it:
+//!
+//! ```
+//! use client_credentials::AccessToken;
+//! use client_credentials::test_server::TestServer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = TestServer::start();
+//! # let send = |path: &str, token: &AccessToken| -> std::io::Result<(u16, String, String)> {
+//! #     use std::io::{Read, Write};
+//! #     let mut stream = std::net::TcpStream::connect(server.local_addr())?;
+//! #     write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {}\r\n\r\n", token.secret())?;
+//! #     let mut raw = String::new();
+//! #     stream.read_to_string(&mut raw)?;
+//! #     let status = raw.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+//! #     let challenge = raw.lines().find_map(|l| l.strip_prefix("www-authenticate: ")).unwrap_or_default().to_owned();
+//! #     let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+//! #     Ok((status, challenge, body))
+//! # };
+//! # let fetch = |request: &client_credentials::TokenRequest| -> Result<client_credentials::Token, Box<dyn std::error::Error>> {
+//! #     use std::io::{Read, Write};
+//! #     let attempt = client_credentials::Attempt::new(std::time::SystemTime::UNIX_EPOCH, [0; 32]);
+//! #     let http = request.http_request(&attempt)?;
+//! #     let mut stream = std::net::TcpStream::connect(server.local_addr())?;
+//! #     write!(stream, "POST /token HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n", http.body().len())?;
+//! #     for (name, value) in http.headers() {
+//! #         write!(stream, "{name}: {}\r\n", value.to_str()?)?;
+//! #     }
+//! #     stream.write_all(b"\r\n")?;
+//! #     stream.write_all(http.body().secret())?;
+//! #     let mut raw = Vec::new();
+//! #     stream.read_to_end(&mut raw)?;
+//! #     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+//! #     let status: u16 = String::from_utf8_lossy(&raw[..split]).split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+//! #     let response = http::Response::builder().status(status).header("content-type", "application/json").body(raw[split + 4..].to_vec())?;
+//! #     Ok(request.parse_response(&response, std::time::SystemTime::UNIX_EPOCH)?)
+//! # };
+//! let request = server.demo_credentials().token_request().scope("read").build()?;
+//! // `fetch`: the token exchange (hidden here); `send`: a GET with `Authorization: Bearer`,
+//! // returning the status, the `WWW-Authenticate` header and the body.
+//! let token = fetch(&request)?;
+//! let (status, _, body) = send("/api/invoices", token.access_token())?;
+//! assert_eq!(status, 200);
+//! assert!(body.contains(r#""client_id":"demo-client""#));
+//!
+//! let (status, challenge, _) = send("/api/scope/write/invoices", token.access_token())?;
+//! assert_eq!(status, 403);
+//! assert!(challenge.contains(r#"error="insufficient_scope""#));
+//!
+//! assert!(server.revoke(token.access_token()));
+//! let (status, challenge, _) = send("/api/invoices", token.access_token())?;
+//! assert_eq!(status, 401);
+//! assert!(challenge.starts_with(r#"Bearer realm="test-server", error="invalid_token""#));
+//! assert_eq!((server.token_requests(), server.resource_requests()), (1, 3));
+//! # Ok(()) }
+//! ```
+//!
 //! [§2.3]: https://www.rfc-editor.org/rfc/rfc6749#section-2.3
 //! [§2.3.1]: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
 //! [§3.1]: https://www.rfc-editor.org/rfc/rfc6749#section-3.1
@@ -101,6 +200,14 @@
 //! [RFC 7519 §6]: https://www.rfc-editor.org/rfc/rfc7519#section-6
 //! [RFC 8707 §2]: https://www.rfc-editor.org/rfc/rfc8707#section-2
 //! [RFC 9068 §2.2]: https://www.rfc-editor.org/rfc/rfc9068#section-2.2
+//! [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
+//! [RFC 6750 §3]: https://www.rfc-editor.org/rfc/rfc6750#section-3
+//! [RFC 9449 §4]: https://www.rfc-editor.org/rfc/rfc9449#section-4
+//! [RFC 9449 §4.3]: https://www.rfc-editor.org/rfc/rfc9449#section-4.3
+//! [RFC 9449 §6]: https://www.rfc-editor.org/rfc/rfc9449#section-6
+//! [RFC 9449 §7.1]: https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+//! [RFC 9449 §8]: https://www.rfc-editor.org/rfc/rfc9449#section-8
+//! [RFC 9449 §9]: https://www.rfc-editor.org/rfc/rfc9449#section-9
 
 mod access;
 mod body;

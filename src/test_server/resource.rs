@@ -241,7 +241,12 @@ fn credentials(headers: &HeaderMap) -> Result<(Scheme, &str), AccessRefusal> {
             "the request has more than one Authorization header",
         ));
     }
-    let text = value.to_str().unwrap_or_default();
+    let Ok(text) = value.to_str() else {
+        return Err(AccessRefusal::invalid_request(
+            Scheme::Bearer,
+            "the Authorization header is not visible ASCII",
+        ));
+    };
     let (name, token) = text.split_once(' ').unwrap_or((text, ""));
     let scheme = if name.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer

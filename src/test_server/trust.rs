@@ -36,9 +36,13 @@ pub enum JwksError {
     Empty,
 }
 
-/// An issuer whose JWT access tokens the test server's resource accepts: signed by a key of
-/// its JWKS, `iss` the issuer, `aud` containing the audience, `exp` in the future, and bound to
-/// the DPoP proof's key when they carry `cnf.jkt`.
+/// An issuer whose JWT access tokens (RFC 9068) the test server's resource accepts: signed by
+/// a key of its JWKS (the one its `kid` names, if any; ES256, ES384, EdDSA, RS256 or PS256),
+/// `iss` the issuer, `aud` containing the audience, `exp` in the future, `nbf` (if any) at most
+/// [`DPOP_PROOF_WINDOW`](crate::test_server::DPOP_PROOF_WINDOW) ahead, and bound to the DPoP proof's key when they carry `cnf.jkt`. Their `client_id` claim
+/// (or `sub`) and `scope` make the [`AccessGrant`](crate::test_server::AccessGrant). The header's
+/// `typ` is not checked, since not every server sets RFC 9068's `at+jwt`; such tokens cannot be
+/// [revoked](crate::test_server::TestServer::revoke).
 ///
 /// Give it to [`TestServerBuilder::trust`](crate::test_server::TestServerBuilder::trust).
 #[derive(Clone)]
