@@ -143,7 +143,8 @@ impl TestServerBuilder {
     }
 }
 
-/// An embedded token endpoint on `127.0.0.1`; dropping it stops the server and its thread.
+/// An embedded token endpoint and protected resource on `127.0.0.1`; dropping it stops the
+/// server and its thread.
 ///
 /// See the [module documentation](crate::test_server) for what it answers.
 pub struct TestServer {
