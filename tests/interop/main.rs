@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod authorized;
 mod mtls;
 mod oidc_provider;
 mod resource;
