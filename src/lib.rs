@@ -33,6 +33,16 @@
 //! caller waiting for the token takes over. Any HTTP client can fetch, through the
 //! [`Transport`] trait and the one attempt loop [`fetch_token`].
 //!
+//! # Authorized calls
+//!
+//! A service's calls to an API get their token from a [`TokenSource`] through a tower layer
+//! (`tower::AuthorizeLayer`, feature `tower`: hyper-util's client, tonic's channels) or a
+//! `reqwest-middleware` middleware (`reqwest_middleware::AuthorizeMiddleware`, feature
+//! `reqwest-middleware`). Both present the token by its type and follow the same rules for the
+//! API's 401s ([`CallPolicy`], [`AuthorizedCall`]): a refused token is dropped and the request sent
+//! again once when it can be replayed; a request whose token cannot be had fails with
+//! [`CallError::Token`] and is never sent.
+//!
 //! # The core, without IO
 //!
 //! ```
