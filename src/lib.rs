@@ -112,6 +112,7 @@ mod challenge;
 mod endpoint;
 mod error;
 mod fetch;
+mod observe;
 mod request;
 mod response;
 mod sanitize;
