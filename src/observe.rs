@@ -283,7 +283,135 @@ pub(crate) fn call_token_failed(error: &Error) {
 
 #[cfg(all(test, feature = "tracing"))]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     use super::*;
+    use crate::endpoint::TokenUrl;
+    use crate::request::ClientCredentials;
+    use crate::secret::ClientSecret;
+
+    /// What a fmt subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    /// The text `run` makes a fmt subscriber on this thread write, spans' fields included.
+    fn captured(run: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let guard = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(FmtSpan::CLOSE)
+            .finish()
+            .set_default();
+        run();
+        drop(guard);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn request() -> TokenRequest {
+        ClientCredentials::new(
+            TokenUrl::new("https://as.example.com/oauth/token?tenant=SECRET-QUERY").unwrap(),
+            "the-client",
+            ClientSecret::new("the-secret"),
+        )
+        .token_request()
+        .build()
+        .unwrap()
+    }
+
+    fn at(millis: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
+    /// Polls a future once.
+    fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn the_fetch_span_records_its_outcome_and_the_transports_duration() {
+        let request = request();
+        let clock = Mutex::new(vec![at(4_250), at(1_000)]); // read from the end
+        let text = captured(|| {
+            let attempts = std::future::ready((
+                Err(Error::BodyTooLarge { limit: 9 }),
+                FetchRecord {
+                    attempts: 1,
+                    status: Some(StatusCode::OK),
+                },
+            ));
+            let now = || clock.lock().unwrap().pop().unwrap();
+            let result = poll_once(fetch(&request, now, attempts)).unwrap();
+            assert!(matches!(result, Err(Error::BodyTooLarge { limit: 9 })));
+        });
+        assert!(
+            text.contains(
+                r#"fetch_token{token_endpoint.host="as.example.com" token_endpoint.path="/oauth/token" client_id="the-client" auth_method="client_secret_basic" attempts=1 outcome="body_too_large" http.status=200 duration_ms=3250}"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("SECRET-QUERY"), "{text}");
+        assert!(!text.contains("the-secret"), "{text}");
+    }
+
+    #[test]
+    fn a_fetch_dropped_before_it_ends_is_cancelled() {
+        let request = request();
+        let text = captured(|| {
+            let never = std::future::pending::<(Result<Token, Error>, FetchRecord)>();
+            assert!(poll_once(fetch(&request, || at(0), never)).is_none());
+        });
+        assert!(text.contains(r#"outcome="cancelled""#), "{text}");
+        assert!(!text.contains("duration_ms"), "{text}");
+    }
+
+    #[test]
+    fn the_middleware_events_show_host_and_path_never_the_query() {
+        let uri: http::Uri = "https://api.example.com/v1/things?api_key=SECRET-QUERY"
+            .parse()
+            .unwrap();
+        let text = captured(|| {
+            call_retried("invalid_token", &http::Method::GET, &uri);
+            call_not_replayed("use_dpop_nonce", &http::Method::POST, &uri);
+            call_token_failed(&Error::BodyTooLarge { limit: 9 });
+        });
+        for shown in [
+            r#"DEBUG client_credentials: api call refused: sending it once more reason="invalid_token" http.method="GET" url.host="api.example.com" url.path="/v1/things""#,
+            r#"WARN client_credentials: api call refused and its body cannot be replayed: the refusal goes to the caller reason="use_dpop_nonce" http.method="POST""#,
+            "WARN client_credentials: no token for the api call: it fails without being sent retryable=false error=the token endpoint's response body exceeds the 9-byte limit",
+        ] {
+            assert!(text.contains(shown), "no {shown:?} in {text}");
+        }
+        assert!(!text.contains("SECRET-QUERY"), "{text}");
+    }
 
     #[test]
     fn a_clock_going_backwards_is_zero_milliseconds() {

@@ -5,4 +5,5 @@
 mod support;
 
 mod adapters;
+mod observe;
 mod token_source;
