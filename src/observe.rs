@@ -127,6 +127,9 @@ fn fetch_outcome(result: &Result<Token, Error>) -> &'static str {
     }
 }
 
+// The token source's events. The source exists only with an adapter (`io/`), hence the
+// `allow(dead_code)` on each of them without one.
+
 /// Event `refresh_ahead` (DEBUG): the token of `request` fell due for refresh while still
 /// valid, and a refresh ahead of its expiry starts; the token keeps being served meanwhile.
 #[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
@@ -230,7 +233,7 @@ pub(crate) fn forced_refresh(request: &TokenRequest, had_token: bool) {
 /// for `reason` (`invalid_token`: its token; `use_dpop_nonce`: its DPoP proof lacked the
 /// server's nonce) and the call is sent once more, to the host and path of `uri` (its query is
 /// never shown).
-#[allow(dead_code)] // Called by the middleware's layers.
+#[allow(dead_code)] // For the middleware's layers (tower, reqwest-middleware), which call it.
 pub(crate) fn call_retried(reason: &'static str, method: &http::Method, uri: &http::Uri) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -249,7 +252,7 @@ pub(crate) fn call_retried(reason: &'static str, method: &http::Method, uri: &ht
 /// Event `call_not_replayed` (WARN), for the authorized-call middleware: the API refused a
 /// call for `reason` (as [`call_retried`]) but the call cannot be sent again (its body cannot be
 /// replayed), so the refusal goes to the caller.
-#[allow(dead_code)] // Called by the middleware's layers.
+#[allow(dead_code)] // For the middleware's layers (tower, reqwest-middleware), which call it.
 pub(crate) fn call_not_replayed(reason: &'static str, method: &http::Method, uri: &http::Uri) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -267,7 +270,7 @@ pub(crate) fn call_not_replayed(reason: &'static str, method: &http::Method, uri
 
 /// Event `call_token_failed` (WARN), for the authorized-call middleware: no token could be had
 /// for a call, which fails with `error` without being sent.
-#[allow(dead_code)] // Called by the middleware's layers.
+#[allow(dead_code)] // For the middleware's layers (tower, reqwest-middleware), which call it.
 pub(crate) fn call_token_failed(error: &Error) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
