@@ -108,7 +108,7 @@
 //! | `client_id` | the client id |
 //! | `auth_method` | the client authentication method ([`AuthMethod::as_str`]) |
 //! | `attempts` | how many attempts were made (2 after a DPoP nonce retry) |
-//! | `outcome` | `token`, `oauth_error`, `unexpected_response`, `invalid_response`, `body_too_large`, `redirect`, `transport_error`, `signing_error`, `error` (any other), or `cancelled` (the future was dropped) |
+//! | `outcome` | `token`, `oauth_error`, `unexpected_response`, `invalid_response`, `body_too_large`, `redirect`, `transport_error`, `signing_error`, `error` (any other), or `cancelled` (the future was dropped before the end: by its caller, or by the adapter's or the source's timeout, whose `Error::Transport` comes after the span) |
 //! | `http.status` | the status of the last response, if one came |
 //! | `oauth.error` | the OAuth error code ([`ErrorCode::as_str`]), for `oauth_error` |
 //! | `duration_ms` | from start to end by [`Transport::now`] (0 if the clock went backwards) |
