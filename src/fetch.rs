@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::attempt::DpopNonces;
 use crate::error::Error;
+use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
@@ -232,16 +233,40 @@ pub async fn fetch_token(
     transport: &impl Transport,
     request: &TokenRequest,
 ) -> Result<Token, Error> {
+    observe::fetch(
+        request,
+        || transport.now(),
+        attempt_loop(transport, request),
+    )
+    .await
+}
+
+/// The attempts of [`fetch_token`], with what its span records of them.
+async fn attempt_loop(
+    transport: &impl Transport,
+    request: &TokenRequest,
+) -> (Result<Token, Error>, FetchRecord) {
     let limit = request.client().response_rules().max_body_len();
     let mut exchange = TokenFetch::new(request);
-    loop {
-        let http_request = exchange.http_request(transport.now(), || transport.entropy())?;
-        let response = transport.send(http_request, limit).await?;
-        match exchange.handle_response(&response)? {
-            FetchStep::Done(token) => return Ok(token),
-            FetchStep::Retry => {}
+    let mut record = FetchRecord::default();
+    let result = loop {
+        let sent = match exchange.http_request(transport.now(), || transport.entropy()) {
+            Ok(http_request) => transport.send(http_request, limit).await,
+            Err(error) => Err(error),
+        };
+        record.attempts = exchange.attempts();
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => break Err(error),
+        };
+        record.status = Some(response.status());
+        match exchange.handle_response(&response) {
+            Ok(FetchStep::Done(token)) => break Ok(token),
+            Ok(FetchStep::Retry) => {}
+            Err(error) => break Err(error),
         }
-    }
+    };
+    (result, record)
 }
 
 #[cfg(test)]

@@ -101,6 +101,48 @@
 //!   alone, the certificate being your HTTP client's; with a [`ClientCertificate`],
 //!   [`ServerMetadata`] sends the client to the server's `mtls_endpoint_aliases`.
 //!
+//! # Tracing
+//!
+//! With feature `tracing`, the crate tells a [`tracing`](https://docs.rs/tracing) subscriber
+//! what it does, every span and event under the target `client_credentials`, with these stable
+//! names. No field ever holds a secret, a token, an assertion or a DPoP proof, nor the token
+//! URL's query (which may hold anything); errors appear by their Display, which never holds one.
+//! Without the feature nothing of this is compiled in.
+//!
+//! The span `fetch_token` (INFO), around every run of [`fetch_token`], the one attempt loop of
+//! every adapter and token source:
+//!
+//! | field | value |
+//! | --- | --- |
+//! | `token_endpoint.host`, `token_endpoint.path` | the token URL's host and path |
+//! | `client_id` | the client id |
+//! | `auth_method` | the client authentication method ([`AuthMethod::as_str`]) |
+//! | `attempts` | how many attempts were made (2 after a DPoP nonce retry) |
+//! | `outcome` | `token`, `oauth_error`, `unexpected_response`, `invalid_response`, `body_too_large`, `redirect`, `transport_error`, `signing_error`, `error` (any other), or `cancelled` (the future was dropped before the end: by its caller, or by the adapter's or the source's timeout, whose `Error::Transport` comes after the span) |
+//! | `http.status` | the status of the last response, if one came |
+//! | `oauth.error` | the OAuth error code ([`ErrorCode::as_str`]), for `oauth_error` |
+//! | `duration_ms` | from start to end by [`Transport::now`] (0 if the clock went backwards) |
+//!
+//! The events of [`TokenSource`] and the blocking one, each with the `client_id`:
+//!
+//! | event | level | when | fields |
+//! | --- | --- | --- | --- |
+//! | `refresh_ahead` | DEBUG | a valid token fell due for refresh, and its refresh starts | |
+//! | `refresh_failed` | WARN | that refresh failed; the token is served while it is valid | `retryable`, `error` |
+//! | `back_off_started` | WARN | a fetch for callers without a token failed; they fail fast until the back-off is over | `retryable`, `error` |
+//! | `back_off` | DEBUG | a caller failed fast, without a request | `remaining_ms` |
+//! | `invalidated` | DEBUG | [`TokenSource::invalidate`] | `dropped` |
+//! | `forced_refresh` | DEBUG | [`TokenSource::force_refresh`] | `had_token` |
+//!
+//! The events of the authorized-call middleware, with `http.method`, `url.host` and `url.path`
+//! of the call (never its query):
+//!
+//! | event | level | when | fields |
+//! | --- | --- | --- | --- |
+//! | `call_retried` | DEBUG | the API refused the call and it is sent once more | `reason`: `invalid_token` or `use_dpop_nonce` |
+//! | `call_not_replayed` | WARN | the API refused the call, whose body cannot be sent again: the refusal goes to the caller | `reason` |
+//! | `call_token_failed` | WARN | no token could be had for the call, which fails unsent | `retryable`, `error` |
+//!
 //! [RFC 6749 §4.4.2]: https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2
 //! [§2.3.1]: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
 //! [§3.3]: https://www.rfc-editor.org/rfc/rfc6749#section-3.3
@@ -123,6 +165,7 @@ mod challenge;
 mod endpoint;
 mod error;
 mod fetch;
+mod observe;
 mod request;
 mod response;
 mod sanitize;

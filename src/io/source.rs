@@ -36,6 +36,7 @@ use crate::cache::{FetchTicket, Lookup, TokenCache};
 use crate::endpoint::TokenUrl;
 use crate::error::{Error, TransportKind};
 use crate::fetch::{Transport, fetch_token};
+use crate::observe;
 use crate::request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
 use crate::secret::ClientSecret;
 use crate::token::Token;
@@ -181,15 +182,27 @@ impl AsyncSource {
             match self.core.poll() {
                 Lookup::Ready(token) => return Ok(token),
                 Lookup::Refresh { token, ticket } => {
+                    observe::refresh_ahead(&self.core.request);
                     self.refresh(ticket);
                     return Ok(token);
                 }
-                Lookup::Fetch(ticket) => return self.fetch(ticket).await,
+                Lookup::Fetch(ticket) => {
+                    let outcome = self.fetch(ticket).await;
+                    if let Err(error) = &outcome {
+                        observe::back_off_started(&self.core.request, error);
+                    }
+                    return outcome;
+                }
                 Lookup::Pending { deadline } => {
                     // At the deadline the cache gives the fetch up: poll again either way.
                     let _ = tokio::time::timeout_at(deadline.into(), changed).await;
                 }
-                Lookup::BackOff { error, .. } => return Err(error),
+                Lookup::BackOff { until, error } => {
+                    observe::back_off(&self.core.request, || {
+                        until.saturating_duration_since(now())
+                    });
+                    return Err(error);
+                }
             }
         }
     }
@@ -201,7 +214,9 @@ impl AsyncSource {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let source = Arc::clone(self);
             drop(runtime.spawn(async move {
-                let _ = source.fetch(ticket).await;
+                if let Err(error) = source.fetch(ticket).await {
+                    observe::refresh_failed(&source.core.request, &error);
+                }
             }));
         } else {
             self.core.abandon(ticket);
@@ -439,14 +454,18 @@ impl TokenSource {
     /// replaced stays, so many callers that got a 401 with the same token cause one new fetch.
     /// A back-off under way still applies.
     pub fn invalidate(&self, rejected: &Token) -> bool {
-        self.0.core.invalidate(rejected)
+        let dropped = self.0.core.invalidate(rejected);
+        observe::invalidated(&self.0.core.request, dropped);
+        dropped
     }
 
     /// Makes the cached token due for refresh: the next call starts a refresh in the
     /// background and is served the current token until the new one comes. Returns whether
     /// there was a token. A fetch or back-off under way is not cut short.
     pub fn force_refresh(&self) -> bool {
-        self.0.core.force_refresh()
+        let had_token = self.0.core.force_refresh();
+        observe::forced_refresh(&self.0.core.request, had_token);
+        had_token
     }
 
     /// The token request the source sends.

@@ -7,5 +7,6 @@ mod support;
 
 mod adapters;
 mod authorized;
+mod observe;
 mod resource;
 mod token_source;

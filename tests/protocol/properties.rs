@@ -1048,6 +1048,9 @@ proptest! {
     /// A secret planted in any of the server's answers that errors describe (non-OAuth bodies,
     /// OAuth errors' members, descriptions and uris) appears in no Display, Debug or source
     /// text of the error, whatever the status and rules; nor in a token's Debug.
+    /// (The same law over the crate's tracing output, with real fetches against a server that
+    /// echoes secrets, is `tracing_output_shows_the_fetches_and_never_a_secret` in
+    /// `tests/io/observe.rs`.)
     #[test]
     fn planted_secrets_never_reach_error_text(
         secret in secret_text(),

@@ -9,6 +9,7 @@ use super::{Core, Fetched, Outcome, now, wall_now};
 use crate::cache::policy::CachePolicy;
 use crate::cache::{FetchTicket, Lookup};
 use crate::error::Error;
+use crate::observe;
 use crate::request::TokenRequest;
 use crate::token::Token;
 
@@ -47,13 +48,26 @@ impl Inner {
                 // If the refresh fails, the old token may have expired while it ran: the
                 // cache, asked again, serves it only while it is valid.
                 Lookup::Refresh { ticket, .. } => {
-                    return self
-                        .fetch(ticket)
-                        .or_else(|error| self.core.valid(now()).ok_or(error));
+                    observe::refresh_ahead(&self.core.request);
+                    return self.fetch(ticket).or_else(|error| {
+                        observe::refresh_failed(&self.core.request, &error);
+                        self.core.valid(now()).ok_or(error)
+                    });
                 }
-                Lookup::Fetch(ticket) => return self.fetch(ticket),
+                Lookup::Fetch(ticket) => {
+                    let outcome = self.fetch(ticket);
+                    if let Err(error) = &outcome {
+                        observe::back_off_started(&self.core.request, error);
+                    }
+                    return outcome;
+                }
                 Lookup::Pending { deadline } => self.wait(seen, deadline),
-                Lookup::BackOff { error, .. } => return Err(error),
+                Lookup::BackOff { until, error } => {
+                    observe::back_off(&self.core.request, || {
+                        until.saturating_duration_since(now())
+                    });
+                    return Err(error);
+                }
             }
         }
     }
@@ -178,14 +192,18 @@ impl TokenSource {
     /// so that the next call fetches a new one. Returns whether it was dropped: a token
     /// already replaced stays. A back-off under way still applies.
     pub fn invalidate(&self, rejected: &Token) -> bool {
-        self.0.core.invalidate(rejected)
+        let dropped = self.0.core.invalidate(rejected);
+        observe::invalidated(&self.0.core.request, dropped);
+        dropped
     }
 
     /// Makes the cached token due for refresh: the next call refreshes it (and the others
     /// are served the current token meanwhile). Returns whether there was a token. A fetch
     /// or back-off under way is not cut short.
     pub fn force_refresh(&self) -> bool {
-        self.0.core.force_refresh()
+        let had_token = self.0.core.force_refresh();
+        observe::forced_refresh(&self.0.core.request, had_token);
+        had_token
     }
 
     /// The token request the source sends.
