@@ -233,7 +233,10 @@ pub(crate) fn forced_refresh(request: &TokenRequest, had_token: bool) {
 /// for `reason` (`invalid_token`: its token; `use_dpop_nonce`: its DPoP proof lacked the
 /// server's nonce) and the call is sent once more, to the host and path of `uri` (its query is
 /// never shown).
-#[allow(dead_code)] // For the middleware's layers (tower, reqwest-middleware), which call it.
+#[cfg_attr(
+    not(any(feature = "tower", feature = "reqwest-middleware")),
+    allow(dead_code)
+)]
 pub(crate) fn call_retried(reason: &'static str, method: &http::Method, uri: &http::Uri) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -250,27 +253,40 @@ pub(crate) fn call_retried(reason: &'static str, method: &http::Method, uri: &ht
 }
 
 /// Event `call_not_replayed` (WARN), for the authorized-call middleware: the API refused a
-/// call for `reason` (as [`call_retried`]) but the call cannot be sent again (its body cannot be
-/// replayed), so the refusal goes to the caller.
-#[allow(dead_code)] // For the middleware's layers (tower, reqwest-middleware), which call it.
-pub(crate) fn call_not_replayed(reason: &'static str, method: &http::Method, uri: &http::Uri) {
+/// call for `reason` (as [`call_retried`]) but the call is not sent again, for `why`
+/// (`method_not_idempotent`, `body_not_replayable`, `already_retried`, `retries_off`), so the
+/// refusal goes to the caller.
+#[cfg_attr(
+    not(any(feature = "tower", feature = "reqwest-middleware")),
+    allow(dead_code)
+)]
+pub(crate) fn call_not_replayed(
+    reason: &'static str,
+    why: &'static str,
+    method: &http::Method,
+    uri: &http::Uri,
+) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         name: "call_not_replayed",
         target: TARGET,
         reason,
+        why,
         http.method = method.as_str(),
         url.host = uri.host().unwrap_or_default(),
         url.path = uri.path(),
-        "api call refused and its body cannot be replayed: the refusal goes to the caller"
+        "api call refused and not sent again: the refusal goes to the caller"
     );
     #[cfg(not(feature = "tracing"))]
-    let _ = (reason, method, uri);
+    let _ = (reason, why, method, uri);
 }
 
 /// Event `call_token_failed` (WARN), for the authorized-call middleware: no token could be had
 /// for a call, which fails with `error` without being sent.
-#[allow(dead_code)] // For the middleware's layers (tower, reqwest-middleware), which call it.
+#[cfg_attr(
+    not(any(feature = "tower", feature = "reqwest-middleware")),
+    allow(dead_code)
+)]
 pub(crate) fn call_token_failed(error: &Error) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -403,7 +419,12 @@ mod tests {
             .unwrap();
         let text = captured(|| {
             call_retried("invalid_token", &http::Method::GET, &uri);
-            call_not_replayed("use_dpop_nonce", &http::Method::POST, &uri);
+            call_not_replayed(
+                "use_dpop_nonce",
+                "body_not_replayable",
+                &http::Method::POST,
+                &uri,
+            );
             call_token_failed(&Error::BodyTooLarge { limit: 9 });
         });
         for shown in [

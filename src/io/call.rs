@@ -13,6 +13,7 @@ use super::{entropy, send_time};
 use crate::attempt::DpopNonces;
 use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token};
 use crate::error::call::CallError;
+use crate::observe;
 use crate::token::Token;
 
 /// What the loop needs of a request.
@@ -95,11 +96,13 @@ impl Caller {
         // caller gets the refusal.
         let mut refused: Option<(C::Response, Arc<Token>)> = None;
         loop {
-            let token = self
-                .tokens
-                .token()
-                .await
-                .map_err(|e| Stop::Call(CallError::Token(e)))?;
+            let token = match self.tokens.token().await {
+                Ok(token) => token,
+                Err(error) => {
+                    observe::call_token_failed(&error);
+                    return Err(Stop::Call(CallError::Token(error)));
+                }
+            };
             if let Some((response, rejected)) = refused.take()
                 && rejected.access_token().secret() == token.access_token().secret()
             {
@@ -123,17 +126,21 @@ impl Caller {
                 CallStep::Return => return Ok(response),
                 CallStep::Refused {
                     invalidate,
-                    not_retried: _,
+                    not_retried,
                 } => {
+                    let reason = if invalidate {
+                        "invalid_token"
+                    } else {
+                        "use_dpop_nonce"
+                    };
+                    observe::call_not_replayed(reason, not_retried.as_str(), &method, &uri);
                     if invalidate {
                         self.tokens.invalidate(&token);
                     }
                     return Ok(response);
                 }
-                CallStep::Retry {
-                    invalidate,
-                    reason: _,
-                } => {
+                CallStep::Retry { invalidate, reason } => {
+                    observe::call_retried(reason.as_str(), &method, &uri);
                     // The copy goes; a copy of it stays for a later retry.
                     let Some(next) = copy.take() else {
                         return Ok(response); // not reached: a retry needs a copy

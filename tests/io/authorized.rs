@@ -31,17 +31,17 @@ use tower::{Layer as _, ServiceExt as _};
 /// Invalidated tokens are dropped at once, however young (the default keeps a token younger
 /// than a second, against an API that refuses every token: see
 /// `a_token_refused_while_young_is_not_sent_again`).
-fn invalidate_at_once() -> CachePolicy {
+pub(crate) fn invalidate_at_once() -> CachePolicy {
     CachePolicy::new().with_invalidate_min_age(Duration::ZERO)
 }
 
-fn source(server: &TestServer, policy: CachePolicy) -> TokenSource {
+pub(crate) fn source(server: &TestServer, policy: CachePolicy) -> TokenSource {
     let request = server.demo_credentials().token_request().build().unwrap();
     TokenSource::reqwest(client_credentials::reqwest::recommended_client(), request)
         .with_policy(policy)
 }
 
-fn dpop_source(server: &TestServer) -> TokenSource {
+pub(crate) fn dpop_source(server: &TestServer) -> TokenSource {
     let key = DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap();
     let client = server.demo_credentials().with_dpop(key);
     let request = client.token_request().build().unwrap();
@@ -51,10 +51,10 @@ fn dpop_source(server: &TestServer) -> TokenSource {
 
 /// A response, read whole.
 #[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    challenge: Option<String>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) challenge: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -65,7 +65,7 @@ impl Answer {
 
 /// A failed call, as either layer reports it.
 #[derive(Debug)]
-struct Failed {
+pub(crate) struct Failed {
     token: bool,
     retryable: bool,
     text: String,
@@ -86,7 +86,7 @@ type Hyper<B> = Authorize<HyperClient<HttpConnector, B>>;
 
 /// One of the two HTTP layers, over its client.
 #[derive(Clone)]
-enum Api {
+pub(crate) enum Api {
     /// The tower layer over hyper-util's client: a client whose bodies can be copied, and one
     /// whose bodies are boxed (never copied), both through the same layer.
     Tower(Box<(Hyper<Full<Bytes>>, Hyper<Body>)>),
@@ -95,28 +95,28 @@ enum Api {
 }
 
 impl Api {
-    fn both(tokens: &TokenSource, policy: CallPolicy) -> [Self; 2] {
+    pub(crate) fn both(tokens: &TokenSource, policy: CallPolicy) -> [Self; 2] {
         [
             Self::tower(tokens.clone(), policy),
             Self::middleware(tokens.clone(), policy),
         ]
     }
 
-    fn tower(tokens: TokenSource, policy: CallPolicy) -> Self {
+    pub(crate) fn tower(tokens: TokenSource, policy: CallPolicy) -> Self {
         let layer = AuthorizeLayer::with_policy(tokens, policy);
         let full = HyperClient::builder(TokioExecutor::new()).build_http();
         let boxed = HyperClient::builder(TokioExecutor::new()).build_http();
         Self::Tower(Box::new((layer.layer(full), layer.layer(boxed))))
     }
 
-    fn middleware(tokens: TokenSource, policy: CallPolicy) -> Self {
+    pub(crate) fn middleware(tokens: TokenSource, policy: CallPolicy) -> Self {
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
             .with(AuthorizeMiddleware::with_policy(tokens, policy))
             .build();
         Self::Middleware(client)
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Tower(_) => "tower",
             Self::Middleware(_) => "reqwest-middleware",
@@ -124,7 +124,12 @@ impl Api {
     }
 
     /// Sends a request whose body can be copied.
-    async fn send(&self, method: Method, url: &str, body: &'static str) -> Result<Answer, Failed> {
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: &'static str,
+    ) -> Result<Answer, Failed> {
         match self {
             Self::Tower(clients) => {
                 let full = &clients.0;
@@ -143,12 +148,12 @@ impl Api {
         }
     }
 
-    async fn get(&self, url: &str) -> Result<Answer, Failed> {
+    pub(crate) async fn get(&self, url: &str) -> Result<Answer, Failed> {
         self.send(Method::GET, url, "").await
     }
 
     /// Sends a request with a streaming body, of unknown length, that cannot be copied.
-    async fn send_stream(&self, method: Method, url: &str) -> Result<Answer, Failed> {
+    pub(crate) async fn send_stream(&self, method: Method, url: &str) -> Result<Answer, Failed> {
         let chunks = || {
             [
                 Bytes::from_static(b"chunk-1,"),

@@ -564,3 +564,110 @@ proptest! {
         }
     }
 }
+
+/// Authorized calls through both layers (DPoP-bound tokens, so that proofs go out): the events
+/// of a retry, a refusal not replayed and a token that could not be had appear, with the call's
+/// host and path; no access token, DPoP proof, client secret or query does.
+#[test]
+fn authorized_calls_show_their_retries_and_never_a_token_or_proof() {
+    use client_credentials::CallPolicy;
+    use client_credentials::test_server::{DEMO_CLIENT_SECRET, Fault, TestServer};
+    use http::{Method, StatusCode};
+
+    use crate::authorized::{Api, dpop_source};
+
+    let captured = Captured::default();
+    let _guard = capture(&captured);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = TestServer::start();
+    let tokens = dpop_source(&server);
+    let mut issued = Vec::new();
+    runtime.block_on(async {
+        for api in Api::both(&tokens, CallPolicy::new()) {
+            let ok = api
+                .get(&server.url("/api/warm?key=query-secret"))
+                .await
+                .unwrap();
+            assert_eq!(ok.status, StatusCode::OK, "{}", api.name());
+            issued.push(
+                tokens
+                    .token()
+                    .await
+                    .unwrap()
+                    .access_token()
+                    .secret()
+                    .to_owned(),
+            );
+            server.revoke_all();
+            let retried = api
+                .get(&server.url("/api/retried?key=query-secret"))
+                .await
+                .unwrap();
+            assert_eq!(retried.status, StatusCode::OK, "{}", api.name());
+            server.revoke_all();
+            let refused = api
+                .send_stream(Method::POST, &server.url("/api/streamed"))
+                .await;
+            assert_eq!(
+                refused.unwrap().status,
+                StatusCode::UNAUTHORIZED,
+                "{}",
+                api.name()
+            );
+            issued.push(
+                tokens
+                    .token()
+                    .await
+                    .unwrap()
+                    .access_token()
+                    .secret()
+                    .to_owned(),
+            );
+        }
+        server.set_fault(Some(Fault::Status(StatusCode::BAD_GATEWAY)));
+        let down = client_credentials::TokenSource::reqwest(
+            client_credentials::reqwest::recommended_client(),
+            tokens.request().clone(),
+        );
+        for api in Api::both(&down, CallPolicy::new()) {
+            assert!(
+                api.get(&server.url("/api/down")).await.is_err(),
+                "{}",
+                api.name()
+            );
+        }
+    });
+    drop(runtime);
+    let text = captured.text();
+    for shown in [
+        "api call refused: sending it once more",
+        r#"reason="invalid_token""#,
+        r#"url.path="/api/retried""#,
+        r#"why="method_not_idempotent""#,
+        r#"url.path="/api/streamed""#,
+        "api call refused and not sent again",
+        "no token for the api call",
+        "retryable=true",
+    ] {
+        assert!(text.contains(shown), "no {shown:?} in {text}");
+    }
+    assert!(issued.len() == 4, "{issued:?}");
+    // The base64url of `{"typ":"dpop+jwt"` and `{"alg":"none"`: how every proof and every token
+    // of the test server begins.
+    let hidden = [
+        "eyJ0eXAiOiJkcG9wK2p3dC",
+        "eyJhbGciOiJub25l",
+        DEMO_CLIENT_SECRET,
+        "query-secret",
+    ];
+    for secret in hidden
+        .iter()
+        .copied()
+        .chain(issued.iter().map(String::as_str))
+    {
+        assert!(!text.contains(secret), "{secret:?} leaked into {text}");
+    }
+}
