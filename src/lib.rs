@@ -124,10 +124,13 @@ mod auth;
 mod discovery;
 // The sans-IO token cache.
 mod cache;
+// The second level of the cache, shared by a fleet through a store: its trait, keys, entries.
+#[cfg(feature = "shared-cache")]
+mod store;
 
 // The IO layer: the adapters and the token source (the attempt loop they share is the core's,
 // `fetch::fetch_token`).
-#[cfg(any(feature = "reqwest", feature = "hyper"))]
+#[cfg(any(feature = "reqwest", feature = "hyper", feature = "shared-cache"))]
 mod io;
 #[cfg(feature = "hyper")]
 pub use io::hyper;
@@ -163,12 +166,22 @@ pub use error::problem::ResponseProblem;
 pub use error::unexpected::UnexpectedResponse;
 pub use error::{Error, TransportKind};
 pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
-#[cfg(any(feature = "reqwest", feature = "hyper"))]
+#[cfg(feature = "redis")]
+pub use io::redis::RedisStore;
+#[cfg(feature = "shared-cache")]
+pub use io::shared::{LEASE_TTL, POLL_INTERVAL, STORE_TIMEOUT, SharedCache, WAIT};
+#[cfg(any(feature = "reqwest", feature = "hyper", feature = "shared-cache"))]
 pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::rules::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
+#[cfg(feature = "shared-cache")]
+pub use store::entry::{MAX_ENTRY_LEN, StoreEncryptionKey};
+#[cfg(feature = "shared-cache")]
+pub use store::key::StoreKey;
+#[cfg(feature = "shared-cache")]
+pub use store::{StoreError, StoreFuture, TokenStore};
 pub use token::{MAX_EXPIRES_IN, Token, TokenType};
 
 // The README's examples use the adapters and the built-in keys.

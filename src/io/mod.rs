@@ -15,8 +15,12 @@ use crate::error::{Error, TransportKind};
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(feature = "shared-cache")]
+pub(crate) mod shared;
 pub(crate) mod source;
 
 /// The sound default for the `timeout` of every adapter's `fetch_token` and `fetch_metadata`:
