@@ -24,7 +24,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// A store shared by processes, holding sealed token entries and short leases: Redis
 /// ([`RedisStore`](crate::RedisStore), feature `redis`), or yours.
 ///
-/// Keys are ASCII strings made by [`StoreKey`] (a namespace and a SHA-256 digest, never a
+/// Keys are ASCII strings made by [`StoreKey`](crate::StoreKey) (a namespace and a SHA-256 digest, never a
 /// secret); values are opaque bytes, sealed before they reach the store. The caller bounds
 /// every call by a short timeout and treats any failure as "no store": an implementation
 /// neither retries for long nor panics.

@@ -5,4 +5,5 @@
 mod support;
 
 mod adapters;
+mod shared_cache;
 mod token_source;
