@@ -242,6 +242,14 @@ impl FleetFetch {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, Error>>,
     {
+        // Another holder may have stored a token between this process's read and its lease
+        // (it releases the lease just after writing): read once more before fetching.
+        if let Found::Token(token) = self.read().await {
+            let _ = self
+                .call(self.shared.store.release_lease(self.key.lease(), holder))
+                .await;
+            return Ok(token);
+        }
         let fetched = fetch().await;
         if let Ok(token) = &fetched {
             self.write(token).await;
