@@ -184,7 +184,13 @@ pub use store::key::StoreKey;
 pub use store::{StoreError, StoreFuture, TokenStore};
 pub use token::{MAX_EXPIRES_IN, Token, TokenType};
 
-// The README's examples use the adapters and the built-in keys.
+// The README's examples use the adapters, the built-in keys and the Redis store.
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "reqwest", feature = "rustls", feature = "jwt"))]
+#[cfg(all(
+    doctest,
+    feature = "reqwest",
+    feature = "rustls",
+    feature = "jwt",
+    feature = "redis"
+))]
 pub struct ReadmeDoctests;

@@ -4,6 +4,9 @@
 //! translates types and does IO; the decisions are the core's (the attempt loop is
 //! [`crate::fetch::fetch_token`], which every adapter runs over its `Transport`).
 
+// With the shared cache alone (no adapter), the adapters' helpers below have no caller.
+#![cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+
 use std::error::Error as StdError;
 use std::future::Future;
 #[cfg(feature = "reqwest-blocking")]

@@ -24,6 +24,9 @@ const CHILD_RUN_MS: &str = "FLEET_CHILD_RUN_MS";
 const CHILD_LEASE_MS: &str = "FLEET_CHILD_LEASE_MS";
 const CHILD_WAIT_MS: &str = "FLEET_CHILD_WAIT_MS";
 
+/// One fleet test at a time: each runs many processes on timing, and CI has 2 cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The fleet's key: every replica has the same.
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -229,6 +232,9 @@ fn eight_processes_send_one_request_per_token_lifetime() {
     if as_replica() {
         return;
     }
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = TestServer::builder().expires_in(Some(2)).start();
     let run = Duration::from_secs(7);
     let namespace = namespace("lifetime");
@@ -333,6 +339,9 @@ fn replicas_keep_getting_tokens_while_redis_is_down_and_share_again_when_it_is_b
     if as_replica() {
         return;
     }
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = TestServer::builder().expires_in(Some(2)).start();
     let mut redis = OwnRedis::start();
     let namespace = namespace("outage");
@@ -380,6 +389,9 @@ fn a_killed_lease_holder_frees_the_request_within_the_lease_ttl() {
     if as_replica() {
         return;
     }
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let test = "a_killed_lease_holder_frees_the_request_within_the_lease_ttl";
     let server = TestServer::builder().expires_in(Some(60)).start();
     let namespace = namespace("holder");
@@ -442,6 +454,9 @@ fn a_killed_lease_holder_frees_the_request_within_the_lease_ttl() {
 
 #[test]
 fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_requests() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let server = TestServer::builder()
