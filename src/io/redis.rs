@@ -45,9 +45,9 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Failed`] if the URL is not a Redis URL.
+    /// [`StoreError::InvalidUrl`] if the URL is not a Redis URL.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(|error| StoreError::Failed(Box::new(error)))?;
+        let client = Client::open(url).map_err(|error| StoreError::InvalidUrl(Box::new(error)))?;
         Ok(Self {
             client,
             connection: Mutex::new(None),
@@ -155,5 +155,22 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("addr", &info.addr().to_string())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_that_is_not_redis_is_a_typed_error_that_shows_no_password() {
+        let error = RedisStore::new("http://user:hunter2@127.0.0.1/")
+            .err()
+            .unwrap();
+        assert!(matches!(error, StoreError::InvalidUrl(_)));
+        let chain = format!("{error} {:?}", std::error::Error::source(&error));
+        assert!(!chain.contains("hunter2"), "{chain}");
+        let store = RedisStore::new("redis://:hunter2@127.0.0.1:6379/0").unwrap();
+        assert!(!format!("{store:?}").contains("hunter2"));
     }
 }

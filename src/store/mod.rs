@@ -59,6 +59,10 @@ pub enum StoreError {
         "the token store did not answer within {0:?}: tokens are fetched directly until it does"
     )]
     Timeout(Duration),
+    /// The store's address could not be read (a store's constructor, such as
+    /// [`RedisStore::new`](crate::RedisStore::new), returns it).
+    #[error("the token store's URL is not valid: check its scheme, host, port and database")]
+    InvalidUrl(#[source] BoxError),
     /// The store answered with an error, or could not be reached.
     #[error("the token store failed: tokens are fetched directly until it answers")]
     Failed(#[source] BoxError),
