@@ -2,10 +2,12 @@
 //! commands), through the `redis` crate's Tokio [`ConnectionManager`], which reconnects by
 //! itself after the server comes back.
 //!
-//! Every command is on one key, so the store works unchanged against a Redis Cluster node
-//! set through a cluster connection; an entry and its lease share a hash tag (the digest in
-//! braces), so they live on the same shard. Against Valkey nothing changes: `GET`, `SET … PX`,
-//! `SET … NX PX` and `EVALSHA` are the same.
+//! `RedisStore` talks to one server (or a primary behind a proxy or Sentinel's address). For
+//! Redis Cluster, implement [`TokenStore`] over the `redis` crate's cluster connection with
+//! the same four commands: each is on one key (the release script too), and an entry and its
+//! lease share a hash tag (the digest in braces), so both land on one shard and a failover
+//! moves them together. Valkey speaks the same protocol and commands (`GET`, `SET … PX`,
+//! `SET … NX PX`, `EVALSHA`), so `RedisStore` works against it unchanged.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

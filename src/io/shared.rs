@@ -50,7 +50,23 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// or slow only costs each process its own fetches, never an error.
 ///
 /// Every process of the fleet needs the same namespace and [`StoreEncryptionKey`]. Cheap to
-/// clone.
+/// clone (clones share the store and its connection).
+///
+/// - A first-level hit never touches the store. On a miss or a due refresh the process reads
+///   the store; a fresh entry is its token, with the lifetime that remains of it.
+/// - Otherwise one process takes the request's lease ([`with_lease_ttl`](Self::with_lease_ttl))
+///   and fetches; the others poll the store ([`with_poll_interval`](Self::with_poll_interval))
+///   for its entry, trying the lease again each time, so a holder that died is replaced when
+///   its lease expires, and fetch by themselves after [`with_wait`](Self::with_wait).
+/// - Entries expire when the token first comes due for refresh by the source's
+///   [`CachePolicy`], so no replica reads a token about to expire.
+/// - Every store call is bounded ([`with_store_timeout`](Self::with_store_timeout)); a store
+///   that fails, stalls or is full means each process fetches for itself, with a `tracing`
+///   warning, and sharing resumes once the store answers.
+/// - An entry holds the token's absolute expiry in wall-clock time: the fleet's clocks must
+///   agree to well within the refresh lead (the smaller of 60 s and 10% of the lifetime by
+///   default). NTP-synced hosts agree within milliseconds; a replica whose clock is `d` behind
+///   could present a token up to `d` after it expired.
 #[derive(Clone)]
 pub struct SharedCache {
     store: Arc<dyn TokenStore>,
