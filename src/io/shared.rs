@@ -20,12 +20,13 @@
 //! hosts agree within milliseconds. A replica whose clock runs behind by `d` could use a token
 //! up to `d` past its expiry.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::policy::CachePolicy;
 use crate::error::Error;
 use crate::request::TokenRequest;
+use crate::secret::AccessToken;
 use crate::store::entry::{EntrySealing, Refused, StoreEncryptionKey, open, seal};
 use crate::store::key::StoreKey;
 use crate::store::{StoreError, TokenStore};
@@ -185,6 +186,10 @@ pub(crate) struct FleetFetch {
     shared: SharedCache,
     key: StoreKey,
     policy: CachePolicy,
+    /// The access token this process last got. The source fetches again only when its token
+    /// is missing, due or invalidated (an API refused it); an entry still holding that same
+    /// token is then no answer: it is fetched anew and replaced for the whole fleet.
+    last: Mutex<Option<AccessToken>>,
 }
 
 /// What a read of the store found.
@@ -203,12 +208,24 @@ impl FleetFetch {
             shared,
             key,
             policy,
+            last: Mutex::new(None),
         }
     }
 
     /// A token for the request: from the store, from the process holding the lease, or from
     /// `fetch` (the token endpoint), shared through the store when it answers.
     pub(crate) async fn token<F, Fut>(&self, fetch: F) -> Result<Token, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token, Error>>,
+    {
+        let token = self.shared_token(fetch).await?;
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(token.access_token().clone());
+        Ok(token)
+    }
+
+    async fn shared_token<F, Fut>(&self, fetch: F) -> Result<Token, Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, Error>>,
@@ -287,6 +304,7 @@ impl FleetFetch {
             return Found::Nothing;
         };
         match open(&self.shared.sealing, &self.key, &blob, wall_now()) {
+            Ok(token) if self.is_last(&token) => Found::Nothing,
             Ok(token) => Found::Token(token),
             Err(Refused::Stale) => Found::Nothing,
             Err(Refused::Unreadable) => {
@@ -297,6 +315,13 @@ impl FleetFetch {
                 Found::Nothing
             }
         }
+    }
+
+    /// Whether `token` is the one this process last got (and now wants replaced).
+    fn is_last(&self, token: &Token) -> bool {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.as_ref()
+            .is_some_and(|last| last.secret() == token.access_token().secret())
     }
 
     /// Seals and writes `token`'s entry, to expire when the token first comes due for refresh

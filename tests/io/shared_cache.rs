@@ -198,7 +198,11 @@ fn replica(store: &Arc<SimStore>, issued: &Arc<Issued>) -> TokenSource {
             request.parse_response(&response, sent_at)
         }
     })
-    .with_policy(CachePolicy::new().with_fetch_timeout(Duration::from_secs(2)));
+    .with_policy(
+        CachePolicy::new()
+            .with_fetch_timeout(Duration::from_secs(2))
+            .with_invalidate_min_age(Duration::ZERO),
+    );
     let shared = SharedCache::new(
         StoreArc(Arc::clone(store)),
         "test",
@@ -376,4 +380,29 @@ async fn futures_join(replicas: &[TokenSource]) -> Vec<String> {
         tokens.push(task.await.unwrap().access_token().secret().to_owned());
     }
     tokens
+}
+
+#[test]
+fn an_invalidated_token_is_replaced_for_the_fleet_not_read_back_from_the_store() {
+    runtime().block_on(async {
+        let store = Arc::new(SimStore::default());
+        let issued = Arc::new(Issued::default());
+        let first = replica(&store, &issued);
+        let refused = first.token().await.unwrap();
+        assert!(first.invalidate(&refused), "the API refused it: dropped");
+        let replaced = first.token().await.unwrap();
+        assert_ne!(
+            replaced.access_token().secret(),
+            refused.access_token().secret(),
+            "the refused token came back from the store"
+        );
+        assert_eq!(issued.expiry.lock().unwrap().len(), 2);
+        // Another replica now reads the replacement, without a fetch.
+        let other = replica(&store, &issued).token().await.unwrap();
+        assert_eq!(
+            other.access_token().secret(),
+            replaced.access_token().secret()
+        );
+        assert_eq!(issued.expiry.lock().unwrap().len(), 2);
+    });
 }
