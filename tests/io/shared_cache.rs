@@ -254,6 +254,8 @@ fn check(issued: &Issued, token: &Token) -> Result<(), TestCaseError> {
 enum Step {
     /// Replica `n` asks for a token.
     Call(usize),
+    /// Replica `n` invalidates the token it last got, as after a 401.
+    Invalidate(usize),
     /// The store behaves so from now on.
     Store(Behaviour),
     Sleep(Duration),
@@ -262,6 +264,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0..3_usize).prop_map(Step::Call),
+        1 => (0..3_usize).prop_map(Step::Invalidate),
         2 => prop_oneof![
             Just(Behaviour::Healthy),
             Just(Behaviour::Fail),
@@ -295,12 +298,20 @@ proptest! {
             let store = Arc::new(SimStore::default());
             let issued = Arc::new(Issued::default());
             let replicas: Vec<TokenSource> = (0..3).map(|_| replica(&store, &issued)).collect();
+            let mut last: Vec<Option<Arc<Token>>> = vec![None; replicas.len()];
             for step in &steps {
                 match step {
                     Step::Call(n) => {
                         let token = replicas[*n].token().await;
                         prop_assert!(token.is_ok(), "a call failed: {token:?}");
-                        check(&issued, &token.unwrap())?;
+                        let token = token.unwrap();
+                        check(&issued, &token)?;
+                        last[*n] = Some(token);
+                    }
+                    Step::Invalidate(n) => {
+                        if let Some(token) = &last[*n] {
+                            replicas[*n].invalidate(token);
+                        }
                     }
                     Step::Store(behaviour) => store.set(*behaviour),
                     Step::Sleep(pause) => tokio::time::sleep(*pause).await,
