@@ -178,6 +178,9 @@ mod auth;
 mod discovery;
 // The sans-IO token cache.
 mod cache;
+// The second level of the cache, shared by a fleet through a store: its trait, keys, entries.
+#[cfg(feature = "shared-cache")]
+mod store;
 
 // The IO layer: the adapters and the token source (the attempt loop they share is the core's,
 // `fetch::fetch_token`).
@@ -223,15 +226,25 @@ pub use error::problem::ResponseProblem;
 pub use error::unexpected::UnexpectedResponse;
 pub use error::{Error, TransportKind};
 pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
+#[cfg(feature = "redis")]
+pub use io::redis::RedisStore;
+#[cfg(feature = "shared-cache")]
+pub use io::shared::{LEASE_TTL, POLL_INTERVAL, STORE_TIMEOUT, SharedCache, WAIT};
 #[cfg(feature = "token-source")]
 pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
 pub use response::rules::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
+#[cfg(feature = "shared-cache")]
+pub use store::entry::{MAX_ENTRY_LEN, StoreEncryptionKey};
+#[cfg(feature = "shared-cache")]
+pub use store::key::StoreKey;
+#[cfg(feature = "shared-cache")]
+pub use store::{StoreError, StoreFuture, TokenStore};
 pub use token::{MAX_EXPIRES_IN, Token, TokenType};
 
-// The README's examples use the adapters and the built-in keys.
+// The README's examples use the adapters, the built-in keys and the Redis store.
 #[doc = include_str!("../README.md")]
 #[cfg(all(
     doctest,
@@ -240,6 +253,7 @@ pub use token::{MAX_EXPIRES_IN, Token, TokenType};
     feature = "jwt",
     feature = "tower",
     feature = "tonic",
-    feature = "reqwest-middleware"
+    feature = "reqwest-middleware",
+    feature = "redis"
 ))]
 pub struct ReadmeDoctests;

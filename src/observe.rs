@@ -300,6 +300,54 @@ pub(crate) fn call_token_failed(error: &Error) {
     let _ = error;
 }
 
+/// Event `store_failed` (WARN), for the shared cache: a call to the shared store of the entry
+/// `key` (a digest, never a secret) failed or timed out, so this process fetches directly.
+#[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+pub(crate) fn store_failed(key: &str, error: &(dyn std::error::Error + 'static)) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        name: "store_failed",
+        target: TARGET,
+        key,
+        error,
+        "the shared token store failed: fetching directly"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (key, error);
+}
+
+/// Event `store_entry_refused` (WARN), for the shared cache: the entry `key` did not open
+/// (tampered, sealed by another key, or another format), so it is ignored and replaced.
+#[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+pub(crate) fn store_entry_refused(key: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        name: "store_entry_refused",
+        target: TARGET,
+        key,
+        "a shared token entry did not open (tampered, another key, or another format): ignored, to be replaced"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = key;
+}
+
+/// Event `store_wait_expired` (WARN), for the shared cache: another process held the lease of
+/// the entry `key` for longer than this process waits (`waited`), without storing a token, so
+/// this process fetches directly.
+#[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+pub(crate) fn store_wait_expired(key: &str, waited: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        name: "store_wait_expired",
+        target: TARGET,
+        key,
+        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+        "another process holds the token request's lease and has not stored a token: fetching directly"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (key, waited);
+}
+
 #[cfg(all(test, feature = "tracing"))]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -574,6 +574,40 @@ impl TokenRequest {
     }
 }
 
+impl TokenRequest {
+    /// Hands each field of the request's cache identity (what `Eq` and `Hash` compare: token
+    /// URL, client id, authentication method, DPoP key, scopes in sorted order, audience,
+    /// resources, extra parameters) to `field` as a tag and its bytes, in a fixed order: the
+    /// input of the shared cache's key digest, which must be the same in every process. A list
+    /// gives one call per element, so the calls alone tell every identity apart.
+    #[cfg(feature = "shared-cache")]
+    pub(crate) fn identity_fields(&self, mut field: impl FnMut(&str, &[u8])) {
+        let client = &self.0.client.0;
+        field(
+            "token_url",
+            client.token_url.as_uri().to_string().as_bytes(),
+        );
+        field("client_id", client.client_id.as_bytes());
+        field("auth_method", client.method.as_str().as_bytes());
+        if let Some(thumbprint) = client.dpop_thumbprint() {
+            field("dpop_jkt", thumbprint.as_bytes());
+        }
+        for scope in &self.0.scope_set {
+            field("scope", scope.as_bytes());
+        }
+        if let Some(audience) = &self.0.audience {
+            field("audience", audience.as_bytes());
+        }
+        for resource in &self.0.resources {
+            field("resource", resource.as_bytes());
+        }
+        for (name, value) in &self.0.params {
+            field("param_name", name.as_bytes());
+            field("param_value", value.as_bytes());
+        }
+    }
+}
+
 impl PartialEq for TokenRequest {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.key() == other.0.key()

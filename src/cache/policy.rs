@@ -261,6 +261,14 @@ impl CachePolicy {
         margin.saturating_add(scale(margin, self.refresh_jitter * unit(random)))
     }
 
+    /// How long after its fetch started a token of this lifetime may first come due for
+    /// refresh, whatever the jitter: the shared cache stops handing an entry out then, so that
+    /// a replica whose refresh is due never gets back the token it is refreshing.
+    #[cfg(feature = "shared-cache")]
+    pub(crate) fn earliest_refresh(&self, lifetime: Duration) -> Duration {
+        lifetime.saturating_sub(self.refresh_lead(lifetime, u64::MAX))
+    }
+
     /// How long to back off after the `failures`-th failure in a row.
     pub(super) fn backoff(
         &self,

@@ -36,8 +36,12 @@ pub(crate) mod call;
 pub mod hyper;
 #[cfg(feature = "reqwest-middleware")]
 pub mod middleware;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(feature = "shared-cache")]
+pub(crate) mod shared;
 pub(crate) mod source;
 #[cfg(feature = "tower")]
 pub mod tower;

@@ -398,6 +398,25 @@ impl TokenSource {
         Self(AsyncSource::new(request, policy, Arc::clone(&self.0.fetch)))
     }
 
+    /// The same source with a second-level cache shared by a fleet of processes: same request,
+    /// same fetch and policy, and a new, empty first-level cache. A first-level hit still
+    /// never touches the store; a miss or a due refresh reads it first, and only one process
+    /// of the fleet fetches from the token endpoint ([`SharedCache`](crate::SharedCache)).
+    /// Call it after [`with_policy`](Self::with_policy): the shared cache times its entries
+    /// by the policy it finds here.
+    #[cfg(feature = "shared-cache")]
+    #[must_use]
+    pub fn with_store(self, shared: crate::io::shared::SharedCache) -> Self {
+        let (request, policy) = (self.0.core.request.clone(), self.0.core.policy);
+        let fleet = Arc::new(crate::io::shared::FleetFetch::new(shared, &request, policy));
+        let fetch = Arc::clone(&self.0.fetch);
+        let shared_fetch: FetchFn = Arc::new(move |request| {
+            let (fleet, fetch) = (Arc::clone(&fleet), Arc::clone(&fetch));
+            Box::pin(async move { fleet.token(|| fetch(request)).await })
+        });
+        Self(AsyncSource::new(request, policy, shared_fetch))
+    }
+
     /// A builder of a source from a token URL, a client id and a secret (sent by
     /// `client_secret_basic`), the parameters of its request, and the HTTP client to fetch
     /// with: the shortest way to a token. The URL is checked when the source is built.

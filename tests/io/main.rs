@@ -9,4 +9,5 @@ mod adapters;
 mod authorized;
 mod observe;
 mod resource;
+mod shared_cache;
 mod token_source;

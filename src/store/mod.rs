@@ -1,0 +1,69 @@
+//! The second-level token cache that a fleet of processes shares, without IO: the trait a
+//! store implements ([`TokenStore`]), the store key derived from a request's cache identity
+//! ([`StoreKey`], `key.rs`), and what an entry holds and how it is sealed ([`EntrySealing`],
+//! `entry.rs`). The store itself (Redis) and the fleet-wide fetch that reads, leases and writes
+//! it are in the IO layer (`io/redis.rs`, `io/shared.rs`).
+//!
+//! The in-process [`TokenCache`](crate::TokenCache) stays the first level and the authority
+//! for hits: a hit never touches the store. The store is asked only when the first level would
+//! fetch (a miss or a due refresh).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::auth::jwt::BoxError;
+
+pub(crate) mod entry;
+pub(crate) mod key;
+
+/// What every [`TokenStore`] call returns: a boxed future, so that the trait is object safe
+/// and a source can hold any store as `Arc<dyn TokenStore>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store shared by processes, holding sealed token entries and short leases: Redis
+/// ([`RedisStore`](crate::RedisStore), feature `redis`), or yours.
+///
+/// Keys are ASCII strings made by [`StoreKey`](crate::StoreKey) (a namespace and a SHA-256 digest, never a
+/// secret); values are opaque bytes, sealed before they reach the store. The caller bounds
+/// every call by a short timeout and treats any failure as "no store": an implementation
+/// neither retries for long nor panics.
+pub trait TokenStore: Send + Sync {
+    /// The value under `key`, or `None` when there is none (or it has expired).
+    fn read<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+
+    /// Stores `value` under `key`, replacing any value there, to expire after `ttl`.
+    fn write<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, ()>;
+
+    /// Takes the lease `key` for `holder`, to expire after `ttl`, if nobody holds it: whether
+    /// it was taken. In Redis: `SET key holder NX PX ttl`.
+    fn take_lease<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Releases the lease `key` if `holder` still holds it (a lease that expired and was taken
+    /// by another process stays theirs).
+    fn release_lease<'a>(&'a self, key: &'a str, holder: &'a str) -> StoreFuture<'a, ()>;
+}
+
+/// Why a [`TokenStore`] call failed. The token source never returns it: on any store failure
+/// it fetches from the token endpoint itself, and says so in a `tracing` warning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer within the shared cache's store timeout.
+    #[error(
+        "the token store did not answer within {0:?}: tokens are fetched directly until it does"
+    )]
+    Timeout(Duration),
+    /// The store's address could not be read (a store's constructor, such as
+    /// [`RedisStore::new`](crate::RedisStore::new), returns it).
+    #[error("the token store's URL is not valid: check its scheme, host, port and database")]
+    InvalidUrl(#[source] BoxError),
+    /// The store answered with an error, or could not be reached.
+    #[error("the token store failed: tokens are fetched directly until it answers")]
+    Failed(#[source] BoxError),
+}
