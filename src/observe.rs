@@ -477,7 +477,7 @@ mod tests {
         });
         for shown in [
             r#"DEBUG client_credentials: api call refused: sending it once more reason="invalid_token" http.method="GET" url.host="api.example.com" url.path="/v1/things""#,
-            r#"WARN client_credentials: api call refused and its body cannot be replayed: the refusal goes to the caller reason="use_dpop_nonce" http.method="POST""#,
+            r#"WARN client_credentials: api call refused and not sent again: the refusal goes to the caller reason="use_dpop_nonce" why="body_not_replayable" http.method="POST""#,
             "WARN client_credentials: no token for the api call: it fails without being sent retryable=false error=the token endpoint's response body exceeds the 9-byte limit",
         ] {
             assert!(text.contains(shown), "no {shown:?} in {text}");

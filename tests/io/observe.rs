@@ -61,12 +61,16 @@ impl<'a> MakeWriter<'a> for Captured {
 /// A subscriber writing everything, spans' fields included (on their close), into `captured`:
 /// the default of this thread until the guard is dropped.
 fn capture(captured: &Captured) -> tracing::dispatcher::DefaultGuard {
-    tracing_subscriber::fmt()
+    let guard = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_max_level(LevelFilter::TRACE)
         .with_span_events(FmtSpan::CLOSE)
         .finish()
-        .set_default()
+        .set_default();
+    // A callsite that another test's thread (without a subscriber) registered while this
+    // subscriber was being registered may have cached "never": ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
+    guard
 }
 
 /// What the echo server answers the next request with.
