@@ -5,13 +5,17 @@
 //! Sans-IO, as the rest of the core: the tower layer and the reqwest middleware drive an
 //! [`AuthorizedCall`] for every request, and do what its [`CallStep`]s say.
 
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
 use crate::challenge;
 use crate::error::Error;
 use crate::request::ClientCredentials;
+use crate::secret::AccessToken;
 use crate::token::{Token, TokenType, authorization_value};
 
 /// gRPC's status header, sent in the response headers of a call that fails at once
@@ -378,17 +382,97 @@ pub fn present_token(
     client: &ClientCredentials,
     attempt: &Attempt,
 ) -> Result<(), Error> {
+    present_token_lazily(
+        headers,
+        method,
+        uri,
+        token,
+        client,
+        || Ok(attempt.clone()),
+        None,
+    )
+}
+
+/// [`present_token`] for a driver that presents many requests: the attempt is made only for a
+/// token that signs something (a DPoP proof), so a bearer token costs no clock read, no random
+/// bytes and no nonce lookup; and the `Authorization` value of a token presented as it is comes
+/// from `values` when it was made for this very token already.
+pub(crate) fn present_token_lazily(
+    headers: &mut HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    token: &Token,
+    client: &ClientCredentials,
+    attempt: impl FnOnce() -> Result<Attempt, Error>,
+    values: Option<&AuthorizationValues>,
+) -> Result<(), Error> {
     if *token.token_type() == TokenType::DPoP {
         #[cfg(feature = "jwt")]
         if let Some(key) = client.dpop_key() {
-            return key.authorize_headers(headers, method, uri, token.access_token(), attempt);
+            let attempt = attempt()?;
+            return key.authorize_headers(headers, method, uri, token.access_token(), &attempt);
         }
         let _ = (method, uri, client, attempt);
         return Err(Error::DpopKeyMissing);
     }
-    let value = authorization_value(token.token_type().as_str(), token.access_token())?;
+    let value = match values {
+        Some(values) => values.value(token)?,
+        None => authorization_value(token.token_type().as_str(), token.access_token())?,
+    };
     headers.insert(AUTHORIZATION, value);
     Ok(())
+}
+
+/// The `Authorization` value of the token last presented, kept so that a driver presenting the
+/// same cached token on request after request builds and checks it once, not on every request
+/// (for a long token, the copy and the check of every byte are most of what presenting costs).
+///
+/// Holds a copy of the token's value, marked sensitive, and never shows it in `Debug`.
+#[cfg_attr(
+    not(any(feature = "tower", feature = "reqwest-middleware")),
+    allow(dead_code)
+)]
+pub(crate) struct AuthorizationValues {
+    /// The token's scheme and access token, and the value made from them.
+    last: Mutex<Option<(TokenType, AccessToken, HeaderValue)>>,
+}
+
+#[cfg_attr(
+    not(any(feature = "tower", feature = "reqwest-middleware")),
+    allow(dead_code)
+)]
+impl AuthorizationValues {
+    pub(crate) const fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+        }
+    }
+
+    /// `token`'s `Authorization` value: the kept one if it was made for the same type and
+    /// access token, else a new one, kept in its place.
+    fn value(&self, token: &Token) -> Result<HeaderValue, Error> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((token_type, access_token, value)) = &*last
+            && token_type == token.token_type()
+            && access_token.secret() == token.access_token().secret()
+        {
+            return Ok(value.clone());
+        }
+        let value = authorization_value(token.token_type().as_str(), token.access_token())?;
+        *last = Some((
+            token.token_type().clone(),
+            token.access_token().clone(),
+            value.clone(),
+        ));
+        Ok(value)
+    }
+}
+
+impl fmt::Debug for AuthorizationValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationValues")
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +595,86 @@ mod tests {
             call.handle_response(StatusCode::OK, &HeaderMap::new()),
             CallStep::Return
         );
+    }
+
+    fn bearer(access_token: &str, token_type: &str) -> Token {
+        Token {
+            access_token: AccessToken::new(access_token),
+            token_type: TokenType::parse(token_type),
+            expires_in: None,
+            sent_at: std::time::SystemTime::UNIX_EPOCH,
+            scope: None,
+            refresh_token: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn kept_authorization_values_are_those_of_the_token_presented() {
+        let values = AuthorizationValues::new();
+        let first = bearer("first-token", "Bearer");
+        let value = values.value(&first).unwrap();
+        assert_eq!(value, "Bearer first-token");
+        assert!(value.is_sensitive());
+        assert_eq!(values.value(&first).unwrap(), "Bearer first-token");
+        // Another access token, or the same one of another type, gets its own value.
+        assert_eq!(
+            values.value(&bearer("second-token", "Bearer")).unwrap(),
+            "Bearer second-token"
+        );
+        assert_eq!(
+            values.value(&bearer("second-token", "MAC")).unwrap(),
+            "MAC second-token"
+        );
+        assert!(matches!(
+            values.value(&bearer("bad\ntoken", "Bearer")),
+            Err(Error::TokenNotHeaderSafe)
+        ));
+        // A refused value is not kept: the last good one stays.
+        assert_eq!(
+            values.value(&bearer("second-token", "MAC")).unwrap(),
+            "MAC second-token"
+        );
+        let text = format!("{values:?}");
+        assert!(!text.contains("second-token"), "{text}");
+    }
+
+    #[test]
+    fn present_token_lazily_makes_an_attempt_only_for_a_proof() {
+        let client = ClientCredentials::new(
+            crate::endpoint::TokenUrl::new("https://as.example.com/token").unwrap(),
+            "c",
+            crate::secret::ClientSecret::new("s"),
+        );
+        let uri: Uri = "https://api.example.com/things".parse().unwrap();
+        let values = AuthorizationValues::new();
+        for kept in [None, Some(&values), Some(&values)] {
+            let mut headers = HeaderMap::new();
+            present_token_lazily(
+                &mut headers,
+                &Method::GET,
+                &uri,
+                &bearer("t", "Bearer"),
+                &client,
+                || panic!("a bearer token needs no attempt"),
+                kept,
+            )
+            .unwrap();
+            assert_eq!(headers[AUTHORIZATION], "Bearer t");
+        }
+        let mut headers = HeaderMap::new();
+        let result = present_token_lazily(
+            &mut headers,
+            &Method::GET,
+            &uri,
+            &bearer("t", "DPoP"),
+            &client,
+            || Err(Error::ClockBeforeUnixEpoch),
+            Some(&values),
+        );
+        // Without a key the proof cannot be made, whatever the attempt.
+        assert!(matches!(result, Err(Error::DpopKeyMissing)), "{result:?}");
+        assert!(headers.is_empty());
     }
 
     #[test]

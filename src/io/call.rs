@@ -11,7 +11,9 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use super::source::TokenSource;
 use super::{entropy, send_time};
 use crate::attempt::DpopNonces;
-use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token};
+use crate::call::{
+    AuthorizationValues, AuthorizedCall, CallPolicy, CallStep, present_token_lazily,
+};
 use crate::error::call::CallError;
 use crate::observe;
 use crate::token::Token;
@@ -51,13 +53,14 @@ pub(crate) enum Stop<E> {
     Client(E),
 }
 
-/// What every clone of a layer or middleware shares: the source, the policy and the resource
-/// servers' DPoP nonces.
+/// What every clone of a layer or middleware shares: the source, the policy, the resource
+/// servers' DPoP nonces, and the `Authorization` value of the token last presented.
 #[derive(Debug)]
 pub(crate) struct Caller {
     pub(crate) tokens: TokenSource,
     pub(crate) policy: CallPolicy,
     pub(crate) nonces: DpopNonces,
+    authorizations: AuthorizationValues,
 }
 
 impl Caller {
@@ -66,6 +69,7 @@ impl Caller {
             tokens,
             policy,
             nonces: DpopNonces::new(),
+            authorizations: AuthorizationValues::new(),
         })
     }
 
@@ -108,16 +112,17 @@ impl Caller {
             {
                 return Ok(response);
             }
-            let entropy = entropy().map_err(|e| Stop::Call(CallError::Present(e)))?;
-            let attempt = self.nonces.attempt(&uri, send_time(), entropy);
             let client_credentials = self.tokens.request().client();
-            present_token(
+            // The clock, the random bytes and the nonce only for a token that signs a proof.
+            let attempt = || Ok(self.nonces.attempt(&uri, send_time(), entropy()?));
+            present_token_lazily(
                 request.headers_mut(),
                 &method,
                 &uri,
                 &token,
                 client_credentials,
-                &attempt,
+                attempt,
+                Some(&self.authorizations),
             )
             .map_err(|e| Stop::Call(CallError::Present(e)))?;
             let response = client.send(request).await.map_err(Stop::Client)?;
