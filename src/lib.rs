@@ -158,7 +158,9 @@ pub use http;
 pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
 #[cfg(feature = "jwt")]
 pub use auth::dpop::DpopKey;
-pub use auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
+pub use auth::jwt::{
+    BoxError, CLIENT_AUTHENTICATION_JWT_TYPE, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk,
+};
 #[cfg(feature = "jwt")]
 pub use auth::key::{HmacKey, PrivateKey};
 pub use auth::method::AuthMethod;
