@@ -156,6 +156,7 @@ pub mod test_server;
 pub use http;
 
 pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
+pub use auth::assertion::{AssertionFuture, AssertionProvider, AssertionSource, MAX_ASSERTION_LEN};
 #[cfg(feature = "jwt")]
 pub use auth::dpop::DpopKey;
 pub use auth::jwt::{
@@ -175,6 +176,7 @@ pub use discovery::material::AuthMaterial;
 pub use discovery::metadata::ServerMetadata;
 pub use discovery::request::MetadataRequest;
 pub use endpoint::TokenUrl;
+pub use error::assertion::AssertionError;
 pub use error::call::CallError;
 pub use error::discovery::DiscoveryError;
 pub use error::oauth::{ErrorCode, OAuthError, RetryAfter};
@@ -182,6 +184,10 @@ pub use error::problem::ResponseProblem;
 pub use error::unexpected::UnexpectedResponse;
 pub use error::{Error, TransportKind};
 pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
+#[cfg(feature = "token-source")]
+pub use io::assertion_file::{
+    AssertionFile, ENTRA_DEFAULT_AUTHORITY, KUBERNETES_SERVICE_ACCOUNT_TOKEN, entra_scope,
+};
 #[cfg(feature = "token-source")]
 pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};

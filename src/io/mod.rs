@@ -30,6 +30,7 @@ use crate::error::discovery::DiscoveryError;
 ))]
 use crate::error::{Error, TransportKind};
 
+pub(crate) mod assertion_file;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub(crate) mod call;
 #[cfg(feature = "hyper")]
@@ -101,8 +102,8 @@ pub(crate) fn is_tls(error: &(dyn StdError + 'static)) -> bool {
 /// blocking adapter runs the core's one async loop ([`crate::fetch::fetch_token`]) this way,
 /// its transport doing the blocking IO inside `send` and returning `std::future::ready`. So no
 /// runtime is needed, and the blocking and async adapters cannot drift apart. A future that is
-/// still pending after its first poll (not reachable: nothing in the loop waits) is a typed
-/// error, never a panic nor a hang.
+/// still pending after its first poll (nothing in the loop waits, unless a client's
+/// `AssertionSource::from_fn` callback does) is a typed error, never a panic nor a hang.
 #[cfg(feature = "reqwest-blocking")]
 pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     let mut future = std::pin::pin!(future);
