@@ -20,9 +20,9 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, ValueEnum};
 use client_credentials::reqwest::TIMEOUT;
+use client_credentials::reqwest::blocking::fetch_metadata;
 use client_credentials::reqwest::blocking::{fetch_token, recommended_client};
 use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
-use client_credentials::reqwest::blocking::fetch_metadata;
 use client_credentials::{
     AssertionFile, AssertionSource, ClientAuth, ClientCredentials, ClientSecret, DpopKey, Error,
     Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, Token, TokenUrl,
@@ -261,8 +261,9 @@ fn discover(
     .map_err(|e| Failure::Usage(e.to_string()))?;
     match fetch_metadata(http, &MetadataRequest::oauth(issuer.clone()), TIMEOUT) {
         Ok(metadata) => Ok(metadata),
-        Err(_) => fetch_metadata(http, &MetadataRequest::openid(issuer), TIMEOUT)
-            .map_err(Failure::Token),
+        Err(_) => {
+            fetch_metadata(http, &MetadataRequest::openid(issuer), TIMEOUT).map_err(Failure::Token)
+        }
     }
 }
 
