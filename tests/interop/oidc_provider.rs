@@ -22,7 +22,11 @@
 //! - a scope the resource does not have is dropped, and said so in `scope`
 //!   (`opaque_token_for_a_resource`);
 //! - a client assertion cannot be used twice: its `jti` is remembered (RFC 7523 §3, item 7)
-//!   (`server_refuses_a_replayed_assertion`);
+//!   (`server_refuses_a_replayed_assertion`), so an assertion file the platform has not yet
+//!   rotated serves one token only (`assertions_from_a_rotated_file_keep_tokens_flowing`);
+//! - an assertion's `aud` may be the issuer or the token endpoint, with or without the `typ`
+//!   `client-authentication+jwt` of draft-ietf-oauth-rfc7523bis: all four are accepted
+//!   (`server_accepts_issuer_or_token_endpoint_as_audience_with_or_without_typ`);
 //! - an error comes back as HTML to a request that prefers HTML
 //!   (`server_answers_html_to_a_request_that_prefers_it`);
 //! - Basic credentials that are not form-encoded fail on `%` with `invalid_request`
