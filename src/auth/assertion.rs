@@ -411,6 +411,30 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The laws of `must_read`: a changed file is always read; an assertion held is always
+        /// read again within `renew_before` of its `exp`; otherwise the file is never read.
+        #[test]
+        fn must_read_reads_exactly_when_changed_or_near_exp(
+            exp in 0u64..10_000,
+            now in 0u64..10_000,
+            renew in 0u64..1_000,
+            held_len in 0u64..4,
+            len in 0u64..4,
+            held_mtime in 0u64..4,
+            mtime in 0u64..4,
+        ) {
+            let held = HeldAssertion {
+                assertion: ClientAssertion::new("a.b.c"),
+                exp,
+                stamp: stamp(held_mtime, held_len),
+            };
+            let read = must_read(Some(&held), stamp(mtime, len), at(now), Duration::from_secs(renew));
+            let changed = held_len != len || held_mtime != mtime;
+            proptest::prop_assert_eq!(read, changed || now + renew >= exp);
+        }
+    }
+
     #[test]
     fn debug_names_the_method_only() {
         let source = AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("hunter2")) });

@@ -120,7 +120,9 @@ pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Re
 /// The source of the error of a blocking exchange that did not finish on its first poll.
 #[cfg(feature = "reqwest-blocking")]
 #[derive(Debug, thiserror::Error)]
-#[error("the blocking exchange waited for something that was not ready; report this as a bug")]
+#[error(
+    "the blocking exchange waited for something that was not ready: under the blocking adapter an assertion source's callback must resolve at once; otherwise report this as a bug"
+)]
 pub(crate) struct NotReady;
 
 #[cfg(any(
