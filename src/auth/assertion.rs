@@ -412,6 +412,17 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any file contents give an assertion or a typed error, never a panic, and the error
+        /// never quotes them.
+        #[test]
+        fn parse_never_panics_nor_quotes_the_contents(contents in "[a-zA-Z0-9._\\-=\\s]{0,200}") {
+            if let Err(error) = HeldAssertion::parse(&contents, stamp(0, 0), || "in f".into()) {
+                let text = error.to_string();
+                let trimmed = contents.trim();
+                proptest::prop_assert!(trimmed.len() < 8 || !text.contains(trimmed), "{}", text);
+            }
+        }
+
         /// The laws of `must_read`: a changed file is always read; an assertion held is always
         /// read again within `renew_before` of its `exp`; otherwise the file is never read.
         #[test]
