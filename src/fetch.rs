@@ -14,7 +14,7 @@ use crate::attempt::DpopNonces;
 use crate::error::Error;
 use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
-use crate::secret::RequestBody;
+use crate::secret::{ClientAssertion, RequestBody};
 use crate::token::Token;
 
 /// What to do after a response, as [`TokenFetch::handle_response`] says.
@@ -119,6 +119,31 @@ impl<'a> TokenFetch<'a> {
         now: SystemTime,
         entropy: impl FnOnce() -> Result<[u8; 32], Error>,
     ) -> Result<http::Request<RequestBody>, Error> {
+        self.build(now, entropy, None)
+    }
+
+    /// As [`http_request`](Self::http_request), with the attempt's assertion from the client's
+    /// [`AssertionSource`](crate::AssertionSource) (awaited at `now` by the caller, as
+    /// [`fetch_token`] does; see [`TokenRequest::http_request_with_assertion`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`http_request`](Self::http_request).
+    pub fn http_request_with_assertion(
+        &mut self,
+        now: SystemTime,
+        entropy: impl FnOnce() -> Result<[u8; 32], Error>,
+        assertion: &ClientAssertion,
+    ) -> Result<http::Request<RequestBody>, Error> {
+        self.build(now, entropy, Some(assertion))
+    }
+
+    fn build(
+        &mut self,
+        now: SystemTime,
+        entropy: impl FnOnce() -> Result<[u8; 32], Error>,
+        assertion: Option<&ClientAssertion>,
+    ) -> Result<http::Request<RequestBody>, Error> {
         // Nothing reads the bytes of an attempt that signs nothing.
         let entropy = if self.request.signs_each_attempt() {
             entropy()?
@@ -128,7 +153,12 @@ impl<'a> TokenFetch<'a> {
         let attempt = self
             .nonces
             .attempt(self.request.client().token_url().as_uri(), now, entropy);
-        let request = self.request.http_request(&attempt)?;
+        let request = match assertion {
+            Some(assertion) => self
+                .request
+                .http_request_with_assertion(&attempt, assertion)?,
+            None => self.request.http_request(&attempt)?,
+        };
         self.sent_at = Some(now);
         self.attempts = self.attempts.saturating_add(1);
         Ok(request)
@@ -222,7 +252,9 @@ pub trait Transport {
 /// latest DPoP nonce, sent by [`Transport::send`] with the client's
 /// [`max_body_len`](crate::ResponseRules::max_body_len), and its response handed to
 /// [`TokenFetch::handle_response`]; a server's `use_dpop_nonce` is answered by one more
-/// attempt, no more. This function does no IO of its own and sets no timeout: bound it by the
+/// attempt, no more. Under [`ClientAuth::Source`](crate::ClientAuth::Source), the client's
+/// [`AssertionSource`](crate::AssertionSource) is awaited at each attempt's time for its
+/// assertion. This function does no IO of its own and sets no timeout: bound it by the
 /// transport's or your runtime's. Dropping the future abandons the exchange.
 ///
 /// # Errors
@@ -250,7 +282,18 @@ async fn attempt_loop(
     let mut exchange = TokenFetch::new(request);
     let mut record = FetchRecord::default();
     let result = loop {
-        let sent = match exchange.http_request(transport.now(), || transport.entropy()) {
+        let now = transport.now();
+        let built = match request.assertion_source() {
+            // Asked for every attempt: it renews what it holds only when it must.
+            Some(source) => match source.assertion(now).await {
+                Ok(assertion) => {
+                    exchange.http_request_with_assertion(now, || transport.entropy(), &assertion)
+                }
+                Err(error) => Err(error.into()),
+            },
+            None => exchange.http_request(now, || transport.entropy()),
+        };
+        let sent = match built {
             Ok(http_request) => transport.send(http_request, limit).await,
             Err(error) => Err(error),
         };

@@ -202,9 +202,12 @@ pub mod test_server;
 pub use http;
 
 pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
+pub use auth::assertion::{AssertionFuture, AssertionProvider, AssertionSource, MAX_ASSERTION_LEN};
 #[cfg(feature = "jwt")]
 pub use auth::dpop::DpopKey;
-pub use auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
+pub use auth::jwt::{
+    BoxError, CLIENT_AUTHENTICATION_JWT_TYPE, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk,
+};
 #[cfg(feature = "jwt")]
 pub use auth::key::{HmacKey, PrivateKey};
 pub use auth::method::AuthMethod;
@@ -219,6 +222,7 @@ pub use discovery::material::AuthMaterial;
 pub use discovery::metadata::ServerMetadata;
 pub use discovery::request::MetadataRequest;
 pub use endpoint::TokenUrl;
+pub use error::assertion::AssertionError;
 pub use error::call::CallError;
 pub use error::discovery::DiscoveryError;
 pub use error::oauth::{ErrorCode, OAuthError, RetryAfter};
@@ -226,6 +230,10 @@ pub use error::problem::ResponseProblem;
 pub use error::unexpected::UnexpectedResponse;
 pub use error::{Error, TransportKind};
 pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
+#[cfg(feature = "token-source")]
+pub use io::assertion_file::{
+    AssertionFile, ENTRA_DEFAULT_AUTHORITY, KUBERNETES_SERVICE_ACCOUNT_TOKEN, entra_scope,
+};
 #[cfg(feature = "redis")]
 pub use io::redis::RedisStore;
 #[cfg(feature = "shared-cache")]

@@ -10,12 +10,14 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 
 use crate::attempt::{Attempt, DpopNonces};
+use crate::auth::assertion::AssertionSource;
 use crate::auth::method::AuthMethod;
 use crate::auth::{ClientAuth, EncodedAuth};
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
+use crate::error::assertion::AssertionError;
 use crate::response::rules::ResponseRules;
-use crate::secret::{ClientSecret, RequestBody};
+use crate::secret::{ClientAssertion, ClientSecret, RequestBody};
 use crate::token::Token;
 
 /// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot override.
@@ -480,19 +482,68 @@ impl TokenRequest {
     /// # Errors
     ///
     /// [`Error::Signing`] if the signer fails; [`Error::ClockBeforeUnixEpoch`] if the
-    /// attempt's time is before 1970.
+    /// attempt's time is before 1970; [`Error::ClientAssertion`] with
+    /// [`AssertionError::NotSupplied`](crate::AssertionError::NotSupplied) under
+    /// [`ClientAuth::Source`], whose assertion only
+    /// [`http_request_with_assertion`](Self::http_request_with_assertion) takes.
     pub fn http_request(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
+        self.build_http_request(attempt, None)
+    }
+
+    /// Where the client's assertions come from, under [`ClientAuth::Source`]: await it for each
+    /// attempt and pass its assertion to
+    /// [`http_request_with_assertion`](Self::http_request_with_assertion), as
+    /// [`fetch_token`](crate::fetch_token) does.
+    #[must_use]
+    pub fn assertion_source(&self) -> Option<&AssertionSource> {
+        self.0.client.0.auth.source.as_ref()
+    }
+
+    /// As [`http_request`](Self::http_request), with the attempt's assertion from the client's
+    /// [`assertion_source`](Self::assertion_source) in the body (`client_assertion`, RFC 7521
+    /// §4.2). For a client without a source the assertion is not used.
+    ///
+    /// # Errors
+    ///
+    /// As [`http_request`](Self::http_request).
+    pub fn http_request_with_assertion(
+        &self,
+        attempt: &Attempt,
+        assertion: &ClientAssertion,
+    ) -> Result<http::Request<RequestBody>, Error> {
+        self.build_http_request(attempt, Some(assertion))
+    }
+
+    fn build_http_request(
+        &self,
+        attempt: &Attempt,
+        supplied: Option<&ClientAssertion>,
+    ) -> Result<http::Request<RequestBody>, Error> {
         let client = &self.0.client.0;
         let mut request = self.unsigned_http_request();
-        if let Some(jwt) = &client.auth.jwt {
-            let assertion = jwt.assertion(&client.client_id, &client.token_url, attempt)?;
-            // The assertion is base64url and `.`, which a form carries as they are.
+        let assertion = match (&client.auth.jwt, &client.auth.source) {
+            (Some(jwt), _) => Some(jwt.assertion(&client.client_id, &client.token_url, attempt)?),
+            (None, Some(_)) => match supplied {
+                Some(assertion) => Some(assertion.secret().to_owned()),
+                None => return Err(AssertionError::NotSupplied.into()),
+            },
+            (None, None) => None,
+        };
+        if let Some(assertion) = assertion {
+            // The assertion is base64url and `.`, which a form carries as they are; one from a
+            // source is encoded, as it may be anything.
             const NAME: &[u8] = b"&client_assertion=";
-            let mut body =
-                BytesMut::with_capacity(self.0.body.len() + NAME.len() + assertion.len());
+            let encoded: std::borrow::Cow<'_, str> = if client.auth.source.is_some() {
+                form_urlencoded::byte_serialize(assertion.as_bytes())
+                    .collect::<String>()
+                    .into()
+            } else {
+                assertion.as_str().into()
+            };
+            let mut body = BytesMut::with_capacity(self.0.body.len() + NAME.len() + encoded.len());
             body.extend_from_slice(&self.0.body);
             body.extend_from_slice(NAME);
-            body.extend_from_slice(assertion.as_bytes());
+            body.extend_from_slice(encoded.as_bytes());
             *request.body_mut() = RequestBody::new(body.freeze());
         }
         #[cfg(feature = "jwt")]

@@ -307,3 +307,177 @@ fn out_of_range_claims_are_printed_as_such() {
         assert!(line.ends_with("(out of range)"), "{line}");
     }
 }
+
+/// A P-256 key for tests only (PKCS#8 PEM), never registered anywhere.
+const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKnDzXNPb3r7KRDOG
+SMuSLxUSgDgOyTxpWgsuI/vDWgihRANCAARlhBL21ouiQmBRm5AM3dvrBTsMIOy1
+dNcB0p7Dop1o+mt+ubWDhym0SY+TD860XS2vA72JuD1UtOSqFtRasQXJ
+-----END PRIVATE KEY-----
+";
+
+/// A directory of its own for one test, removed at the end.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("cc-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary as a client with no secret, for the secretless flags.
+fn secretless(server: &TestServer) -> Command {
+    let mut command = cli();
+    command
+        .arg("--token-url")
+        .arg(server.token_url().to_string())
+        .args(["--client-id", DEMO_CLIENT_ID]);
+    command
+}
+
+fn unsigned_jwt(exp: u64) -> String {
+    let claims = format!(r#"{{"iss":"demo-client","sub":"demo-client","exp":{exp}}}"#);
+    format!(
+        "eyJhbGciOiJFUzI1NiJ9.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(claims)
+    )
+}
+
+#[test]
+fn dpop_asks_for_a_dpop_bound_token() {
+    let server = TestServer::start();
+    let (output, stdout, stderr) = run(against(&server, DEMO_CLIENT_SECRET).arg("--dpop"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("token type:     DPoP"), "{stdout}");
+}
+
+#[test]
+fn an_expired_assertion_file_is_refused_before_sending_naming_the_file() {
+    let server = TestServer::start();
+    let dir = Dir::new("expired");
+    let assertion = unsigned_jwt(1_000);
+    let path = dir.file("token", &assertion);
+    let (output, stdout, stderr) = run(secretless(&server).args(["--assertion-file", &path]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no usable client assertion"), "{stderr}");
+    assert!(stderr.contains(&path), "{stderr}");
+    assert!(stderr.contains("expired"), "{stderr}");
+    assert_secret_absent(&assertion, &stdout, &stderr);
+    assert_eq!(server.token_requests(), 0, "nothing was sent");
+
+    let missing = dir.0.join("absent").display().to_string();
+    let (output, _, stderr) = run(secretless(&server).args(["--assertion-file", &missing]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&missing), "{stderr}");
+    assert_eq!(server.token_requests(), 0);
+}
+
+#[test]
+fn a_fresh_assertion_file_is_sent_and_the_server_judges_it() {
+    // The embedded server knows no assertion clients: it refuses, which shows the assertion
+    // went out instead of a secret (none is set).
+    let server = TestServer::start();
+    let dir = Dir::new("fresh");
+    let assertion = unsigned_jwt(4_000_000_000);
+    let path = dir.file("token", &format!("{assertion}\n"));
+    let (output, stdout, stderr) = run(secretless(&server).args(["--assertion-file", &path]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("oauth error:  invalid_client"), "{stderr}");
+    assert_secret_absent(&assertion, &stdout, &stderr);
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[test]
+fn a_private_key_from_a_file_or_stdin_signs_the_assertion() {
+    let server = TestServer::start();
+    let dir = Dir::new("key");
+    let path = dir.file("key.pem", TEST_KEY_PEM);
+    let (output, stdout, stderr) =
+        run(secretless(&server).args(["--private-key", &path, "--alg", "ES256"]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("oauth error:  invalid_client"), "{stderr}");
+    assert_secret_absent("MIGHAgEAMBMGByqGSM49", &stdout, &stderr);
+    assert_eq!(server.token_requests(), 1);
+
+    let mut child = secretless(&server)
+        .args(["--private-key", "-", "--alg", "ES256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(TEST_KEY_PEM.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert_eq!(server.token_requests(), 2);
+}
+
+#[test]
+fn a_bad_private_key_is_a_usage_error_that_never_quotes_it() {
+    let server = TestServer::start();
+    let dir = Dir::new("bad-key");
+    let garbage = "-----BEGIN PRIVATE KEY-----\nhunter2hunter2\n-----END PRIVATE KEY-----\n";
+    let path = dir.file("key.pem", garbage);
+    let (output, stdout, stderr) =
+        run(secretless(&server).args(["--private-key", &path, "--alg", "ES256"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unusable"), "{stderr}");
+    assert_secret_absent("hunter2", &stdout, &stderr);
+
+    let missing = dir.0.join("absent.pem").display().to_string();
+    let (output, _, stderr) =
+        run(secretless(&server).args(["--private-key", &missing, "--alg", "ES256"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&missing), "{stderr}");
+
+    // Without --alg, clap refuses; the key file is never read from an argument's value.
+    let (output, _, stderr) = run(secretless(&server).args(["--private-key", &path]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--alg"), "{stderr}");
+    assert_eq!(server.token_requests(), 0);
+}
+
+#[test]
+fn issuer_replaces_the_token_url_and_is_checked() {
+    let (output, _, stderr) = run(cli().args([
+        "--issuer",
+        "http://idp.example.com",
+        "--client-id",
+        "c",
+        "--assertion-file",
+        "/nonexistent",
+    ]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("issuer"), "{stderr}");
+    let (output, _, stderr) = run(cli().args([
+        "--issuer",
+        "https://idp.example.com",
+        "--token-url",
+        "https://idp.example.com/token",
+        "--client-id",
+        "c",
+    ]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}

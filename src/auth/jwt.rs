@@ -299,8 +299,15 @@ impl fmt::Debug for PublicJwk {
 pub struct JwtAuth {
     signer: Arc<dyn JwsSigner>,
     audience: Option<Box<str>>,
+    issuer: Option<Box<str>>,
+    token_endpoint_audience: bool,
+    explicit_type: bool,
     lifetime: Duration,
 }
+
+/// The `typ` header of a client assertion by draft-ietf-oauth-rfc7523bis (§4), which tells
+/// the server the JWT is meant for client authentication and nothing else.
+pub const CLIENT_AUTHENTICATION_JWT_TYPE: &str = "client-authentication+jwt";
 
 impl JwtAuth {
     /// The assertion's default lifetime: 60 seconds, long enough for clock skew, short enough
@@ -321,15 +328,53 @@ impl JwtAuth {
         Self {
             signer,
             audience: None,
+            issuer: None,
+            token_endpoint_audience: false,
+            explicit_type: Self::DEFAULT_EXPLICIT_TYPE,
             lifetime: Self::DEFAULT_LIFETIME,
         }
     }
 
-    /// Sets the `aud` claim, in place of the token endpoint's URL: the issuer identifier, for
-    /// servers that want it (FAPI 2.0, and servers that accept either).
+    /// Whether assertions carry the `typ` header [`CLIENT_AUTHENTICATION_JWT_TYPE`] unless
+    /// told otherwise: no. draft-ietf-oauth-rfc7523bis asks for it, but a server that checks
+    /// `typ` against a list of its own may refuse it; oidc-provider 9 accepts assertions with
+    /// and without it (pinned in `tests/interop/oidc_provider.rs`). Turn it on with
+    /// [`with_explicit_type`](Self::with_explicit_type) for a server that requires it.
+    pub const DEFAULT_EXPLICIT_TYPE: bool = false;
+
+    /// Sets the `aud` claim to exactly this value, whatever the issuer and the token endpoint.
     #[must_use]
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into().into_boxed_str());
+        self
+    }
+
+    /// The authorization server's issuer identifier (RFC 8414 §2), which becomes the `aud`
+    /// claim: draft-ietf-oauth-rfc7523bis and FAPI 2.0 make the issuer the one audience of a
+    /// client assertion, after the audience-injection attacks of 2025 (CVE-2025-27370,
+    /// CVE-2025-27371), where an assertion addressed to an endpoint URL could be replayed at
+    /// another server. [`ServerMetadata::client`](crate::ServerMetadata::client) sets it from
+    /// the discovered metadata; without it the audience is the token endpoint's URL.
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into().into_boxed_str());
+        self
+    }
+
+    /// Addresses assertions to the token endpoint's URL (RFC 7523 §3 as first published) even
+    /// when the issuer is known, for a server that accepts nothing else.
+    #[must_use]
+    pub fn with_token_endpoint_audience(mut self) -> Self {
+        self.token_endpoint_audience = true;
+        self
+    }
+
+    /// Whether assertions carry the `typ` header [`CLIENT_AUTHENTICATION_JWT_TYPE`]
+    /// (draft-ietf-oauth-rfc7523bis §4); the default is
+    /// [`DEFAULT_EXPLICIT_TYPE`](Self::DEFAULT_EXPLICIT_TYPE).
+    #[must_use]
+    pub fn with_explicit_type(mut self, explicit: bool) -> Self {
+        self.explicit_type = explicit;
         self
     }
 
@@ -363,6 +408,32 @@ impl JwtAuth {
         self.audience.as_deref()
     }
 
+    /// The issuer set by [`with_issuer`](Self::with_issuer), if any.
+    #[must_use]
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// Whether assertions carry the `typ` header.
+    #[must_use]
+    pub fn explicit_type(&self) -> bool {
+        self.explicit_type
+    }
+
+    /// The `aud` claim for `token_url`: the configured audience, else the issuer (unless
+    /// [`with_token_endpoint_audience`](Self::with_token_endpoint_audience)), else the token
+    /// endpoint's whole URL.
+    fn audience_for(&self, token_url: &TokenUrl) -> String {
+        if let Some(audience) = &self.audience {
+            return audience.to_string();
+        }
+        match &self.issuer {
+            Some(issuer) if !self.token_endpoint_audience => issuer.to_string(),
+            // Whole: the URL's Display hides the query.
+            _ => token_url.as_uri().to_string(),
+        }
+    }
+
     /// The assertion's lifetime.
     #[must_use]
     pub fn lifetime(&self) -> Duration {
@@ -377,18 +448,18 @@ impl JwtAuth {
         attempt: &Attempt,
     ) -> Result<String, Error> {
         let iat = attempt.unix_time()?;
-        let token_url = token_url.as_uri().to_string(); // whole: its Display hides the query
+        let audience = self.audience_for(token_url);
         let claims = AssertionClaims {
             iss: client_id,
             sub: client_id,
-            aud: self.audience.as_deref().unwrap_or(&token_url),
+            aud: &audience,
             jti: &attempt.assertion_jti(),
             iat,
             exp: iat.saturating_add(self.lifetime.as_secs().max(1)),
         };
         let algorithm = self.signer.algorithm();
         let header = Header {
-            typ: None,
+            typ: self.explicit_type.then_some(CLIENT_AUTHENTICATION_JWT_TYPE),
             alg: algorithm.as_str(),
             kid: self.signer.key_id(),
             jwk: None,
@@ -404,6 +475,9 @@ impl fmt::Debug for JwtAuth {
             .field("algorithm", &self.signer.algorithm())
             .field("key_id", &self.signer.key_id())
             .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("token_endpoint_audience", &self.token_endpoint_audience)
+            .field("explicit_type", &self.explicit_type)
             .field("lifetime", &self.lifetime)
             .finish()
     }
@@ -545,6 +619,40 @@ mod tests {
         assert_eq!(claims["aud"], "https://idp.example.com");
         assert_eq!(claims["exp"], 1_700_000_001, "at least one second");
         assert_eq!(jwt.method(), AuthMethod::ClientSecretJwt);
+    }
+
+    #[test]
+    fn audience_is_the_issuer_when_known_and_typ_is_configurable() {
+        let claims_and_header = |jwt: &JwtAuth| {
+            let assertion = jwt.assertion("c", &url(), &attempt()).unwrap();
+            let parts: Vec<&str> = assertion.split('.').collect();
+            let claims: serde_json::Value = serde_json::from_str(&decode(parts[1])).unwrap();
+            (claims["aud"].clone(), decode(parts[0]))
+        };
+        let plain = JwtAuth::new(Fixed(JwsAlgorithm::Es256, None));
+        assert!(!plain.explicit_type());
+        let (aud, header) = claims_and_header(&plain);
+        assert_eq!(aud, "https://idp.example.com/oauth/token?tenant=a");
+        assert_eq!(header, r#"{"alg":"ES256"}"#);
+
+        let with_issuer = plain.clone().with_issuer("https://idp.example.com");
+        assert_eq!(with_issuer.issuer(), Some("https://idp.example.com"));
+        let (aud, _) = claims_and_header(&with_issuer);
+        assert_eq!(
+            aud, "https://idp.example.com",
+            "a single string, not an array"
+        );
+        let (aud, _) = claims_and_header(&with_issuer.clone().with_token_endpoint_audience());
+        assert_eq!(aud, "https://idp.example.com/oauth/token?tenant=a");
+        let (aud, _) = claims_and_header(&with_issuer.clone().with_audience("urn:x"));
+        assert_eq!(aud, "urn:x", "an explicit audience wins");
+
+        let typed = with_issuer.with_explicit_type(true);
+        let (_, header) = claims_and_header(&typed);
+        assert_eq!(
+            header,
+            r#"{"typ":"client-authentication+jwt","alg":"ES256"}"#
+        );
     }
 
     #[test]

@@ -9,11 +9,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::auth::assertion::AssertionSource;
 use crate::auth::jwt::JwtAuth;
 use crate::auth::method::AuthMethod;
 use crate::error::Error;
 use crate::secret::{ClientAssertion, ClientSecret};
 
+pub(crate) mod assertion;
 #[cfg(feature = "jwt")]
 pub(crate) mod dpop;
 pub(crate) mod jwt;
@@ -66,6 +68,13 @@ pub enum ClientAuth {
     /// client assertion signed afresh for every attempt, so requests must be built with
     /// [`TokenRequest::http_request`](crate::TokenRequest::http_request).
     Jwt(JwtAuth),
+    /// A client assertion from an [`AssertionSource`] (RFC 7521 §4.2), asked afresh for every
+    /// attempt: a workload identity token the platform writes to a file and rotates (a
+    /// Kubernetes service-account token, Entra ID workload identity), or one a callback
+    /// fetches. Sent with the JWT bearer assertion type; requests must be sent by
+    /// [`fetch_token`](crate::fetch_token) (every adapter and the token source do), which
+    /// awaits the source before each attempt.
+    Source(AssertionSource),
 }
 
 impl ClientAuth {
@@ -80,6 +89,7 @@ impl ClientAuth {
             Self::SelfSignedTlsClientAuth => AuthMethod::SelfSignedTlsClientAuth,
             Self::Assertion(_) => AuthMethod::ClientAssertion,
             Self::Jwt(jwt) => jwt.method(),
+            Self::Source(source) => source.method(),
         }
     }
 }
@@ -109,6 +119,8 @@ pub(crate) struct EncodedAuth {
     pub(crate) body_pairs: Vec<(&'static str, Box<str>)>,
     /// The signer of a fresh assertion per attempt, sent after the other pairs.
     pub(crate) jwt: Option<JwtAuth>,
+    /// Where each attempt's assertion comes from, sent after the other pairs.
+    pub(crate) source: Option<AssertionSource>,
 }
 
 impl EncodedAuth {
@@ -118,6 +130,7 @@ impl EncodedAuth {
                 header: None,
                 body_pairs: pairs,
                 jwt: None,
+                source: None,
             })
         };
         match auth {
@@ -151,6 +164,16 @@ impl EncodedAuth {
                     ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
                 ],
                 jwt: Some(jwt.clone()),
+                source: None,
+            }),
+            ClientAuth::Source(source) => Ok(Self {
+                header: None,
+                body_pairs: vec![
+                    ("client_id", client_id.into()),
+                    ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
+                ],
+                jwt: None,
+                source: Some(source.clone()),
             }),
         }
     }
@@ -173,6 +196,7 @@ impl EncodedAuth {
             header: Some(header),
             body_pairs: Vec::new(),
             jwt: None,
+            source: None,
         }
     }
 }

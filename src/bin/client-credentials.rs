@@ -3,7 +3,10 @@
 //!
 //! The secret comes from an environment variable (`CLIENT_SECRET` unless `--secret-env` names
 //! another) or from standard input (`--secret-stdin`, read without echo on a terminal), never
-//! from an argument, which would land in the shell's history and in `ps`. Exit status: 0 for a
+//! from an argument, which would land in the shell's history and in `ps`. Secretless clients
+//! name a file instead: a private key (`--private-key FILE --alg ALG`, `-` for standard input)
+//! that signs a `private_key_jwt` assertion per attempt, or an assertion the platform writes
+//! (`--assertion-file FILE`, a Kubernetes service-account token). Exit status: 0 for a
 //! token, 1 when the token endpoint refused or could not be reached, 2 for a usage error.
 
 use std::error::Error as _;
@@ -17,12 +20,16 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, ValueEnum};
 use client_credentials::reqwest::TIMEOUT;
+use client_credentials::reqwest::blocking::fetch_metadata;
 use client_credentials::reqwest::blocking::{fetch_token, recommended_client};
 use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
-use client_credentials::{ClientAuth, ClientCredentials, ClientSecret, Error, Token, TokenUrl};
+use client_credentials::{
+    AssertionFile, AssertionSource, ClientAuth, ClientCredentials, ClientSecret, DpopKey, Error,
+    Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, Token, TokenUrl,
+};
 use serde_json::{Map, Value, json};
 
-/// The longest secret read from standard input.
+/// The longest secret read from standard input, and the longest private key file.
 const MAX_SECRET_LEN: usize = 64 * 1024;
 
 /// base64url with or without padding, as JWTs are found in the wild.
@@ -41,12 +48,40 @@ const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 #[command(name = "client-credentials", version)]
 struct Args {
     /// The token endpoint (https, or http on a loopback address)
-    #[arg(long, value_name = "URL", required_unless_present = "demo")]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["demo", "issuer"], conflicts_with = "issuer")]
     token_url: Option<String>,
+
+    /// The authorization server's issuer: its token endpoint comes from its metadata (RFC 8414,
+    /// OpenID Connect Discovery), and JWT assertions are addressed to it
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
 
     /// The client identifier
     #[arg(long, value_name = "ID", required_unless_present = "demo")]
     client_id: Option<String>,
+
+    /// Authenticate by private_key_jwt with the key in this PEM or DER (PKCS#8) file, `-` for
+    /// standard input: no secret is read
+    #[arg(long, value_name = "FILE", requires = "alg", conflicts_with_all = ["assertion_file", "secret_stdin", "demo"])]
+    private_key: Option<String>,
+
+    /// The private key's algorithm: ES256, RS256, PS256 or EdDSA
+    #[arg(long, value_name = "ALG", requires = "private_key")]
+    alg: Option<String>,
+
+    /// The `kid` header of the assertions the private key signs
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    key_id: Option<String>,
+
+    /// Authenticate with the client assertion in this file, as a platform writes and rotates it
+    /// (a Kubernetes service-account token, Entra ID's AZURE_FEDERATED_TOKEN_FILE): no secret
+    /// is read
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret_stdin", "demo"])]
+    assertion_file: Option<String>,
+
+    /// Ask for a DPoP-bound token (RFC 9449), with a fresh ES256 key for this run
+    #[arg(long)]
+    dpop: bool,
 
     /// The environment variable that holds the client secret
     #[arg(long, value_name = "NAME", default_value = "CLIENT_SECRET")]
@@ -137,30 +172,57 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), Failure> {
     let usage = |error: Error| Failure::Usage(error.to_string());
     // Kept alive until the exchange is done.
+    let http = recommended_client();
     let demo_server;
-    let (token_url, client_id, secret) = if args.demo {
+    let mut issuer = None;
+    let (token_url, client_id) = if args.demo {
         demo_server = TestServer::start();
-        (
-            demo_server.token_url(),
-            DEMO_CLIENT_ID.to_owned(),
-            ClientSecret::new(DEMO_CLIENT_SECRET),
-        )
+        (demo_server.token_url(), DEMO_CLIENT_ID.to_owned())
     } else {
-        let url = args.token_url.as_deref().unwrap_or_default();
-        let token_url = if args.insecure_allow_http {
-            TokenUrl::insecure_allow_http(url)
-        } else {
-            TokenUrl::new(url)
+        let token_url = match &args.issuer {
+            Some(issuer_url) => {
+                let metadata = discover(&http, args, issuer_url)?;
+                issuer = Some(metadata.issuer().to_owned());
+                metadata.token_endpoint().clone()
+            }
+            None => {
+                let url = args.token_url.as_deref().unwrap_or_default();
+                if args.insecure_allow_http {
+                    TokenUrl::insecure_allow_http(url)
+                } else {
+                    TokenUrl::new(url)
+                }
+                .map_err(usage)?
+            }
+        };
+        (token_url, args.client_id.clone().unwrap_or_default())
+    };
+    let auth = if let Some(path) = &args.private_key {
+        let mut jwt = JwtAuth::new(read_private_key(args, path)?);
+        if let Some(issuer) = &issuer {
+            jwt = jwt.with_issuer(issuer);
         }
-        .map_err(usage)?;
-        let client_id = args.client_id.clone().unwrap_or_default();
-        (token_url, client_id, read_secret(args)?)
+        ClientAuth::Jwt(jwt)
+    } else if let Some(path) = &args.assertion_file {
+        ClientAuth::Source(AssertionSource::new(AssertionFile::new(path)))
+    } else {
+        let secret = if args.demo {
+            ClientSecret::new(DEMO_CLIENT_SECRET)
+        } else {
+            read_secret(args)?
+        };
+        match args.auth {
+            Auth::Basic => ClientAuth::SecretBasic(secret),
+            Auth::Post => ClientAuth::SecretPost(secret),
+        }
     };
-    let auth = match args.auth {
-        Auth::Basic => ClientAuth::SecretBasic(secret),
-        Auth::Post => ClientAuth::SecretPost(secret),
-    };
-    let client = ClientCredentials::with_auth(token_url, client_id, auth).map_err(usage)?;
+    let mut client = ClientCredentials::with_auth(token_url, client_id, auth).map_err(usage)?;
+    if args.dpop {
+        let key = PrivateKey::generate(JwsAlgorithm::Es256)
+            .and_then(DpopKey::new)
+            .map_err(usage)?;
+        client = client.with_dpop(key);
+    }
     let mut builder = client.token_request();
     for scope in &args.scopes {
         builder = builder.scope(scope);
@@ -176,7 +238,6 @@ fn run(args: &Args) -> Result<(), Failure> {
     }
     let request = builder.build().map_err(usage)?;
 
-    let http = recommended_client();
     let token = fetch_token(&http, &request, TIMEOUT).map_err(Failure::Token)?;
     if args.json {
         println!("{}", token_json(&token, args.show_token));
@@ -184,6 +245,65 @@ fn run(args: &Args) -> Result<(), Failure> {
         print_summary(client.token_url(), &token, args.show_token);
     }
     Ok(())
+}
+
+/// The issuer's metadata, by RFC 8414 and then OpenID Connect Discovery.
+fn discover(
+    http: &reqwest::blocking::Client,
+    args: &Args,
+    issuer_url: &str,
+) -> Result<client_credentials::ServerMetadata, Failure> {
+    let issuer = if args.insecure_allow_http {
+        Issuer::insecure_allow_http(issuer_url)
+    } else {
+        Issuer::new(issuer_url)
+    }
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    match fetch_metadata(http, &MetadataRequest::oauth(issuer.clone()), TIMEOUT) {
+        Ok(metadata) => Ok(metadata),
+        Err(_) => {
+            fetch_metadata(http, &MetadataRequest::openid(issuer), TIMEOUT).map_err(Failure::Token)
+        }
+    }
+}
+
+/// The private key from its file or standard input; never from an argument.
+fn read_private_key(args: &Args, path: &str) -> Result<PrivateKey, Failure> {
+    let algorithm = JwsAlgorithm::parse(args.alg.as_deref().unwrap_or_default());
+    let failed = |e: io::Error| {
+        Failure::Usage(format!(
+            "could not read the private key from {path}: {e}; give a PEM or DER (PKCS#8) file, or - for standard input"
+        ))
+    };
+    let mut bytes = Vec::new();
+    if path == "-" {
+        io::stdin()
+            .lock()
+            .take(MAX_SECRET_LEN as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(failed)?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_SECRET_LEN as u64 + 1).read_to_end(&mut bytes))
+            .map_err(failed)?;
+    }
+    if bytes.len() > MAX_SECRET_LEN {
+        return Err(Failure::Usage(format!(
+            "the private key in {path} is longer than {MAX_SECRET_LEN} bytes"
+        )));
+    }
+    let key = if bytes.starts_with(b"-----BEGIN") {
+        let pem = String::from_utf8(bytes)
+            .map_err(|_| Failure::Usage(format!("the PEM in {path} is not valid utf-8")))?;
+        PrivateKey::from_pem(algorithm, &pem)
+    } else {
+        PrivateKey::from_der(algorithm, &bytes)
+    }
+    .map_err(|e| Failure::Usage(format!("the private key in {path} is unusable: {e}")))?;
+    Ok(match &args.key_id {
+        Some(key_id) => key.with_key_id(key_id),
+        None => key,
+    })
 }
 
 /// The secret from standard input or the environment; never from an argument.

@@ -275,7 +275,8 @@ impl ServerMetadata {
     ///    8705 §4).
     ///
     /// [`AuthMaterial::registered_method`] narrows the choice to that one method. A JWT
-    /// assertion's audience is the token endpoint.
+    /// assertion's audience is the server's issuer identifier ([`JwtAuth::with_issuer`](crate::JwtAuth::with_issuer),
+    /// as draft-ietf-oauth-rfc7523bis and FAPI 2.0 require).
     ///
     /// # Errors
     ///
@@ -290,6 +291,10 @@ impl ServerMetadata {
                         .is_none_or(|algs| algs.iter().any(|alg| alg == algorithm.as_str()))
                 },
             )
+            .map(|auth| match auth {
+                ClientAuth::Jwt(jwt) => ClientAuth::Jwt(jwt.with_issuer(self.issuer.as_ref())),
+                other => other,
+            })
             .ok_or_else(|| {
                 let listed = self.token_endpoint_auth_methods_supported.join(" ");
                 DiscoveryError::NoUsableAuthMethod {

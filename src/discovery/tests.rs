@@ -8,6 +8,7 @@ use super::issuer::*;
 use super::material::*;
 use super::metadata::*;
 use super::request::*;
+use crate::auth::ClientAuth;
 use crate::auth::jwt::{JwsAlgorithm, JwsSigner};
 use crate::auth::method::AuthMethod;
 use crate::auth::mtls::ClientCertificate;
@@ -643,4 +644,16 @@ fn metadata_debug_names_extra_members_without_values() {
     let debug = format!("{metadata:?}");
     assert!(debug.contains("x_secret_thing"), "{debug}");
     assert!(!debug.contains("do-not-print-me"), "{debug}");
+}
+
+#[test]
+fn a_discovered_jwt_client_addresses_its_assertions_to_the_issuer() {
+    let metadata = metadata(Some(&["private_key_jwt"]), None);
+    let auth = metadata
+        .choose_auth(&AuthMaterial::new().signer(Signer(JwsAlgorithm::Es256)))
+        .unwrap();
+    let ClientAuth::Jwt(jwt) = auth else {
+        panic!("expected a jwt client, got {auth:?}")
+    };
+    assert_eq!(jwt.issuer(), Some("https://idp.example.com"));
 }

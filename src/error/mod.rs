@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+pub(crate) mod assertion;
 pub(crate) mod call;
 pub(crate) mod discovery;
 pub(crate) mod oauth;
@@ -13,6 +14,7 @@ pub(crate) mod problem;
 pub(crate) mod unexpected;
 
 use crate::error::oauth::RetryAfter;
+use assertion::AssertionError;
 use discovery::DiscoveryError;
 use oauth::{ErrorCode, OAuthError};
 use problem::ResponseProblem;
@@ -104,6 +106,12 @@ pub enum Error {
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+
+    /// The client's [`AssertionSource`](crate::AssertionSource) gave no assertion that can be
+    /// sent: the file is unreadable, not a JWT, or expired, or the callback failed. Found
+    /// before the request went out.
+    #[error("no usable client assertion for this attempt")]
+    ClientAssertion(#[source] AssertionError),
 
     /// Discovering the authorization server's metadata failed (RFC 8414, OpenID Connect
     /// Discovery).
@@ -215,6 +223,15 @@ impl Error {
             Self::Transport { kind, .. } => *kind != TransportKind::Tls,
             // The next token may live longer; the back-off keeps the asking rare.
             Self::TokenDueOnArrival { .. } => true,
+            // The platform may yet renew the file; a missing file or a bad one stays bad.
+            Self::ClientAssertion(e) => match e {
+                AssertionError::Unreadable { source, .. } => !matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ),
+                AssertionError::Expired { .. } | AssertionError::Callback(_) => true,
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -306,6 +323,12 @@ impl fmt::Display for TransportKind {
             Self::Tls => "tls failed; check the server's certificate and the client's tls setup",
             Self::Other => "the http client or the random source failed; see the source error",
         })
+    }
+}
+
+impl From<AssertionError> for Error {
+    fn from(error: AssertionError) -> Self {
+        Self::ClientAssertion(error)
     }
 }
 

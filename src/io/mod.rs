@@ -30,6 +30,7 @@ use crate::error::discovery::DiscoveryError;
 ))]
 use crate::error::{Error, TransportKind};
 
+pub(crate) mod assertion_file;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub(crate) mod call;
 #[cfg(feature = "hyper")]
@@ -105,8 +106,8 @@ pub(crate) fn is_tls(error: &(dyn StdError + 'static)) -> bool {
 /// blocking adapter runs the core's one async loop ([`crate::fetch::fetch_token`]) this way,
 /// its transport doing the blocking IO inside `send` and returning `std::future::ready`. So no
 /// runtime is needed, and the blocking and async adapters cannot drift apart. A future that is
-/// still pending after its first poll (not reachable: nothing in the loop waits) is a typed
-/// error, never a panic nor a hang.
+/// still pending after its first poll (nothing in the loop waits, unless a client's
+/// `AssertionSource::from_fn` callback does) is a typed error, never a panic nor a hang.
 #[cfg(feature = "reqwest-blocking")]
 pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     let mut future = std::pin::pin!(future);
@@ -123,7 +124,9 @@ pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Re
 /// The source of the error of a blocking exchange that did not finish on its first poll.
 #[cfg(feature = "reqwest-blocking")]
 #[derive(Debug, thiserror::Error)]
-#[error("the blocking exchange waited for something that was not ready; report this as a bug")]
+#[error(
+    "the blocking exchange waited for something that was not ready: under the blocking adapter an assertion source's callback must resolve at once; otherwise report this as a bug"
+)]
 pub(crate) struct NotReady;
 
 #[cfg(any(

@@ -22,7 +22,11 @@
 //! - a scope the resource does not have is dropped, and said so in `scope`
 //!   (`opaque_token_for_a_resource`);
 //! - a client assertion cannot be used twice: its `jti` is remembered (RFC 7523 §3, item 7)
-//!   (`server_refuses_a_replayed_assertion`);
+//!   (`server_refuses_a_replayed_assertion`), so an assertion file the platform has not yet
+//!   rotated serves one token only (`assertions_from_a_rotated_file_keep_tokens_flowing`);
+//! - an assertion's `aud` may be the issuer or the token endpoint, with or without the `typ`
+//!   `client-authentication+jwt` of draft-ietf-oauth-rfc7523bis: all four are accepted
+//!   (`server_accepts_issuer_or_token_endpoint_as_audience_with_or_without_typ`);
 //! - an error comes back as HTML to a request that prefers HTML
 //!   (`server_answers_html_to_a_request_that_prefers_it`);
 //! - Basic credentials that are not form-encoded fail on `%` with `invalid_request`
@@ -47,10 +51,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use client_credentials::http::{self, HeaderValue, StatusCode, header};
 use client_credentials::{
-    Attempt, AuthMaterial, AuthMethod, ClientAssertion, ClientAuth, ClientCredentials,
-    ClientSecret, DiscoveryError, DpopKey, Error, ErrorCode, FetchStep, Issuer, JwsAlgorithm,
-    JwsSigner, JwtAuth, MetadataRequest, PrivateKey, RequestBody, ResponseRules, ServerMetadata,
-    Token, TokenFetch, TokenRequest, TokenRequestBuilder, TokenType, TokenUrl,
+    AssertionError, AssertionFile, AssertionSource, Attempt, AuthMaterial, AuthMethod,
+    ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error,
+    ErrorCode, FetchStep, Issuer, JwsAlgorithm, JwsSigner, JwtAuth, MetadataRequest, PrivateKey,
+    RequestBody, ResponseRules, ServerMetadata, Token, TokenFetch, TokenRequest,
+    TokenRequestBuilder, TokenType, TokenUrl,
 };
 use serde_json::{Value, json};
 
@@ -171,16 +176,32 @@ fn client_key() -> PrivateKey {
 /// A `private_key_jwt` assertion (RFC 7523 §3), laid out by hand and signed with the client's
 /// key: the assertion a caller of the pre-signed path brings.
 fn sign_assertion(client_id: &str) -> ClientAssertion {
+    mint_assertion(client_id, &token_endpoint(), None, 60, "")
+}
+
+/// An assertion as a platform mints it: for `aud`, with `typ` if given, valid for `lifetime`
+/// seconds (negative: already expired), with a `pad` claim that changes its length.
+fn mint_assertion(
+    client_id: &str,
+    aud: &str,
+    typ: Option<&str>,
+    lifetime: i64,
+    pad: &str,
+) -> ClientAssertion {
     let key = client_key();
     let iat = unix_seconds(now());
-    let header = json!({ "alg": "ES256", "kid": "interop-client" });
+    let mut header = json!({ "alg": "ES256", "kid": "interop-client" });
+    if let Some(typ) = typ {
+        header["typ"] = typ.into();
+    }
     let claims = json!({
         "iss": client_id,
         "sub": client_id,
-        "aud": token_endpoint(),
+        "aud": aud,
         "jti": URL_SAFE_NO_PAD.encode(&entropy()[..16]),
         "iat": iat,
-        "exp": iat + 60,
+        "exp": iat.saturating_add_signed(lifetime),
+        "pad": pad,
     });
     let input = format!(
         "{}.{}",
@@ -279,7 +300,14 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
 async fn fetch_core(request: &TokenRequest) -> Result<Token, Error> {
     let mut exchange = TokenFetch::new(request);
     loop {
-        let http_request = exchange.http_request(now(), || Ok(entropy()))?;
+        let now = now();
+        let http_request = match request.assertion_source() {
+            Some(source) => {
+                let assertion = source.assertion(now).await?;
+                exchange.http_request_with_assertion(now, || Ok(entropy()), &assertion)?
+            }
+            None => exchange.http_request(now, || Ok(entropy()))?,
+        };
         let (response, _) = send_raw(http_request.map(RequestBody::into_bytes)).await;
         match exchange.handle_response(&response)? {
             FetchStep::Done(token) => return Ok(token),
@@ -1227,4 +1255,195 @@ async fn discovery_of_another_issuer_is_refused() {
             other => panic!("{route}: expected an issuer mismatch, got {other:?}"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions from a source (RFC 7521 §4.2): a file the test writes as the platform would.
+
+/// A directory of its own for one test's assertion file, removed at the end.
+struct PlatformDir(std::path::PathBuf);
+
+impl PlatformDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("cc-interop-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.0.join("token")
+    }
+
+    /// Writes the assertion as the kubelet does: a new file renamed over the old one.
+    fn rotate(&self, assertion: &ClientAssertion) {
+        let staged = self.0.join("token.new");
+        std::fs::write(&staged, format!("{}\n", assertion.secret())).unwrap();
+        std::fs::rename(&staged, self.path()).unwrap();
+    }
+}
+
+impl Drop for PlatformDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn source_client(file: &std::sync::Arc<AssertionFile>) -> ClientCredentials {
+    let source = AssertionSource::from_arc(file.clone());
+    ClientCredentials::with_auth(
+        TokenUrl::new(&token_endpoint()).unwrap(),
+        "jwt-client",
+        ClientAuth::Source(source),
+    )
+    .unwrap()
+    .with_response_rules(ResponseRules::strict())
+}
+
+#[tokio::test]
+async fn assertions_from_a_rotated_file_keep_tokens_flowing() {
+    for way in WAYS {
+        let route = Route { way, strict: true };
+        let dir = PlatformDir::new(&format!("rotation-{way:?}").replace([' ', '"', '(', ')'], ""));
+        dir.rotate(&mint_assertion("jwt-client", &issuer(), None, 600, "a"));
+        let file = std::sync::Arc::new(AssertionFile::new(dir.path()));
+        let request = source_client(&file).token_request().build().unwrap();
+        token(route, fetch(way, &request).await);
+        assert_eq!(file.reads(), 1, "{route}");
+
+        // The server remembers each `jti`: the held assertion, unchanged, is refused as replayed,
+        // and the file is not read again for it.
+        let replayed = fetch(way, &request).await;
+        oauth_error(route, replayed, &ErrorCode::InvalidClient);
+        assert_eq!(
+            file.reads(),
+            1,
+            "{route}: an unchanged file is not read again"
+        );
+
+        // The platform fails to rotate and the assertion expires: refused before sending.
+        dir.rotate(&mint_assertion("jwt-client", &issuer(), None, -5, "bb"));
+        match fetch(way, &request).await {
+            Err(Error::ClientAssertion(AssertionError::Expired { origin, .. })) => {
+                assert!(origin.contains("token"), "{route}: {origin}");
+            }
+            other => panic!("{route}: expected an expired assertion, got {other:?}"),
+        }
+        assert_eq!(file.reads(), 2, "{route}");
+
+        // It rotates again: tokens flow, one read per rotation.
+        for (round, pad) in ["ccc", "dddd", "eeeee"].into_iter().enumerate() {
+            dir.rotate(&mint_assertion("jwt-client", &issuer(), None, 600, pad));
+            token(route, fetch(way, &request).await);
+            assert_eq!(file.reads(), 3 + round as u64, "{route}");
+        }
+    }
+}
+
+/// oidc-provider's verdict on a `private_key_jwt` assertion by its `aud` and `typ`, through a
+/// file (the platform's assertion) and through the crate's signer.
+#[tokio::test]
+async fn server_accepts_issuer_or_token_endpoint_as_audience_with_or_without_typ() {
+    let typ = Some(client_credentials::CLIENT_AUTHENTICATION_JWT_TYPE);
+    let cases = [
+        (issuer(), None),
+        (issuer(), typ),
+        (token_endpoint(), None),
+        (token_endpoint(), typ),
+    ];
+    let route = Route {
+        way: WAYS[1],
+        strict: true,
+    };
+    let dir = PlatformDir::new("verdicts");
+    let file = std::sync::Arc::new(AssertionFile::new(dir.path()));
+    let request = source_client(&file).token_request().build().unwrap();
+    for (i, (aud, typ)) in cases.iter().enumerate() {
+        dir.rotate(&mint_assertion(
+            "jwt-client",
+            aud,
+            *typ,
+            600,
+            &"p".repeat(i + 1),
+        ));
+        let outcome = fetch(WAYS[1], &request).await;
+        assert!(outcome.is_ok(), "aud {aud}, typ {typ:?}: {outcome:?}");
+    }
+    for to_issuer in [true, false] {
+        for explicit in [false, true] {
+            let mut auth = JwtAuth::new(client_key())
+                .with_issuer(issuer())
+                .with_explicit_type(explicit);
+            if !to_issuer {
+                auth = auth.with_token_endpoint_audience();
+            }
+            let client = ClientCredentials::with_auth(
+                TokenUrl::new(&token_endpoint()).unwrap(),
+                "jwt-client",
+                ClientAuth::Jwt(auth),
+            )
+            .unwrap();
+            let request = client.token_request().build().unwrap();
+            let (header, claims) = assertion_of(&request);
+            let aud = if to_issuer {
+                issuer()
+            } else {
+                token_endpoint()
+            };
+            assert_eq!(claims["aud"], aud.as_str());
+            assert_eq!(header.get("typ").is_some(), explicit);
+            token(route, fetch(route.way, &request).await);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_discovered_jwt_client_sends_the_issuer_as_audience_and_gets_a_token() {
+    let metadata = fetch_metadata(
+        WAYS[1],
+        &MetadataRequest::openid(Issuer::new(&issuer()).unwrap()),
+    )
+    .await
+    .unwrap();
+    let client = metadata
+        .client("jwt-client", &AuthMaterial::new().signer(client_key()))
+        .unwrap();
+    let request = client.token_request().build().unwrap();
+    assert_eq!(assertion_of(&request).1["aud"], issuer().as_str());
+    let route = Route {
+        way: WAYS[1],
+        strict: false,
+    };
+    token(route, fetch(route.way, &request).await);
+}
+
+#[test]
+fn cli_discovers_the_issuer_and_signs_with_a_private_key_from_a_file() {
+    let dir = std::env::var("INTEROP_CLIENT_KEY_DIR").unwrap_or_else(|_| {
+        panic!("INTEROP_CLIENT_KEY_DIR is not set: run the interop tests with `scripts/test`")
+    });
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_client-credentials"))
+        .env_remove("CLIENT_SECRET")
+        .stdin(std::process::Stdio::null())
+        .args(["--issuer", &issuer(), "--client-id", "jwt-client"])
+        .args([
+            "--private-key",
+            &format!("{dir}/client-key.der"),
+            "--alg",
+            "ES256",
+        ])
+        .args([
+            "--key-id",
+            "interop-client",
+            "--scope",
+            "api:read",
+            "--json",
+        ])
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).expect("json on stdout");
+    assert_eq!(json["token_type"], "Bearer", "{stdout}");
+    assert_eq!(json["scope"], "api:read", "{stdout}");
 }

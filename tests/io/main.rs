@@ -6,6 +6,7 @@
 mod support;
 
 mod adapters;
+mod assertions;
 mod authorized;
 mod observe;
 mod resource;

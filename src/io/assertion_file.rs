@@ -1,0 +1,464 @@
+//! Client assertions from a file the platform rotates (a Kubernetes projected service-account
+//! token, Entra ID workload identity's `AZURE_FEDERATED_TOKEN_FILE`), and the presets built on
+//! it. This file does the IO (a `stat` per attempt, a read when the core's
+//! [`must_read`](crate::auth::assertion::must_read) says so); the decisions are the core's.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use crate::auth::ClientAuth;
+use crate::auth::assertion::{
+    AssertionFuture, AssertionProvider, AssertionSource, FileStamp, HeldAssertion,
+    MAX_ASSERTION_LEN, check_not_expired, must_read,
+};
+use crate::endpoint::TokenUrl;
+use crate::error::Error;
+use crate::error::assertion::AssertionError;
+use crate::request::ClientCredentials;
+use crate::secret::ClientAssertion;
+
+/// Where Kubernetes mounts a pod's service-account token by default.
+pub const KUBERNETES_SERVICE_ACCOUNT_TOKEN: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// Entra ID's authority when `AZURE_AUTHORITY_HOST` is not set.
+pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
+
+/// A client assertion in a file that its platform rotates: the kubelet rewrites a projected
+/// service-account token well before it expires, and a client that read it once breaks hours
+/// later with an expired assertion.
+///
+/// Each attempt costs one `stat` of the file; its contents are read only when the file changed
+/// (another modification time or length), or when the assertion held expires within
+/// [`renew_before`](Self::with_renew_before) of the attempt. The assertion's `exp` is decoded
+/// (not verified: it is the client's own credential) and checked before sending, so an expired
+/// or unreadable file is an [`AssertionError`] naming the file, never an `invalid_client` from
+/// the server. At most [`MAX_ASSERTION_LEN`] bytes are read.
+///
+/// The read is a small blocking one, done on the task that sends the request.
+///
+/// ```no_run
+/// use client_credentials::{AssertionFile, AssertionSource, ClientAuth, ClientCredentials, TokenUrl};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = ClientCredentials::with_auth(
+///     TokenUrl::new("https://keycloak.example.com/realms/apps/protocol/openid-connect/token")?,
+///     "my-workload",
+///     ClientAuth::Source(AssertionSource::new(AssertionFile::new("/var/run/secrets/tokens/keycloak"))),
+/// )?;
+/// # Ok(()) }
+/// ```
+pub struct AssertionFile {
+    path: PathBuf,
+    renew_before: Duration,
+    held: Mutex<Option<HeldAssertion>>,
+    reads: AtomicU64,
+}
+
+impl AssertionFile {
+    /// How close to its `exp` an assertion held is read again even though the file looks
+    /// unchanged: 30 seconds, well within the kubelet's rotation at 80% of a token's lifetime
+    /// (at least 10 minutes).
+    pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30);
+
+    /// The assertion in the file at `path`, read at the first attempt.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            renew_before: Self::DEFAULT_RENEW_BEFORE,
+            held: Mutex::new(None),
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets how close to its `exp` the assertion held is read again; the default is
+    /// [`DEFAULT_RENEW_BEFORE`](Self::DEFAULT_RENEW_BEFORE).
+    #[must_use]
+    pub fn with_renew_before(mut self, renew_before: Duration) -> Self {
+        self.renew_before = renew_before;
+        self
+    }
+
+    /// The file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many times the file's contents have been read.
+    #[must_use]
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn origin(&self) -> String {
+        format!("in {}", self.path.display())
+    }
+
+    fn unreadable(&self, source: std::io::Error) -> AssertionError {
+        AssertionError::Unreadable {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn stamp(&self) -> Result<FileStamp, AssertionError> {
+        // Follows symbolic links: the kubelet swaps a `..data` link to rotate the token.
+        let metadata = std::fs::metadata(&self.path).map_err(|e| self.unreadable(e))?;
+        Ok(FileStamp {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        })
+    }
+
+    fn read(&self) -> Result<String, AssertionError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let file = File::open(&self.path).map_err(|e| self.unreadable(e))?;
+        let mut contents = String::new();
+        file.take(MAX_ASSERTION_LEN as u64 + 1)
+            .read_to_string(&mut contents)
+            .map_err(|e| self.unreadable(e))?;
+        if contents.len() > MAX_ASSERTION_LEN {
+            return Err(AssertionError::TooLarge {
+                path: self.path.clone(),
+                limit: MAX_ASSERTION_LEN,
+            });
+        }
+        Ok(contents)
+    }
+
+    /// The assertion for an attempt at `now`, reading the file only when the core says so.
+    fn current(&self, now: SystemTime) -> Result<ClientAssertion, AssertionError> {
+        let stamp = self.stamp()?;
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if must_read(held.as_ref(), stamp, now, self.renew_before) {
+            let contents = self.read()?;
+            *held = Some(HeldAssertion::parse(&contents, stamp, || self.origin())?);
+        }
+        let held = held.as_ref().expect("an assertion was just read");
+        check_not_expired(held.exp, now, || self.origin())?;
+        Ok(held.assertion.clone())
+    }
+}
+
+impl std::fmt::Debug for AssertionFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionFile")
+            .field("path", &self.path)
+            .field("renew_before", &self.renew_before)
+            .field("reads", &self.reads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AssertionProvider for AssertionFile {
+    fn assertion(&self, now: SystemTime) -> AssertionFuture<'_> {
+        Box::pin(std::future::ready(self.current(now)))
+    }
+}
+
+/// The scope that asks Entra ID for a token to `resource` with the permissions granted to the
+/// application: `{resource}/.default` (a resource with a trailing `/` keeps it, as Entra wants).
+#[must_use]
+pub fn entra_scope(resource: &str) -> String {
+    format!("{resource}/.default")
+}
+
+fn variable(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, AssertionError> {
+    env(name)
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .ok_or(AssertionError::MissingVariable { name })
+}
+
+impl ClientCredentials {
+    /// A client of Entra ID's v2.0 token endpoint by workload identity, from the variables its
+    /// webhook sets in the pod: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+    /// `AZURE_FEDERATED_TOKEN_FILE` (the projected service-account token, re-read as it
+    /// rotates, by [`AssertionFile`]) and `AZURE_AUTHORITY_HOST` (default
+    /// [`ENTRA_DEFAULT_AUTHORITY`]). Ask for a scope with [`entra_scope`]. The process
+    /// environment is read once, here; see
+    /// [`entra_workload_identity_from`](Self::entra_workload_identity_from) for another.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ClientAssertion`] with [`AssertionError::MissingVariable`] naming a missing or
+    /// empty variable; [`Error::InvalidTokenUrl`] if the authority and tenant make no URL.
+    pub fn entra_workload_identity() -> Result<Self, Error> {
+        Self::entra_workload_identity_from(|name| std::env::var(name).ok())
+    }
+
+    /// As [`entra_workload_identity`](Self::entra_workload_identity), with the variables from
+    /// `env` (a variable's name in, its value out).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use client_credentials::{ClientCredentials, entra_scope};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let env = HashMap::from([
+    ///     ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+    ///     ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+    ///     ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+    /// ]);
+    /// let client = ClientCredentials::entra_workload_identity_from(|name| {
+    ///     env.get(name).map(|value| value.to_string())
+    /// })?;
+    /// assert_eq!(
+    ///     client.token_url().as_uri(),
+    ///     "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+    /// );
+    /// let request = client.token_request().scope(entra_scope("https://graph.microsoft.com")).build()?;
+    /// assert_eq!(request.scope(), Some("https://graph.microsoft.com/.default"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`entra_workload_identity`](Self::entra_workload_identity).
+    pub fn entra_workload_identity_from(
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let client_id = variable(&env, "AZURE_CLIENT_ID")?;
+        let tenant = variable(&env, "AZURE_TENANT_ID")?;
+        let file = variable(&env, "AZURE_FEDERATED_TOKEN_FILE")?;
+        let mut authority = variable(&env, "AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|_| ENTRA_DEFAULT_AUTHORITY.to_owned());
+        if !authority.ends_with('/') {
+            authority.push('/');
+        }
+        let token_url = TokenUrl::new(&format!("{authority}{tenant}/oauth2/v2.0/token"))?;
+        Self::with_auth(
+            token_url,
+            client_id,
+            ClientAuth::Source(AssertionSource::new(AssertionFile::new(file))),
+        )
+    }
+
+    /// A client whose assertion is a Kubernetes service-account token, for a server that
+    /// federates the cluster's issuer (Keycloak 26.4's Kubernetes identity provider, a
+    /// SPIFFE-style federation): the token in `token_file` (a projected token whose audience
+    /// is the server; [`KUBERNETES_SERVICE_ACCOUNT_TOKEN`] for the default mount), re-read as
+    /// the kubelet rotates it, by [`AssertionFile`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientCredentials::with_auth`].
+    pub fn kubernetes_service_account(
+        token_url: TokenUrl,
+        client_id: impl Into<String>,
+        token_file: impl Into<PathBuf>,
+    ) -> Result<Self, Error> {
+        Self::with_auth(
+            token_url,
+            client_id,
+            ClientAuth::Source(AssertionSource::new(AssertionFile::new(token_file))),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+
+    use std::future::Future as _;
+
+    use super::*;
+    use crate::auth::method::AuthMethod;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn jwt(exp: u64, marker: &str) -> String {
+        let claims = format!(r#"{{"sub":"{marker}","exp":{exp}}}"#);
+        format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", BASE64URL.encode(claims))
+    }
+
+    /// A directory of its own for one test, removed at the end.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("client-credentials-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// Writes `contents` as the platform does: to a new file renamed over the old one.
+        fn rotate(&self, contents: &str) -> PathBuf {
+            let path = self.0.join("token");
+            let staged = self.0.join("token.new");
+            std::fs::write(&staged, contents).unwrap();
+            std::fs::rename(&staged, &path).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_file_is_read_only_when_it_changed_or_its_assertion_nears_exp() {
+        let dir = Dir::new("rotation");
+        let first = jwt(1_000, "first");
+        let path = dir.rotate(&format!("{first}\n"));
+        let file = AssertionFile::new(&path);
+        for now in [0, 10, 500, 969] {
+            assert_eq!(file.current(at(now)).unwrap().secret(), first);
+        }
+        assert_eq!(file.reads(), 1, "an unchanged file is read once");
+
+        // Near exp, a file that looks unchanged is read again, and still refused once expired.
+        assert_eq!(file.current(at(975)).unwrap().secret(), first);
+        assert_eq!(file.reads(), 2);
+        let error = file.current(at(1_000)).unwrap_err();
+        assert!(
+            matches!(error, AssertionError::Expired { exp: 1_000, .. }),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(!text.contains(&first));
+
+        // The platform rotates the file (a longer one: another length, whatever the mtime).
+        let second = jwt(100_000, "second-token");
+        dir.rotate(&second);
+        for now in [1_001, 2_000, 50_000] {
+            assert_eq!(file.current(at(now)).unwrap().secret(), second);
+        }
+        assert_eq!(file.reads(), 4, "read once more for the rotation");
+    }
+
+    #[test]
+    fn a_missing_empty_or_foreign_file_is_an_error_naming_it() {
+        let dir = Dir::new("errors");
+        let file = AssertionFile::new(dir.0.join("absent"));
+        let error = file.current(at(0)).unwrap_err();
+        assert!(
+            matches!(error, AssertionError::Unreadable { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("absent"));
+        let not_retryable = Error::from(error);
+        assert!(!not_retryable.is_retryable());
+
+        let path = dir.rotate("");
+        let error = AssertionFile::new(&path).current(at(0)).unwrap_err();
+        assert!(error.to_string().contains("the file is empty"), "{error}");
+
+        let path = dir.rotate("hunter2");
+        let error = AssertionFile::new(&path).current(at(0)).unwrap_err();
+        assert!(matches!(error, AssertionError::Malformed { .. }));
+        assert!(!error.to_string().contains("hunter2"));
+
+        let path = dir.rotate(&"a".repeat(MAX_ASSERTION_LEN + 1));
+        let error = AssertionFile::new(&path).current(at(0)).unwrap_err();
+        assert!(
+            matches!(error, AssertionError::TooLarge { .. }),
+            "{error:?}"
+        );
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const ENTRA: [(&str, &str); 3] = [
+        ("AZURE_CLIENT_ID", "app-1"),
+        ("AZURE_TENANT_ID", "tenant-1"),
+        ("AZURE_FEDERATED_TOKEN_FILE", "/run/azure/token"),
+    ];
+
+    #[test]
+    fn entra_preset_from_its_variables() {
+        let client = ClientCredentials::entra_workload_identity_from(env(&ENTRA)).unwrap();
+        assert_eq!(client.client_id(), "app-1");
+        assert_eq!(
+            client.token_url().as_uri(),
+            "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/token"
+        );
+        assert_eq!(client.auth_method(), AuthMethod::PrivateKeyJwt);
+        let mut sovereign = ENTRA.to_vec();
+        sovereign.push(("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"));
+        let client = ClientCredentials::entra_workload_identity_from(env(&sovereign)).unwrap();
+        assert_eq!(
+            client.token_url().as_uri(),
+            "https://login.microsoftonline.us/tenant-1/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            entra_scope("https://graph.microsoft.com"),
+            "https://graph.microsoft.com/.default"
+        );
+        assert_eq!(
+            entra_scope("https://management.core.windows.net/"),
+            "https://management.core.windows.net//.default"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_empty_variable_is_named() {
+        for name in [
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+        ] {
+            for value in [None, Some(" ")] {
+                let pairs: Vec<(&str, &str)> = ENTRA
+                    .iter()
+                    .copied()
+                    .filter(|(k, _)| *k != name)
+                    .chain(value.map(|v| (name, v)))
+                    .collect();
+                let error =
+                    ClientCredentials::entra_workload_identity_from(env(&pairs)).unwrap_err();
+                assert!(
+                    matches!(&error, Error::ClientAssertion(AssertionError::MissingVariable { name: n }) if *n == name),
+                    "{error:?}"
+                );
+                let source = std::error::Error::source(&error).unwrap().to_string();
+                assert!(source.contains(name), "{source}");
+            }
+        }
+    }
+
+    #[test]
+    fn kubernetes_preset_reads_the_given_file() {
+        let dir = Dir::new("kubernetes");
+        let path = dir.rotate(&jwt(10_000, "k8s"));
+        let client = ClientCredentials::kubernetes_service_account(
+            TokenUrl::new("https://keycloak.example.com/token").unwrap(),
+            "workload",
+            &path,
+        )
+        .unwrap();
+        let request = client.token_request().build().unwrap();
+        let source = request.assertion_source().expect("a client with a source");
+        let mut pending = std::pin::pin!(source.assertion(at(5)));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(assertion) = pending.as_mut().poll(&mut context) else {
+            panic!("a file source is ready at once")
+        };
+        let assertion = assertion.unwrap();
+        assert_eq!(assertion.secret(), jwt(10_000, "k8s"));
+    }
+}

@@ -1,0 +1,110 @@
+//! Client assertions from a source (a callback, a file), through every adapter and the token
+//! source: the source is asked at every attempt, and an assertion that cannot be sent is
+//! refused before anything reaches the server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::test_server::{DEMO_CLIENT_ID, TestServer};
+use client_credentials::{
+    AssertionError, AssertionSource, BoxError, ClientAssertion, ClientAuth, ClientCredentials,
+    Error, TokenRequest, TokenSource,
+};
+
+use crate::support::adapters::Adapter;
+
+fn jwt(exp: u64) -> String {
+    let claims = format!(r#"{{"iss":"{DEMO_CLIENT_ID}","sub":"{DEMO_CLIENT_ID}","exp":{exp}}}"#);
+    format!(
+        "eyJhbGciOiJFUzI1NiJ9.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(claims)
+    )
+}
+
+fn request(server: &TestServer, source: AssertionSource) -> TokenRequest {
+    ClientCredentials::with_auth(
+        server.token_url(),
+        DEMO_CLIENT_ID,
+        ClientAuth::Source(source),
+    )
+    .unwrap()
+    .token_request()
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_callback_is_asked_at_every_attempt_and_its_assertion_sent() {
+    let server = TestServer::start();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let source = AssertionSource::from_fn(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok(ClientAssertion::new(jwt(4_000_000_000))) }
+    });
+    let request = request(&server, source);
+    for (i, name) in Adapter::NAMES.into_iter().enumerate() {
+        // The embedded server registers no assertion clients: its refusal shows the request
+        // went out with the assertion, not a secret.
+        let error = Adapter::named(name).fetch(&request).await.unwrap_err();
+        assert_eq!(
+            error.oauth().map(|e| e.code().as_str()),
+            Some("invalid_client"),
+            "{name}: {error:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), i + 1, "{name}");
+        assert_eq!(server.token_requests(), i + 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_or_failed_assertion_is_refused_before_sending() {
+    let server = TestServer::start();
+    let expired = AssertionSource::from_fn(|| async { Ok(ClientAssertion::new(jwt(1_000))) });
+    let failing =
+        AssertionSource::from_fn(|| async { Err(BoxError::from("the metadata endpoint is down")) });
+    for name in Adapter::NAMES {
+        match Adapter::named(name)
+            .fetch(&request(&server, expired.clone()))
+            .await
+        {
+            Err(Error::ClientAssertion(AssertionError::Expired {
+                exp: 1_000, origin, ..
+            })) => {
+                assert_eq!(origin, "from the callback", "{name}");
+            }
+            other => panic!("{name}: expected an expired assertion, got {other:?}"),
+        }
+        let error = Adapter::named(name)
+            .fetch(&request(&server, failing.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::ClientAssertion(AssertionError::Callback(_))),
+            "{name}: {error:?}"
+        );
+        assert!(error.is_retryable(), "{name}: a callback may succeed later");
+    }
+    assert_eq!(server.token_requests(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn the_token_source_reports_the_assertion_error() {
+    let server = TestServer::start();
+    let expired = AssertionSource::from_fn(|| async { Ok(ClientAssertion::new(jwt(1_000))) });
+    let tokens = TokenSource::reqwest(
+        client_credentials::reqwest::recommended_client(),
+        request(&server, expired),
+    );
+    let error = tokens.token().await.unwrap_err();
+    assert!(
+        matches!(
+            *error,
+            Error::ClientAssertion(AssertionError::Expired { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(server.token_requests(), 0);
+}
