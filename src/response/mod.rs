@@ -367,6 +367,8 @@ fn is_plain(text: &str) -> bool {
     true
 }
 
+// Inlined so that the fields are read where they are, not moved (a few hundred bytes) first.
+#[inline]
 fn oauth_error(
     status: StatusCode,
     headers: &HeaderMap,
