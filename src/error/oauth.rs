@@ -38,7 +38,12 @@ impl ErrorCode {
     /// Reads a code as the server sent it.
     #[must_use]
     pub fn parse(code: &str) -> Self {
-        match code {
+        Self::registered(code).unwrap_or_else(|| Self::Other(code.to_owned()))
+    }
+
+    /// The code, if it is one of the registered ones named here (none is [`Self::Other`]).
+    pub(crate) fn registered(code: &str) -> Option<Self> {
+        Some(match code {
             "invalid_request" => Self::InvalidRequest,
             "invalid_client" => Self::InvalidClient,
             "invalid_grant" => Self::InvalidGrant,
@@ -48,8 +53,8 @@ impl ErrorCode {
             "invalid_target" => Self::InvalidTarget,
             "use_dpop_nonce" => Self::UseDpopNonce,
             "invalid_dpop_proof" => Self::InvalidDpopProof,
-            other => Self::Other(other.to_owned()),
-        }
+            _ => return None,
+        })
     }
 
     /// The code as it appears on the wire.

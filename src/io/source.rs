@@ -9,10 +9,11 @@
 //! How it follows the cache's rules ("Sharing it between tasks" in [`TokenCache`]'s docs):
 //!
 //! - A hit reads the cache's current answer ([`TokenCache::peek_until`], set again under the
-//!   cache's lock after every change) under a read lock, compares one instant and clones an
-//!   `Arc`: no allocation, no hashing, no cache lock, so callers on many threads do not queue
-//!   behind each other. Anything else locks the cache for one [`TokenCache::poll`]. No lock is
-//!   held across an await or a fetch.
+//!   cache's lock after every change), compares one reading of a coarse clock and clones an
+//!   `Arc`: no allocation, no hashing, and no lock but a read lock on a thread's first get of
+//!   each new answer (each thread keeps the answers it last got), so callers on many threads do
+//!   not queue behind each other. Anything else locks the cache for one [`TokenCache::poll`].
+//!   No lock is held across an await or a fetch.
 //! - [`Lookup::Fetch`]: the caller fetches, hands the outcome in, and wakes the waiters. A guard
 //!   gives the ticket up ([`TokenCache::abandon`]) if the caller is cancelled (its future
 //!   dropped, or a panic in the fetch), and wakes the waiters, one of which then gets a ticket
@@ -23,9 +24,11 @@
 //!   the refresh in a spawned task, the blocking source makes it there and then.
 //! - [`Lookup::BackOff`]: the caller fails at once with the shared error.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -69,21 +72,96 @@ fn random() -> u64 {
     getrandom::u64().unwrap_or_else(|_| RandomState::new().hash_one(0_u8))
 }
 
+/// How long before the cache's moment a hit stops answering: more than the coarse clock can lag
+/// behind [`Instant`] (one kernel tick, 1 to 10 ms, with room for a late tick), so that a hit
+/// never answers past that moment. The gets in this last stretch poll the cache, which reads
+/// the precise clock.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const HIT_CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The clock a hit is checked against. On Linux, the coarse monotonic clock
+/// (`CLOCK_MONOTONIC_COARSE`): [`Instant`]'s own clock as of the last kernel tick, read in a
+/// few nanoseconds where [`Instant::now`] takes tens, and never ahead of it. Elsewhere,
+/// [`Instant`] itself.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type HitInstant = coarsetime::Instant;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+type HitInstant = Instant;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn hit_now() -> HitInstant {
+    // Not `now()`, which also stores the reading in a global that every caller would write.
+    coarsetime::Instant::now_without_cache_update()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn hit_now() -> HitInstant {
+    now()
+}
+
+/// The hit clock's reading before which a hit may answer, for a hit the cache keeps answering
+/// until `until`; `None` if that leaves no time at all.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn hit_until(until: Instant) -> Option<HitInstant> {
+    // The coarse clock first: it is not ahead of the precise one read after it, so the time
+    // left, counted from the coarse reading and less the margin, ends before `until`.
+    let coarse = hit_now();
+    let left = until
+        .checked_duration_since(now())?
+        .checked_sub(HIT_CLOCK_MARGIN)?;
+    coarse.checked_add(coarsetime::Duration::from(left))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn hit_until(until: Instant) -> Option<HitInstant> {
+    Some(until)
+}
+
+/// The next [`Core`]'s identity for the threads' recent hits: never reused (a `u64` counted up
+/// does not wrap).
+static NEXT_CORE: AtomicU64 = AtomicU64::new(0);
+
+/// How many sources' hits a thread keeps, each in the slot its identity picks.
+const RECENT_HITS: usize = 4;
+
+thread_local! {
+    /// The hits this thread last got, so that its next get from the same source reads shared
+    /// memory but writes none except the token's reference count: no lock, no atomic
+    /// read-modify-write, which would cost more than the rest of a get. A hit kept here holds
+    /// its token until the thread gets another hit into the slot, or ends.
+    static RECENT: RefCell<[Option<RecentHit>; RECENT_HITS]> = const {
+        RefCell::new([const { None }; RECENT_HITS])
+    };
+}
+
+/// A hit a thread got from the source `core`, as of the source's `generation`.
+struct RecentHit {
+    core: u64,
+    generation: u64,
+    hit: Arc<Hit>,
+}
+
 /// What the clones of one source share, async or blocking: the request, its cache, and the
 /// cache's current hit.
 struct Core {
     request: TokenRequest,
     policy: CachePolicy,
     cache: Mutex<TokenCache>,
+    /// This source among the threads' recent hits.
+    id: u64,
     /// The token a hit gets, and until when: set from [`TokenCache::peek_until`] under the
     /// cache's lock after every change, so that a hit neither locks the cache nor hashes the
     /// request.
-    hit: RwLock<Option<Hit>>,
+    hit: RwLock<Option<Arc<Hit>>>,
+    /// Counts the changes of `hit`, raised after each: a thread's recent hit of an earlier
+    /// generation is read again.
+    generation: AtomicU64,
 }
 
 struct Hit {
     token: Arc<Token>,
-    until: Instant,
+    /// On the hit clock; before the cache's moment by [`HIT_CLOCK_MARGIN`] on Linux.
+    until: HitInstant,
 }
 
 impl Core {
@@ -92,17 +170,50 @@ impl Core {
             request,
             policy,
             cache: Mutex::new(TokenCache::new(policy)),
+            id: NEXT_CORE.fetch_add(1, Ordering::Relaxed),
             hit: RwLock::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
-    /// The cached token, if it is a plain hit at `now`: the fast path, under a read lock.
-    fn peek(&self, now: Instant) -> Option<Arc<Token>> {
+    /// The cached token, if it is a plain hit now: the fast path, without an allocation, and
+    /// after a thread's first hit of a generation without a lock.
+    fn peek(&self) -> Option<Arc<Token>> {
+        // Acquire: a generation read here comes after its hit was stored.
+        let generation = self.generation.load(Ordering::Acquire);
+        let token = RECENT.try_with(|recent| {
+            let mut recent = recent.try_borrow_mut().ok()?;
+            let slot = &mut recent[(self.id % RECENT_HITS as u64) as usize];
+            let current = slot
+                .as_ref()
+                .is_some_and(|seen| seen.core == self.id && seen.generation == generation);
+            if !current {
+                *slot = self.shared_hit().map(|hit| RecentHit {
+                    core: self.id,
+                    generation,
+                    hit,
+                });
+            }
+            let hit = &slot.as_ref()?.hit;
+            Some((hit_now() < hit.until).then(|| Arc::clone(&hit.token)))
+        });
+        match token {
+            Ok(Some(token)) => token,
+            // The thread is ending (or the slots are in use further up its stack).
+            _ => {
+                let hit = self.shared_hit()?;
+                (hit_now() < hit.until).then(|| Arc::clone(&hit.token))
+            }
+        }
+    }
+
+    /// The current hit, under a read lock.
+    fn shared_hit(&self) -> Option<Arc<Hit>> {
         // Nothing panics while these locks are held: a poisoned lock holds consistent data.
-        let hit = self.hit.read().unwrap_or_else(PoisonError::into_inner);
-        hit.as_ref()
-            .filter(|hit| now < hit.until)
-            .map(|hit| Arc::clone(&hit.token))
+        self.hit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Does `change` to the cache, at the time read under its lock, and sets the hit again.
@@ -112,8 +223,16 @@ impl Core {
         let result = change(&mut cache, now);
         let hit = cache
             .peek_until(&self.request, now)
-            .map(|(token, until)| Hit { token, until });
+            .and_then(|(token, until)| {
+                Some(Arc::new(Hit {
+                    token,
+                    until: hit_until(until)?,
+                }))
+            });
+        // Stored under the cache's lock, so that hits are set in the order of the changes.
         *self.hit.write().unwrap_or_else(PoisonError::into_inner) = hit;
+        // Release: whoever reads the new generation finds this hit, or a later one.
+        self.generation.fetch_add(1, Ordering::Release);
         result
     }
 
@@ -173,7 +292,7 @@ impl AsyncSource {
 
     /// A valid token: cached, or fetched by this caller or the one already fetching.
     async fn token(self: &Arc<Self>) -> Outcome {
-        if let Some(token) = self.core.peek(now()) {
+        if let Some(token) = self.core.peek() {
             return Ok(token);
         }
         loop {

@@ -167,6 +167,45 @@ fn sources_are_send_sync_clone_and_debug_hides_the_secret() {
     });
 }
 
+/// Gets of a cached token, counted by the allocator of this test binary, on this thread only.
+const COUNTED_GETS: usize = 10_000;
+
+/// Panics unless `allocation_counter` counts this thread's allocations: a count of zero below
+/// then means something.
+fn assert_allocations_are_counted() {
+    let one = allocation_counter::measure(|| drop(std::hint::black_box(Box::new(1_u8))));
+    assert_eq!(one.count_total, 1, "the counting allocator is not in use");
+}
+
+/// A hit is answered on the first poll, without a runtime, and without an allocation.
+#[test]
+fn a_cached_token_is_got_without_an_allocation() {
+    use std::task::{Context, Poll, Waker};
+    assert_allocations_are_counted();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for kind in KINDS {
+        let (server, source) = runtime
+            .block_on(async { Source::start(kind, TestServer::builder(), CachePolicy::new()) });
+        let first = runtime.block_on(source.ok());
+        let get = || {
+            let mut context = Context::from_waker(Waker::noop());
+            match std::pin::pin!(source.token()).poll(&mut context) {
+                Poll::Ready(Ok(token)) => token,
+                other => panic!("{kind:?}: not a hit: {other:?}"),
+            }
+        };
+        drop(get()); // this thread's first hit of this token
+        let counted = allocation_counter::measure(|| {
+            for _ in 0..COUNTED_GETS {
+                let token = get();
+                assert!(Arc::ptr_eq(&token, &first));
+            }
+        });
+        assert_eq!(counted.count_total, 0, "{kind:?}: {counted:?}");
+        assert_eq!(server.requests_served(), 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_callers_on_an_empty_cache_send_one_request() {
     for kind in KINDS {
@@ -500,6 +539,21 @@ mod blocking {
 
     fn ok(source: &TokenSource) -> Arc<Token> {
         source.token().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn a_cached_token_is_got_without_an_allocation() {
+        super::assert_allocations_are_counted();
+        let (server, source) = start(TestServer::builder(), CachePolicy::new());
+        let first = ok(&source);
+        drop(ok(&source)); // this thread's first hit of this token
+        let counted = allocation_counter::measure(|| {
+            for _ in 0..super::COUNTED_GETS {
+                assert!(Arc::ptr_eq(&ok(&source), &first));
+            }
+        });
+        assert_eq!(counted.count_total, 0, "{counted:?}");
+        assert_eq!(server.requests_served(), 1);
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Inner {
     }
 
     fn token(&self) -> Outcome {
-        if let Some(token) = self.core.peek(now()) {
+        if let Some(token) = self.core.peek() {
             return Ok(token);
         }
         loop {
