@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-mod flat;
 pub(crate) mod rules;
+mod words;
 
 use rules::ResponseRules;
 
@@ -338,19 +338,19 @@ fn is_plain(text: &str) -> bool {
     }
     // The top bit of byte 0 when the byte before the word is a space: so a leading space is not
     // plain, and two spaces across words are seen.
-    let mut space_before = flat::HIGHS & 0x80;
+    let mut space_before = words::HIGHS & 0x80;
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let Ok(chunk) = chunk.try_into() else {
             return false;
         };
         let word = u64::from_le_bytes(chunk);
-        let spaces = flat::equal(word, b' ');
+        let spaces = words::equal(word, b' ');
         let separators = sanitize::VALUE_LEADS
             .into_iter()
-            .fold(0, |marked, byte| marked | flat::first_equal(word, byte));
+            .fold(0, |marked, byte| marked | words::first_equal(word, byte));
         let double = spaces & (spaces << 8 | space_before);
-        if flat::unprintable(word) | separators | double != 0 {
+        if words::unprintable(word) | separators | double != 0 {
             return false;
         }
         space_before = spaces >> 56;
@@ -502,15 +502,6 @@ impl<'a> Fields<'a> {
     /// are a few hundred bytes, and moving them out through the parser's layers was a
     /// measurable part of a parse (issue 7's benchmarks).
     fn read_json(&mut self, body: &'a [u8]) -> Result<(), ResponseProblem> {
-        if flat::read(body, self) {
-            return Ok(());
-        }
-        *self = Fields::default();
-        self.read_json_generally(body)
-    }
-
-    /// Reads any JSON object's members, through `serde_json`.
-    fn read_json_generally(&mut self, body: &'a [u8]) -> Result<(), ResponseProblem> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         deserializer.deserialize_map(FieldsVisitor(self))?;
         deserializer.end()?;

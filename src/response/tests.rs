@@ -658,103 +658,8 @@ fn form_body_labelled_text_plain_tolerance() {
     ));
 }
 
-/// What a parse read, comparable: every slot's value, the extras, and the duplicate noted.
-fn read_summary(fields: Fields<'_>) -> Vec<(String, Option<Value>)> {
-    let slots = [
-        ("access_token", fields.access_token),
-        ("token_type", fields.token_type),
-        ("expires_in", fields.expires_in),
-        ("scope", fields.scope),
-        ("refresh_token", fields.refresh_token),
-        ("error", fields.error),
-        ("error_description", fields.error_description),
-        ("error_uri", fields.error_uri),
-    ];
-    let mut summary: Vec<_> = slots
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value.map(Loose::into_value)))
-        .collect();
-    summary.push(("extra".to_owned(), Some(Value::Object(fields.extra))));
-    let duplicate = fields.duplicate.map(|name| Value::String(name.to_owned()));
-    summary.push(("duplicate".to_owned(), duplicate));
-    summary
-}
-
-/// Pieces of JSON, well-formed and not, that the flat reader must take as `serde_json` does or
-/// leave to it.
-const JSON_PIECES: &[&str] = &[
-    "{",
-    "}",
-    ",",
-    ":",
-    " ",
-    "\t",
-    "\n",
-    "\r",
-    "\u{b}",
-    "\"error\"",
-    "\"error_description\"",
-    "\"expires_in\"",
-    "\"access_token\"",
-    "\"x\"",
-    "\"\"",
-    "\"a b  c\"",
-    "\"ab\\\"cd\"",
-    "\"line\\nbreak\"",
-    "\"é\"",
-    "\"\u{7f}\"",
-    "\"tab\tin\"",
-    "\"0123456789abcdef\"",
-    "0",
-    "01",
-    "7",
-    "3600",
-    "18446744073709551615",
-    "18446744073709551616",
-    "1.5",
-    "1e3",
-    "-1",
-    "-0",
-    "null",
-    "true",
-    "false",
-    "nul",
-    "truex",
-    "[1]",
-    "{}",
-    "[]",
-    "\"",
-    "\\",
-];
-
-fn json_body() -> impl proptest::strategy::Strategy<Value = String> {
-    use proptest::prelude::*;
-    let piece = || proptest::sample::select(JSON_PIECES);
-    let member = (piece(), piece()).prop_map(|(name, value)| format!("{name}:{value}"));
-    prop_oneof![
-        // Objects of members, most of them well-formed.
-        proptest::collection::vec(member, 0..6)
-            .prop_map(|members| format!("{{{}}}", members.join(","))),
-        // Anything at all made of the pieces.
-        proptest::collection::vec(piece(), 0..14).prop_map(|pieces| pieces.concat()),
-    ]
-}
-
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
-
-    /// The flat reader is a shortcut: whatever it takes, `serde_json` takes too and reads the
-    /// same members, the same extras and the same duplicate from.
-    #[test]
-    fn the_flat_reader_agrees_with_serde_json(body in json_body()) {
-        let mut flat = Fields::default();
-        if flat::read(body.as_bytes(), &mut flat) {
-            let mut general = Fields::default();
-            let read = general.read_json_generally(body.as_bytes());
-            proptest::prop_assert!(read.is_ok(), "serde_json refused {body:?}: {read:?}");
-            proptest::prop_assert_eq!(read_summary(flat), read_summary(general), "{}", body);
-        }
-    }
 
     /// `is_plain` is `is_clean` with none of the bytes `redact` looks after.
     #[test]
@@ -763,31 +668,6 @@ proptest::proptest! {
     ) {
         let expected = is_clean(&text) && !text.bytes().any(sanitize::may_lead_to_value);
         proptest::prop_assert_eq!(is_plain(&text), expected, "{:?}", text);
-    }
-}
-
-#[test]
-fn the_flat_reader_takes_the_usual_bodies_and_leaves_the_rest() {
-    let flat = |body: &str| flat::read(body.as_bytes(), &mut Fields::default());
-    assert!(flat(
-        r#"{"error":"invalid_client","error_description":"client authentication failed"}"#
-    ));
-    assert!(flat(
-        r#" {"access_token":"abc","token_type":"Bearer","expires_in":3600} "#
-    ));
-    assert!(flat("{}"));
-    for body in [
-        r#"{"error":"a\"b"}"#,
-        r#"{"error":"é"}"#,
-        r#"{"expires_in":1.5}"#,
-        r#"{"expires_in":01}"#,
-        r#"{"scope":["a"]}"#,
-        r#"{"error":"x",}"#,
-        r#"{"error":"x"} x"#,
-        r#"["error"]"#,
-        "",
-    ] {
-        assert!(!flat(body), "{body:?}");
     }
 }
 
