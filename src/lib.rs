@@ -120,6 +120,7 @@
 mod attempt;
 mod call;
 mod challenge;
+mod clock;
 mod endpoint;
 mod error;
 mod fetch;
@@ -168,6 +169,7 @@ pub use cache::policy::CachePolicy;
 pub use cache::{FetchTicket, Lookup, TokenCache};
 pub use call::{AuthorizedCall, CallPolicy, CallStep, NotRetried, RetryReason, present_token};
 pub use challenge::Challenge;
+pub use clock::{ServerClock, is_refusal_about_time};
 pub use discovery::issuer::Issuer;
 pub use discovery::material::AuthMaterial;
 pub use discovery::metadata::ServerMetadata;
