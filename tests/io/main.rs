@@ -8,4 +8,5 @@ mod support;
 mod adapters;
 mod authorized;
 mod resource;
+mod skew;
 mod token_source;
