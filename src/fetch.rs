@@ -221,8 +221,9 @@ impl<'a> TokenFetch<'a> {
 /// the DPoP-nonce retry (RFC 9449 §8) and a fresh assertion and proof for every attempt. The
 /// core still does no IO: the implementor does.
 pub trait Transport {
-    /// The time of an attempt, read once per attempt, just before it is built and sent: its
-    /// JWTs' `iat` and the token's [`sent_at`](Token::sent_at).
+    /// The time of an attempt, read once per attempt, just before it is built and sent: the
+    /// token's [`sent_at`](Token::sent_at), and, corrected by the client's
+    /// [`ServerClock`](crate::ServerClock), its JWTs' `iat`.
     fn now(&self) -> SystemTime;
 
     /// 32 bytes from a cryptographically secure random source, fresh for every call: the `jti`
