@@ -25,13 +25,17 @@ pub const ASSERTION_LEEWAY: u64 = 60;
 /// its signature, its `sub` is the subject and its `aud` (a string or an array) contains the
 /// audience, as those servers check them; and, as for every assertion, when its `exp` is not
 /// past, its `nbf` and `iat` not in the future (each by more than [`ASSERTION_LEEWAY`] on the
-/// server's clock) and its `jti` unseen.
+/// server's clock). Its `jti` is not checked by default: a platform's token (a pod's projected
+/// service-account token) is sent again and again until it is rotated, and Entra ID accepts
+/// that; [`single_use`](Self::single_use) makes the server refuse a `jti` it has seen, as for
+/// `private_key_jwt` assertions.
 #[derive(Clone)]
 pub struct FederatedCredential {
     issuer: String,
     subject: String,
     audience: String,
     keys: KeySet,
+    single_use: bool,
 }
 
 impl FederatedCredential {
@@ -59,7 +63,16 @@ impl FederatedCredential {
             subject: subject.to_owned(),
             audience: audience.to_owned(),
             keys: KeySet::parse(jwks_json)?,
+            single_use: false,
         })
+    }
+
+    /// Whether each assertion may be used once only: if so, one without a `jti`, or with a
+    /// `jti` the server has seen, is refused.
+    #[must_use]
+    pub fn single_use(mut self, single_use: bool) -> Self {
+        self.single_use = single_use;
+        self
     }
 
     /// The issuer the assertion's `iss` must name.
@@ -88,6 +101,7 @@ impl fmt::Debug for FederatedCredential {
             .field("subject", &self.subject)
             .field("audience", &self.audience)
             .field("keys", &self.keys.len())
+            .field("single_use", &self.single_use)
             .finish()
     }
 }
@@ -146,16 +160,18 @@ pub(super) fn verify_assertion(
             ))
         })?;
     let own_token_url = format!("{}/token", context.issuer);
-    let (keys, subject, audiences) = match trust {
+    let (keys, subject, audiences, single_use) = match trust {
         AssertionTrust::Own(keys) => (
             keys,
             context.client_id,
             vec![context.issuer, own_token_url.as_str()],
+            true,
         ),
         AssertionTrust::Federated(credential) => (
             &credential.keys,
             credential.subject.as_str(),
             vec![credential.audience.as_str()],
+            credential.single_use,
         ),
     };
     if !keys.verifies(&decoded) {
@@ -177,6 +193,9 @@ pub(super) fn verify_assertion(
         )));
     }
     check_times(&decoded, context.now)?;
+    if !single_use {
+        return Ok(());
+    }
     let jti = decoded
         .claim_str("jti")
         .ok_or_else(|| invalid_client("the client assertion has no jti (RFC 7523 §3)"))?;

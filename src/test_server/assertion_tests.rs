@@ -117,7 +117,9 @@ fn post_assertion(
 }
 
 fn federated_server(key: &PrivateKey) -> TestServer {
-    let credential = FederatedCredential::new(ISSUER, SUBJECT, AUDIENCE, &jwks(key)).unwrap();
+    let credential = FederatedCredential::new(ISSUER, SUBJECT, AUDIENCE, &jwks(key))
+        .unwrap()
+        .single_use(true);
     TestServer::builder()
         .client(
             TestClient::secretless("entra-app")
@@ -150,6 +152,22 @@ fn a_federated_assertion_gets_a_token() {
         debug.contains(SUBJECT) && debug.contains("keys: 1"),
         "{debug}"
     );
+}
+
+#[test]
+fn a_platform_token_may_be_sent_again_unless_single_use() {
+    let key = key();
+    let credential = FederatedCredential::new(ISSUER, SUBJECT, AUDIENCE, &jwks(&key)).unwrap();
+    let server = TestServer::builder()
+        .client(TestClient::secretless("entra-app").federated(credential))
+        .start();
+    let mut claims = claims("unused");
+    claims.as_object_mut().unwrap().remove("jti");
+    let token = mint(&key, &claims);
+    for _ in 0..3 {
+        let response = post_assertion(&server, Some("entra-app"), &token);
+        assert_eq!(response.status(), 200, "{:?}", response.body());
+    }
 }
 
 #[test]

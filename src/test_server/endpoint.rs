@@ -21,7 +21,7 @@ use super::faults::{Fault, fault_response};
 use super::form::{Form, basic_credentials};
 use super::refusal::{MAX_REQUEST_BODY_LEN, Refusal, invalid_client, invalid_request, refuse};
 use super::resource::{AccessState, RESOURCE_PATH_PREFIX, serve};
-use super::tokens::{Issued, ServerClock};
+use super::tokens::{Issued, SkewedClock};
 use crate::auth::JWT_BEARER_ASSERTION_TYPE;
 use crate::auth::method::AuthMethod;
 
@@ -39,7 +39,7 @@ pub(super) struct Shared {
     pub(super) issued: AtomicU64,
     pub(super) faults: Mutex<Faults>,
     pub(super) access: AccessState,
-    pub(super) clock: ServerClock,
+    pub(super) clock: SkewedClock,
     /// The `jti`s of the client assertions accepted so far, by issuer.
     pub(super) assertion_jtis: SeenJtis,
 }

@@ -13,7 +13,7 @@
 //! | request | answer |
 //! | --- | --- |
 //! | valid, by `client_secret_basic` or `client_secret_post` ([§2.3.1]), or a client assertion ([RFC 7523 §2.2]) of a [`TestClient::assertion_jwks`] or [`TestClient::federated`] client | 200, a token ([§5.1]) |
-//! | an assertion whose `iss`, signature, `sub` or `aud` does not match what the client trusts, or expired, not yet valid, issued in the future (each by more than [`ASSERTION_LEEWAY`] on the server's clock), without `exp` or `jti`, or with a `jti` seen before | 401 `invalid_client`, the reason in `error_description` |
+//! | an assertion whose `iss`, signature, `sub` or `aud` does not match what the client trusts, or expired, not yet valid, issued in the future (each by more than [`ASSERTION_LEEWAY`] on the server's clock), without `exp`, or (but for a federated credential not [`single_use`](FederatedCredential::single_use)) without `jti` or with a `jti` seen before | 401 `invalid_client`, the reason in `error_description` |
 //! | a repeated parameter other than `resource` ([§3.2]), no form body, no `grant_type`, two authentication methods ([§2.3]) | 400 `invalid_request` |
 //! | `grant_type` other than `client_credentials` | 400 `unsupported_grant_type` |
 //! | unknown client, wrong secret, no credentials, a method the client may not use | 401 `invalid_client` with `WWW-Authenticate: Basic realm="test-server"` ([§5.2]) |

@@ -18,7 +18,7 @@ use super::endpoint::DEFAULT_EXPIRES_IN;
 use super::endpoint::{Faults, Shared, handle};
 use super::faults::Fault;
 use super::resource::AccessState;
-use super::tokens::ServerClock;
+use super::tokens::SkewedClock;
 use super::trust::{JwksError, TrustedIssuer};
 use crate::endpoint::TokenUrl;
 use crate::request::ClientCredentials;
@@ -34,7 +34,7 @@ pub struct TestServerBuilder {
     clients: Vec<TestClient>,
     expires_in: Option<u64>,
     trusted: Vec<TrustedIssuer>,
-    clock: ServerClock,
+    clock: SkewedClock,
 }
 
 impl TestServerBuilder {
@@ -44,7 +44,7 @@ impl TestServerBuilder {
     /// times of client assertions all follow it, so a client whose clock disagrees with its
     /// server's can be tested.
     pub fn clock_skew(mut self, seconds: i64) -> Self {
-        self.clock = ServerClock::skewed(seconds);
+        self.clock = SkewedClock::skewed(seconds);
         self
     }
 
@@ -187,7 +187,7 @@ impl TestServer {
             clients: vec![TestClient::demo()],
             expires_in: Some(DEFAULT_EXPIRES_IN),
             trusted: Vec::new(),
-            clock: ServerClock::default(),
+            clock: SkewedClock::default(),
         }
     }
 

@@ -93,11 +93,11 @@ pub const MAX_CLOCK_SKEW: i64 = 7 * 24 * 60 * 60;
 /// The server's clock: the real time, skewed by a fixed number of seconds, so that a test can
 /// give the server a clock that disagrees with the client's.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct ServerClock {
+pub(super) struct SkewedClock {
     skew: i64,
 }
 
-impl ServerClock {
+impl SkewedClock {
     pub(super) fn skewed(skew: i64) -> Self {
         Self {
             skew: skew.clamp(-MAX_CLOCK_SKEW, MAX_CLOCK_SKEW),

@@ -1,14 +1,17 @@
 //! A server whose clock disagrees with the client's (±10 minutes): it refuses the first,
 //! unskewed assertion, and every adapter and the token source recover from that one refusal by
-//! the server's `Date`, signing the retry (assertion and DPoP proof) on the server's time.
+//! the server's `Date`, signing the retry (assertion and DPoP proof) on the server's time. And
+//! federation: another issuer's token as the client assertion, through every adapter.
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use client_credentials::test_server::{TestClient, TestServer};
+use client_credentials::test_server::{FederatedCredential, TestClient, TestServer};
 use client_credentials::{
-    ClientAuth, ClientCredentials, DpopKey, JwsAlgorithm, JwtAuth, PrivateKey, TokenRequest,
-    TokenType, is_refusal_about_time,
+    ClientAssertion, ClientAuth, ClientCredentials, DpopKey, JwsAlgorithm, JwsSigner, JwtAuth,
+    PrivateKey, TokenRequest, TokenType, is_refusal_about_time,
 };
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
@@ -127,4 +130,63 @@ async fn an_unrecognised_refusal_is_not_retried() {
     let error = Adapter::reqwest(None).fetch(&stranger).await.unwrap_err();
     assert!(!is_refusal_about_time(&error), "{error}");
     assert_eq!(server.token_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_platform_token_is_the_client_assertion_through_every_adapter() {
+    // The platform (a Kubernetes cluster's issuer) signs a service-account token for Entra
+    // ID's token exchange; the client sends it as its assertion, again and again.
+    const ISSUER: &str = "https://oidc.prod-aks.azure.com/tenant-1/";
+    const SUBJECT: &str = "system:serviceaccount:billing:worker";
+    const AUDIENCE: &str = "api://AzureADTokenExchange";
+    let platform = PrivateKey::generate(JwsAlgorithm::Es256).unwrap();
+    let jwks = format!(r#"{{"keys":[{}]}}"#, platform.public_jwk().to_json());
+    let credential = FederatedCredential::new(ISSUER, SUBJECT, AUDIENCE, &jwks).unwrap();
+    let server = TestServer::builder()
+        .client(
+            TestClient::secretless("entra-app")
+                .scopes(["read"])
+                .federated(credential),
+        )
+        .start();
+    let mint = |sub: &str| {
+        // The platform's clock: the test stands for it.
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"JWT"}"#);
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": sub, "aud": [AUDIENCE], "iat": now, "nbf": now, "exp": now + 3600,
+        });
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature = platform.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    };
+    let client = |token: String| {
+        ClientCredentials::with_auth(
+            server.token_url(),
+            "entra-app",
+            ClientAuth::Assertion(ClientAssertion::new(token)),
+        )
+        .unwrap()
+        .token_request()
+        .scope("read")
+        .build()
+        .unwrap()
+    };
+    let request = client(mint(SUBJECT));
+    for adapter in Adapter::all(None) {
+        let token = adapter.fetch(&request).await;
+        let token = token.unwrap_or_else(|e| panic!("{}: {e}", adapter.name()));
+        assert_eq!(token.scope(), Some("read"), "{}", adapter.name());
+    }
+    let stranger = client(mint("system:serviceaccount:billing:other"));
+    let error = Adapter::reqwest(None).fetch(&stranger).await.unwrap_err();
+    let description = error
+        .oauth()
+        .and_then(|e| e.description())
+        .unwrap_or_default();
+    assert!(description.contains("subject"), "{description}");
 }
