@@ -90,7 +90,7 @@ impl ServerClock {
     /// it is at least [`MIN_CORRECTION`](Self::MIN_CORRECTION); `local` otherwise.
     #[must_use]
     pub fn server_time(&self, local: SystemTime) -> SystemTime {
-        shift(local, self.correction_millis())
+        shift_by_correction(local, self.correction_millis())
     }
 
     /// The offset attempts are shifted by, in milliseconds: the estimate, or zero below
@@ -170,14 +170,26 @@ fn sample(sent_at: SystemTime, headers: &HeaderMap) -> Option<i64> {
     (millis.abs() <= limit).then_some(millis)
 }
 
-/// The lower median: with one outlier among at least two steady samples, a steady one.
+/// The lower median: with one outlier among at least two steady samples, a steady one. Sorted
+/// on the stack: it runs for every attempt.
 fn median(samples: &VecDeque<i64>) -> Option<i64> {
-    if samples.is_empty() {
+    let mut sorted = [0i64; ServerClock::SAMPLES];
+    let len = samples.len().min(ServerClock::SAMPLES);
+    if len == 0 {
         return None;
     }
-    let mut sorted: Vec<i64> = samples.iter().copied().collect();
+    for (slot, sample) in sorted.iter_mut().zip(samples) {
+        *slot = *sample;
+    }
+    let sorted = &mut sorted[..len];
     sorted.sort_unstable();
-    sorted.get((sorted.len() - 1) / 2).copied()
+    sorted.get((len - 1) / 2).copied()
+}
+
+/// `local` moved by a correction of [`ServerClock::correction_millis`], for an attempt built
+/// with the correction it was read with.
+pub(crate) fn shift_by_correction(local: SystemTime, correction_millis: i64) -> SystemTime {
+    shift(local, correction_millis)
 }
 
 /// `time` moved by `millis`, saturating at the ends of `SystemTime`'s range.

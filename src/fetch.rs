@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::attempt::DpopNonces;
-use crate::clock::is_refusal_about_time;
+use crate::clock::{is_refusal_about_time, shift_by_correction};
 use crate::error::Error;
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
@@ -140,11 +140,10 @@ impl<'a> TokenFetch<'a> {
             [0; 32]
         };
         // The JWTs are on the server's time; the token's lifetime counts from the caller's.
-        let clock = self.request.client().server_clock();
-        let correction = clock.correction_millis();
+        let correction = self.request.client().server_clock().correction_millis();
         let attempt = self.nonces.attempt(
             self.request.client().token_url().as_uri(),
-            clock.server_time(now),
+            shift_by_correction(now, correction),
             entropy,
         );
         let request = self.request.http_request(&attempt)?;
