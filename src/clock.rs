@@ -26,7 +26,9 @@ use crate::error::oauth::ErrorCode;
 /// attempt was sent, and builds each attempt at [`server_time`](Self::server_time) of the
 /// transport's clock. When the server refuses an assertion or a proof as expired or not yet
 /// valid ([`is_refusal_about_time`]), the exchange trusts that response's `Date` at once and
-/// tries once more.
+/// tries once more. A loop of your own over [`TokenRequest::http_request`](crate::TokenRequest::http_request)
+/// gets the same by making each [`Attempt`](crate::Attempt) at `server_time(now)` and calling
+/// [`observe`](Self::observe) with each response.
 ///
 /// # How the offset is estimated
 ///

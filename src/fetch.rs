@@ -641,11 +641,30 @@ mod tests {
             Some("n-1"),
             "shared by the client's clones and requests"
         );
+        let with_date = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .header("date", httpdate::fmt_http_date(at(800)))
+            .body(r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#)
+            .unwrap();
+        let transport = Scripted::new(vec![]);
+        transport
+            .responses
+            .lock()
+            .unwrap()
+            .push(with_date.map(|body: &'static str| Bytes::from_static(body.as_bytes())));
+        ready(fetch_token(&transport, &clone)).unwrap();
+        assert_eq!(
+            first.client().server_clock().offset_millis(),
+            Some(300_000),
+            "the server clock too: learnt by a clone's request, known to the original"
+        );
         let other = request(); // another client of the same server
         assert_eq!(
             other.client().dpop_nonces().get(uri),
             None,
             "no other client's"
         );
+        assert_eq!(other.client().server_clock().offset_millis(), None);
     }
 }
