@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::attempt::DpopNonces;
+use crate::clock::{is_refusal_about_time, shift_by_correction};
 use crate::error::Error;
 use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
@@ -23,8 +24,10 @@ use crate::token::Token;
 pub enum FetchStep {
     /// The server issued the token: the exchange is over.
     Done(Token),
-    /// The server refused the DPoP proof for want of a nonce and sent one (RFC 9449 §8): build
-    /// the next attempt with [`TokenFetch::http_request`] and send it. Said at most once per
+    /// The server refused the DPoP proof for want of a nonce and sent one (RFC 9449 §8), or
+    /// refused the attempt's time and said its own in `Date` (see
+    /// [`ServerClock`](crate::ServerClock)): build the next attempt with
+    /// [`TokenFetch::http_request`] and send it. Said at most once for each reason per
     /// exchange.
     Retry,
 }
@@ -36,9 +39,13 @@ pub enum FetchStep {
 /// 32 fresh random bytes you pass in, with the server's latest DPoP nonce from the
 /// client's [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
 /// every time. [`handle_response`](Self::handle_response) remembers the nonce the response
-/// brings, parses it, and says whether to send once more: only for `use_dpop_nonce`, and only
-/// once ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS)). The token's expiry is counted from the time of
-/// the attempt that got it.
+/// brings and the server's clock its `Date` shows ([`ServerClock`](crate::ServerClock)),
+/// parses it, and says whether to send once more: for `use_dpop_nonce`, once, and for a
+/// refusal of the attempt's time whose `Date` corrects it, once
+/// ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS) in all). Each attempt's JWTs are signed at the
+/// server's time (the time passed in, corrected by the client's
+/// [`server_clock`](crate::ClientCredentials::server_clock)); the token's expiry is counted
+/// from the caller's time of the attempt that got it.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -79,14 +86,19 @@ pub enum FetchStep {
 pub struct TokenFetch<'a> {
     request: &'a TokenRequest,
     nonces: &'a DpopNonces,
-    /// When the attempt awaiting its response was made.
+    /// When the attempt awaiting its response was made, by the caller's clock.
     sent_at: Option<SystemTime>,
+    /// The server-clock correction that attempt was built with, in milliseconds.
+    correction: i64,
     attempts: u8,
+    nonce_retried: bool,
+    clock_retried: bool,
 }
 
 impl<'a> TokenFetch<'a> {
-    /// The most attempts an exchange makes: the first, and one with the server's DPoP nonce.
-    pub const MAX_ATTEMPTS: u8 = 2;
+    /// The most attempts an exchange makes: the first, one with the server's DPoP nonce, and
+    /// one on the server's time after a refusal of the attempt's.
+    pub const MAX_ATTEMPTS: u8 = 3;
 
     /// An exchange for `request`, taking and keeping DPoP nonces in its client's store
     /// ([`ClientCredentials::dpop_nonces`](crate::ClientCredentials::dpop_nonces)), so that
@@ -96,7 +108,10 @@ impl<'a> TokenFetch<'a> {
             request,
             nonces: request.client().dpop_nonces(),
             sent_at: None,
+            correction: 0,
             attempts: 0,
+            nonce_retried: false,
+            clock_retried: false,
         }
     }
 
@@ -150,9 +165,13 @@ impl<'a> TokenFetch<'a> {
         } else {
             [0; 32]
         };
-        let attempt = self
-            .nonces
-            .attempt(self.request.client().token_url().as_uri(), now, entropy);
+        // The JWTs are on the server's time; the token's lifetime counts from the caller's.
+        let correction = self.request.client().server_clock().correction_millis();
+        let attempt = self.nonces.attempt(
+            self.request.client().token_url().as_uri(),
+            shift_by_correction(now, correction),
+            entropy,
+        );
         let request = match assertion {
             Some(assertion) => self
                 .request
@@ -160,12 +179,14 @@ impl<'a> TokenFetch<'a> {
             None => self.request.http_request(&attempt)?,
         };
         self.sent_at = Some(now);
+        self.correction = correction;
         self.attempts = self.attempts.saturating_add(1);
         Ok(request)
     }
 
     /// Reads the response to the last attempt: remembers the server's DPoP nonce if it sent
-    /// one (on any response, success or error), then parses the response by the client's
+    /// one (on any response, success or error) and takes its `Date` as a sample of the
+    /// server's clock ([`ServerClock::observe`](crate::ServerClock::observe)), then parses the response by the client's
     /// rules, counting the token's expiry from the attempt's time.
     ///
     /// # Errors
@@ -185,11 +206,22 @@ impl<'a> TokenFetch<'a> {
             self.request.client().token_url().as_uri(),
             response.headers(),
         );
+        let clock = self.request.client().server_clock();
+        clock.observe(sent_at, response.headers());
         match self.request.parse_response(response, sent_at) {
             Ok(token) => Ok(FetchStep::Done(token)),
+            Err(error) if error.dpop_retry_nonce().is_some() && !self.nonce_retried => {
+                self.nonce_retried = true;
+                Ok(FetchStep::Retry)
+            }
+            // Worth another attempt only if the server's `Date` corrects the time it refused.
             Err(error)
-                if error.dpop_retry_nonce().is_some() && self.attempts < Self::MAX_ATTEMPTS =>
+                if !self.clock_retried
+                    && is_refusal_about_time(&error)
+                    && clock.adopt(sent_at, response.headers())
+                    && clock.correction_millis() != self.correction =>
             {
+                self.clock_retried = true;
                 Ok(FetchStep::Retry)
             }
             Err(error) => Err(error),
@@ -219,8 +251,9 @@ impl<'a> TokenFetch<'a> {
 /// the DPoP-nonce retry (RFC 9449 §8) and a fresh assertion and proof for every attempt. The
 /// core still does no IO: the implementor does.
 pub trait Transport {
-    /// The time of an attempt, read once per attempt, just before it is built and sent: its
-    /// JWTs' `iat` and the token's [`sent_at`](Token::sent_at).
+    /// The time of an attempt, read once per attempt, just before it is built and sent: the
+    /// token's [`sent_at`](Token::sent_at), and, corrected by the client's
+    /// [`ServerClock`](crate::ServerClock), its JWTs' `iat`.
     fn now(&self) -> SystemTime;
 
     /// 32 bytes from a cryptographically secure random source, fresh for every call: the `jti`
@@ -252,7 +285,8 @@ pub trait Transport {
 /// latest DPoP nonce, sent by [`Transport::send`] with the client's
 /// [`max_body_len`](crate::ResponseRules::max_body_len), and its response handed to
 /// [`TokenFetch::handle_response`]; a server's `use_dpop_nonce` is answered by one more
-/// attempt, no more. Under [`ClientAuth::Source`](crate::ClientAuth::Source), the client's
+/// attempt, and so is a refusal of the attempt's time with a `Date` that corrects it, no more.
+/// Under [`ClientAuth::Source`](crate::ClientAuth::Source), the client's
 /// [`AssertionSource`](crate::AssertionSource) is awaited at each attempt's time for its
 /// assertion. This function does no IO of its own and sets no timeout: bound it by the
 /// transport's or your runtime's. Dropping the future abandons the exchange.
@@ -438,7 +472,7 @@ mod tests {
             .handle_response(&use_dpop_nonce("n-2"))
             .unwrap_err();
         assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
-        assert_eq!(exchange.attempts(), TokenFetch::MAX_ATTEMPTS);
+        assert_eq!(exchange.attempts(), 2, "one nonce retry");
         assert_eq!(nonces.get(uri).as_deref(), Some("n-2"), "the newest nonce");
 
         // The retry's token counts from the retry's time.
@@ -484,6 +518,107 @@ mod tests {
         assert!(
             exchange.handle_response(&token(None)).is_err(),
             "a response is handed in once"
+        );
+    }
+
+    fn jwt_request() -> TokenRequest {
+        ClientCredentials::with_auth(
+            TokenUrl::new("https://as.example.com/token").unwrap(),
+            "c",
+            crate::auth::ClientAuth::Jwt(crate::auth::jwt::JwtAuth::new(NullSigner)),
+        )
+        .unwrap()
+        .token_request()
+        .build()
+        .unwrap()
+    }
+
+    /// The `iat` of the client assertion in a request's body.
+    fn assertion_iat(request: &http::Request<RequestBody>) -> u64 {
+        let body = String::from_utf8(request.body().secret().to_vec()).unwrap();
+        let assertion = form_urlencoded::parse(body.as_bytes())
+            .find(|(name, _)| name == "client_assertion")
+            .unwrap()
+            .1
+            .into_owned();
+        let payload = assertion.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["iat"].as_u64().unwrap()
+    }
+
+    fn refused_in_time(description: &str, date: Option<u64>) -> http::Response<String> {
+        let mut response = http::Response::builder()
+            .status(401)
+            .header("content-type", "application/json");
+        if let Some(date) = date {
+            response = response.header("date", httpdate::fmt_http_date(at(date)));
+        }
+        response
+            .body(
+                serde_json::json!({"error": "invalid_client", "error_description": description})
+                    .to_string(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_refusal_of_the_time_is_retried_once_on_the_servers_time() {
+        let request = jwt_request();
+        let clock = request.client().server_clock();
+        let mut exchange = TokenFetch::new(&request);
+        let first = exchange.http_request(at(1_000), || Ok([1; 32])).unwrap();
+        assert_eq!(assertion_iat(&first), 1_000);
+        let expired = refused_in_time("the client assertion expired at 1060", Some(1_600));
+        assert!(matches!(
+            exchange.handle_response(&expired).unwrap(),
+            FetchStep::Retry
+        ));
+        assert_eq!(clock.offset_millis(), Some(600_000));
+        let second = exchange.http_request(at(1_001), || Ok([2; 32])).unwrap();
+        assert_eq!(assertion_iat(&second), 1_601, "signed on the server's time");
+        let again = refused_in_time("the client assertion expired at 1661", Some(2_300));
+        let error = exchange.handle_response(&again).unwrap_err();
+        assert!(is_refusal_about_time(&error), "once only: {error}");
+        let third = exchange.http_request(at(1_002), || Ok([3; 32])).unwrap();
+        match exchange.handle_response(&token(None)).unwrap() {
+            FetchStep::Done(token) => assert_eq!(token.sent_at(), at(1_002), "the caller's time"),
+            FetchStep::Retry => panic!("a token ends the exchange"),
+        }
+        let _ = third;
+
+        // A later exchange of the same client starts on the server's time.
+        let mut later = TokenFetch::new(&request);
+        let next = later.http_request(at(2_000), || Ok([4; 32])).unwrap();
+        assert!(assertion_iat(&next) > 2_000);
+    }
+
+    #[test]
+    fn a_refusal_of_the_time_without_a_correcting_date_is_not_retried() {
+        let request = jwt_request();
+        let mut exchange = TokenFetch::new(&request);
+        let _ = exchange.http_request(at(1_000), || Ok([1; 32])).unwrap();
+        let undated = refused_in_time("jwt expired", None);
+        assert!(
+            exchange.handle_response(&undated).is_err(),
+            "no time to retry on"
+        );
+        let _ = exchange.http_request(at(1_000), || Ok([1; 32])).unwrap();
+        let same = refused_in_time("jwt expired", Some(1_000));
+        assert!(
+            exchange.handle_response(&same).is_err(),
+            "the clocks agree: retrying changes nothing"
+        );
+        let _ = exchange.http_request(at(1_000), || Ok([1; 32])).unwrap();
+        let other = refused_in_time("client authentication failed", Some(1_600));
+        assert!(exchange.handle_response(&other).is_err(), "not about time");
+        assert_eq!(
+            request.client().server_clock().offset_millis(),
+            Some(0),
+            "an unrelated refusal's Date is one sample among others"
         );
     }
 
@@ -575,11 +710,30 @@ mod tests {
             Some("n-1"),
             "shared by the client's clones and requests"
         );
+        let with_date = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .header("date", httpdate::fmt_http_date(at(800)))
+            .body(r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#)
+            .unwrap();
+        let transport = Scripted::new(vec![]);
+        transport
+            .responses
+            .lock()
+            .unwrap()
+            .push(with_date.map(|body: &'static str| Bytes::from_static(body.as_bytes())));
+        ready(fetch_token(&transport, &clone)).unwrap();
+        assert_eq!(
+            first.client().server_clock().offset_millis(),
+            Some(300_000),
+            "the server clock too: learnt by a clone's request, known to the original"
+        );
         let other = request(); // another client of the same server
         assert_eq!(
             other.client().dpop_nonces().get(uri),
             None,
             "no other client's"
         );
+        assert_eq!(other.client().server_clock().offset_millis(), None);
     }
 }

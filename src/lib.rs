@@ -96,6 +96,11 @@
 //!   EdDSA and HS256 keys with feature `jwt`); DPoP proofs ([RFC 9449], feature `jwt`) for the
 //!   token request and the resource server; server metadata discovery ([RFC 8414]) into
 //!   [`ServerMetadata`], which picks the client authentication.
+//! - Clock skew: the token endpoint's clock offset is learnt from its `Date` headers
+//!   ([RFC 9110 §6.6.1]) into each client's [`ServerClock`], and each attempt's JWTs are signed
+//!   on the server's time; a refusal of an assertion or proof for its time is retried once on
+//!   the corrected time ([`is_refusal_about_time`]). State fed by responses: the core still
+//!   reads no clock.
 //! - Mutual TLS ([RFC 8705]): `tls_client_auth` and `self_signed_tls_client_auth`
 //!   ([`ClientAuth::TlsClientAuth`], [`ClientAuth::SelfSignedTlsClientAuth`]) send the client id
 //!   alone, the certificate being your HTTP client's; with a [`ClientCertificate`],
@@ -151,6 +156,7 @@
 //! [RFC 7523 §2.2]: https://www.rfc-editor.org/rfc/rfc7523#section-2.2
 //! [RFC 8707]: https://www.rfc-editor.org/rfc/rfc8707
 //! [RFC 9110 §11.6.1]: https://www.rfc-editor.org/rfc/rfc9110#section-11.6.1
+//! [RFC 9110 §6.6.1]: https://www.rfc-editor.org/rfc/rfc9110#section-6.6.1
 //! [RFC 9449 §8]: https://www.rfc-editor.org/rfc/rfc9449#section-8
 //! [RFC 9449]: https://www.rfc-editor.org/rfc/rfc9449
 //! [RFC 8414]: https://www.rfc-editor.org/rfc/rfc8414
@@ -162,6 +168,7 @@
 mod attempt;
 mod call;
 mod challenge;
+mod clock;
 mod endpoint;
 mod error;
 mod fetch;
@@ -217,6 +224,7 @@ pub use cache::policy::CachePolicy;
 pub use cache::{FetchTicket, Lookup, TokenCache};
 pub use call::{AuthorizedCall, CallPolicy, CallStep, NotRetried, RetryReason, present_token};
 pub use challenge::Challenge;
+pub use clock::{ServerClock, is_refusal_about_time};
 pub use discovery::issuer::Issuer;
 pub use discovery::material::AuthMaterial;
 pub use discovery::metadata::ServerMetadata;

@@ -13,6 +13,7 @@ use crate::attempt::{Attempt, DpopNonces};
 use crate::auth::assertion::AssertionSource;
 use crate::auth::method::AuthMethod;
 use crate::auth::{ClientAuth, EncodedAuth};
+use crate::clock::ServerClock;
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
 use crate::error::assertion::AssertionError;
@@ -52,6 +53,9 @@ struct ClientInner {
     /// client's servers push another's nonces out, and tie unrelated clients together. Bounded
     /// by [`DpopNonces::MAX_ORIGINS`].
     nonces: Arc<DpopNonces>,
+    /// The token endpoint's clock as this client has seen it, shared the same way: the offset
+    /// is a property of the server this client talks to.
+    clock: Arc<ServerClock>,
     /// The key whose DPoP proof goes with every token request (RFC 9449 §5).
     #[cfg(feature = "jwt")]
     dpop: Option<crate::auth::dpop::DpopKey>,
@@ -116,6 +120,7 @@ impl ClientCredentials {
             auth,
             rules: ResponseRules::default(),
             nonces: Arc::new(DpopNonces::new()),
+            clock: Arc::new(ServerClock::new()),
             #[cfg(feature = "jwt")]
             dpop: None,
         }))
@@ -127,6 +132,14 @@ impl ClientCredentials {
     #[must_use]
     pub fn dpop_nonces(&self) -> &DpopNonces {
         &self.0.nonces
+    }
+
+    /// What this client has learnt of its token endpoint's clock, which
+    /// [`TokenFetch`](crate::TokenFetch) signs each attempt's JWTs by: one per client, shared by
+    /// its clones and by every request built from it.
+    #[must_use]
+    pub fn server_clock(&self) -> &ServerClock {
+        &self.0.clock
     }
 
     /// Replaces the rules responses are parsed by (tolerant by default).

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::assertion::{AssertionTrust, FederatedCredential};
+use super::trust::{JwksError, KeySet};
 use crate::auth::method::AuthMethod;
 use crate::secret::ClientSecret;
 
@@ -33,6 +35,7 @@ pub struct TestClient {
     pub(super) grant_allowed: bool,
     pub(super) methods: Vec<AuthMethod>,
     pub(super) dpop_bound: bool,
+    pub(super) assertions: Vec<AssertionTrust>,
 }
 
 impl TestClient {
@@ -47,7 +50,46 @@ impl TestClient {
             grant_allowed: true,
             methods: vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
             dpop_bound: false,
+            assertions: Vec::new(),
         }
+    }
+
+    /// A client without a secret, for client assertions only: give it its keys with
+    /// [`assertion_jwks`](Self::assertion_jwks) or another issuer's with
+    /// [`federated`](Self::federated).
+    pub fn secretless(id: impl Into<String>) -> Self {
+        Self {
+            methods: Vec::new(),
+            ..Self::new(id, "")
+        }
+    }
+
+    /// Accepts `private_key_jwt` (RFC 7523 §2.2, §3) client assertions signed by a key of
+    /// `jwks_json` (a JWKS, RFC 7517 §5): `iss` and `sub` the client id, `aud` the server's
+    /// issuer identifier or its token endpoint's URL, and the times and `jti` as for a
+    /// [`FederatedCredential`]. Adds `private_key_jwt` to the client's methods.
+    ///
+    /// # Errors
+    ///
+    /// As [`TrustedIssuer::new`](crate::test_server::TrustedIssuer::new): the JWKS is
+    /// malformed, holds a private or unsupported key, or has no signing key.
+    pub fn assertion_jwks(self, jwks_json: &str) -> Result<Self, JwksError> {
+        Ok(self.trust_assertions(AssertionTrust::Own(KeySet::parse(jwks_json)?)))
+    }
+
+    /// Accepts another issuer's JWTs as the client's assertions (federation, as Entra ID's
+    /// federated credentials and Keycloak's federated clients): see [`FederatedCredential`].
+    /// Adds `private_key_jwt` to the client's methods; may be called again for more issuers.
+    pub fn federated(self, credential: FederatedCredential) -> Self {
+        self.trust_assertions(AssertionTrust::Federated(credential))
+    }
+
+    fn trust_assertions(mut self, trust: AssertionTrust) -> Self {
+        if !self.methods.contains(&AuthMethod::PrivateKeyJwt) {
+            self.methods.push(AuthMethod::PrivateKeyJwt);
+        }
+        self.assertions.push(trust);
+        self
     }
 
     /// Allows these scopes, in addition to those allowed before. A request without `scope` is
@@ -117,6 +159,7 @@ impl fmt::Debug for TestClient {
             .field("grant_allowed", &self.grant_allowed)
             .field("auth_methods", &self.methods)
             .field("dpop_bound", &self.dpop_bound)
+            .field("assertions", &self.assertions)
             .finish()
     }
 }

@@ -8,19 +8,21 @@ use std::sync::{Mutex, PoisonError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, DATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Body;
 use serde_json::{Map, Value, json};
 
+use super::assertion::{AssertionContext, verify_assertion};
 use super::body::{BodyError, ResponseBody, json_response, plain, read_limited};
 use super::client::TestClient;
-use super::dpop::{self, Expected, ProofError};
+use super::dpop::{self, Expected, ProofError, SeenJtis};
 use super::faults::{Fault, fault_response};
 use super::form::{Form, basic_credentials};
 use super::refusal::{MAX_REQUEST_BODY_LEN, Refusal, invalid_client, invalid_request, refuse};
 use super::resource::{AccessState, RESOURCE_PATH_PREFIX, serve};
-use super::tokens::{Issued, unix_now};
+use super::tokens::{Issued, SkewedClock};
+use crate::auth::JWT_BEARER_ASSERTION_TYPE;
 use crate::auth::method::AuthMethod;
 
 /// The lifetime of the tokens the server issues unless told otherwise, in seconds.
@@ -37,6 +39,9 @@ pub(super) struct Shared {
     pub(super) issued: AtomicU64,
     pub(super) faults: Mutex<Faults>,
     pub(super) access: AccessState,
+    pub(super) clock: SkewedClock,
+    /// The `jti`s of the client assertions accepted so far, by issuer.
+    pub(super) assertion_jtis: SeenJtis,
 }
 
 #[derive(Default)]
@@ -76,7 +81,21 @@ async fn apply(fault: Option<Fault>) -> Option<Response<ResponseBody>> {
     }
 }
 
+/// Answers `request`, every answer with a `Date` (RFC 9110 §6.6.1) on the server's clock.
 pub(super) async fn handle<B>(shared: &Shared, request: Request<B>) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut response = route(shared, request).await;
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(shared.clock.now());
+    if let Ok(date) = HeaderValue::try_from(httpdate::fmt_http_date(now)) {
+        response.headers_mut().insert(DATE, date);
+    }
+    response
+}
+
+async fn route<B>(shared: &Shared, request: Request<B>) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -87,7 +106,7 @@ where
         if let Some(response) = apply(shared.next_resource_fault()).await {
             return response;
         }
-        return serve(&shared.access, request, unix_now()).await;
+        return serve(&shared.access, request, shared.clock.now()).await;
     }
     if let Some(response) = apply(shared.next_fault()).await {
         return response;
@@ -209,12 +228,15 @@ where
 
 impl Shared {
     /// Authenticates the client by `client_secret_basic` or `client_secret_post` (RFC 6749
-    /// §2.3.1), refusing two methods at once (§2.3).
+    /// §2.3.1), or by a client assertion (RFC 7521 §4.2), refusing two methods at once (§2.3).
     pub(super) fn authenticate(
         &self,
         headers: &http::HeaderMap,
         form: &Form,
     ) -> Result<&TestClient, Refusal> {
+        if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
+            return self.authenticate_assertion(headers, form);
+        }
         let (id, secret, method) = match headers.get(AUTHORIZATION) {
             Some(header) => {
                 let (id, secret) = basic_credentials(header).ok_or_else(|| {
@@ -258,6 +280,56 @@ impl Shared {
         Ok(client)
     }
 
+    /// Authenticates the client by its assertion (RFC 7523 §2.2): the client named by
+    /// `client_id`, or else by the assertion's `sub`, checked against the keys and issuers it
+    /// trusts at the server's time.
+    fn authenticate_assertion(
+        &self,
+        headers: &http::HeaderMap,
+        form: &Form,
+    ) -> Result<&TestClient, Refusal> {
+        if headers.contains_key(AUTHORIZATION) || form.get("client_secret").is_some() {
+            return Err(invalid_request(
+                "the client used more than one authentication method (RFC 6749 §2.3)",
+            ));
+        }
+        if form.get("client_assertion_type") != Some(JWT_BEARER_ASSERTION_TYPE) {
+            return Err(invalid_client(format!(
+                "the client_assertion_type must be {JWT_BEARER_ASSERTION_TYPE} (RFC 7523 §2.2)"
+            )));
+        }
+        let assertion = form
+            .get("client_assertion")
+            .ok_or_else(|| invalid_client("the client sent no client_assertion"))?;
+        let id = match form.get("client_id") {
+            Some(id) => id.to_owned(),
+            None => super::jws::decode(assertion)
+                .ok()
+                .and_then(|decoded| decoded.claim_str("sub").map(str::to_owned))
+                .ok_or_else(|| {
+                    invalid_client("the client assertion has no sub and no client_id was sent")
+                })?,
+        };
+        let client = self
+            .clients
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| invalid_client("client authentication failed"))?;
+        if !client.methods.contains(&AuthMethod::PrivateKeyJwt) {
+            return Err(invalid_client(
+                "this client may not authenticate with private_key_jwt",
+            ));
+        }
+        let context = AssertionContext {
+            client_id: &client.id,
+            issuer: &self.issuer,
+            now: self.clock.now(),
+            seen: &self.assertion_jtis,
+        };
+        verify_assertion(&client.assertions, assertion, &context)?;
+        Ok(client)
+    }
+
     /// Checks the request's DPoP proof, if any (RFC 9449 §4.3, §5), returning the thumbprint of
     /// its key, to bind the token to; a client whose tokens must be bound must send one.
     fn dpop_binding(
@@ -286,7 +358,7 @@ impl Shared {
             htu: &htu,
             access_token: None,
             nonce: nonce.as_deref(),
-            now: unix_now(),
+            now: self.clock.now(),
         };
         match dpop::verify(proof, &expected, &self.access.seen_jtis) {
             Ok(jkt) => Ok(Some(jkt)),
@@ -308,7 +380,7 @@ impl Shared {
     ) -> Response<ResponseBody> {
         let scope = scopes.join(" ");
         let scope = scope.as_str();
-        let issued_at = unix_now();
+        let issued_at = self.clock.now();
         let serial = self.issued.fetch_add(1, Ordering::Relaxed);
         let mut claims = Map::new();
         claims.insert("iss".into(), json!(self.issuer));

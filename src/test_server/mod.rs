@@ -12,7 +12,8 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | valid, by `client_secret_basic` or `client_secret_post` ([§2.3.1]) | 200, a token ([§5.1]) |
+//! | valid, by `client_secret_basic` or `client_secret_post` ([§2.3.1]), or a client assertion ([RFC 7523 §2.2]) of a [`TestClient::assertion_jwks`] or [`TestClient::federated`] client | 200, a token ([§5.1]) |
+//! | an assertion whose `iss`, signature, `sub` or `aud` does not match what the client trusts, or expired, not yet valid, issued in the future (each by more than [`ASSERTION_LEEWAY`] on the server's clock), without `exp`, or (but for a federated credential not [`single_use`](FederatedCredential::single_use)) without `jti` or with a `jti` seen before | 401 `invalid_client`, the reason in `error_description` |
 //! | a repeated parameter other than `resource` ([§3.2]), no form body, no `grant_type`, two authentication methods ([§2.3]) | 400 `invalid_request` |
 //! | `grant_type` other than `client_credentials` | 400 `unsupported_grant_type` |
 //! | unknown client, wrong secret, no credentials, a method the client may not use | 401 `invalid_client` with `WWW-Authenticate: Basic realm="test-server"` ([§5.2]) |
@@ -58,6 +59,12 @@
 //!
 //! The server remembers the last [`MAX_ISSUED_TOKENS`] tokens it issued; an older one is
 //! unknown to it.
+//!
+//! Every answer carries a `Date` ([RFC 9110 §6.6.1]) on the server's clock, which
+//! [`TestServerBuilder::clock_skew`] can put ahead of or behind the real time: the tokens'
+//! `iat` and `exp`, the freshness of DPoP proofs and the times of client assertions follow it,
+//! so a client whose clock disagrees with its server's (and its recovery, see
+//! [`ServerClock`](crate::ServerClock)) can be tested without a cloud account.
 //!
 //! A parameter sent with an empty value counts as omitted ([§3.1]). A request without `scope`
 //! gets every scope the client is allowed. The access token is an unsecured JWT
@@ -197,6 +204,8 @@
 //! [§3.3]: https://www.rfc-editor.org/rfc/rfc6749#section-3.3
 //! [§5.1]: https://www.rfc-editor.org/rfc/rfc6749#section-5.1
 //! [§5.2]: https://www.rfc-editor.org/rfc/rfc6749#section-5.2
+//! [RFC 7523 §2.2]: https://www.rfc-editor.org/rfc/rfc7523#section-2.2
+//! [RFC 9110 §6.6.1]: https://www.rfc-editor.org/rfc/rfc9110#section-6.6.1
 //! [RFC 7519 §6]: https://www.rfc-editor.org/rfc/rfc7519#section-6
 //! [RFC 8707 §2]: https://www.rfc-editor.org/rfc/rfc8707#section-2
 //! [RFC 9068 §2.2]: https://www.rfc-editor.org/rfc/rfc9068#section-2.2
@@ -210,6 +219,7 @@
 //! [RFC 9449 §9]: https://www.rfc-editor.org/rfc/rfc9449#section-9
 
 mod access;
+mod assertion;
 mod body;
 mod client;
 mod dpop;
@@ -224,6 +234,7 @@ mod tokens;
 mod trust;
 
 pub use access::{AccessGrant, AccessRefusal};
+pub use assertion::{ASSERTION_LEEWAY, FederatedCredential};
 pub use client::{DEMO_AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_SCOPES, TestClient};
 pub use dpop::{DPOP_PROOF_WINDOW, MAX_DPOP_JTIS};
 pub use endpoint::DEFAULT_EXPIRES_IN;
@@ -231,9 +242,11 @@ pub use faults::Fault;
 pub use refusal::{MAX_REQUEST_BODY_LEN, REALM};
 pub use resource::{RESOURCE_PATH_PREFIX, SCOPED_PATH_PREFIX};
 pub use server::{TestServer, TestServerBuilder};
-pub use tokens::MAX_ISSUED_TOKENS;
+pub use tokens::{MAX_CLOCK_SKEW, MAX_ISSUED_TOKENS};
 pub use trust::{JwksError, MAX_JWKS_LEN, TrustedIssuer};
 
+#[cfg(test)]
+mod assertion_tests;
 #[cfg(test)]
 mod resource_tests;
 #[cfg(test)]

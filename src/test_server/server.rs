@@ -13,11 +13,12 @@ use tokio::sync::oneshot;
 
 use super::access::{AccessGrant, AccessRefusal};
 use super::client::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestClient};
+use super::dpop::SeenJtis;
 use super::endpoint::DEFAULT_EXPIRES_IN;
 use super::endpoint::{Faults, Shared, handle};
 use super::faults::Fault;
 use super::resource::AccessState;
-use super::tokens::unix_now;
+use super::tokens::SkewedClock;
 use super::trust::{JwksError, TrustedIssuer};
 use crate::endpoint::TokenUrl;
 use crate::request::ClientCredentials;
@@ -33,9 +34,20 @@ pub struct TestServerBuilder {
     clients: Vec<TestClient>,
     expires_in: Option<u64>,
     trusted: Vec<TrustedIssuer>,
+    clock: SkewedClock,
 }
 
 impl TestServerBuilder {
+    /// Skews the server's clock by `seconds` (positive: ahead of the real time), clamped to
+    /// [`MAX_CLOCK_SKEW`](crate::test_server::MAX_CLOCK_SKEW): the `Date` header of every
+    /// response, the issued tokens' `iat` and `exp`, the freshness of DPoP proofs and the
+    /// times of client assertions all follow it, so a client whose clock disagrees with its
+    /// server's can be tested.
+    pub fn clock_skew(mut self, seconds: i64) -> Self {
+        self.clock = SkewedClock::skewed(seconds);
+        self
+    }
+
     /// Registers a client, replacing any registered client with the same id (the demo client
     /// too). May be called again for more clients.
     pub fn client(mut self, client: TestClient) -> Self {
@@ -116,6 +128,8 @@ impl TestServerBuilder {
             resource_requests: AtomicUsize::new(0),
             issued: AtomicU64::new(0),
             faults: Mutex::new(Faults::default()),
+            clock: self.clock,
+            assertion_jtis: SeenJtis::default(),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -173,6 +187,7 @@ impl TestServer {
             clients: vec![TestClient::demo()],
             expires_in: Some(DEFAULT_EXPIRES_IN),
             trusted: Vec::new(),
+            clock: SkewedClock::default(),
         }
     }
 
@@ -296,7 +311,9 @@ impl TestServer {
         uri: &http::Uri,
         headers: &http::HeaderMap,
     ) -> Result<AccessGrant, AccessRefusal> {
-        self.shared.access.check(method, uri, headers, unix_now())
+        self.shared
+            .access
+            .check(method, uri, headers, self.shared.clock.now())
     }
 }
 

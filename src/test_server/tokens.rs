@@ -86,11 +86,35 @@ impl Registry {
     }
 }
 
+/// The largest clock skew [`TestServerBuilder::clock_skew`](crate::test_server::TestServerBuilder::clock_skew)
+/// takes, either way: a week. A larger one is clamped to it.
+pub const MAX_CLOCK_SKEW: i64 = 7 * 24 * 60 * 60;
+
+/// The server's clock: the real time, skewed by a fixed number of seconds, so that a test can
+/// give the server a clock that disagrees with the client's.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct SkewedClock {
+    skew: i64,
+}
+
+impl SkewedClock {
+    pub(super) fn skewed(skew: i64) -> Self {
+        Self {
+            skew: skew.clamp(-MAX_CLOCK_SKEW, MAX_CLOCK_SKEW),
+        }
+    }
+
+    /// The server's current time in seconds since the Unix epoch.
+    pub(super) fn now(self) -> u64 {
+        unix_now().saturating_add_signed(self.skew)
+    }
+}
+
 /// The current time in seconds since the Unix epoch.
 // The server stamps `iat` and `exp` with the real time and checks them against it, as a real
 // server does; it is the one part of the crate that reads the clock outside an adapter.
 #[allow(clippy::disallowed_methods)]
-pub(super) fn unix_now() -> u64 {
+fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())

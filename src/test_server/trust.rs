@@ -49,8 +49,13 @@ pub enum JwksError {
 pub struct TrustedIssuer {
     pub(super) issuer: String,
     pub(super) audience: String,
-    keys: Vec<TrustedKey>,
+    keys: KeySet,
 }
+
+/// The signing keys of a JWKS (RFC 7517 §5), as read for a [`TrustedIssuer`] or a
+/// [`FederatedCredential`](crate::test_server::FederatedCredential).
+#[derive(Clone)]
+pub(super) struct KeySet(Vec<TrustedKey>);
 
 #[derive(Clone)]
 struct TrustedKey {
@@ -73,6 +78,35 @@ impl TrustedIssuer {
         if issuer.is_empty() || audience.is_empty() {
             return Err(JwksError::Empty);
         }
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            keys: KeySet::parse(jwks_json)?,
+        })
+    }
+
+    /// The issuer, as tokens' `iss` must name it.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The audience tokens must name in `aud`.
+    #[must_use]
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Whether a key of the set (the one named by `kid` when the header has one) verifies the
+    /// token's signature.
+    pub(super) fn verifies(&self, token: &Decoded<'_>) -> bool {
+        self.keys.verifies(token)
+    }
+}
+
+impl KeySet {
+    /// Reads the signing keys of a JWKS document; keys whose `use` is not `sig` are skipped.
+    pub(super) fn parse(jwks_json: &str) -> Result<Self, JwksError> {
         if jwks_json.len() > MAX_JWKS_LEN {
             return Err(JwksError::NotAJwks);
         }
@@ -98,23 +132,12 @@ impl TrustedIssuer {
         if keys.is_empty() {
             return Err(JwksError::NoSigningKey);
         }
-        Ok(Self {
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
-            keys,
-        })
+        Ok(Self(keys))
     }
 
-    /// The issuer, as tokens' `iss` must name it.
-    #[must_use]
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
-    /// The audience tokens must name in `aud`.
-    #[must_use]
-    pub fn audience(&self) -> &str {
-        &self.audience
+    /// How many keys the set holds.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Whether a key of the set (the one named by `kid` when the header has one) verifies the
@@ -122,7 +145,7 @@ impl TrustedIssuer {
     pub(super) fn verifies(&self, token: &Decoded<'_>) -> bool {
         let alg = token.alg().unwrap_or_default();
         let kid = token.header_str("kid");
-        self.keys
+        self.0
             .iter()
             .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
             .filter(|k| k.alg.as_deref().is_none_or(|a| a == alg) && k.key.fits(alg))

@@ -1447,3 +1447,71 @@ fn cli_discovers_the_issuer_and_signs_with_a_private_key_from_a_file() {
     assert_eq!(json["token_type"], "Bearer", "{stdout}");
     assert_eq!(json["scope"], "api:read", "{stdout}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Clock skew: a client whose clock is ten minutes off oidc-provider's.
+
+/// The core's exchange at a client clock `skew` seconds off the real time.
+async fn fetch_core_skewed(request: &TokenRequest, skew: i64) -> Result<Token, Error> {
+    let mut exchange = TokenFetch::new(request);
+    loop {
+        let off = Duration::from_secs(skew.unsigned_abs());
+        let at = if skew >= 0 { now() + off } else { now() - off };
+        let http_request = exchange.http_request(at, || Ok(entropy()))?;
+        let (response, _) = send_raw(http_request.map(RequestBody::into_bytes)).await;
+        match exchange.handle_response(&response)? {
+            FetchStep::Done(token) => return Ok(token),
+            FetchStep::Retry => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_skewed_client_learns_oidc_providers_clock_from_its_date() {
+    // Pinned verdicts of oidc-provider: an assertion from a client ten minutes slow (expired
+    // by its clock) is refused as `invalid_client` "client authentication failed", the reason
+    // only in its log: not recognisable as about time, so the exchange is not retried, but its
+    // `Date` corrects the client's clock and the next exchange succeeds. One from a client ten
+    // minutes fast (`iat` in its future, `exp` not past) is accepted: it checks `exp` and
+    // `nbf`, not a future `iat`. Either way the client learns the offset.
+    let client = |skew: i64| {
+        ClientCredentials::with_auth(
+            TokenUrl::new(&token_endpoint()).unwrap(),
+            "jwt-client",
+            ClientAuth::Jwt(JwtAuth::new(client_key())),
+        )
+        .unwrap()
+        .token_request()
+        .build()
+        .unwrap_or_else(|e| panic!("skew {skew}: {e}"))
+    };
+    let learnt = |request: &TokenRequest, skew: i64| {
+        let offset = request.client().server_clock().offset_millis();
+        let offset = offset.expect("oidc-provider sends Date");
+        assert!(
+            (offset / 1000).abs_diff(-skew) <= 2,
+            "skew {skew}: offset {offset} ms"
+        );
+    };
+
+    let slow = client(-600);
+    let error = fetch_core_skewed(&slow, -600).await.unwrap_err();
+    let oauth = error.oauth().expect("an OAuth refusal");
+    assert_eq!(oauth.code(), &ErrorCode::InvalidClient);
+    assert_eq!(oauth.description(), Some("client authentication failed"));
+    assert!(!client_credentials::is_refusal_about_time(&error));
+    learnt(&slow, -600);
+    let token = fetch_core_skewed(&slow, -600)
+        .await
+        .expect("on the server's time");
+    assert_eq!(token.token_type(), &TokenType::Bearer);
+
+    let fast = client(600);
+    fetch_core_skewed(&fast, 600)
+        .await
+        .expect("a future iat is accepted");
+    learnt(&fast, 600);
+    fetch_core_skewed(&fast, 600)
+        .await
+        .expect("on the server's time");
+}

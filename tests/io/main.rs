@@ -11,4 +11,5 @@ mod authorized;
 mod observe;
 mod resource;
 mod shared_cache;
+mod skew;
 mod token_source;
