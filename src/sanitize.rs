@@ -228,6 +228,20 @@ const SECRET_NAMES: &[&[&str]] = &[
     &["password"],
     &["secret"],
     &["token"],
+    // Echoed request headers: `Authorization: Basic …`, `DPoP: eyJ…`.
+    &["authorization"],
+    &["dpop"],
+];
+
+/// Authentication schemes a credential follows (`Basic dXNlcjpwYXNz`): a value that is one of
+/// them is redacted with the credential after it.
+const SCHEMES: &[&[u8]] = &[
+    b"basic",
+    b"bearer",
+    b"dpop",
+    b"digest",
+    b"negotiate",
+    b"mac",
 ];
 
 /// How far past a name the separator and the value's opening quote are looked for.
@@ -261,7 +275,7 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
         // lower-cases an ASCII letter and maps no other byte onto one).
         if !matches!(
             bytes[i] | 0x20,
-            b'a' | b'c' | b'i' | b'p' | b'r' | b's' | b't'
+            b'a' | b'c' | b'd' | b'i' | b'p' | b'r' | b's' | b't'
         ) {
             i += 1;
             continue;
@@ -371,12 +385,29 @@ fn value_after(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     let (start, quote, _) = skip_gap(bytes, at, limit);
     let end = match quote {
         Some(quote) => find_from(bytes, start, quote).unwrap_or(bytes.len()),
-        None => bytes[start..]
-            .iter()
-            .position(|&b| b.is_ascii_whitespace() || b"&<>\"'`,;}])\\".contains(&b))
-            .map_or(bytes.len(), |n| start + n),
+        None => {
+            let end = unquoted_end(bytes, start);
+            // A scheme is no secret, the credential after it is: redact both.
+            let is_scheme = SCHEMES
+                .iter()
+                .any(|scheme| bytes[start..end].eq_ignore_ascii_case(scheme));
+            let after = end + bytes[end..].iter().take_while(|b| **b == b' ').count();
+            if is_scheme && after > end && after < bytes.len() {
+                unquoted_end(bytes, after)
+            } else {
+                end
+            }
+        }
     };
     Some((start, end))
+}
+
+/// Where an unquoted value starting at `start` ends: at white space or a delimiter.
+fn unquoted_end(bytes: &[u8], start: usize) -> usize {
+    bytes[start..]
+        .iter()
+        .position(|&b| b.is_ascii_whitespace() || b"&<>\"'`,;}])\\".contains(&b))
+        .map_or(bytes.len(), |n| start + n)
 }
 
 /// Past white space, quotes and tags, up to `limit`: where that ends, the last quote passed, and
@@ -481,6 +512,16 @@ mod tests {
                 "<dt>token</dt> <dd>[redacted]</dd>",
             ),
             ("secret=a secret=b", "secret=[redacted] secret=[redacted]"),
+            (
+                "<p>Authorization: Basic ZGVtbzpzM2NyM3Q=</p>",
+                "<p>Authorization: [redacted]</p>",
+            ),
+            (
+                "authorization=bearer eyJhbGci.x.y, next",
+                "authorization=[redacted], next",
+            ),
+            ("DPoP: eyJ0eXAi.eyJqdGki.sig seen", "DPoP: [redacted] seen"),
+            ("token: Bearer", "token: [redacted]"),
         ] {
             assert_eq!(redact(raw), redacted, "{raw}");
         }

@@ -724,3 +724,29 @@ fn an_oauth_error_among_many_headers_keeps_challenge_nonce_and_retry_after() {
         Some(RetryAfter::Delay(Duration::from_secs(30)))
     );
 }
+
+#[test]
+fn echoed_request_credentials_never_reach_the_error_text() {
+    // A gateway's error page that echoes the request's headers, bare.
+    let basic = "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ="; // demo-client:demo-secret
+    let proof = "eyJ0eXAiOiJkcG9wK2p3dCJ9.eyJqdGkiOiIxIn0.c2ln";
+    let page = format!(
+        "<html><body><h1>502</h1><pre>Authorization: Basic {basic}\nDPoP: {proof}\n</pre></body></html>"
+    );
+    for (status, content_type, body) in [
+        (502, Some("text/html"), page.clone()),
+        (401, Some("text/plain"), page.replace('<', " ")),
+        (
+            400,
+            Some("application/json"),
+            format!(
+                r#"{{"error":"invalid_request","error_description":"got Authorization: Basic {basic}"}}"#
+            ),
+        ),
+    ] {
+        let error = tolerant(status, content_type, &body).unwrap_err();
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains(basic), "{text}");
+        assert!(!text.contains("eyJqdGki"), "{text}");
+    }
+}
