@@ -385,7 +385,7 @@ pub fn present_token(
     present_token_lazily(
         headers,
         method,
-        uri,
+        || uri,
         token,
         client,
         || Ok(attempt.clone()),
@@ -397,10 +397,10 @@ pub fn present_token(
 /// token that signs something (a DPoP proof), so a bearer token costs no clock read, no random
 /// bytes and no nonce lookup; and the `Authorization` value of a token presented as it is comes
 /// from `values` when it was made for this very token already.
-pub(crate) fn present_token_lazily(
+pub(crate) fn present_token_lazily<'u>(
     headers: &mut HeaderMap,
     method: &Method,
-    uri: &Uri,
+    uri: impl FnOnce() -> &'u Uri,
     token: &Token,
     client: &ClientCredentials,
     attempt: impl FnOnce() -> Result<Attempt, Error>,
@@ -410,7 +410,7 @@ pub(crate) fn present_token_lazily(
         #[cfg(feature = "jwt")]
         if let Some(key) = client.dpop_key() {
             let attempt = attempt()?;
-            return key.authorize_headers(headers, method, uri, token.access_token(), &attempt);
+            return key.authorize_headers(headers, method, uri(), token.access_token(), &attempt);
         }
         let _ = (method, uri, client, attempt);
         return Err(Error::DpopKeyMissing);
@@ -653,7 +653,7 @@ mod tests {
             present_token_lazily(
                 &mut headers,
                 &Method::GET,
-                &uri,
+                || &uri,
                 &bearer("t", "Bearer"),
                 &client,
                 || panic!("a bearer token needs no attempt"),
@@ -666,7 +666,7 @@ mod tests {
         let result = present_token_lazily(
             &mut headers,
             &Method::GET,
-            &uri,
+            || &uri,
             &bearer("t", "DPoP"),
             &client,
             || Err(Error::ClockBeforeUnixEpoch),

@@ -16,13 +16,20 @@ use crate::call::{
 };
 use crate::error::call::CallError;
 use crate::observe;
+
+/// The response header of a server's DPoP nonce (RFC 9449 §8.1).
+const DPOP_NONCE: &str = "dpop-nonce";
 use crate::token::Token;
 
 /// What the loop needs of a request.
 pub(crate) trait CallRequest: Sized {
     fn method(&self) -> &Method;
-    /// The absolute URI, for the DPoP proof's `htu` and the nonce store's origin.
-    fn uri(&self) -> Uri;
+    /// Where the request goes, as cheap to keep as the request type allows.
+    type Target;
+    fn target(&self) -> Self::Target;
+    /// The target as an absolute URI, for the DPoP proof's `htu`, the nonce store's origin and
+    /// the events: made only when one of them needs it.
+    fn uri(target: &Self::Target) -> Uri;
     fn headers_mut(&mut self) -> &mut HeaderMap;
     /// The body's length if it is known before sending (`None` for a stream).
     fn body_len(&self) -> Option<u64>;
@@ -84,7 +91,9 @@ impl Caller {
         C: CallClient<R>,
     {
         let method = request.method().clone();
-        let uri = request.uri();
+        let target = request.target();
+        let uri = std::sync::OnceLock::new();
+        let uri = || uri.get_or_init(|| R::uri(&target));
         let mut call = AuthorizedCall::new(&self.policy, &method, request.body_len());
         let mut copy = None;
         if call.keeps_copy() {
@@ -114,11 +123,11 @@ impl Caller {
             }
             let client_credentials = self.tokens.request().client();
             // The clock, the random bytes and the nonce only for a token that signs a proof.
-            let attempt = || Ok(self.nonces.attempt(&uri, send_time(), entropy()?));
+            let attempt = || Ok(self.nonces.attempt(uri(), send_time(), entropy()?));
             present_token_lazily(
                 request.headers_mut(),
                 &method,
-                &uri,
+                uri,
                 &token,
                 client_credentials,
                 attempt,
@@ -126,7 +135,9 @@ impl Caller {
             )
             .map_err(|e| Stop::Call(CallError::Present(e)))?;
             let response = client.send(request).await.map_err(Stop::Client)?;
-            self.nonces.observe(&uri, response.headers());
+            if response.headers().contains_key(DPOP_NONCE) {
+                self.nonces.observe(uri(), response.headers());
+            }
             match call.handle_response(response.status(), response.headers()) {
                 CallStep::Return => return Ok(response),
                 CallStep::Refused {
@@ -138,14 +149,14 @@ impl Caller {
                     } else {
                         "use_dpop_nonce"
                     };
-                    observe::call_not_replayed(reason, not_retried.as_str(), &method, &uri);
+                    observe::call_not_replayed(reason, not_retried.as_str(), &method, uri());
                     if invalidate {
                         self.tokens.invalidate(&token);
                     }
                     return Ok(response);
                 }
                 CallStep::Retry { invalidate, reason } => {
-                    observe::call_retried(reason.as_str(), &method, &uri);
+                    observe::call_retried(reason.as_str(), &method, uri());
                     // The copy goes; a copy of it stays for a later retry.
                     let Some(next) = copy.take() else {
                         return Ok(response); // not reached: a retry needs a copy

@@ -18,7 +18,7 @@
 //! the request again once with a new one, when its method is idempotent and its body can be
 //! cloned (`reqwest::Request::try_clone`) within the [`CallPolicy`]'s limit; one retry with a
 //! resource server's DPoP nonce; every other answer untouched. A request whose token cannot be
-//! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`]
+//! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`](crate::CallError)
 //! (`error.downcast_ref::<CallError>()` on the `anyhow::Error`), and is never sent.
 //!
 //! Put it after a retry middleware (`.with(retry).with(authorize)`) so that every retry of
@@ -34,7 +34,6 @@ use super::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
 use super::source::TokenSource;
 use crate::attempt::DpopNonces;
 use crate::call::CallPolicy;
-use crate::error::call::CallError;
 
 /// A [`Middleware`] that authorizes every request with a token from a [`TokenSource`]; see the
 /// [module documentation](self). Cheap to clone; clones share the source, the policy and the
@@ -94,22 +93,8 @@ impl Middleware for AuthorizeMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let uri = match Uri::try_from(request.url().as_str()) {
-            Ok(uri) => uri,
-            // Not reached for a URL reqwest accepted; sent without a token it would leak nothing,
-            // but it must not go out unauthenticated either.
-            Err(e) => {
-                return Err(reqwest_middleware::Error::middleware(CallError::Client(
-                    Box::new(e),
-                )));
-            }
-        };
         let mut client = Rest { next, extensions };
-        match self
-            .caller
-            .call(Attempted { request, uri }, &mut client)
-            .await
-        {
+        match self.caller.call(Attempted { request }, &mut client).await {
             Ok(Answered(response)) => Ok(response),
             Err(Stop::Call(error)) => Err(reqwest_middleware::Error::middleware(error)),
             Err(Stop::Client(error)) => Err(error),
@@ -136,10 +121,9 @@ impl CallClient<Attempted> for Rest<'_> {
     }
 }
 
-/// A request and its URL as an `http::Uri`, as the loop reads and copies it.
+/// A request, as the loop reads and copies it.
 struct Attempted {
     request: reqwest::Request,
-    uri: Uri,
 }
 
 impl CallRequest for Attempted {
@@ -147,8 +131,17 @@ impl CallRequest for Attempted {
         self.request.method()
     }
 
-    fn uri(&self) -> Uri {
-        self.uri.clone()
+    type Target = reqwest::Url;
+
+    fn target(&self) -> reqwest::Url {
+        self.request.url().clone()
+    }
+
+    /// A URL reqwest accepted is an absolute URI; were it not one, a DPoP proof would fail with
+    /// `Error::UriNotAbsolute` and no nonce would be kept for it, but nothing would go out
+    /// unauthenticated.
+    fn uri(target: &reqwest::Url) -> Uri {
+        Uri::try_from(target.as_str()).unwrap_or_default()
     }
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
@@ -166,7 +159,6 @@ impl CallRequest for Attempted {
     fn try_copy(&self) -> Option<Self> {
         Some(Self {
             request: self.request.try_clone()?,
-            uri: self.uri.clone(),
         })
     }
 }

@@ -269,8 +269,14 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
         self.0.method()
     }
 
-    fn uri(&self) -> Uri {
+    type Target = Uri;
+
+    fn target(&self) -> Uri {
         self.0.uri().clone()
+    }
+
+    fn uri(target: &Uri) -> Uri {
+        target.clone()
     }
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
