@@ -130,6 +130,8 @@ pub(super) struct AssertionContext<'a> {
     pub(super) client_id: &'a str,
     /// The server's issuer identifier, `http://127.0.0.1:PORT`.
     pub(super) issuer: &'a str,
+    /// The token endpoint's URL as the client requested it (`/token` or the Entra-shaped path).
+    pub(super) token_url: &'a str,
     /// The server's time, seconds since the Unix epoch.
     pub(super) now: u64,
     pub(super) seen: &'a SeenJtis,
@@ -159,12 +161,11 @@ pub(super) fn verify_assertion(
                 jws::shown(iss)
             ))
         })?;
-    let own_token_url = format!("{}/token", context.issuer);
     let (keys, subject, audiences, single_use) = match trust {
         AssertionTrust::Own(keys) => (
             keys,
             context.client_id,
-            vec![context.issuer, own_token_url.as_str()],
+            vec![context.issuer, context.token_url],
             true,
         ),
         AssertionTrust::Federated(credential) => (

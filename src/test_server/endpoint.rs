@@ -111,10 +111,11 @@ where
     if let Some(response) = apply(shared.next_fault()).await {
         return response;
     }
-    if request.uri().path() != "/token" {
+    if !is_token_path(request.uri().path()) {
         return plain(
             StatusCode::NOT_FOUND,
-            "not found: the token endpoint is /token, the protected resource under /api/",
+            "not found: the token endpoint is /token (or /{tenant}/oauth2/v2.0/token), the \
+             protected resource under /api/",
         );
     }
     shared.token_requests.fetch_add(1, Ordering::SeqCst);
@@ -133,6 +134,16 @@ where
         .unwrap_or_else(Refusal::into_response)
 }
 
+/// Whether `path` is the token endpoint's: `/token`, or Entra ID's v2.0 shape
+/// `/{tenant}/oauth2/v2.0/token` with any one non-empty path segment as the tenant.
+pub(super) fn is_token_path(path: &str) -> bool {
+    path == "/token"
+        || path
+            .strip_prefix('/')
+            .and_then(|rest| rest.strip_suffix("/oauth2/v2.0/token"))
+            .is_some_and(|tenant| !tenant.is_empty() && !tenant.contains('/'))
+}
+
 pub(super) async fn token_endpoint<B>(
     shared: &Shared,
     request: Request<B>,
@@ -142,6 +153,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
+    // The URL the client actually sent to: the DPoP proof's `htu` and an own assertion's
+    // `aud` must name it, whichever of the token endpoint's paths it is.
+    let token_url = format!("{}{}", shared.issuer, parts.uri.path());
     let form_type = parts
         .headers
         .get(CONTENT_TYPE)
@@ -175,8 +189,8 @@ where
             ));
         }
     }
-    let client = shared.authenticate(&parts.headers, &form)?;
-    let jkt = shared.dpop_binding(client, &parts.headers)?;
+    let client = shared.authenticate(&parts.headers, &form, &token_url)?;
+    let jkt = shared.dpop_binding(client, &parts.headers, &token_url)?;
     if !client.grant_allowed {
         return Err(refuse(
             "unauthorized_client",
@@ -229,13 +243,15 @@ where
 impl Shared {
     /// Authenticates the client by `client_secret_basic` or `client_secret_post` (RFC 6749
     /// §2.3.1), or by a client assertion (RFC 7521 §4.2), refusing two methods at once (§2.3).
+    /// `token_url` is the token endpoint's URL as requested, an audience of own assertions.
     pub(super) fn authenticate(
         &self,
         headers: &http::HeaderMap,
         form: &Form,
+        token_url: &str,
     ) -> Result<&TestClient, Refusal> {
         if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
-            return self.authenticate_assertion(headers, form);
+            return self.authenticate_assertion(headers, form, token_url);
         }
         let (id, secret, method) = match headers.get(AUTHORIZATION) {
             Some(header) => {
@@ -287,6 +303,7 @@ impl Shared {
         &self,
         headers: &http::HeaderMap,
         form: &Form,
+        token_url: &str,
     ) -> Result<&TestClient, Refusal> {
         if headers.contains_key(AUTHORIZATION) || form.get("client_secret").is_some() {
             return Err(invalid_request(
@@ -323,6 +340,7 @@ impl Shared {
         let context = AssertionContext {
             client_id: &client.id,
             issuer: &self.issuer,
+            token_url,
             now: self.clock.now(),
             seen: &self.assertion_jtis,
         };
@@ -331,11 +349,13 @@ impl Shared {
     }
 
     /// Checks the request's DPoP proof, if any (RFC 9449 §4.3, §5), returning the thumbprint of
-    /// its key, to bind the token to; a client whose tokens must be bound must send one.
+    /// its key, to bind the token to; a client whose tokens must be bound must send one. The
+    /// proof's `htu` must be `token_url`, the token endpoint's URL as requested.
     fn dpop_binding(
         &self,
         client: &TestClient,
         headers: &HeaderMap,
+        token_url: &str,
     ) -> Result<Option<String>, Refusal> {
         let invalid = |text: String| refuse("invalid_dpop_proof", text);
         let proof = dpop::proof_header(headers).map_err(|e| match e {
@@ -351,11 +371,10 @@ impl Shared {
             }
             return Ok(None);
         };
-        let htu = format!("{}/token", self.issuer);
         let nonce = self.access.token_nonce.required();
         let expected = Expected {
             method: &Method::POST,
-            htu: &htu,
+            htu: token_url,
             access_token: None,
             nonce: nonce.as_deref(),
             now: self.clock.now(),

@@ -8,7 +8,10 @@
 //! the server and its thread.
 //!
 //! It answers `POST /token` as RFC 6749 §4.4 says a token endpoint does, for the clients
-//! registered with it ([`TestClient`]):
+//! registered with it ([`TestClient`]); and the same at `POST /{tenant}/oauth2/v2.0/token` (any
+//! one path segment as the tenant), the shape of Entra ID's v2.0 endpoint, so that a client
+//! built for Entra (its authority the server's [`url`](TestServer::url)`("/")`) reaches it. The
+//! DPoP proof's `htu` and an own assertion's `aud` must name the URL the request was sent to:
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -24,7 +27,8 @@
 //! | a `DPoP` proof ([RFC 9449 §4]) | its checks below; then a token with `token_type` `DPoP` and `cnf.jkt` the key's thumbprint ([RFC 9449 §6]) |
 //! | a bad proof; none from a [`TestClient::dpop_bound`] client | 400 `invalid_dpop_proof` |
 //! | a proof without the nonce, after [`TestServer::require_token_nonce`] | 400 `use_dpop_nonce` with `DPoP-Nonce` ([RFC 9449 §8]) |
-//! | another method on `/token`; another path | 405; 404 |
+//! | `POST /{tenant}/oauth2/v2.0/token` | as `POST /token`, the same clients, counted by [`TestServer::token_requests`] |
+//! | another method on `/token` (or the tenant path); another path | 405; 404 |
 //!
 //! A DPoP proof is checked as [RFC 9449 §4.3] says: one `DPoP` header; `typ` `dpop+jwt`; `alg`
 //! one of ES256, ES384, EdDSA, RS256, PS256 (those the crate's
@@ -249,5 +253,7 @@ pub use trust::{JwksError, MAX_JWKS_LEN, TrustedIssuer};
 mod assertion_tests;
 #[cfg(test)]
 mod resource_tests;
+#[cfg(test)]
+mod tenant_path_tests;
 #[cfg(test)]
 mod tests;

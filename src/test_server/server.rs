@@ -226,7 +226,8 @@ impl TestServer {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// How many requests have arrived at the token endpoint (`/token`), not counting those
+    /// How many requests have arrived at the token endpoint (`/token` or
+    /// `/{tenant}/oauth2/v2.0/token`), not counting those
     /// that got a fault.
     #[must_use]
     pub fn token_requests(&self) -> usize {

@@ -8,6 +8,7 @@ mod support;
 mod adapters;
 mod assertions;
 mod authorized;
+mod entra;
 mod observe;
 mod resource;
 mod shared_cache;
