@@ -245,7 +245,7 @@ pub use io::assertion_file::{
 #[cfg(feature = "redis")]
 pub use io::redis::RedisStore;
 #[cfg(feature = "shared-cache")]
-pub use io::shared::{LEASE_TTL, POLL_INTERVAL, STORE_TIMEOUT, SharedCache, WAIT};
+pub use io::shared::SharedCache;
 #[cfg(feature = "token-source")]
 pub use io::source::{TokenSource, TokenSourceBuilder};
 pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};

@@ -33,18 +33,6 @@ use crate::store::key::StoreKey;
 use crate::store::{StoreError, TokenStore};
 use crate::token::Token;
 
-/// The default bound on each store call: 250 ms. A store on the same network answers in
-/// about a millisecond; one that takes longer is treated as down for this fetch.
-pub const STORE_TIMEOUT: Duration = Duration::from_millis(250);
-/// The default time to live of a lease: 5 s, longer than a token request takes. A holder
-/// that dies frees the request for another process after at most this long.
-pub const LEASE_TTL: Duration = Duration::from_secs(5);
-/// The default longest wait for another process's fetch: 8 s, so that a waiter outlives a
-/// dead holder's lease and takes it over rather than every waiter fetching at once.
-pub const WAIT: Duration = Duration::from_secs(8);
-/// The default interval between a waiter's reads of the store: 50 ms.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
 /// A second-level token cache shared by a fleet: a [`TokenStore`] (such as
 /// [`RedisStore`](crate::RedisStore)), the namespace the fleet's entries live under, and how
 /// they are sealed. Give it to [`TokenSource::with_store`](crate::TokenSource::with_store):
@@ -81,6 +69,18 @@ pub struct SharedCache {
 }
 
 impl SharedCache {
+    /// The default bound on each store call: 250 ms. A store on the same network answers in
+    /// about a millisecond; one that takes longer is treated as down for this fetch.
+    pub const STORE_TIMEOUT: Duration = Duration::from_millis(250);
+    /// The default time to live of a lease: 5 s, longer than a token request takes. A holder
+    /// that dies frees the request for another process after at most this long.
+    pub const LEASE_TTL: Duration = Duration::from_secs(5);
+    /// The default longest wait for another process's fetch: 8 s, so that a waiter outlives a
+    /// dead holder's lease and takes it over rather than every waiter fetching at once.
+    pub const WAIT: Duration = Duration::from_secs(8);
+    /// The default interval between a waiter's reads of the store: 50 ms.
+    pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
     /// A shared cache in `store` under `namespace`, its entries encrypted by AES-256-GCM under
     /// `key` (a fresh random nonce per write, the entry's store key as associated data).
     #[must_use]
@@ -101,28 +101,28 @@ impl SharedCache {
             store,
             namespace: namespace.into(),
             sealing,
-            store_timeout: STORE_TIMEOUT,
-            lease_ttl: LEASE_TTL,
-            wait: WAIT,
-            poll_interval: POLL_INTERVAL,
+            store_timeout: Self::STORE_TIMEOUT,
+            lease_ttl: Self::LEASE_TTL,
+            wait: Self::WAIT,
+            poll_interval: Self::POLL_INTERVAL,
         }
     }
 
-    /// The bound on each store call instead of [`STORE_TIMEOUT`].
+    /// The bound on each store call instead of [`STORE_TIMEOUT`](Self::STORE_TIMEOUT).
     #[must_use]
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
         self
     }
 
-    /// The lease's time to live instead of [`LEASE_TTL`] (at least 1 ms).
+    /// The lease's time to live instead of [`LEASE_TTL`](Self::LEASE_TTL) (at least 1 ms).
     #[must_use]
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl.max(Duration::from_millis(1));
         self
     }
 
-    /// The longest wait for another process's fetch instead of [`WAIT`], after which a process
+    /// The longest wait for another process's fetch instead of [`WAIT`](Self::WAIT), after which a process
     /// fetches by itself. The source caps it at half its [`CachePolicy::fetch_timeout`], so
     /// that the fetch after a wait still has time.
     #[must_use]
@@ -131,7 +131,7 @@ impl SharedCache {
         self
     }
 
-    /// The interval between a waiter's reads of the store instead of [`POLL_INTERVAL`] (at
+    /// The interval between a waiter's reads of the store instead of [`POLL_INTERVAL`](Self::POLL_INTERVAL) (at
     /// least 1 ms).
     #[must_use]
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
