@@ -20,18 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower::{Layer as _, ServiceExt as _};
 
-/// The resource of interop/server.mjs whose tokens are JWTs signed by the provider (ES256).
-const JWT_RESOURCE: &str = "https://jwt.api.example/";
-
-fn issuer() -> String {
-    match std::env::var("OIDC_PROVIDER_URL") {
-        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
-        _ => panic!(
-            "OIDC_PROVIDER_URL is not set: the interop tests need a live oidc-provider; \
-             run them with `scripts/test`, which starts one on 127.0.0.1"
-        ),
-    }
-}
+use crate::oidc_provider::{JWT_RESOURCE, issuer, token_endpoint};
 
 /// The embedded resource, trusting oidc-provider's tokens for [`JWT_RESOURCE`].
 async fn resource() -> TestServer {
@@ -49,7 +38,7 @@ async fn resource() -> TestServer {
 }
 
 fn source(id: &str, secret: &str, key: Option<DpopKey>) -> TokenSource {
-    let url = TokenUrl::new(&format!("{}/token", issuer())).unwrap();
+    let url = TokenUrl::new(&token_endpoint()).unwrap();
     let mut client = ClientCredentials::new(url, id, ClientSecret::new(secret));
     if let Some(key) = key {
         client = client.with_dpop(key);

@@ -68,14 +68,15 @@ use crate::support::adapters::Adapter;
 /// The characters RFC 6749 §2.3.1's encoding must carry (oidc-provider wants ASCII).
 const SPECIAL: &str = ": +%&=/?~!";
 
-const JWT_RESOURCE: &str = "https://jwt.api.example/";
+/// The resource of interop/server.mjs whose tokens are JWTs signed by the provider (ES256).
+pub(crate) const JWT_RESOURCE: &str = "https://jwt.api.example/";
 const OPAQUE_RESOURCE: &str = "urn:example:opaque-api";
 
 /// The `client_secret_jwt` client's secret: HS256 wants 32 bytes or more (RFC 7518 §3.2).
 const SECRET_JWT_SECRET: &str = "secret-jwt-client-secret-of-at-least-32-bytes";
 
 /// The issuer, as `scripts/test` exported it.
-fn issuer() -> String {
+pub(crate) fn issuer() -> String {
     match std::env::var("OIDC_PROVIDER_URL") {
         Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
         _ => panic!(
@@ -85,7 +86,7 @@ fn issuer() -> String {
     }
 }
 
-fn token_endpoint() -> String {
+pub(crate) fn token_endpoint() -> String {
     format!("{}/token", issuer())
 }
 

@@ -17,21 +17,10 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-/// The resource of interop/server.mjs whose tokens are JWTs signed by the provider (ES256).
-const JWT_RESOURCE: &str = "https://jwt.api.example/";
-
-fn issuer() -> String {
-    match std::env::var("OIDC_PROVIDER_URL") {
-        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
-        _ => panic!(
-            "OIDC_PROVIDER_URL is not set: the interop tests need a live oidc-provider; \
-             run them with `scripts/test`, which starts one on 127.0.0.1"
-        ),
-    }
-}
+use crate::oidc_provider::{JWT_RESOURCE, issuer, token_endpoint};
 
 async fn token(id: &str, secret: &str, key: Option<&DpopKey>) -> Token {
-    let url = TokenUrl::new(&format!("{}/token", issuer())).unwrap();
+    let url = TokenUrl::new(&token_endpoint()).unwrap();
     let mut client = ClientCredentials::new(url, id, ClientSecret::new(secret));
     if let Some(key) = key {
         client = client.with_dpop(key.clone());
