@@ -1,18 +1,17 @@
 //! The token endpoint's client assertions: `private_key_jwt`, federation, each check one by
 //! one, and the skewed clock they are checked against.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::Response;
+use http::{Request, Response};
 use serde_json::{Value, json};
 
 use super::assertion::{ASSERTION_LEEWAY, FederatedCredential};
 use super::client::TestClient;
+use super::resource_tests::exchange;
 use super::server::TestServer;
 use super::trust::JwksError;
 use crate::attempt::Attempt;
@@ -66,38 +65,21 @@ fn post(
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    write!(
-        stream,
-        "POST /token HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n{}\r\n{body}",
-        body.len(),
-        extra_header.map(|h| format!("{h}\r\n")).unwrap_or_default(),
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    match stream.read_to_end(&mut raw) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("reading the response failed: {e}"),
-    }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = std::str::from_utf8(&raw[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
+    let mut request = Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.into_bytes())
         .unwrap();
-    let mut response = Response::builder().status(status);
-    for (name, value) in lines.filter_map(|l| l.split_once(": ")) {
-        response = response.header(name, value);
+    if let Some((name, value)) = extra_header.and_then(|h| h.split_once(": ")) {
+        request.headers_mut().insert(
+            http::HeaderName::try_from(name).unwrap(),
+            http::HeaderValue::try_from(value).unwrap(),
+        );
     }
-    response
-        .body(serde_json::from_slice(&raw[split + 4..]).unwrap_or(Value::Null))
-        .unwrap()
+    let (parts, answer) = exchange(server, &request).into_parts();
+    Response::from_parts(
+        parts,
+        serde_json::from_slice(&answer).unwrap_or(Value::Null),
+    )
 }
 
 fn post_assertion(

@@ -2,15 +2,15 @@
 //! endpoint as `/token`, its DPoP `htu` and own-assertion `aud` checked against the URL
 //! requested.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::Request;
 use serde_json::Value;
 
 use super::client::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestClient};
 use super::endpoint::is_token_path;
+use super::resource_tests::exchange;
 use super::server::TestServer;
 use crate::attempt::Attempt;
 use crate::auth::ClientAuth;
@@ -29,30 +29,14 @@ fn send_to(server: &TestServer, request: &TokenRequest, path: &str) -> (u16, Val
     // The test stands for the client's clock: its assertion and proof are stamped now.
     #[allow(clippy::disallowed_methods)]
     let attempt = Attempt::new(SystemTime::now(), [7; 32]);
-    let http = request.http_request(&attempt).unwrap();
-    let mut raw = format!(
-        "POST {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        server.local_addr(),
-        http.body().len()
-    );
-    for (name, value) in http.headers() {
-        raw.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    raw.push_str("\r\n");
-    let mut raw = raw.into_bytes();
-    raw.extend_from_slice(http.body().secret());
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream.write_all(&raw).unwrap();
-    let mut answer = Vec::new();
-    match stream.read_to_end(&mut answer) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("reading the response failed: {e}"),
-    }
-    let text = String::from_utf8(answer).unwrap();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (mut parts, body) = request.http_request(&attempt).unwrap().into_parts();
+    parts.uri = path.parse().unwrap();
+    let answer = exchange(server, &Request::from_parts(parts, body.secret().to_vec()));
+    let status = answer.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(answer.body()).unwrap_or(Value::Null),
+    )
 }
 
 fn key() -> PrivateKey {

@@ -57,8 +57,9 @@ fn attempt() -> Attempt {
     Attempt::new(now(), entropy())
 }
 
-/// Sends `request` (its URI's path and query, its headers and body) and reads the answer.
-fn exchange(server: &TestServer, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+/// Sends `request` (its URI's path and query, its headers and body) and reads the answer: the
+/// one raw HTTP/1.1 exchange of the test server's unit tests.
+pub(super) fn exchange(server: &TestServer, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
     let target = request
         .uri()
         .path_and_query()
