@@ -5,18 +5,14 @@
 //! Sans-IO, as the rest of the core: the tower layer and the reqwest middleware drive an
 //! [`AuthorizedCall`] for every request, and do what its [`CallStep`]s say.
 
-use std::fmt;
-use std::sync::{Mutex, PoisonError};
-
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
 use crate::challenge;
 use crate::error::Error;
 use crate::request::ClientCredentials;
-use crate::secret::AccessToken;
-use crate::token::{Token, TokenType, authorization_value};
+use crate::token::{Token, TokenType};
 
 /// gRPC's status header, sent in the response headers of a call that fails at once
 /// ("Trailers-Only").
@@ -389,7 +385,6 @@ pub fn present_token(
         token,
         client,
         || Ok(attempt.clone()),
-        None,
     )
 }
 
@@ -404,7 +399,6 @@ pub(crate) fn present_token_lazily<'u>(
     token: &Token,
     client: &ClientCredentials,
     attempt: impl FnOnce() -> Result<Attempt, Error>,
-    values: Option<&AuthorizationValues>,
 ) -> Result<(), Error> {
     if *token.token_type() == TokenType::DPoP {
         #[cfg(feature = "jwt")]
@@ -415,64 +409,8 @@ pub(crate) fn present_token_lazily<'u>(
         let _ = (method, uri, client, attempt);
         return Err(Error::DpopKeyMissing);
     }
-    let value = match values {
-        Some(values) => values.value(token)?,
-        None => authorization_value(token.token_type().as_str(), token.access_token())?,
-    };
-    headers.insert(AUTHORIZATION, value);
+    headers.insert(AUTHORIZATION, token.authorization_header()?);
     Ok(())
-}
-
-/// The `Authorization` value of the token last presented, kept so that a driver presenting the
-/// same cached token on request after request builds and checks it once, not on every request
-/// (for a long token, the copy and the check of every byte are most of what presenting costs).
-///
-/// Holds a copy of the token's value, marked sensitive, and never shows it in `Debug`.
-#[cfg_attr(
-    not(any(feature = "tower", feature = "reqwest-middleware")),
-    allow(dead_code)
-)]
-pub(crate) struct AuthorizationValues {
-    /// The token's scheme and access token, and the value made from them.
-    last: Mutex<Option<(TokenType, AccessToken, HeaderValue)>>,
-}
-
-#[cfg_attr(
-    not(any(feature = "tower", feature = "reqwest-middleware")),
-    allow(dead_code)
-)]
-impl AuthorizationValues {
-    pub(crate) const fn new() -> Self {
-        Self {
-            last: Mutex::new(None),
-        }
-    }
-
-    /// `token`'s `Authorization` value: the kept one if it was made for the same type and
-    /// access token, else a new one, kept in its place.
-    fn value(&self, token: &Token) -> Result<HeaderValue, Error> {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((token_type, access_token, value)) = &*last
-            && token_type == token.token_type()
-            && access_token.secret() == token.access_token().secret()
-        {
-            return Ok(value.clone());
-        }
-        let value = authorization_value(token.token_type().as_str(), token.access_token())?;
-        *last = Some((
-            token.token_type().clone(),
-            token.access_token().clone(),
-            value.clone(),
-        ));
-        Ok(value)
-    }
-}
-
-impl fmt::Debug for AuthorizationValues {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizationValues")
-            .finish_non_exhaustive()
-    }
 }
 
 #[cfg(test)]
@@ -599,44 +537,47 @@ mod tests {
 
     fn bearer(access_token: &str, token_type: &str) -> Token {
         Token {
-            access_token: AccessToken::new(access_token),
+            access_token: crate::secret::AccessToken::new(access_token),
             token_type: TokenType::parse(token_type),
             expires_in: None,
             sent_at: std::time::SystemTime::UNIX_EPOCH,
             scope: None,
             refresh_token: None,
             extra: serde_json::Map::new(),
+            authorization: std::sync::OnceLock::new(),
         }
     }
 
     #[test]
-    fn kept_authorization_values_are_those_of_the_token_presented() {
-        let values = AuthorizationValues::new();
+    fn a_tokens_authorization_value_is_made_once_and_kept() {
         let first = bearer("first-token", "Bearer");
-        let value = values.value(&first).unwrap();
+        let value = first.authorization_header().unwrap();
         assert_eq!(value, "Bearer first-token");
         assert!(value.is_sensitive());
-        assert_eq!(values.value(&first).unwrap(), "Bearer first-token");
+        assert_eq!(first.authorization_header().unwrap(), "Bearer first-token");
+        assert!(first.authorization.get().is_some(), "kept in the token");
         // Another access token, or the same one of another type, gets its own value.
         assert_eq!(
-            values.value(&bearer("second-token", "Bearer")).unwrap(),
+            bearer("second-token", "Bearer")
+                .authorization_header()
+                .unwrap(),
             "Bearer second-token"
         );
         assert_eq!(
-            values.value(&bearer("second-token", "MAC")).unwrap(),
+            bearer("second-token", "MAC")
+                .authorization_header()
+                .unwrap(),
             "MAC second-token"
         );
+        let bad = bearer("bad\ntoken", "Bearer");
         assert!(matches!(
-            values.value(&bearer("bad\ntoken", "Bearer")),
+            bad.authorization_header(),
             Err(Error::TokenNotHeaderSafe)
         ));
-        // A refused value is not kept: the last good one stays.
-        assert_eq!(
-            values.value(&bearer("second-token", "MAC")).unwrap(),
-            "MAC second-token"
-        );
-        let text = format!("{values:?}");
-        assert!(!text.contains("second-token"), "{text}");
+        // A refused value is not kept.
+        assert!(bad.authorization.get().is_none());
+        let text = format!("{first:?}");
+        assert!(!text.contains("first-token"), "{text}");
     }
 
     #[test]
@@ -647,17 +588,16 @@ mod tests {
             crate::secret::ClientSecret::new("s"),
         );
         let uri: Uri = "https://api.example.com/things".parse().unwrap();
-        let values = AuthorizationValues::new();
-        for kept in [None, Some(&values), Some(&values)] {
+        let token = bearer("t", "Bearer");
+        for _ in 0..2 {
             let mut headers = HeaderMap::new();
             present_token_lazily(
                 &mut headers,
                 &Method::GET,
                 || &uri,
-                &bearer("t", "Bearer"),
+                &token,
                 &client,
                 || panic!("a bearer token needs no attempt"),
-                kept,
             )
             .unwrap();
             assert_eq!(headers[AUTHORIZATION], "Bearer t");
@@ -670,7 +610,6 @@ mod tests {
             &bearer("t", "DPoP"),
             &client,
             || Err(Error::ClockBeforeUnixEpoch),
-            Some(&values),
         );
         // Without a key the proof cannot be made, whatever the attempt.
         assert!(matches!(result, Err(Error::DpopKeyMissing)), "{result:?}");

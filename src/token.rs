@@ -1,7 +1,7 @@
 //! The token (RFC 6749 §5.1) and its lifetime, judged against times the caller passes in.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
@@ -25,6 +25,9 @@ pub struct Token {
     pub(crate) scope: Option<Arc<str>>,
     pub(crate) refresh_token: Option<RefreshToken>,
     pub(crate) extra: Map<String, Value>,
+    /// The `Authorization` value, made on first use and then shared: a layer presenting the
+    /// same cached token on call after call copies and checks its bytes once, without a lock.
+    pub(crate) authorization: OnceLock<HeaderValue>,
 }
 
 impl Token {
@@ -165,7 +168,13 @@ impl Token {
     /// [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
     /// [RFC 9449 §7.1]: https://www.rfc-editor.org/rfc/rfc9449#section-7.1
     pub fn authorization_header(&self) -> Result<HeaderValue, crate::error::Error> {
-        authorization_value(self.token_type.as_str(), &self.access_token)
+        if let Some(value) = self.authorization.get() {
+            return Ok(value.clone());
+        }
+        let value = authorization_value(self.token_type.as_str(), &self.access_token)?;
+        // Another thread may have set it first: the same value.
+        let _ = self.authorization.set(value.clone());
+        Ok(value)
     }
 
     /// Puts the token on a request to a resource server: sets its `Authorization` header to
@@ -284,6 +293,7 @@ mod tests {
             scope: Some("a  b".into()),
             refresh_token: Some(RefreshToken::new("swordfish")),
             extra: serde_json::from_str(r#"{"id_token":"xyz","ext_expires_in":7200}"#).unwrap(),
+            authorization: OnceLock::new(),
         }
     }
 

@@ -11,9 +11,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use super::source::TokenSource;
 use super::{entropy, send_time};
 use crate::attempt::DpopNonces;
-use crate::call::{
-    AuthorizationValues, AuthorizedCall, CallPolicy, CallStep, present_token_lazily,
-};
+use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
 use crate::error::call::CallError;
 use crate::observe;
 
@@ -67,7 +65,6 @@ pub(crate) struct Caller {
     pub(crate) tokens: TokenSource,
     pub(crate) policy: CallPolicy,
     pub(crate) nonces: DpopNonces,
-    authorizations: AuthorizationValues,
 }
 
 impl Caller {
@@ -76,7 +73,6 @@ impl Caller {
             tokens,
             policy,
             nonces: DpopNonces::new(),
-            authorizations: AuthorizationValues::new(),
         })
     }
 
@@ -131,7 +127,6 @@ impl Caller {
                 &token,
                 client_credentials,
                 attempt,
-                Some(&self.authorizations),
             )
             .map_err(|e| Stop::Call(CallError::Present(e)))?;
             let response = client.send(request).await.map_err(Stop::Client)?;

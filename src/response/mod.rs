@@ -168,6 +168,7 @@ impl ResponseRules {
             scope: self.scope(fields.scope.take(), requested)?,
             refresh_token,
             extra: std::mem::take(&mut fields.extra),
+            authorization: std::sync::OnceLock::new(),
         })
     }
 

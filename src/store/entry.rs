@@ -179,6 +179,7 @@ pub(crate) fn open(
         scope: stored.scope.map(Into::into),
         refresh_token: None,
         extra: stored.extra,
+        authorization: std::sync::OnceLock::new(),
     })
 }
 
@@ -213,6 +214,7 @@ mod tests {
             scope: Some("a b".into()),
             refresh_token: Some(crate::secret::RefreshToken::new("refresh")),
             extra,
+            authorization: std::sync::OnceLock::new(),
         }
     }
 
