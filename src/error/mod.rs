@@ -46,7 +46,7 @@ pub enum Error {
 
     /// The server answered with an OAuth error response (RFC 6749 §5.2).
     #[error(transparent)]
-    OAuth(Box<OAuthError>),
+    OAuth(OAuthError),
 
     /// The server answered with a status and body that are not an OAuth response, such as a
     /// gateway's HTML error page or a rate limit.

@@ -113,17 +113,31 @@ impl fmt::Display for ErrorCode {
 /// [`MAX_SERVER_TEXT_LEN`](crate::MAX_SERVER_TEXT_LEN) bytes, and the value after any
 /// secret-looking name (`client_secret=…`) redacted, so it is safe to log. Its Debug lists the
 /// extra members by name only.
+///
+/// Small enough to be held in [`Error`](crate::Error) without a box: a usual error (a code and
+/// a description) is one allocation, the description's; the rarer parts (`error_uri`, the
+/// challenges, the DPoP nonce, `Retry-After`, extra members) take one more, only when present.
+/// A `401` storm parses many.
 #[derive(Clone)]
 pub struct OAuthError {
     pub(crate) status: StatusCode,
     pub(crate) code: ErrorCode,
-    pub(crate) description: Option<String>,
+    pub(crate) description: Option<Box<str>>,
+    pub(crate) details: Option<Box<Details>>,
+}
+
+/// The parts of an OAuth error that most responses lack.
+#[derive(Clone)]
+pub(crate) struct Details {
     pub(crate) uri: Option<String>,
     pub(crate) challenges: Vec<Challenge>,
     pub(crate) dpop_nonce: Option<String>,
     pub(crate) retry_after: Option<RetryAfter>,
     pub(crate) extra: Map<String, Value>,
 }
+
+/// What an error without details shows: no challenges, no extra members.
+static NO_EXTRA: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 impl OAuthError {
     /// The HTTP status (400 or 401 per RFC 6749 §5.2; 200 from some servers).
@@ -147,32 +161,32 @@ impl OAuthError {
     /// The `error_uri`, sanitized.
     #[must_use]
     pub fn uri(&self) -> Option<&str> {
-        self.uri.as_deref()
+        self.details.as_ref()?.uri.as_deref()
     }
 
     /// The challenges of the `WWW-Authenticate` header (sent with 401, RFC 6749 §5.2).
     #[must_use]
     pub fn challenges(&self) -> &[Challenge] {
-        &self.challenges
+        self.details.as_ref().map_or(&[], |d| &d.challenges)
     }
 
     /// The `DPoP-Nonce` header (RFC 9449 §8), to send in the next proof.
     #[must_use]
     pub fn dpop_nonce(&self) -> Option<&str> {
-        self.dpop_nonce.as_deref()
+        self.details.as_ref()?.dpop_nonce.as_deref()
     }
 
     /// The `Retry-After` header, if the server sent one.
     #[must_use]
     pub fn retry_after(&self) -> Option<RetryAfter> {
-        self.retry_after
+        self.details.as_ref()?.retry_after
     }
 
     /// Every other member of the error object, such as Entra ID's `error_codes` and
     /// `trace_id`, as the server sent it.
     #[must_use]
     pub fn extra(&self) -> &Map<String, Value> {
-        &self.extra
+        self.details.as_ref().map_or(&NO_EXTRA, |d| &d.extra)
     }
 }
 
@@ -195,15 +209,15 @@ impl fmt::Debug for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Extra members are listed by name only, as `Token`'s Debug does: a server may put an
         // `id_token` or an echo of the request next to its error.
-        let extra_names: Vec<&str> = self.extra.keys().map(String::as_str).collect();
+        let extra_names: Vec<&str> = self.extra().keys().map(String::as_str).collect();
         f.debug_struct("OAuthError")
             .field("status", &self.status)
             .field("code", &self.code)
-            .field("description", &self.description)
-            .field("uri", &self.uri)
-            .field("challenges", &self.challenges)
-            .field("dpop_nonce", &self.dpop_nonce)
-            .field("retry_after", &self.retry_after)
+            .field("description", &self.description())
+            .field("uri", &self.uri())
+            .field("challenges", &self.challenges())
+            .field("dpop_nonce", &self.dpop_nonce())
+            .field("retry_after", &self.retry_after())
             .field("extra_names", &extra_names)
             .finish()
     }

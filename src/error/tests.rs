@@ -146,3 +146,15 @@ fn is_retryable_does_what_its_docs_say() {
     assert!(transport(TransportKind::Timeout).is_retryable());
     assert!(!transport(TransportKind::Tls).is_retryable());
 }
+
+/// The OAuth error is held without a box (one allocation fewer per parsed error), and that
+/// costs nothing: `Error` is no larger than its other variants already made it.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn an_unboxed_oauth_error_does_not_grow_the_error() {
+    assert!(
+        std::mem::size_of::<Error>() <= 56,
+        "{}",
+        std::mem::size_of::<Error>()
+    );
+}

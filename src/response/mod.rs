@@ -19,7 +19,7 @@ use rules::ResponseRules;
 use crate::challenge;
 use crate::error::Error;
 use crate::error::oauth::ErrorCode;
-use crate::error::oauth::{OAuthError, RetryAfter};
+use crate::error::oauth::{Details, OAuthError, RetryAfter};
 use crate::error::problem::ResponseProblem;
 use crate::error::unexpected::UnexpectedResponse;
 use crate::sanitize::{self, MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
@@ -167,7 +167,7 @@ impl ResponseRules {
             sent_at,
             scope: self.scope(fields.scope.take(), requested)?,
             refresh_token,
-            extra: std::mem::take(&mut fields.extra),
+            extra: fields.extra.take().unwrap_or_default(),
             authorization: std::sync::OnceLock::new(),
         })
     }
@@ -402,23 +402,37 @@ fn oauth_error(
         ("expires_in", fields.expires_in),
     ] {
         if let Some(value) = value {
-            extra.insert(name.to_owned(), value.into_value());
+            extra
+                .get_or_insert_default()
+                .insert(name.to_owned(), value.into_value());
         }
     }
-    Error::OAuth(Box::new(OAuthError {
+    let uri = text(fields.error_uri);
+    // Most errors have none of the details: then they take no allocation.
+    let has_details = uri.is_some()
+        || extra.is_some()
+        || present.www_authenticate
+        || present.dpop_nonce
+        || present.retry_after;
+    let details = has_details.then(|| {
+        Box::new(Details {
+            uri,
+            challenges: if present.www_authenticate {
+                challenge::parse_all(headers)
+            } else {
+                Vec::new()
+            },
+            dpop_nonce: present.dpop_nonce.then(|| dpop_nonce(headers)).flatten(),
+            retry_after: present.retry_after.then(|| retry_after(headers)).flatten(),
+            extra: extra.unwrap_or_default(),
+        })
+    });
+    Error::OAuth(OAuthError {
         status,
         code,
-        description: text(fields.error_description),
-        uri: text(fields.error_uri),
-        challenges: if present.www_authenticate {
-            challenge::parse_all(headers)
-        } else {
-            Vec::new()
-        },
-        dpop_nonce: present.dpop_nonce.then(|| dpop_nonce(headers)).flatten(),
-        retry_after: present.retry_after.then(|| retry_after(headers)).flatten(),
-        extra,
-    }))
+        description: text(fields.error_description).map(String::into_boxed_str),
+        details,
+    })
 }
 
 /// The headers the parser reads: the `Content-Type`, and whether those an OAuth error reads
@@ -487,7 +501,9 @@ struct Fields<'a> {
     error: Option<Loose<'a>>,
     error_description: Option<Loose<'a>>,
     error_uri: Option<Loose<'a>>,
-    extra: Map<String, Value>,
+    /// Made at the first member the parser does not read: most bodies have none, and an empty
+    /// map is not free to drop.
+    extra: Option<Map<String, Value>>,
     /// The first member read by the parser that appeared twice.
     duplicate: Option<&'static str>,
 }
@@ -503,6 +519,14 @@ impl<'a> Fields<'a> {
     /// are a few hundred bytes, and moving them out through the parser's layers was a
     /// measurable part of a parse (issue 7's benchmarks).
     fn read_json(&mut self, body: &'a [u8]) -> Result<(), ResponseProblem> {
+        // Checked as UTF-8 once, in one pass, rather than string by string as the bytes are
+        // read; a body that is not UTF-8 is read as bytes, so that its error is the same.
+        if let Ok(text) = std::str::from_utf8(body) {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            deserializer.deserialize_map(FieldsVisitor(self))?;
+            deserializer.end()?;
+            return Ok(());
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         deserializer.deserialize_map(FieldsVisitor(self))?;
         deserializer.end()?;
@@ -528,7 +552,9 @@ impl<'a> Fields<'a> {
             "error_description" => (&mut self.error_description, "error_description"),
             "error_uri" => (&mut self.error_uri, "error_uri"),
             _ => {
-                self.extra.insert(name.into_owned(), value.into_value());
+                self.extra
+                    .get_or_insert_default()
+                    .insert(name.into_owned(), value.into_value());
                 return;
             }
         };

@@ -750,3 +750,29 @@ fn echoed_request_credentials_never_reach_the_error_text() {
         assert!(!text.contains("eyJqdGki"), "{text}");
     }
 }
+
+/// A UTF-8 body is read as text, checked once; any other is read as bytes, so that invalid
+/// UTF-8 is the same typed error, at the same place, as serde_json gives for bytes.
+#[test]
+fn a_body_that_is_not_utf8_is_refused_where_the_bad_byte_is() {
+    let mut body = br#"{"access_token":"a"#.to_vec();
+    body.push(0xFF);
+    body.extend_from_slice(br#"","token_type":"Bearer"}"#);
+    let response = http::Response::builder()
+        .status(200)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap();
+    let expected = serde_json::from_slice::<serde_json::Value>(response.body()).unwrap_err();
+    match ResponseRules::tolerant().parse(&response, sent_at()) {
+        Err(Error::InvalidResponse {
+            problem: ResponseProblem::InvalidJson { line, column, .. },
+            ..
+        }) => assert_eq!((line, column), (expected.line(), expected.column())),
+        other => panic!("expected invalid json, got {other:?}"),
+    }
+    // And the same body with the byte fixed is a token, read as text.
+    let fixed = String::from_utf8_lossy(response.body()).replace('\u{FFFD}', "b");
+    let token = tolerant(200, JSON, &fixed).unwrap();
+    assert_eq!(token.access_token().secret(), "ab");
+}
