@@ -30,6 +30,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::Notify;
@@ -178,6 +179,7 @@ impl Core {
 
     /// The cached token, if it is a plain hit now: the fast path, without an allocation, and
     /// after a thread's first hit of a generation without a lock.
+    #[inline]
     fn peek(&self) -> Option<Arc<Token>> {
         // Acquire: a generation read here comes after its hit was stored.
         let generation = self.generation.load(Ordering::Acquire);
@@ -291,10 +293,28 @@ impl AsyncSource {
     }
 
     /// A valid token: cached, or fetched by this caller or the one already fetching.
-    async fn token(self: &Arc<Self>) -> Outcome {
-        if let Some(token) = self.core.peek() {
-            return Ok(token);
-        }
+    ///
+    /// A hit is answered in the first poll, without the state machine of a miss: that one is
+    /// large, and entering and dropping it cost a third of a hit. It is boxed, only on a miss.
+    fn token(self: &Arc<Self>) -> impl Future<Output = Outcome> + Send + '_ {
+        let mut missed = None;
+        std::future::poll_fn(move |cx| {
+            let missed = match &mut missed {
+                Some(missed) => missed,
+                None => {
+                    if let Some(token) = self.core.peek() {
+                        return Poll::Ready(Ok(token));
+                    }
+                    missed.insert(Box::pin(self.wait_or_fetch()))
+                }
+            };
+            missed.as_mut().poll(cx)
+        })
+    }
+
+    /// What [`token`](Self::token) does on a miss: polls the cache, and waits for the fetch
+    /// under way or makes one.
+    async fn wait_or_fetch(self: &Arc<Self>) -> Outcome {
         loop {
             // Registered before the poll: a fetch that ends after it wakes this caller.
             let changed = self.changed.notified();
@@ -583,8 +603,10 @@ impl TokenSource {
     /// reaches every caller that waited for it, hence the `Arc`: read it as an [`Error`]
     /// (`error.is_retryable()`, `error.status()`), or let `?` turn it into a boxed error
     /// (`Arc<Error>` is a `std::error::Error`).
-    pub async fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
-        self.0.token().await
+    // The inner future itself, not an `async fn` around it: a cached get is a few dozen
+    // instructions, and a second state machine was a quarter of them.
+    pub fn token(&self) -> impl Future<Output = Result<Arc<Token>, Arc<Error>>> + Send + '_ {
+        self.0.token()
     }
 
     /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP 401), so
