@@ -14,9 +14,7 @@ use crate::attempt::DpopNonces;
 use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
 use crate::error::call::CallError;
 use crate::observe;
-
-/// The response header of a server's DPoP nonce (RFC 9449 §8.1).
-const DPOP_NONCE: &str = "dpop-nonce";
+use crate::response::DPOP_NONCE;
 use crate::token::Token;
 
 /// What the loop needs of a request.
