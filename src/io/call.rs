@@ -4,7 +4,8 @@
 //! response types ([`CallRequest`], [`CallResponse`]) and send ([`CallClient`]).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
@@ -14,17 +15,16 @@ use crate::attempt::DpopNonces;
 use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
 use crate::error::call::CallError;
 use crate::observe;
-
-/// The response header of a server's DPoP nonce (RFC 9449 §8.1).
-const DPOP_NONCE: &str = "dpop-nonce";
+use crate::response::DPOP_NONCE;
 use crate::token::Token;
 
 /// What the loop needs of a request.
 pub(crate) trait CallRequest: Sized {
     fn method(&self) -> &Method;
-    /// Where the request goes, as cheap to keep as the request type allows.
-    type Target;
-    fn target(&self) -> Self::Target;
+    /// Where the request goes, as the request holds it; kept apart only while no copy of the
+    /// request is.
+    type Target: Clone;
+    fn target(&self) -> &Self::Target;
     /// The target as an absolute URI, for the DPoP proof's `htu`, the nonce store's origin and
     /// the events: made only when one of them needs it.
     fn uri(target: &Self::Target) -> Uri;
@@ -45,10 +45,13 @@ pub(crate) trait CallResponse {
 pub(crate) trait CallClient<R> {
     type Response: CallResponse;
     type Error;
+    /// What the adapter's caller gets: the answer, or why there is none, in the adapter's types.
+    type Output;
     fn send(
         &mut self,
         request: R,
     ) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send;
+    fn output(result: Result<Self::Response, Stop<Self::Error>>) -> Self::Output;
 }
 
 /// Why the loop stopped without an answer: its own failure, or the client's, which the adapter
@@ -67,6 +70,35 @@ pub(crate) struct Caller {
     pub(crate) nonces: DpopNonces,
 }
 
+/// What the loop keeps of a request while it is sent: the copy for a retry, or, when it keeps
+/// none, where the request goes (for the URI that the nonces and events may want after it is
+/// sent). Never both: a copy knows where it goes.
+enum Kept<R: CallRequest> {
+    Copy(R),
+    Target(R::Target),
+}
+
+impl<R: CallRequest> Kept<R> {
+    /// The copy, for the retry about to be sent; its target stays.
+    fn take_copy(&mut self) -> Option<R> {
+        let Self::Copy(copy) = self else {
+            return None;
+        };
+        let target = Self::Target(copy.target().clone());
+        match std::mem::replace(self, target) {
+            Self::Copy(copy) => Some(copy),
+            Self::Target(_) => None,
+        }
+    }
+
+    fn target(&self) -> &R::Target {
+        match self {
+            Self::Copy(copy) => copy.target(),
+            Self::Target(target) => target,
+        }
+    }
+}
+
 impl Caller {
     pub(crate) fn new(tokens: TokenSource, policy: CallPolicy) -> Arc<Self> {
         Arc::new(Self {
@@ -77,96 +109,132 @@ impl Caller {
     }
 
     /// Sends `request` with a token, and again when the API's answer and the policy say so.
-    pub(crate) async fn call<R, C>(
-        &self,
-        request: R,
-        client: &mut C,
-    ) -> Result<C::Response, Stop<C::Error>>
+    ///
+    /// One `async` block that owns the request and the client, not an `async fn`: an `async fn`
+    /// keeps its arguments a second time beside the locals they move into, and this future is
+    /// what each adapter boxes per call, so its size is an allocation and the copies of it.
+    #[allow(clippy::manual_async_fn)] // The `async fn` it suggests keeps the request twice.
+    pub(crate) fn call<P, R, C>(
+        caller: P,
+        mut request: R,
+        mut client: C,
+    ) -> impl Future<Output = C::Output>
     where
+        P: Deref<Target = Self>,
         R: CallRequest,
         C: CallClient<R>,
     {
-        let method = request.method().clone();
-        let target = request.target();
-        let uri = std::sync::OnceLock::new();
-        let uri = || uri.get_or_init(|| R::uri(&target));
-        let mut call = AuthorizedCall::new(&self.policy, &method, request.body_len());
-        let mut copy = None;
-        if call.keeps_copy() {
-            copy = request.try_copy();
-            if copy.is_none() {
-                call.copy_failed();
-            }
-        }
-        let mut request = request;
-        // The refusal a retry answers, and the token it refused: if the source serves that
-        // token again (younger than `CachePolicy::invalidate_min_age`, it is kept a little
-        // against an API that refuses every token), the retry would be refused too, so the
-        // caller gets the refusal.
-        let mut refused: Option<(C::Response, Arc<Token>)> = None;
-        loop {
-            let token = match self.tokens.token().await {
-                Ok(token) => token,
-                Err(error) => {
-                    observe::call_token_failed(&error);
-                    return Err(Stop::Call(CallError::Token(error)));
-                }
-            };
-            if let Some((response, rejected)) = refused.take()
-                && rejected.access_token().secret() == token.access_token().secret()
-            {
-                return Ok(response);
-            }
-            let client_credentials = self.tokens.request().client();
-            // The clock, the random bytes and the nonce only for a token that signs a proof.
-            let attempt = || Ok(self.nonces.attempt(uri(), send_time(), entropy()?));
-            present_token_lazily(
-                request.headers_mut(),
-                &method,
-                uri,
-                &token,
-                client_credentials,
-                attempt,
-            )
-            .map_err(|e| Stop::Call(CallError::Present(e)))?;
-            let response = client.send(request).await.map_err(Stop::Client)?;
-            if response.headers().contains_key(DPOP_NONCE) {
-                self.nonces.observe(uri(), response.headers());
-            }
-            match call.handle_response(response.status(), response.headers()) {
-                CallStep::Return => return Ok(response),
-                CallStep::Refused {
-                    invalidate,
-                    not_retried,
-                } => {
-                    let reason = if invalidate {
-                        "invalid_token"
+        async move {
+            let result = 'call: {
+                let method = request.method().clone();
+                let mut call = AuthorizedCall::new(&caller.policy, &method, request.body_len());
+                // Made in a block of its own: a binding alive at an `await`, even one moved
+                // from, keeps its space in the future.
+                let mut kept = {
+                    let copy = if call.keeps_copy() {
+                        request.try_copy()
                     } else {
-                        "use_dpop_nonce"
+                        None
                     };
-                    observe::call_not_replayed(reason, not_retried.as_str(), &method, uri());
-                    if invalidate {
-                        self.tokens.invalidate(&token);
-                    }
-                    return Ok(response);
-                }
-                CallStep::Retry { invalidate, reason } => {
-                    observe::call_retried(reason.as_str(), &method, uri());
-                    // The copy goes; a copy of it stays for a later retry.
-                    let Some(next) = copy.take() else {
-                        return Ok(response); // not reached: a retry needs a copy
-                    };
-                    copy = next.try_copy();
-                    if copy.is_none() {
+                    if call.keeps_copy() && copy.is_none() {
                         call.copy_failed();
                     }
-                    request = next;
-                    if invalidate {
-                        self.tokens.invalidate(&token);
-                        refused = Some((response, token));
+                    match copy {
+                        Some(copy) => Kept::Copy(copy),
+                        None => Kept::Target(request.target().clone()),
+                    }
+                };
+                let uri = OnceLock::new();
+                let uri = |kept: &Kept<R>| uri.get_or_init(|| R::uri(kept.target()));
+                // The refusal a retry answers, and the token it refused: if the source serves
+                // that token again (younger than `CachePolicy::invalidate_min_age`, it is kept a
+                // little against an API that refuses every token), the retry would be refused
+                // too, so the caller gets the refusal. Boxed: it is there only after a refusal,
+                // and the space would be in every call's future.
+                let mut refused: Option<Box<(C::Response, Arc<Token>)>> = None;
+                loop {
+                    // A cached token without the source's `token()` future, which is larger
+                    // than the rest of this one and needed only to fetch or wait for a fetch:
+                    // boxed then.
+                    let token = match caller.tokens.cached() {
+                        Some(token) => token,
+                        None => match Box::pin(caller.tokens.token()).await {
+                            Ok(token) => token,
+                            Err(error) => {
+                                observe::call_token_failed(&error);
+                                break 'call Err(Stop::Call(CallError::Token(error)));
+                            }
+                        },
+                    };
+                    if let Some(refusal) = refused.take() {
+                        let (response, rejected) = *refusal;
+                        if rejected.access_token().secret() == token.access_token().secret() {
+                            break 'call Ok(response);
+                        }
+                    }
+                    let client_credentials = caller.tokens.request().client();
+                    // The clock, the random bytes and the nonce only for a token that signs a
+                    // proof.
+                    let attempt = || Ok(caller.nonces.attempt(uri(&kept), send_time(), entropy()?));
+                    if let Err(error) = present_token_lazily(
+                        request.headers_mut(),
+                        &method,
+                        || uri(&kept),
+                        &token,
+                        client_credentials,
+                        attempt,
+                    ) {
+                        break 'call Err(Stop::Call(CallError::Present(error)));
+                    }
+                    let response = match client.send(request).await {
+                        Ok(response) => response,
+                        Err(error) => break 'call Err(Stop::Client(error)),
+                    };
+                    if response.headers().contains_key(DPOP_NONCE) {
+                        caller.nonces.observe(uri(&kept), response.headers());
+                    }
+                    match call.handle_response(response.status(), response.headers()) {
+                        CallStep::Return => break 'call Ok(response),
+                        CallStep::Refused {
+                            invalidate,
+                            not_retried,
+                        } => {
+                            let reason = if invalidate {
+                                "invalid_token"
+                            } else {
+                                "use_dpop_nonce"
+                            };
+                            observe::call_not_replayed(
+                                reason,
+                                not_retried.as_str(),
+                                &method,
+                                uri(&kept),
+                            );
+                            if invalidate {
+                                caller.tokens.invalidate(&token);
+                            }
+                            break 'call Ok(response);
+                        }
+                        CallStep::Retry { invalidate, reason } => {
+                            observe::call_retried(reason.as_str(), &method, uri(&kept));
+                            // The copy goes; a copy of it stays for a later retry.
+                            let Some(next) = kept.take_copy() else {
+                                break 'call Ok(response); // not reached: a retry needs a copy
+                            };
+                            match next.try_copy() {
+                                Some(copy) => kept = Kept::Copy(copy),
+                                None => call.copy_failed(),
+                            }
+                            request = next;
+                            if invalidate {
+                                caller.tokens.invalidate(&token);
+                                refused = Some(Box::new((response, token)));
+                            }
+                        }
                     }
                 }
-            }
+            };
+            C::output(result)
         }
     }
 }

@@ -25,6 +25,8 @@
 //! `reqwest-retry` gets a valid token of its own.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, StatusCode, Uri};
@@ -85,20 +87,31 @@ impl fmt::Debug for AuthorizeMiddleware {
     }
 }
 
-#[async_trait::async_trait]
+/// The future of [`Middleware::handle`], as `async_trait` declares it.
+type Handled<'a> =
+    Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a>>;
+
 impl Middleware for AuthorizeMiddleware {
-    async fn handle(
-        &self,
+    // The signature `#[async_trait]` makes of `async fn handle`, written out so that its one box
+    // holds the loop's future itself: an `async` body awaiting the loop would keep the request
+    // a second time beside it, in a larger allocation to make and copy on every call.
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
         request: reqwest::Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        let mut client = Rest { next, extensions };
-        match self.caller.call(Attempted { request }, &mut client).await {
-            Ok(Answered(response)) => Ok(response),
-            Err(Stop::Call(error)) => Err(reqwest_middleware::Error::middleware(error)),
-            Err(Stop::Client(error)) => Err(error),
-        }
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> Handled<'async_trait>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(Caller::call(
+            &*self.caller,
+            Attempted { request },
+            Rest { next, extensions },
+        ))
     }
 }
 
@@ -111,13 +124,24 @@ struct Rest<'a> {
 impl CallClient<Attempted> for Rest<'_> {
     type Response = Answered;
     type Error = reqwest_middleware::Error;
+    type Output = reqwest_middleware::Result<reqwest::Response>;
 
-    async fn send(&mut self, request: Attempted) -> Result<Answered, reqwest_middleware::Error> {
-        self.next
-            .clone()
-            .run(request.request, self.extensions)
-            .await
-            .map(Answered)
+    fn send(
+        &mut self,
+        request: Attempted,
+    ) -> impl Future<Output = Result<Answered, reqwest_middleware::Error>> + Send {
+        let sent = self.next.clone().run(request.request, self.extensions);
+        async move { sent.await.map(Answered) }
+    }
+
+    fn output(
+        result: Result<Answered, Stop<reqwest_middleware::Error>>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        match result {
+            Ok(Answered(response)) => Ok(response),
+            Err(Stop::Call(error)) => Err(reqwest_middleware::Error::middleware(error)),
+            Err(Stop::Client(error)) => Err(error),
+        }
     }
 }
 
@@ -133,8 +157,8 @@ impl CallRequest for Attempted {
 
     type Target = reqwest::Url;
 
-    fn target(&self) -> reqwest::Url {
-        self.request.url().clone()
+    fn target(&self) -> &reqwest::Url {
+        self.request.url()
     }
 
     /// A URL reqwest accepted is an absolute URI; were it not one, a DPoP proof would fail with

@@ -222,18 +222,15 @@ where
         // place is readied again by the next caller (tower's usual hand-over).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let caller = Arc::clone(&self.caller);
-        Box::pin(async move {
-            let mut client = Inner {
-                service: inner,
-                ready: true,
-            };
-            match caller.call(Attempted(request), &mut client).await {
-                Ok(Answered(response)) => Ok(response),
-                Err(Stop::Call(error)) => Err(error),
-                Err(Stop::Client(error)) => Err(CallError::Client(error.into())),
-            }
-        })
+        let client = Inner {
+            service: inner,
+            ready: true,
+        };
+        Box::pin(Caller::call(
+            Arc::clone(&self.caller),
+            Attempted(request),
+            client,
+        ))
     }
 }
 
@@ -248,16 +245,33 @@ impl<S, B, R> CallClient<Attempted<B>> for Inner<S>
 where
     S: Service<Request<B>, Response = Response<R>> + Send,
     S::Future: Send,
+    S::Error: Into<BoxError>,
     B: Send,
 {
     type Response = Answered<R>;
     type Error = S::Error;
+    type Output = Result<Response<R>, CallError>;
 
-    async fn send(&mut self, request: Attempted<B>) -> Result<Answered<R>, S::Error> {
-        if !std::mem::take(&mut self.ready) {
-            std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
+    // A block, not an `async fn`, which would keep the request twice in the loop's future.
+    #[allow(clippy::manual_async_fn)]
+    fn send(
+        &mut self,
+        request: Attempted<B>,
+    ) -> impl Future<Output = Result<Answered<R>, S::Error>> + Send {
+        async move {
+            if !std::mem::take(&mut self.ready) {
+                std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
+            }
+            self.service.call(request.0).await.map(Answered)
         }
-        self.service.call(request.0).await.map(Answered)
+    }
+
+    fn output(result: Result<Answered<R>, Stop<S::Error>>) -> Result<Response<R>, CallError> {
+        match result {
+            Ok(Answered(response)) => Ok(response),
+            Err(Stop::Call(error)) => Err(error),
+            Err(Stop::Client(error)) => Err(CallError::Client(error.into())),
+        }
     }
 }
 
@@ -271,8 +285,8 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
 
     type Target = Uri;
 
-    fn target(&self) -> Uri {
-        self.0.uri().clone()
+    fn target(&self) -> &Uri {
+        self.0.uri()
     }
 
     fn uri(target: &Uri) -> Uri {

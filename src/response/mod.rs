@@ -27,7 +27,7 @@ use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{MAX_EXPIRES_IN, Token, TokenType};
 
 /// The `DPoP-Nonce` response header (RFC 9449 §8).
-const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 // The parsing half of the rules; their tolerances are set in rules.rs.
 impl ResponseRules {
