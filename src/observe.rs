@@ -386,6 +386,10 @@ mod tests {
 
     /// The text `run` makes a fmt subscriber on this thread write, spans' fields included.
     fn captured(run: impl FnOnce()) -> String {
+        // As in `tests/io/observe.rs`: a second dispatcher alive for the whole run, so that a
+        // callsite another test's thread hits first is not cached "never" for this one.
+        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let captured = Captured::default();
         let guard = tracing_subscriber::fmt()
             .with_writer(captured.clone())

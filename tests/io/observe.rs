@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -61,6 +61,12 @@ impl<'a> MakeWriter<'a> for Captured {
 /// A subscriber writing everything, spans' fields included (on their close), into `captured`:
 /// the default of this thread until the guard is dropped.
 fn capture(captured: &Captured) -> tracing::dispatcher::DefaultGuard {
+    // While at most one dispatcher is alive, tracing-core asks only the registering thread's
+    // default about a callsite hit for the first time: another test's thread, which has none,
+    // would cache "never" for an event this test waits for. With a second dispatcher alive for
+    // the whole run it asks every live one, and the callsite stays "sometimes".
+    static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let guard = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_max_level(LevelFilter::TRACE)
