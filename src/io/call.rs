@@ -153,18 +153,14 @@ impl Caller {
                 // and the space would be in every call's future.
                 let mut refused: Option<Box<(C::Response, Arc<Token>)>> = None;
                 loop {
-                    // A cached token without the source's `token()` future, which is larger
-                    // than the rest of this one and needed only to fetch or wait for a fetch:
-                    // boxed then.
-                    let token = match caller.tokens.cached() {
-                        Some(token) => token,
-                        None => match Box::pin(caller.tokens.token()).await {
-                            Ok(token) => token,
-                            Err(error) => {
-                                observe::call_token_failed(&error);
-                                break 'call Err(Stop::Call(CallError::Token(error)));
-                            }
-                        },
+                    // `token()` answers a hit in its first poll from a small future; a miss
+                    // boxes its own state machine, so this one does not carry it.
+                    let token = match caller.tokens.token().await {
+                        Ok(token) => token,
+                        Err(error) => {
+                            observe::call_token_failed(&error);
+                            break 'call Err(Stop::Call(CallError::Token(error)));
+                        }
                     };
                     if let Some(refusal) = refused.take() {
                         let (response, rejected) = *refusal;

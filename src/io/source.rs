@@ -609,14 +609,6 @@ impl TokenSource {
         self.0.token()
     }
 
-    /// The cached token if it is a plain hit now (not due for refresh): what
-    /// [`token`](Self::token) would return first thing, for a caller that would rather not hold
-    /// that future when it is not needed.
-    #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
-    pub(crate) fn cached(&self) -> Option<Arc<Token>> {
-        self.0.core.peek()
-    }
-
     /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP 401), so
     /// that the next call fetches a new one. Returns whether it was dropped: a token already
     /// replaced stays, so many callers that got a 401 with the same token cause one new fetch.
