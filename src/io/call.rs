@@ -16,7 +16,7 @@ use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
 use crate::error::call::CallError;
 use crate::observe;
 use crate::response::DPOP_NONCE;
-use crate::token::Token;
+use crate::token::{Token, TokenType};
 
 /// What the loop needs of a request.
 pub(crate) trait CallRequest: Sized {
@@ -186,7 +186,11 @@ impl Caller {
                         Ok(response) => response,
                         Err(error) => break 'call Err(Stop::Client(error)),
                     };
-                    if response.headers().contains_key(DPOP_NONCE) {
+                    // A nonce goes only into a proof: a bearer token's answers are not searched
+                    // for one.
+                    if *token.token_type() == TokenType::DPoP
+                        && response.headers().contains_key(DPOP_NONCE)
+                    {
                         caller.nonces.observe(uri(&kept), response.headers());
                     }
                     match call.handle_response(response.status(), response.headers()) {

@@ -277,6 +277,46 @@ async fn a_revoked_token_is_fetched_again_and_the_call_sent_again_once() {
     }
 }
 
+/// A nonce goes only into a DPoP proof: a bearer token's calls keep none of the nonces the
+/// resource server sends.
+#[tokio::test]
+async fn a_bearer_call_keeps_no_resource_nonce() {
+    let server = TestServer::start();
+    server.require_resource_nonce(true);
+    let tokens = source(&server, invalidate_at_once());
+    let url = server.url("/api/things");
+    let uri: Uri = url.parse().unwrap();
+
+    let middleware = AuthorizeMiddleware::new(tokens.clone());
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(middleware.clone())
+        .build();
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers().contains_key("dpop-nonce"),
+        "the resource sent one"
+    );
+    assert_eq!(
+        middleware.dpop_nonces().get(&uri),
+        None,
+        "reqwest-middleware"
+    );
+
+    let layer = AuthorizeLayer::new(tokens);
+    let service = layer.layer(HyperClient::builder(TokioExecutor::new()).build_http());
+    let request = Request::get(uri.clone())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers().contains_key("dpop-nonce"),
+        "the resource sent one"
+    );
+    assert_eq!(layer.dpop_nonces().get(&uri), None, "tower");
+}
+
 #[tokio::test]
 async fn a_second_refusal_goes_to_the_caller_without_another_retry() {
     for api_index in 0..2 {
