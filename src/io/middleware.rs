@@ -15,8 +15,8 @@
 //! It behaves as the tower layer does ([`AuthorizeLayer`](crate::tower::AuthorizeLayer), feature
 //! `tower`): one token from the [`TokenSource`] per request, presented by its type (`Bearer`, or
 //! `DPoP` with a fresh proof); a 401 that refuses the token drops exactly that token and sends
-//! the request again once with a new one, when its method is idempotent and its body can be
-//! cloned (`reqwest::Request::try_clone`) within the [`CallPolicy`]'s limit; one retry with a
+//! the request again once with a new one, when its method is idempotent and its body is none or
+//! bytes in memory (not a stream) within the [`CallPolicy`]'s limit; one retry with a
 //! resource server's DPoP nonce; every other answer untouched. A request whose token cannot be
 //! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`](crate::CallError)
 //! (`error.downcast_ref::<CallError>()` on the `anyhow::Error`), and is never sent.
@@ -180,10 +180,26 @@ impl CallRequest for Attempted {
         }
     }
 
+    /// A request with a body is copied by `reqwest::Request::try_clone`, the only way to share
+    /// its bytes. One without (most `GET`s) is copied from what reqwest sends of it: its method,
+    /// URL, headers, version and timeout. `try_clone` would also allocate a timeout slot and its
+    /// table only to drop them for a copy of the original's, three allocations on every call.
+    /// What that copy would carry besides is the extensions an `http::Request` brought along
+    /// when it was converted, which reqwest keeps private and never reads.
     fn try_copy(&self) -> Option<Self> {
-        Some(Self {
-            request: self.request.try_clone()?,
-        })
+        let request = &self.request;
+        if request.body().is_some() {
+            return Some(Self {
+                request: request.try_clone()?,
+            });
+        }
+        let mut copy = reqwest::Request::new(request.method().clone(), request.url().clone());
+        *copy.headers_mut() = request.headers().clone();
+        *copy.version_mut() = request.version();
+        if let Some(timeout) = request.timeout() {
+            *copy.timeout_mut() = Some(*timeout);
+        }
+        Some(Self { request: copy })
     }
 }
 

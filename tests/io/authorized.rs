@@ -277,6 +277,116 @@ async fn a_revoked_token_is_fetched_again_and_the_call_sent_again_once() {
     }
 }
 
+/// What a middleware after [`AuthorizeMiddleware`] in the chain sees of each request: all of
+/// it but the `Authorization` header, which it keeps apart.
+#[derive(Clone, Default)]
+struct Seen(Arc<std::sync::Mutex<Vec<(String, SeenRequest)>>>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct SeenRequest {
+    method: Method,
+    url: String,
+    version: http::Version,
+    timeout: Option<Duration>,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+}
+
+impl reqwest_middleware::Middleware for Seen {
+    // The signature `#[async_trait]` gives `async fn handle`.
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        request: reqwest::Request,
+        extensions: &'life1 mut http::Extensions,
+        next: reqwest_middleware::Next<'life2>,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
+                + Send
+                + 'async_trait,
+        >,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let seen = SeenRequest {
+            method: request.method().clone(),
+            url: request.url().to_string(),
+            version: request.version(),
+            timeout: request.timeout().copied(),
+            headers: request
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != http::header::AUTHORIZATION)
+                .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body: request.body().map(|body| body.as_bytes().unwrap().to_vec()),
+        };
+        self.0.lock().unwrap().push((authorization, seen));
+        Box::pin(next.run(request, extensions))
+    }
+}
+
+/// The copy the middleware keeps for a retry is the request it was given, with a new token:
+/// without a body (copied from its parts) and with one (by `reqwest::Request::try_clone`).
+#[tokio::test]
+async fn the_middleware_sends_again_the_request_it_was_given_with_a_new_token() {
+    let server = TestServer::start();
+    let tokens = source(&server, invalidate_at_once());
+    let seen = Seen::default();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthorizeMiddleware::new(tokens.clone()))
+        .with(seen.clone())
+        .build();
+    let requests = [
+        client
+            .get(server.url("/api/bodiless?q=1"))
+            .header("x-request-id", "abc")
+            .header("accept", "application/json")
+            .timeout(Duration::from_secs(7))
+            .version(http::Version::HTTP_11),
+        client
+            .put(server.url("/api/with-body"))
+            .header("content-type", "text/plain")
+            .body("the payload"),
+    ];
+    tokens.token().await.unwrap();
+    for (i, request) in requests.into_iter().enumerate() {
+        assert_eq!(
+            server.revoke_all(),
+            1,
+            "request {i}: the token cached is revoked"
+        );
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let seen = std::mem::take(&mut *seen.0.lock().unwrap());
+        assert_eq!(
+            seen.len(),
+            2,
+            "request {i}: sent, then sent again: {seen:?}"
+        );
+        let ((first_token, first), (second_token, second)) = (&seen[0], &seen[1]);
+        assert_eq!(first, second, "request {i}: the same request");
+        assert!(first_token.starts_with("Bearer ") && second_token.starts_with("Bearer "));
+        assert_ne!(first_token, second_token, "request {i}: a new token");
+        assert!(
+            first
+                .headers
+                .iter()
+                .any(|(name, _)| name == "x-request-id" || name == "content-type"),
+            "request {i}: {first:?}"
+        );
+    }
+}
+
 /// A nonce goes only into a DPoP proof: a bearer token's calls keep none of the nonces the
 /// resource server sends.
 #[tokio::test]
