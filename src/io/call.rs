@@ -47,6 +47,11 @@ pub(crate) trait CallClient<R> {
     type Error;
     /// What the adapter's caller gets: the answer, or why there is none, in the adapter's types.
     type Output;
+    /// Readies the client for an attempt after the first, which goes out on what the adapter
+    /// readied before the loop began.
+    fn ready(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Sends an attempt. The request goes to the client at once, not into the future, which
+    /// would keep it beside the loop's own copies while the answer is awaited.
     fn send(
         &mut self,
         request: R,
@@ -71,11 +76,11 @@ pub(crate) struct Caller {
 }
 
 /// What the loop keeps of a request while it is sent: the copy for a retry, or, when it keeps
-/// none, where the request goes (for the URI that the nonces and events may want after it is
-/// sent). Never both: a copy knows where it goes.
+/// none, its method and where it goes (for the proof, the nonces and the events, which may want
+/// them after it is sent). Never both: a copy knows its method and where it goes.
 enum Kept<R: CallRequest> {
     Copy(R),
-    Target(R::Target),
+    Target(Method, R::Target),
 }
 
 impl<R: CallRequest> Kept<R> {
@@ -84,18 +89,30 @@ impl<R: CallRequest> Kept<R> {
         let Self::Copy(copy) = self else {
             return None;
         };
-        let target = Self::Target(copy.target().clone());
+        let target = Self::Target(copy.method().clone(), copy.target().clone());
         match std::mem::replace(self, target) {
             Self::Copy(copy) => Some(copy),
-            Self::Target(_) => None,
+            Self::Target(..) => None,
+        }
+    }
+
+    fn method(&self) -> &Method {
+        match self {
+            Self::Copy(copy) => copy.method(),
+            Self::Target(method, _) => method,
         }
     }
 
     fn target(&self) -> &R::Target {
         match self {
             Self::Copy(copy) => copy.target(),
-            Self::Target(target) => target,
+            Self::Target(_, target) => target,
         }
+    }
+
+    /// The target as an absolute URI, made once into `made` when first asked for.
+    fn uri<'a>(&self, made: &'a OnceLock<Uri>) -> &'a Uri {
+        made.get_or_init(|| R::uri(self.target()))
     }
 }
 
@@ -126,8 +143,8 @@ impl Caller {
     {
         async move {
             let result = 'call: {
-                let method = request.method().clone();
-                let mut call = AuthorizedCall::new(&caller.policy, &method, request.body_len());
+                let mut call =
+                    AuthorizedCall::new(&caller.policy, request.method(), request.body_len());
                 // Made in a block of its own: a binding alive at an `await`, even one moved
                 // from, keeps its space in the future.
                 let mut kept = {
@@ -141,11 +158,15 @@ impl Caller {
                     }
                     match copy {
                         Some(copy) => Kept::Copy(copy),
-                        None => Kept::Target(request.target().clone()),
+                        None => Kept::Target(request.method().clone(), request.target().clone()),
                     }
                 };
+                // Boxed: it is made only for a DPoP proof, a nonce or an event, and the space
+                // would be in every call's future.
+                // The method and the URI are read from `kept`, not kept again beside it: the
+                // space would be in every call's future.
                 let uri = OnceLock::new();
-                let uri = |kept: &Kept<R>| uri.get_or_init(|| R::uri(kept.target()));
+                let mut first_attempt = true;
                 // The refusal a retry answers, and the token it refused: if the source serves
                 // that token again (younger than `CachePolicy::invalidate_min_age`, it is kept a
                 // little against an API that refuses every token), the retry would be refused
@@ -171,16 +192,25 @@ impl Caller {
                     let client_credentials = caller.tokens.request().client();
                     // The clock, the random bytes and the nonce only for a token that signs a
                     // proof.
-                    let attempt = || Ok(caller.nonces.attempt(uri(&kept), send_time(), entropy()?));
+                    let attempt = || {
+                        Ok(caller
+                            .nonces
+                            .attempt(kept.uri(&uri), send_time(), entropy()?))
+                    };
                     if let Err(error) = present_token_lazily(
                         request.headers_mut(),
-                        &method,
-                        || uri(&kept),
+                        kept.method(),
+                        || kept.uri(&uri),
                         &token,
                         client_credentials,
                         attempt,
                     ) {
                         break 'call Err(Stop::Call(CallError::Present(error)));
+                    }
+                    if !std::mem::take(&mut first_attempt)
+                        && let Err(error) = client.ready().await
+                    {
+                        break 'call Err(Stop::Client(error));
                     }
                     let response = match client.send(request).await {
                         Ok(response) => response,
@@ -191,7 +221,7 @@ impl Caller {
                     if *token.token_type() == TokenType::DPoP
                         && response.headers().contains_key(DPOP_NONCE)
                     {
-                        caller.nonces.observe(uri(&kept), response.headers());
+                        caller.nonces.observe(kept.uri(&uri), response.headers());
                     }
                     match call.handle_response(response.status(), response.headers()) {
                         CallStep::Return => break 'call Ok(response),
@@ -207,8 +237,8 @@ impl Caller {
                             observe::call_not_replayed(
                                 reason,
                                 not_retried.as_str(),
-                                &method,
-                                uri(&kept),
+                                kept.method(),
+                                kept.uri(&uri),
                             );
                             if invalidate {
                                 caller.tokens.invalidate(&token);
@@ -216,7 +246,7 @@ impl Caller {
                             break 'call Ok(response);
                         }
                         CallStep::Retry { invalidate, reason } => {
-                            observe::call_retried(reason.as_str(), &method, uri(&kept));
+                            observe::call_retried(reason.as_str(), kept.method(), kept.uri(&uri));
                             // The copy goes; a copy of it stays for a later retry.
                             let Some(next) = kept.take_copy() else {
                                 break 'call Ok(response); // not reached: a retry needs a copy

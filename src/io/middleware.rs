@@ -126,6 +126,10 @@ impl CallClient<Attempted> for Rest<'_> {
     type Error = reqwest_middleware::Error;
     type Output = reqwest_middleware::Result<reqwest::Response>;
 
+    fn ready(&mut self) -> impl Future<Output = Result<(), reqwest_middleware::Error>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     fn send(
         &mut self,
         request: Attempted,

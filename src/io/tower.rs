@@ -222,10 +222,7 @@ where
         // place is readied again by the next caller (tower's usual hand-over).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let client = Inner {
-            service: inner,
-            ready: true,
-        };
+        let client = Inner(inner);
         Box::pin(Caller::call(
             Arc::clone(&self.caller),
             Attempted(request),
@@ -235,11 +232,8 @@ where
 }
 
 /// The inner service, as the loop sends with it: readied again before every attempt but the
-/// first.
-struct Inner<S> {
-    service: S,
-    ready: bool,
-}
+/// first, which goes out on the one `poll_ready` readied.
+struct Inner<S>(S);
 
 impl<S, B, R> CallClient<Attempted<B>> for Inner<S>
 where
@@ -252,18 +246,16 @@ where
     type Error = S::Error;
     type Output = Result<Response<R>, CallError>;
 
-    // A block, not an `async fn`, which would keep the request twice in the loop's future.
-    #[allow(clippy::manual_async_fn)]
+    fn ready(&mut self) -> impl Future<Output = Result<(), S::Error>> + Send {
+        std::future::poll_fn(|cx| self.0.poll_ready(cx))
+    }
+
     fn send(
         &mut self,
         request: Attempted<B>,
     ) -> impl Future<Output = Result<Answered<R>, S::Error>> + Send {
-        async move {
-            if !std::mem::take(&mut self.ready) {
-                std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
-            }
-            self.service.call(request.0).await.map(Answered)
-        }
+        let sent = self.0.call(request.0);
+        async move { sent.await.map(Answered) }
     }
 
     fn output(result: Result<Answered<R>, Stop<S::Error>>) -> Result<Response<R>, CallError> {
