@@ -161,10 +161,9 @@ impl Caller {
                         None => Kept::Target(request.method().clone(), request.target().clone()),
                     }
                 };
-                // Boxed: it is made only for a DPoP proof, a nonce or an event, and the space
-                // would be in every call's future.
-                // The method and the URI are read from `kept`, not kept again beside it: the
-                // space would be in every call's future.
+                // Made only for a DPoP proof, a nonce or an event. The method and the URI are
+                // read from `kept`, not kept again beside it: the space would be in every call's
+                // future.
                 let uri = OnceLock::new();
                 let mut first_attempt = true;
                 // The refusal a retry answers, and the token it refused: if the source serves
