@@ -253,7 +253,9 @@ pub use response::rules::ResponseRules;
 pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
 #[cfg(feature = "shared-cache")]
-pub use store::entry::{MAX_ENTRY_LEN, StoreEncryptionKey};
+pub use store::encryption_key::StoreEncryptionKey;
+#[cfg(feature = "shared-cache")]
+pub use store::entry::MAX_ENTRY_LEN;
 #[cfg(feature = "shared-cache")]
 pub use store::key::StoreKey;
 #[cfg(feature = "shared-cache")]

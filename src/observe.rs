@@ -316,6 +316,23 @@ pub(crate) fn store_failed(key: &str, error: &(dyn std::error::Error + 'static))
     let _ = (key, error);
 }
 
+/// Event `store_not_shared` (WARN), for the shared cache: a source was given a store under
+/// `namespace`, but its request's credential has no identity another process could compute (an
+/// unnamed assertion source, a signer without a public key, a mutual TLS client without its
+/// certificate named), so its tokens are not shared.
+#[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+pub(crate) fn store_not_shared(namespace: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        name: "store_not_shared",
+        target: TARGET,
+        namespace,
+        "the token source's credential cannot be named across processes, so its tokens are not shared through the store: name it (AssertionSource::with_identity, ClientCredentials::with_certificate)"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = namespace;
+}
+
 /// Event `store_entry_refused` (WARN), for the shared cache: the entry `key` did not open
 /// (tampered, sealed by another key, or another format), so it is ignored and replaced.
 #[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]

@@ -11,6 +11,7 @@ use http::{HeaderValue, Method};
 
 use crate::attempt::{Attempt, DpopNonces};
 use crate::auth::assertion::AssertionSource;
+use crate::auth::identity::CredentialIdentity;
 use crate::auth::method::AuthMethod;
 use crate::auth::{ClientAuth, EncodedAuth};
 use crate::clock::ServerClock;
@@ -45,6 +46,13 @@ struct ClientInner {
     client_id: Box<str>,
     method: AuthMethod,
     auth: EncodedAuth,
+    /// The credential, as the cache key compares it: a token cached for one credential is never
+    /// served to a request with another, whatever the client id.
+    credential: CredentialIdentity,
+    /// The certificate the caller's HTTP client presents, as the caller named it
+    /// ([`ClientCredentials::with_certificate`]): a certificate-bound token (RFC 8705 §3) is
+    /// never served to a client presenting another.
+    certificate: Option<Arc<[u8]>>,
     rules: ResponseRules,
     /// The latest DPoP nonce of each server this client sent to, shared by its clones (those
     /// made by `with_dpop` and `with_response_rules` included) and by every request built from
@@ -83,7 +91,14 @@ impl ClientCredentials {
     pub fn new(token_url: TokenUrl, client_id: impl Into<String>, secret: ClientSecret) -> Self {
         let client_id = client_id.into();
         let auth = EncodedAuth::secret_basic(&client_id, &secret);
-        Self::from_parts(token_url, client_id, AuthMethod::ClientSecretBasic, auth)
+        let credential = CredentialIdentity::Secret(secret.secret().as_bytes().into());
+        Self::from_parts(
+            token_url,
+            client_id,
+            AuthMethod::ClientSecretBasic,
+            auth,
+            credential,
+        )
     }
 
     /// A client that authenticates with the given method.
@@ -104,6 +119,7 @@ impl ClientCredentials {
             client_id,
             auth.method(),
             encoded,
+            auth.credential_identity(),
         ))
     }
 
@@ -112,12 +128,15 @@ impl ClientCredentials {
         client_id: String,
         method: AuthMethod,
         auth: EncodedAuth,
+        credential: CredentialIdentity,
     ) -> Self {
         Self(Arc::new(ClientInner {
             token_url,
             client_id: client_id.into_boxed_str(),
             method,
             auth,
+            credential,
+            certificate: None,
             rules: ResponseRules::default(),
             nonces: Arc::new(DpopNonces::new()),
             clock: Arc::new(ServerClock::new()),
@@ -140,6 +159,22 @@ impl ClientCredentials {
     #[must_use]
     pub fn server_clock(&self) -> &ServerClock {
         &self.0.clock
+    }
+
+    /// Names the certificate this client's HTTP client presents in the TLS handshake (its DER
+    /// or PEM bytes, as you gave them to the HTTP client), for mutual TLS (RFC 8705): the
+    /// `tls_client_auth` methods, or certificate-bound tokens (§3) under any method.
+    ///
+    /// The crate never sends it: it only compares it, so that a cached token issued to one
+    /// certificate is never served to a client presenting another, in the process and through
+    /// a fleet's [`SharedCache`](crate::SharedCache) (where replicas with different
+    /// certificates then keep separate entries instead of overwriting each other's). Without
+    /// it, a `tls_client_auth` client is known by its client id alone, and its tokens are not
+    /// shared through a store.
+    #[must_use]
+    pub fn with_certificate(mut self, certificate: impl AsRef<[u8]>) -> Self {
+        Arc::make_mut(&mut self.0).certificate = Some(certificate.as_ref().into());
+        self
     }
 
     /// Replaces the rules responses are parsed by (tolerant by default).
@@ -387,8 +422,14 @@ fn check_param_name(name: &str) -> Result<(), Error> {
 /// A validated token request, ready to be sent any number of times.
 ///
 /// Cheap to clone. Two requests are equal, and hash alike, when they would get the same token:
-/// the same endpoint, client, authentication method, scopes (in any order), audience, resources
-/// and extra parameters. That makes a `TokenRequest` a cache key.
+/// the same endpoint, client, authentication method and credential (the same secret, signing
+/// key, assertion, named assertion source or certificate), DPoP key, scopes (in any order),
+/// audience, resources and extra parameters. That makes a `TokenRequest` a cache key.
+///
+/// A cached token is therefore served only to a request whose credential is the one the token
+/// was issued for: a caller who knows a client id but holds another secret misses the cache
+/// and is refused by the server. A hit does not prove that the credential is still valid at
+/// the server (one revoked since is found out at the next fetch), only that it is the same.
 #[derive(Clone)]
 pub struct TokenRequest(Arc<RequestInner>);
 
@@ -431,6 +472,8 @@ impl RequestInner {
                 &client.token_url,
                 &client.client_id,
                 client.method,
+                &client.credential,
+                &client.certificate,
                 client.dpop_thumbprint(),
             ),
             &self.scope_set,
@@ -640,19 +683,40 @@ impl TokenRequest {
 
 impl TokenRequest {
     /// Hands each field of the request's cache identity (what `Eq` and `Hash` compare: token
-    /// URL, client id, authentication method, DPoP key, scopes in sorted order, audience,
-    /// resources, extra parameters) to `field` as a tag and its bytes, in a fixed order: the
-    /// input of the shared cache's key digest, which must be the same in every process. A list
-    /// gives one call per element, so the calls alone tell every identity apart.
+    /// URL, client id, authentication method, credential, certificate, DPoP key, scopes in
+    /// sorted order, audience, resources, extra parameters) to `field` as a tag and its bytes,
+    /// in a fixed order: the input of the shared cache's key digest, which must be the same in
+    /// every process. A list gives one call per element, so the calls alone tell every identity
+    /// apart. The credential's bytes may be a secret: the digest must be keyed.
+    ///
+    /// Returns `false`, having handed nothing, when the credential has no identity another
+    /// process could compute (an unnamed assertion source, a signer without a public key), or
+    /// when a mutual TLS client has not named its certificate: such a request is not shared.
     #[cfg(feature = "shared-cache")]
-    pub(crate) fn identity_fields(&self, mut field: impl FnMut(&str, &[u8])) {
+    #[must_use]
+    pub(crate) fn identity_fields(&self, mut field: impl FnMut(&str, &[u8])) -> bool {
         let client = &self.0.client.0;
+        let Some((credential_kind, credential)) = client.credential.shareable() else {
+            return false;
+        };
+        let mtls = matches!(
+            client.method,
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
+        );
+        if mtls && client.certificate.is_none() {
+            return false;
+        }
         field(
             "token_url",
             client.token_url.as_uri().to_string().as_bytes(),
         );
         field("client_id", client.client_id.as_bytes());
         field("auth_method", client.method.as_str().as_bytes());
+        field("credential_kind", credential_kind.as_bytes());
+        field("credential", credential);
+        if let Some(certificate) = &client.certificate {
+            field("certificate", certificate);
+        }
         if let Some(thumbprint) = client.dpop_thumbprint() {
             field("dpop_jkt", thumbprint.as_bytes());
         }
@@ -669,6 +733,7 @@ impl TokenRequest {
             field("param_name", name.as_bytes());
             field("param_value", value.as_bytes());
         }
+        true
     }
 }
 
@@ -705,6 +770,7 @@ impl fmt::Debug for TokenRequest {
 /// share a token. Shared by the key's tests and the cache's.
 #[cfg(test)]
 pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
+    use crate::secret::ClientAssertion;
     let url = |url: &str| TokenUrl::new(url).unwrap();
     let idp = || url("https://idp.example.com/token");
     let secret = || ClientSecret::new("secret");
@@ -730,6 +796,21 @@ pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
             "client",
             secret(),
         )),
+        base_of(ClientCredentials::new(
+            idp(),
+            "client",
+            ClientSecret::new("another secret"),
+        )),
+        base_of(basic.clone().with_certificate(b"certificate A")),
+        base_of(basic.clone().with_certificate(b"certificate B")),
+        base_of(
+            ClientCredentials::with_auth(
+                idp(),
+                "client",
+                ClientAuth::Assertion(ClientAssertion::new("h.p.s")),
+            )
+            .unwrap(),
+        ),
     ]
 }
 
@@ -924,6 +1005,38 @@ mod tests {
             assert!(!text.contains("hunter2"), "{text}");
             assert!(!text.contains("swordfish"), "{text}");
         }
+    }
+
+    #[test]
+    // The client's DPoP nonce store is a mutex, but neither `Hash` nor `Eq` reads it.
+    #[allow(clippy::mutable_key_type)]
+    fn assertion_sources_share_a_key_only_when_the_same_or_named_the_same() {
+        use crate::auth::assertion::AssertionSource;
+        use std::collections::HashSet;
+        let source = || AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("a.b.c")) });
+        let request = |source: AssertionSource| {
+            ClientCredentials::with_auth(url(), "client", ClientAuth::Source(source))
+                .unwrap()
+                .token_request()
+                .build()
+                .unwrap()
+        };
+        let unnamed = source();
+        let same_instance = [request(unnamed.clone()), request(unnamed)];
+        assert_eq!(same_instance[0], same_instance[1]);
+        let distinct: HashSet<_> = [
+            same_instance[0].clone(),
+            request(source()),
+            request(source().with_identity("workload-a")),
+            request(source().with_identity("workload-b")),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(distinct.len(), 4, "an unnamed source shares with no other");
+        assert_eq!(
+            request(source().with_identity("workload-a")),
+            request(source().with_identity("workload-a"))
+        );
     }
 
     #[test]

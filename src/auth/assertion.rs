@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 
+use crate::auth::identity::{CredentialIdentity, Instance};
 use crate::auth::jwt::BoxError;
 use crate::auth::method::AuthMethod;
 use crate::error::assertion::AssertionError;
@@ -67,6 +68,7 @@ pub trait AssertionProvider: Send + Sync {
 pub struct AssertionSource {
     provider: Arc<dyn AssertionProvider>,
     method: AuthMethod,
+    identity: Option<Arc<str>>,
 }
 
 impl AssertionSource {
@@ -82,6 +84,7 @@ impl AssertionSource {
         Self {
             provider,
             method: AuthMethod::PrivateKeyJwt,
+            identity: None,
         }
     }
 
@@ -113,6 +116,30 @@ impl AssertionSource {
         self.method
     }
 
+    /// Names the identity the assertions prove (such as the workload, or the service account
+    /// the platform issues them to), so that a token cached for this source may be shared with
+    /// another source of the same name: in the process, and through a fleet's
+    /// [`SharedCache`](crate::SharedCache), where the name is stored only under a keyed hash.
+    ///
+    /// Without a name, a cached token is served only to requests of this very source (and its
+    /// clones), and never shared through a store: this crate cannot tell whether two sources
+    /// prove the same identity, and a token must never reach a caller whose credential was not
+    /// checked. Give two sources the same name only when the server would issue them the same
+    /// tokens.
+    #[must_use]
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into().into());
+        self
+    }
+
+    /// The source's credential as a cache key compares it.
+    pub(crate) fn credential_identity(&self) -> CredentialIdentity {
+        match &self.identity {
+            Some(name) => CredentialIdentity::Stated(Arc::clone(name)),
+            None => CredentialIdentity::Instance(Instance::of(&self.provider)),
+        }
+    }
+
     /// The assertion for an attempt made at `now`.
     ///
     /// # Errors
@@ -127,6 +154,7 @@ impl fmt::Debug for AssertionSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AssertionSource")
             .field("method", &self.method)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }

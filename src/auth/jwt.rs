@@ -16,6 +16,7 @@ use serde::ser::{SerializeStruct, Serializer};
 
 use crate::attempt::Attempt;
 use crate::auth::AuthMethod;
+use crate::auth::identity::{CredentialIdentity, Instance};
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
 
@@ -310,6 +311,15 @@ pub struct JwtAuth {
 pub const CLIENT_AUTHENTICATION_JWT_TYPE: &str = "client-authentication+jwt";
 
 impl JwtAuth {
+    /// The signing key as a cache key compares it: its public key, or, for a key without one
+    /// (an HMAC key), this very signer.
+    pub(crate) fn credential_identity(&self) -> CredentialIdentity {
+        match self.signer.public_jwk() {
+            Some(jwk) => CredentialIdentity::PublicKey(jwk.to_json().into()),
+            None => CredentialIdentity::Instance(Instance::of(&self.signer)),
+        }
+    }
+
     /// The assertion's default lifetime: 60 seconds, long enough for clock skew, short enough
     /// that a leaked assertion is soon useless.
     pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);

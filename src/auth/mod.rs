@@ -10,6 +10,7 @@ use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::auth::assertion::AssertionSource;
+use crate::auth::identity::CredentialIdentity;
 use crate::auth::jwt::JwtAuth;
 use crate::auth::method::AuthMethod;
 use crate::error::Error;
@@ -18,6 +19,7 @@ use crate::secret::{ClientAssertion, ClientSecret};
 pub(crate) mod assertion;
 #[cfg(feature = "jwt")]
 pub(crate) mod dpop;
+pub(crate) mod identity;
 pub(crate) mod jwt;
 #[cfg(feature = "jwt")]
 pub(crate) mod key;
@@ -90,6 +92,27 @@ impl ClientAuth {
             Self::Assertion(_) => AuthMethod::ClientAssertion,
             Self::Jwt(jwt) => jwt.method(),
             Self::Source(source) => source.method(),
+        }
+    }
+}
+
+impl ClientAuth {
+    /// The credential as a cache key compares it.
+    pub(crate) fn credential_identity(&self) -> CredentialIdentity {
+        match self {
+            Self::SecretBasic(secret)
+            | Self::SecretBasicUnencoded(secret)
+            | Self::SecretPost(secret) => {
+                CredentialIdentity::Secret(secret.secret().as_bytes().into())
+            }
+            Self::None | Self::TlsClientAuth | Self::SelfSignedTlsClientAuth => {
+                CredentialIdentity::Nothing
+            }
+            Self::Assertion(assertion) => {
+                CredentialIdentity::Secret(assertion.secret().as_bytes().into())
+            }
+            Self::Jwt(jwt) => jwt.credential_identity(),
+            Self::Source(source) => source.credential_identity(),
         }
     }
 }

@@ -28,7 +28,8 @@ use crate::error::Error;
 use crate::observe;
 use crate::request::TokenRequest;
 use crate::secret::AccessToken;
-use crate::store::entry::{EntrySealing, Refused, StoreEncryptionKey, open, seal};
+use crate::store::encryption_key::StoreEncryptionKey;
+use crate::store::entry::{EntrySealing, Refused, open, seal};
 use crate::store::key::StoreKey;
 use crate::store::{StoreError, TokenStore};
 use crate::token::Token;
@@ -61,6 +62,8 @@ use crate::token::Token;
 pub struct SharedCache {
     store: Arc<dyn TokenStore>,
     namespace: Arc<str>,
+    /// Names the entries (always) and seals them (unless in clear).
+    key: StoreEncryptionKey,
     sealing: EntrySealing,
     store_timeout: Duration,
     lease_ttl: Duration,
@@ -84,22 +87,46 @@ impl SharedCache {
     /// A shared cache in `store` under `namespace`, its entries encrypted by AES-256-GCM under
     /// `key` (a fresh random nonce per write, the entry's store key as associated data).
     #[must_use]
+    ///
+    /// The key also names the entries: a store key is a keyed digest of the request, its
+    /// credential included ([`StoreKey`]), so replicas share a token only when they hold the
+    /// same credential, and the store holds nothing to test a guessed secret against.
     pub fn new(store: impl TokenStore + 'static, namespace: &str, key: StoreEncryptionKey) -> Self {
-        Self::with_sealing(Arc::new(store), namespace, EntrySealing::Encrypted(key))
+        let sealing = EntrySealing::Encrypted(key.clone());
+        Self::with_sealing(Arc::new(store), namespace, key, sealing)
     }
 
     /// A shared cache that stores tokens **in clear**: whoever can read the store (a replica,
     /// a backup, a `MONITOR`) can use every token in it. Only for a store nobody else reads;
     /// prefer [`new`](Self::new). A cache that encrypts never serves an entry stored in clear.
+    ///
+    /// `key` seals nothing here, but still names the entries ([`StoreKey`]): a store key holds
+    /// a digest of the credential, which must be keyed so that it cannot be tested against
+    /// guessed secrets.
     #[must_use]
-    pub fn insecure_plaintext(store: impl TokenStore + 'static, namespace: &str) -> Self {
-        Self::with_sealing(Arc::new(store), namespace, EntrySealing::InsecurePlaintext)
+    pub fn insecure_plaintext(
+        store: impl TokenStore + 'static,
+        namespace: &str,
+        key: StoreEncryptionKey,
+    ) -> Self {
+        Self::with_sealing(
+            Arc::new(store),
+            namespace,
+            key,
+            EntrySealing::InsecurePlaintext,
+        )
     }
 
-    fn with_sealing(store: Arc<dyn TokenStore>, namespace: &str, sealing: EntrySealing) -> Self {
+    fn with_sealing(
+        store: Arc<dyn TokenStore>,
+        namespace: &str,
+        key: StoreEncryptionKey,
+        sealing: EntrySealing,
+    ) -> Self {
         Self {
             store,
             namespace: namespace.into(),
+            key,
             sealing,
             store_timeout: Self::STORE_TIMEOUT,
             lease_ttl: Self::LEASE_TTL,
@@ -201,16 +228,25 @@ enum Found {
 }
 
 impl FleetFetch {
-    pub(crate) fn new(shared: SharedCache, request: &TokenRequest, policy: CachePolicy) -> Self {
-        let key = StoreKey::new(&shared.namespace, request);
+    /// The fleet fetch of `request`; `None` (after a warning) for a request whose credential
+    /// no other process can name ([`StoreKey::new`]), which is not shared.
+    pub(crate) fn new(
+        shared: SharedCache,
+        request: &TokenRequest,
+        policy: CachePolicy,
+    ) -> Option<Self> {
+        let Some(key) = StoreKey::new(&shared.namespace, request, &shared.key) else {
+            observe::store_not_shared(&shared.namespace);
+            return None;
+        };
         let mut shared = shared;
         shared.wait = shared.wait.min(policy.fetch_timeout() / 2);
-        Self {
+        Some(Self {
             shared,
             key,
             policy,
             last: Mutex::new(None),
-        }
+        })
     }
 
     /// A token for the request: from the store, from the process holding the lease, or from

@@ -543,11 +543,22 @@ impl TokenSource {
     /// of the fleet fetches from the token endpoint ([`SharedCache`](crate::SharedCache)).
     /// Call it after [`with_policy`](Self::with_policy): the shared cache times its entries
     /// by the policy it finds here.
+    ///
+    /// Replicas share a token only when they hold the same credential
+    /// ([`StoreKey`](crate::StoreKey)). A request whose credential no other process can name
+    /// (an assertion source without
+    /// [`with_identity`](crate::AssertionSource::with_identity), a JWT signer without a public
+    /// key, a mutual TLS client without
+    /// [`with_certificate`](crate::ClientCredentials::with_certificate)) is not shared: the
+    /// source is returned as it was, and a `tracing` warning says why.
     #[cfg(feature = "shared-cache")]
     #[must_use]
     pub fn with_store(self, shared: crate::io::shared::SharedCache) -> Self {
         let (request, policy) = (self.0.core.request.clone(), self.0.core.policy);
-        let fleet = Arc::new(crate::io::shared::FleetFetch::new(shared, &request, policy));
+        let Some(fleet) = crate::io::shared::FleetFetch::new(shared, &request, policy) else {
+            return self;
+        };
+        let fleet = Arc::new(fleet);
         let fetch = Arc::clone(&self.0.fetch);
         let shared_fetch: FetchFn = Arc::new(move |request| {
             let (fleet, fetch) = (Arc::clone(&fleet), Arc::clone(&fetch));

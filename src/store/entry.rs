@@ -7,15 +7,14 @@
 //! §4.4.3 says the server should not send it), and a secret nobody reads is better not copied.
 //! A token read from the store therefore has none.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::secret::AccessToken;
+use crate::store::encryption_key::StoreEncryptionKey;
 use crate::store::key::StoreKey;
 use crate::token::{Token, TokenType};
 
@@ -27,34 +26,6 @@ pub const MAX_ENTRY_LEN: usize = 64 * 1024;
 const FORMAT_AES_256_GCM: u8 = 1;
 /// The first byte of an entry stored in clear (only by [`EntrySealing::InsecurePlaintext`]).
 const FORMAT_PLAINTEXT: u8 = 0;
-
-/// A 256-bit AES-GCM key that seals the entries of a shared token cache. Every replica of the
-/// fleet needs the same key; keep it where you keep the client secret. It prints as
-/// `[redacted]`.
-#[derive(Clone)]
-pub struct StoreEncryptionKey(Arc<[u8; 32]>);
-
-impl StoreEncryptionKey {
-    /// The key made of these 32 bytes (draw them from a secure random source, once per fleet).
-    #[must_use]
-    pub fn new(key: [u8; 32]) -> Self {
-        Self(Arc::new(key))
-    }
-
-    /// The AEAD key. Only a wrong length fails in aws-lc-rs, and 32 bytes is right: a failure
-    /// anyway (a failed self-test) reads as "cannot seal", never a panic.
-    fn aead(&self) -> Option<LessSafeKey> {
-        UnboundKey::new(&AES_256_GCM, &self.0[..])
-            .ok()
-            .map(LessSafeKey::new)
-    }
-}
-
-impl fmt::Debug for StoreEncryptionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StoreEncryptionKey([redacted])")
-    }
-}
 
 /// How entries are sealed: encrypted, or, where the caller said so, in clear.
 #[derive(Clone, Debug)]
@@ -196,7 +167,12 @@ mod tests {
             "c",
             ClientSecret::new("s"),
         );
-        StoreKey::new("ns", &client.token_request().scope(scope).build().unwrap())
+        StoreKey::new(
+            "ns",
+            &client.token_request().scope(scope).build().unwrap(),
+            &StoreEncryptionKey::new([7; 32]),
+        )
+        .unwrap()
     }
 
     fn at(secs: u64) -> SystemTime {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::auth::jwt::BoxError;
 
+pub(crate) mod encryption_key;
 pub(crate) mod entry;
 pub(crate) mod key;
 

@@ -592,7 +592,12 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
             .iter()
             .zip(&tokens)
             .find(|(request, _)| {
-                client_credentials::StoreKey::new(&namespace, request).entry() == key
+                client_credentials::StoreKey::new(
+                    &namespace,
+                    request,
+                    &StoreEncryptionKey::new(KEY),
+                )
+                .is_some_and(|store_key| store_key.entry() == key)
             })
             .unwrap();
         let fetched = source(owner.0).token().await.unwrap();
@@ -617,5 +622,61 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
             reread.access_token().secret(),
             fetched.access_token().secret()
         );
+    });
+}
+
+/// Hardening: the store key holds the credential. A replica that knows the victim's client id
+/// but holds another secret, under the same namespace and fleet key, finds no entry: its
+/// request reaches the token server, which refuses it with `invalid_client`.
+#[test]
+fn a_replica_with_the_wrong_secret_never_reads_the_victims_token_from_redis() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = TestServer::start();
+        let (url, namespace) = (redis_url(), namespace("credential"));
+        let source = |secret: &str| {
+            let client = ClientCredentials::new(
+                server.token_url(),
+                DEMO_CLIENT_ID,
+                ClientSecret::new(secret),
+            );
+            let request = client.token_request().scope("read").build().unwrap();
+            let shared = SharedCache::new(
+                RedisStore::new(&url).unwrap(),
+                &namespace,
+                StoreEncryptionKey::new(KEY),
+            );
+            TokenSource::reqwest(client_credentials::reqwest::recommended_client(), request)
+                .with_store(shared)
+        };
+        let victim = source(DEMO_CLIENT_SECRET).token().await.unwrap();
+        assert_eq!(server.token_requests(), 1);
+        // A replica with the right secret shares the victim's entry: no request.
+        let sharing = source(DEMO_CLIENT_SECRET).token().await.unwrap();
+        assert_eq!(
+            sharing.access_token().secret(),
+            victim.access_token().secret()
+        );
+        assert_eq!(
+            server.token_requests(),
+            1,
+            "the right secret shares the entry"
+        );
+
+        let refused = source("not-the-secret").token().await;
+        assert_eq!(
+            server.token_requests(),
+            2,
+            "the wrong secret reached the server"
+        );
+        match refused.as_ref().map_err(|error| &**error) {
+            Err(client_credentials::Error::OAuth(error)) => {
+                assert_eq!(error.code(), &client_credentials::ErrorCode::InvalidClient);
+            }
+            other => panic!("expected invalid_client, got {other:?}"),
+        }
     });
 }

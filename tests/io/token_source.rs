@@ -960,3 +960,59 @@ async fn a_source_from_a_fetch_function_of_ones_own() {
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Hardening: the process cache keys on the credential. A token broker holding one
+/// `TokenCache` for its tenants' clients never serves the victim's cached token to a request
+/// with the victim's client id and another secret: that request reaches the token server,
+/// which refuses it with `invalid_client`.
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // The test drives the cache as a broker would: it reads the clock.
+async fn a_cache_never_serves_a_token_to_a_request_with_the_wrong_secret() {
+    use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    use client_credentials::{ClientCredentials, ClientSecret, ErrorCode, Lookup, TokenCache};
+
+    let server = TestServer::start();
+    let http = client_credentials::reqwest::recommended_client();
+    let request = |secret: &str| {
+        ClientCredentials::new(
+            server.token_url(),
+            DEMO_CLIENT_ID,
+            ClientSecret::new(secret),
+        )
+        .token_request()
+        .build()
+        .unwrap()
+    };
+    let mut cache = TokenCache::new(CachePolicy::new());
+    // One fetch through the cache, as a broker drives it.
+    let fetch = async |cache: &mut TokenCache, request: &TokenRequest| {
+        let now = std::time::Instant::now();
+        let Lookup::Fetch(ticket) = cache.poll(request, now) else {
+            panic!("expected a miss for {request:?}");
+        };
+        let sent_at = std::time::SystemTime::now();
+        let result =
+            client_credentials::reqwest::fetch_token(&http, request, Duration::from_secs(5)).await;
+        cache.handle_result(ticket, result, sent_at, now, 0)
+    };
+    let victim = request(DEMO_CLIENT_SECRET);
+    let token = fetch(&mut cache, &victim).await.unwrap();
+    match cache.poll(&request(DEMO_CLIENT_SECRET), std::time::Instant::now()) {
+        Lookup::Ready(hit) => {
+            assert_eq!(hit.access_token().secret(), token.access_token().secret())
+        }
+        other => panic!("the right secret is a hit, got {other:?}"),
+    }
+    assert_eq!(server.token_requests(), 1);
+
+    let refused = fetch(&mut cache, &request("not-the-secret")).await;
+    assert_eq!(
+        server.token_requests(),
+        2,
+        "the wrong secret reached the server"
+    );
+    match refused.as_ref().map_err(|error| &**error) {
+        Err(Error::OAuth(error)) => assert_eq!(error.code(), &ErrorCode::InvalidClient),
+        other => panic!("expected invalid_client, got {other:?}"),
+    }
+}
