@@ -19,9 +19,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use client_credentials::fetch::TokenFetch;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::test_server::TestServer;
-use client_credentials::{Attempt, TokenFetch, TokenRequest, TokenType};
+use client_credentials::token::TokenType;
+use client_credentials::{Attempt, TokenRequest};
 use http::{HeaderMap, Method, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;

@@ -14,8 +14,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use client_credentials::shared_cache::{RedisStore, SharedCache, StoreEncryptionKey};
 use client_credentials::test_server::TestServer;
-use client_credentials::{RedisStore, SharedCache, StoreEncryptionKey, TokenRequest, TokenSource};
+use client_credentials::{TokenRequest, TokenSource};
 
 /// The token lifetime of the replica runs, in seconds (the embedded server's unit).
 const LIFETIME_SECS: u64 = 1;

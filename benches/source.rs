@@ -13,8 +13,9 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Instant;
 
+use client_credentials::cache::{Lookup, TokenCache};
 use client_credentials::test_server::TestServer;
-use client_credentials::{Lookup, Token, TokenCache, TokenRequest, TokenSource};
+use client_credentials::{Token, TokenRequest, TokenSource};
 
 /// Gets per round, shared among the round's threads.
 const GETS_PER_ROUND: usize = 2_000_000;

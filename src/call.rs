@@ -8,6 +8,9 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
+pub use crate::challenge::Challenge;
+pub use crate::error::call::CallError;
+
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
 use crate::challenge;
 use crate::error::Error;
@@ -29,7 +32,7 @@ const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// token is dropped from the source either way, so the next call gets a new one.
 ///
 /// ```
-/// use client_credentials::CallPolicy;
+/// use client_credentials::call::CallPolicy;
 ///
 /// // POSTs to this API are idempotent (it de-duplicates by request id): replay them too.
 /// let policy = CallPolicy::new().replay_any_method(true).max_replay_body_len(1 << 20);
@@ -191,7 +194,7 @@ pub enum CallStep {
         not_retried: NotRetried,
     },
     /// Send the request again, with a new token (after dropping the one sent) when `invalidate`
-    /// says so, and with the DPoP nonce the API sent (the caller's [`DpopNonces`](crate::DpopNonces)
+    /// says so, and with the DPoP nonce the API sent (the caller's [`DpopNonces`](crate::dpop::DpopNonces)
     /// has it after `observe`).
     Retry {
         /// Whether the token sent is the one at fault, to drop from the source.
@@ -210,7 +213,7 @@ pub enum CallStep {
 /// for a new token; each retry at most once.
 ///
 /// ```
-/// use client_credentials::{AuthorizedCall, CallPolicy, CallStep, RetryReason};
+/// use client_credentials::call::{AuthorizedCall, CallPolicy, CallStep, RetryReason};
 /// use client_credentials::http::{HeaderMap, Method, StatusCode};
 ///
 /// let mut call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
@@ -363,7 +366,7 @@ fn is_idempotent(method: &Method) -> bool {
 /// The `Authorization` value and the proof are marked sensitive; both replace any header there.
 ///
 /// Make a new [`Attempt`] for every attempt, from the resource server's nonce store
-/// ([`DpopNonces::attempt`](crate::DpopNonces::attempt)).
+/// ([`DpopNonces::attempt`](crate::dpop::DpopNonces::attempt)).
 ///
 /// # Errors
 ///

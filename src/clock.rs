@@ -22,7 +22,7 @@ use crate::error::oauth::ErrorCode;
 /// issued in the future, or, five minutes slow, as expired. Every
 /// [`ClientCredentials`](crate::ClientCredentials) owns one
 /// ([`server_clock`](crate::ClientCredentials::server_clock)), shared by its clones and
-/// requests: [`TokenFetch`](crate::TokenFetch) feeds it each response with the time its
+/// requests: [`TokenFetch`](crate::fetch::TokenFetch) feeds it each response with the time its
 /// attempt was sent, and builds each attempt at [`server_time`](Self::server_time) of the
 /// transport's clock. When the server refuses an assertion or a proof as expired or not yet
 /// valid ([`is_refusal_about_time`]), the exchange trusts that response's `Date` at once and
@@ -47,7 +47,7 @@ use crate::error::oauth::ErrorCode;
 /// # What it changes in the cache
 ///
 /// Nothing, by design: a token's lifetime is `expires_in`, relative, counted by the
-/// [`TokenCache`](crate::TokenCache) from the client's own clock at the attempt's send time
+/// [`TokenCache`](crate::cache::TokenCache) from the client's own clock at the attempt's send time
 /// ([`Token::sent_at`](crate::Token::sent_at), which stays the transport's time), so the
 /// server's clock never enters it and no offset can make a token live longer. An absolute time
 /// of the server's (a JWT access token's `exp`, which a client should not need to read) goes

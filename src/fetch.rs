@@ -10,12 +10,17 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+pub use crate::attempt::Attempt;
+pub use crate::clock::{ServerClock, is_refusal_about_time};
+pub use crate::response::rules::ResponseRules;
+pub use crate::secret::RequestBody;
+
 use crate::attempt::DpopNonces;
-use crate::clock::{is_refusal_about_time, shift_by_correction};
+use crate::clock::shift_by_correction;
 use crate::error::Error;
 use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
-use crate::secret::{ClientAssertion, RequestBody};
+use crate::secret::ClientAssertion;
 use crate::token::Token;
 
 /// What to do after a response, as [`TokenFetch::handle_response`] says.
@@ -26,7 +31,7 @@ pub enum FetchStep {
     Done(Token),
     /// The server refused the DPoP proof for want of a nonce and sent one (RFC 9449 §8), or
     /// refused the attempt's time and said its own in `Date` (see
-    /// [`ServerClock`](crate::ServerClock)): build the next attempt with
+    /// [`ServerClock`]): build the next attempt with
     /// [`TokenFetch::http_request`] and send it. Said at most once for each reason per
     /// exchange.
     Retry,
@@ -39,7 +44,7 @@ pub enum FetchStep {
 /// 32 fresh random bytes you pass in, with the server's latest DPoP nonce from the
 /// client's [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
 /// every time. [`handle_response`](Self::handle_response) remembers the nonce the response
-/// brings and the server's clock its `Date` shows ([`ServerClock`](crate::ServerClock)),
+/// brings and the server's clock its `Date` shows ([`ServerClock`]),
 /// parses it, and says whether to send once more: for `use_dpop_nonce`, once, and for a
 /// refusal of the attempt's time whose `Date` corrects it, once
 /// ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS) in all). Each attempt's JWTs are signed at the
@@ -49,7 +54,8 @@ pub enum FetchStep {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use client_credentials::{ClientCredentials, ClientSecret, FetchStep, TokenFetch, TokenUrl};
+/// use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
+/// use client_credentials::fetch::{FetchStep, TokenFetch};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = ClientCredentials::new(
@@ -58,7 +64,7 @@ pub enum FetchStep {
 ///     ClientSecret::new("s3cr3t"),
 /// );
 /// let request = client.token_request().scope("read:things").build()?;
-/// # let send = |_: http::Request<client_credentials::RequestBody>| {
+/// # let send = |_: http::Request<client_credentials::fetch::RequestBody>| {
 /// #     http::Response::builder()
 /// #         .status(200)
 /// #         .header("content-type", "application/json")
@@ -138,7 +144,7 @@ impl<'a> TokenFetch<'a> {
     }
 
     /// As [`http_request`](Self::http_request), with the attempt's assertion from the client's
-    /// [`AssertionSource`](crate::AssertionSource) (awaited at `now` by the caller, as
+    /// [`AssertionSource`](crate::auth::AssertionSource) (awaited at `now` by the caller, as
     /// [`fetch_token`] does; see [`TokenRequest::http_request_with_assertion`]).
     ///
     /// # Errors
@@ -186,7 +192,7 @@ impl<'a> TokenFetch<'a> {
 
     /// Reads the response to the last attempt: remembers the server's DPoP nonce if it sent
     /// one (on any response, success or error) and takes its `Date` as a sample of the
-    /// server's clock ([`ServerClock::observe`](crate::ServerClock::observe)), then parses the response by the client's
+    /// server's clock ([`ServerClock::observe`](crate::fetch::ServerClock::observe)), then parses the response by the client's
     /// rules, counting the token's expiry from the attempt's time.
     ///
     /// # Errors
@@ -253,7 +259,7 @@ impl<'a> TokenFetch<'a> {
 pub trait Transport {
     /// The time of an attempt, read once per attempt, just before it is built and sent: the
     /// token's [`sent_at`](Token::sent_at), and, corrected by the client's
-    /// [`ServerClock`](crate::ServerClock), its JWTs' `iat`.
+    /// [`ServerClock`], its JWTs' `iat`.
     fn now(&self) -> SystemTime;
 
     /// 32 bytes from a cryptographically secure random source, fresh for every call: the `jti`
@@ -270,7 +276,7 @@ pub trait Transport {
     ///
     /// # Errors
     ///
-    /// [`Error::Transport`] when the exchange fails, with a [`TransportKind`](crate::TransportKind)
+    /// [`Error::Transport`] when the exchange fails, with a [`TransportKind`](crate::error::TransportKind)
     /// saying how; [`Error::BodyTooLarge`] when the body is longer than `max_body_len`.
     fn send(
         &self,
@@ -283,11 +289,11 @@ pub trait Transport {
 ///
 /// Each attempt is built at [`Transport::now`] with [`Transport::entropy`] and the client's
 /// latest DPoP nonce, sent by [`Transport::send`] with the client's
-/// [`max_body_len`](crate::ResponseRules::max_body_len), and its response handed to
+/// [`max_body_len`](crate::fetch::ResponseRules::max_body_len), and its response handed to
 /// [`TokenFetch::handle_response`]; a server's `use_dpop_nonce` is answered by one more
 /// attempt, and so is a refusal of the attempt's time with a `Date` that corrects it, no more.
-/// Under [`ClientAuth::Source`](crate::ClientAuth::Source), the client's
-/// [`AssertionSource`](crate::AssertionSource) is awaited at each attempt's time for its
+/// Under [`ClientAuth::Source`](crate::auth::ClientAuth::Source), the client's
+/// [`AssertionSource`](crate::auth::AssertionSource) is awaited at each attempt's time for its
 /// assertion. This function does no IO of its own and sets no timeout: bound it by the
 /// transport's or your runtime's. Dropping the future abandons the exchange.
 ///
@@ -395,12 +401,12 @@ mod tests {
     /// A signer that signs nothing, for a client that signs every attempt.
     struct NullSigner;
 
-    impl crate::auth::jwt::JwsSigner for NullSigner {
-        fn algorithm(&self) -> crate::auth::jwt::JwsAlgorithm {
-            crate::auth::jwt::JwsAlgorithm::parse("HS256")
+    impl crate::client_auth::jwt::JwsSigner for NullSigner {
+        fn algorithm(&self) -> crate::client_auth::jwt::JwsAlgorithm {
+            crate::client_auth::jwt::JwsAlgorithm::parse("HS256")
         }
 
-        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::auth::jwt::BoxError> {
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::client_auth::jwt::BoxError> {
             Ok(vec![0; 32])
         }
     }
@@ -418,7 +424,7 @@ mod tests {
         let jwt = ClientCredentials::with_auth(
             TokenUrl::new("https://as.example.com/token").unwrap(),
             "c",
-            crate::auth::ClientAuth::Jwt(crate::auth::jwt::JwtAuth::new(NullSigner)),
+            crate::client_auth::ClientAuth::Jwt(crate::client_auth::jwt::JwtAuth::new(NullSigner)),
         )
         .unwrap()
         .token_request()
@@ -525,7 +531,7 @@ mod tests {
         ClientCredentials::with_auth(
             TokenUrl::new("https://as.example.com/token").unwrap(),
             "c",
-            crate::auth::ClientAuth::Jwt(crate::auth::jwt::JwtAuth::new(NullSigner)),
+            crate::client_auth::ClientAuth::Jwt(crate::client_auth::jwt::JwtAuth::new(NullSigner)),
         )
         .unwrap()
         .token_request()

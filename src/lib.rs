@@ -31,7 +31,7 @@
 //!
 //! Cancellation is dropping the future: a cancelled caller gives its fetch up, and another
 //! caller waiting for the token takes over. Any HTTP client can fetch, through the
-//! [`Transport`] trait and the one attempt loop [`fetch_token`].
+//! [`Transport`](crate::fetch::Transport) trait and the one attempt loop [`fetch_token`](crate::fetch::fetch_token).
 //!
 //! # Authorized calls
 //!
@@ -39,15 +39,16 @@
 //! (`tower::AuthorizeLayer`, feature `tower`: hyper-util's client, tonic's channels) or a
 //! `reqwest-middleware` middleware (`reqwest_middleware::AuthorizeMiddleware`, feature
 //! `reqwest-middleware`). Both present the token by its type and follow the same rules for the
-//! API's 401s ([`CallPolicy`], [`AuthorizedCall`]): a refused token is dropped and the request sent
+//! API's 401s ([`CallPolicy`](crate::call::CallPolicy), [`AuthorizedCall`](crate::call::AuthorizedCall)): a refused token is dropped and the request sent
 //! again once when it can be replayed; a request whose token cannot be had fails with
-//! [`CallError::Token`] and is never sent.
+//! [`CallError::Token`](crate::error::CallError::Token) and is never sent.
 //!
 //! # The core, without IO
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use client_credentials::{Attempt, ClientCredentials, ClientSecret, TokenType, TokenUrl};
+//! use client_credentials::{Attempt, ClientCredentials, ClientSecret, TokenUrl};
+//! use client_credentials::token::TokenType;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = ClientCredentials::new(
@@ -87,24 +88,24 @@
 //!   ([RFC 8707]) and any extra parameter.
 //! - The response: a token ([§5.1]) or a typed OAuth error ([§5.2], with the `WWW-Authenticate`
 //!   challenge of [RFC 9110 §11.6.1] and the `DPoP-Nonce` of [RFC 9449 §8]), or a typed error
-//!   saying what else came back. Where real servers deviate from the RFC, [`ResponseRules`]
-//!   names each tolerance; [`ResponseRules::strict`] turns them all off.
-//! - Secrets ([`ClientSecret`], [`AccessToken`], the request body) redact themselves in `Debug`,
+//!   saying what else came back. Where real servers deviate from the RFC, [`ResponseRules`](crate::fetch::ResponseRules)
+//!   names each tolerance; [`ResponseRules::strict`](crate::fetch::ResponseRules::strict) turns them all off.
+//! - Secrets ([`ClientSecret`], [`AccessToken`](crate::token::AccessToken), the request body) redact themselves in `Debug`,
 //!   and no error message holds one.
-//! - `private_key_jwt` and `client_secret_jwt` ([`JwtAuth`], [RFC 7523 §2.2]): a fresh
-//!   assertion for every [`Attempt`], signed by any [`JwsSigner`] (built-in RS256, PS256, ES256,
+//! - `private_key_jwt` and `client_secret_jwt` ([`JwtAuth`](crate::auth::JwtAuth), [RFC 7523 §2.2]): a fresh
+//!   assertion for every [`Attempt`], signed by any [`JwsSigner`](crate::auth::JwsSigner) (built-in RS256, PS256, ES256,
 //!   EdDSA and HS256 keys with feature `jwt`); DPoP proofs ([RFC 9449], feature `jwt`) for the
 //!   token request and the resource server; server metadata discovery ([RFC 8414]) into
-//!   [`ServerMetadata`], which picks the client authentication.
+//!   [`ServerMetadata`](crate::discovery::ServerMetadata), which picks the client authentication.
 //! - Clock skew: the token endpoint's clock offset is learnt from its `Date` headers
-//!   ([RFC 9110 §6.6.1]) into each client's [`ServerClock`], and each attempt's JWTs are signed
+//!   ([RFC 9110 §6.6.1]) into each client's [`ServerClock`](crate::fetch::ServerClock), and each attempt's JWTs are signed
 //!   on the server's time; a refusal of an assertion or proof for its time is retried once on
-//!   the corrected time ([`is_refusal_about_time`]). State fed by responses: the core still
+//!   the corrected time ([`is_refusal_about_time`](crate::fetch::is_refusal_about_time)). State fed by responses: the core still
 //!   reads no clock.
 //! - Mutual TLS ([RFC 8705]): `tls_client_auth` and `self_signed_tls_client_auth`
-//!   ([`ClientAuth::TlsClientAuth`], [`ClientAuth::SelfSignedTlsClientAuth`]) send the client id
-//!   alone, the certificate being your HTTP client's; with a [`ClientCertificate`],
-//!   [`ServerMetadata`] sends the client to the server's `mtls_endpoint_aliases`.
+//!   ([`ClientAuth::TlsClientAuth`](crate::auth::ClientAuth::TlsClientAuth), [`ClientAuth::SelfSignedTlsClientAuth`](crate::auth::ClientAuth::SelfSignedTlsClientAuth)) send the client id
+//!   alone, the certificate being your HTTP client's; with a [`ClientCertificate`](crate::auth::ClientCertificate),
+//!   [`ServerMetadata`](crate::discovery::ServerMetadata) sends the client to the server's `mtls_endpoint_aliases`.
 //!
 //! # Tracing
 //!
@@ -114,19 +115,19 @@
 //! URL's query (which may hold anything); errors appear by their Display, which never holds one.
 //! Without the feature nothing of this is compiled in.
 //!
-//! The span `fetch_token` (INFO), around every run of [`fetch_token`], the one attempt loop of
+//! The span `fetch_token` (INFO), around every run of [`fetch_token`](crate::fetch::fetch_token), the one attempt loop of
 //! every adapter and token source:
 //!
 //! | field | value |
 //! | --- | --- |
 //! | `token_endpoint.host`, `token_endpoint.path` | the token URL's host and path |
 //! | `client_id` | the client id |
-//! | `auth_method` | the client authentication method ([`AuthMethod::as_str`]) |
+//! | `auth_method` | the client authentication method ([`AuthMethod::as_str`](crate::auth::AuthMethod::as_str)) |
 //! | `attempts` | how many attempts were made (2 after a DPoP nonce retry) |
 //! | `outcome` | `token`, `oauth_error`, `unexpected_response`, `invalid_response`, `body_too_large`, `redirect`, `transport_error`, `signing_error`, `error` (any other), or `cancelled` (the future was dropped before the end: by its caller, or by the adapter's or the source's timeout, whose `Error::Transport` comes after the span) |
 //! | `http.status` | the status of the last response, if one came |
-//! | `oauth.error` | the OAuth error code ([`ErrorCode::as_str`]), for `oauth_error` |
-//! | `duration_ms` | from start to end by [`Transport::now`] (0 if the clock went backwards) |
+//! | `oauth.error` | the OAuth error code ([`ErrorCode::as_str`](crate::error::ErrorCode::as_str)), for `oauth_error` |
+//! | `duration_ms` | from start to end by [`Transport::now`](crate::fetch::Transport::now) (0 if the clock went backwards) |
 //!
 //! The events of [`TokenSource`] and the blocking one, each with the `client_id`:
 //!
@@ -163,104 +164,113 @@
 //! [RFC 8705]: https://www.rfc-editor.org/rfc/rfc8705
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-// The protocol core: no IO, no clock.
+// The protocol core: no IO, no clock. Private modules, their public items re-exported by the
+// role modules below, so that a file can move without moving a public path.
 mod attempt;
-mod call;
 mod challenge;
+mod client_auth;
 mod clock;
 mod endpoint;
-mod error;
-mod fetch;
 mod observe;
 mod request;
 mod response;
 mod sanitize;
 mod secret;
-mod token;
-
-// Client authentication: secrets, JWT assertions, keys, DPoP, mutual TLS.
-mod auth;
-// Authorization server metadata (RFC 8414).
-mod discovery;
-// The sans-IO token cache.
-mod cache;
-// The second level of the cache, shared by a fleet through a store: its trait, keys, entries.
 #[cfg(feature = "shared-cache")]
 mod store;
 
-// The IO layer: the adapters and the token source (the attempt loop they share is the core's,
-// `fetch::fetch_token`).
+// The IO layer: the adapters and the token source.
 #[cfg(feature = "token-source")]
 mod io;
+
+// The role modules: each gathers the public items of one role, from wherever they are defined.
+// Those of one file or folder are that module; the others are facades here.
+pub mod cache;
+pub mod call;
+pub mod discovery;
+pub mod error;
+pub mod fetch;
+pub mod token;
+
+/// Client authentication (RFC 6749 §2.3): shared secrets, JWT assertions (RFC 7523) and their
+/// signing keys, assertion sources (workload identity files and callbacks), and mutual TLS
+/// (RFC 8705). [`ClientAuth`](crate::auth::ClientAuth) names the method a [`ClientCredentials`] authenticates with.
+pub mod auth {
+    pub use crate::client_auth::ClientAuth;
+    pub use crate::client_auth::assertion::{AssertionFuture, AssertionProvider, AssertionSource};
+    pub use crate::client_auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub use crate::client_auth::key::{HmacKey, PrivateKey};
+    pub use crate::client_auth::method::AuthMethod;
+    pub use crate::client_auth::mtls::ClientCertificate;
+    #[cfg(feature = "token-source")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
+    pub use crate::io::assertion_file::{AssertionFile, entra_scope};
+    pub use crate::secret::{ClientAssertion, ClientSecret};
+
+    #[cfg(doc)]
+    use crate::ClientCredentials;
+}
+
+/// DPoP (RFC 9449): the key that binds tokens and signs proofs, and the nonces servers demand.
+pub mod dpop {
+    pub use crate::attempt::{DpopNonces, resource_dpop_retry_nonce};
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub use crate::client_auth::dpop::DpopKey;
+}
+
+/// The second level of the token cache, shared by a fleet of processes through a store
+/// (feature `shared-cache`): [`SharedCache`](crate::shared_cache::SharedCache), the [`TokenStore`](crate::shared_cache::TokenStore) trait and its Redis
+/// implementation (feature `redis`), and how entries are named and sealed.
+#[cfg(feature = "shared-cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared-cache")))]
+pub mod shared_cache {
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub use crate::io::redis::RedisStore;
+    pub use crate::io::shared::SharedCache;
+    pub use crate::store::encryption_key::StoreEncryptionKey;
+    pub use crate::store::key::StoreKey;
+    pub use crate::store::{StoreError, StoreFuture, TokenStore};
+}
+
+// The adapters, one module each.
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use io::hyper;
 #[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use io::middleware as reqwest_middleware;
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use io::reqwest;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use io::tower;
 
 // A real token endpoint and protected resource for tests.
 #[cfg(feature = "test-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
 pub mod test_server;
 
+// The root: what a newcomer starts from.
 pub use http;
+pub use serde_json;
 
-pub use attempt::{Attempt, DpopNonces, resource_dpop_retry_nonce};
-pub use auth::assertion::{AssertionFuture, AssertionProvider, AssertionSource, MAX_ASSERTION_LEN};
-#[cfg(feature = "jwt")]
-pub use auth::dpop::DpopKey;
-pub use auth::jwt::{
-    BoxError, CLIENT_AUTHENTICATION_JWT_TYPE, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk,
-};
-#[cfg(feature = "jwt")]
-pub use auth::key::{HmacKey, PrivateKey};
-pub use auth::method::AuthMethod;
-pub use auth::mtls::ClientCertificate;
-pub use auth::{ClientAuth, JWT_BEARER_ASSERTION_TYPE};
-pub use cache::policy::CachePolicy;
-pub use cache::{FetchTicket, Lookup, TokenCache};
-pub use call::{AuthorizedCall, CallPolicy, CallStep, NotRetried, RetryReason, present_token};
-pub use challenge::Challenge;
-pub use clock::{ServerClock, is_refusal_about_time};
-pub use discovery::issuer::Issuer;
-pub use discovery::material::AuthMaterial;
-pub use discovery::metadata::ServerMetadata;
-pub use discovery::request::MetadataRequest;
+pub use attempt::Attempt;
+pub use cache::CachePolicy;
 pub use endpoint::TokenUrl;
-pub use error::assertion::AssertionError;
-pub use error::call::CallError;
-pub use error::discovery::DiscoveryError;
-pub use error::oauth::{ErrorCode, OAuthError, RetryAfter};
-pub use error::problem::ResponseProblem;
-pub use error::unexpected::UnexpectedResponse;
-pub use error::{Error, TransportKind};
-pub use fetch::{FetchStep, TokenFetch, Transport, fetch_token};
+pub use error::Error;
 #[cfg(feature = "token-source")]
-pub use io::assertion_file::{
-    AssertionFile, ENTRA_DEFAULT_AUTHORITY, KUBERNETES_SERVICE_ACCOUNT_TOKEN, entra_scope,
-};
-#[cfg(feature = "redis")]
-pub use io::redis::RedisStore;
-#[cfg(feature = "shared-cache")]
-pub use io::shared::SharedCache;
-#[cfg(feature = "token-source")]
+#[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub use io::source::{TokenSource, TokenSourceBuilder};
-pub use request::{ClientCredentials, RESERVED_PARAMS, TokenRequest, TokenRequestBuilder};
-pub use response::rules::ResponseRules;
-pub use sanitize::{MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
-pub use secret::{AccessToken, ClientAssertion, ClientSecret, RefreshToken, RequestBody};
-#[cfg(feature = "shared-cache")]
-pub use store::encryption_key::StoreEncryptionKey;
-#[cfg(feature = "shared-cache")]
-pub use store::entry::MAX_ENTRY_LEN;
-#[cfg(feature = "shared-cache")]
-pub use store::key::StoreKey;
-#[cfg(feature = "shared-cache")]
-pub use store::{StoreError, StoreFuture, TokenStore};
-pub use token::{MAX_EXPIRES_IN, Token, TokenType};
+pub use request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
+pub use secret::ClientSecret;
+pub use token::Token;
 
 // The README's examples use the adapters, the built-in keys and the Redis store.
 #[doc = include_str!("../README.md")]

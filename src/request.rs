@@ -10,10 +10,10 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 
 use crate::attempt::{Attempt, DpopNonces};
-use crate::auth::assertion::AssertionSource;
-use crate::auth::identity::CredentialIdentity;
-use crate::auth::method::AuthMethod;
-use crate::auth::{ClientAuth, EncodedAuth};
+use crate::client_auth::assertion::AssertionSource;
+use crate::client_auth::identity::CredentialIdentity;
+use crate::client_auth::method::AuthMethod;
+use crate::client_auth::{ClientAuth, EncodedAuth};
 use crate::clock::ServerClock;
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
@@ -21,18 +21,6 @@ use crate::error::assertion::AssertionError;
 use crate::response::rules::ResponseRules;
 use crate::secret::{ClientAssertion, ClientSecret, RequestBody};
 use crate::token::Token;
-
-/// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot override.
-pub const RESERVED_PARAMS: [&str; 8] = [
-    "grant_type",
-    "client_id",
-    "client_secret",
-    "client_assertion",
-    "client_assertion_type",
-    "scope",
-    "resource",
-    "audience",
-];
 
 /// A client of one token endpoint: its URL, its identity and how it authenticates.
 ///
@@ -66,7 +54,7 @@ struct ClientInner {
     clock: Arc<ServerClock>,
     /// The key whose DPoP proof goes with every token request (RFC 9449 §5).
     #[cfg(feature = "jwt")]
-    dpop: Option<crate::auth::dpop::DpopKey>,
+    dpop: Option<crate::client_auth::dpop::DpopKey>,
 }
 
 impl ClientInner {
@@ -75,7 +63,7 @@ impl ClientInner {
     fn dpop_thumbprint(&self) -> Option<&str> {
         self.dpop
             .as_ref()
-            .map(crate::auth::dpop::DpopKey::thumbprint)
+            .map(crate::client_auth::dpop::DpopKey::thumbprint)
     }
 
     /// Without feature `jwt` there is no DPoP key.
@@ -146,7 +134,7 @@ impl ClientCredentials {
     }
 
     /// The DPoP nonces this client has been sent (RFC 9449 §8), which
-    /// [`TokenFetch`](crate::TokenFetch) puts in its next proofs: one store per client, shared by
+    /// [`TokenFetch`](crate::fetch::TokenFetch) puts in its next proofs: one store per client, shared by
     /// its clones and by every request built from it.
     #[must_use]
     pub fn dpop_nonces(&self) -> &DpopNonces {
@@ -154,7 +142,7 @@ impl ClientCredentials {
     }
 
     /// What this client has learnt of its token endpoint's clock, which
-    /// [`TokenFetch`](crate::TokenFetch) signs each attempt's JWTs by: one per client, shared by
+    /// [`TokenFetch`](crate::fetch::TokenFetch) signs each attempt's JWTs by: one per client, shared by
     /// its clones and by every request built from it.
     #[must_use]
     pub fn server_clock(&self) -> &ServerClock {
@@ -167,7 +155,7 @@ impl ClientCredentials {
     ///
     /// The crate never sends it: it only compares it, so that a cached token issued to one
     /// certificate is never served to a client presenting another, in the process and through
-    /// a fleet's [`SharedCache`](crate::SharedCache) (where replicas with different
+    /// a fleet's [`SharedCache`](crate::shared_cache::SharedCache) (where replicas with different
     /// certificates then keep separate entries instead of overwriting each other's). Without
     /// it, a `tls_client_auth` client is known by its client id alone, and its tokens are not
     /// shared through a store.
@@ -187,18 +175,20 @@ impl ClientCredentials {
     /// Sends a DPoP proof (RFC 9449 §5) signed by `key` with every token request, asking for a
     /// token bound to the key (`token_type` `DPoP`). Requests must then be built with
     /// [`TokenRequest::http_request`], and the token presented with
-    /// [`DpopKey::authorize`](crate::DpopKey::authorize).
+    /// [`DpopKey::authorize`](crate::dpop::DpopKey::authorize).
     #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     #[must_use]
-    pub fn with_dpop(mut self, key: crate::auth::dpop::DpopKey) -> Self {
+    pub fn with_dpop(mut self, key: crate::client_auth::dpop::DpopKey) -> Self {
         Arc::make_mut(&mut self.0).dpop = Some(key);
         self
     }
 
     /// The DPoP key, if the client has one.
     #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     #[must_use]
-    pub fn dpop_key(&self) -> Option<&crate::auth::dpop::DpopKey> {
+    pub fn dpop_key(&self) -> Option<&crate::client_auth::dpop::DpopKey> {
         self.0.dpop.as_ref()
     }
 
@@ -259,6 +249,18 @@ pub struct TokenRequestBuilder {
 }
 
 impl TokenRequestBuilder {
+    /// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot override.
+    pub const RESERVED_PARAMS: [&str; 8] = [
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "scope",
+        "resource",
+        "audience",
+    ];
+
     /// Asks for one or more scopes (RFC 6749 §3.3), separated by single spaces; may be called
     /// again to add more.
     pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
@@ -289,7 +291,7 @@ impl TokenRequestBuilder {
     }
 
     /// Adds any other parameter a server needs. Repeated names are sent repeated; a name in
-    /// [`RESERVED_PARAMS`] is refused by [`build`](Self::build).
+    /// [`TokenRequestBuilder::RESERVED_PARAMS`] is refused by [`build`](Self::build).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
@@ -410,7 +412,7 @@ fn check_param_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(invalid(name, "the name is empty"));
     }
-    if RESERVED_PARAMS.contains(&name) {
+    if TokenRequestBuilder::RESERVED_PARAMS.contains(&name) {
         return Err(invalid(
             name,
             "the crate sets this parameter itself; use the builder method or client authentication for it",
@@ -524,7 +526,7 @@ impl TokenRequest {
     /// §4.4.2), `Accept: application/json` and the client's authentication, with what is signed
     /// afresh for every attempt, from the attempt's time, entropy and DPoP nonce. This is the
     /// one way to build a token request, right for every client authentication;
-    /// [`TokenFetch::http_request`](crate::TokenFetch::http_request) builds the attempt for you.
+    /// [`TokenFetch::http_request`](crate::fetch::TokenFetch::http_request) builds the attempt for you.
     ///
     /// - Under [`ClientAuth::Jwt`], a new client assertion goes in the body
     ///   (`client_assertion`, RFC 7523 §2.2), its `jti` from the first half of the entropy.
@@ -539,7 +541,7 @@ impl TokenRequest {
     ///
     /// [`Error::Signing`] if the signer fails; [`Error::ClockBeforeUnixEpoch`] if the
     /// attempt's time is before 1970; [`Error::ClientAssertion`] with
-    /// [`AssertionError::NotSupplied`](crate::AssertionError::NotSupplied) under
+    /// [`AssertionError::NotSupplied`](crate::error::AssertionError::NotSupplied) under
     /// [`ClientAuth::Source`], whose assertion only
     /// [`http_request_with_assertion`](Self::http_request_with_assertion) takes.
     pub fn http_request(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
@@ -549,7 +551,7 @@ impl TokenRequest {
     /// Where the client's assertions come from, under [`ClientAuth::Source`]: await it for each
     /// attempt and pass its assertion to
     /// [`http_request_with_assertion`](Self::http_request_with_assertion), as
-    /// [`fetch_token`](crate::fetch_token) does.
+    /// [`fetch_token`](crate::fetch::fetch_token) does.
     #[must_use]
     pub fn assertion_source(&self) -> Option<&AssertionSource> {
         self.0.client.0.auth.source.as_ref()
@@ -605,7 +607,9 @@ impl TokenRequest {
         #[cfg(feature = "jwt")]
         if let Some(dpop) = &client.dpop {
             let proof = dpop.proof(&Method::POST, client.token_url.as_uri(), attempt, None)?;
-            request.headers_mut().insert(crate::auth::dpop::DPOP, proof);
+            request
+                .headers_mut()
+                .insert(crate::client_auth::dpop::DPOP, proof);
         }
         Ok(request)
     }
@@ -621,8 +625,8 @@ impl TokenRequest {
     /// [`TokenCache::handle_response`] call it, so they cannot disagree with it. The client's
     /// [`ResponseRules`] say which provider deviations it tolerates.
     ///
-    /// [`TokenFetch::handle_response`]: crate::TokenFetch::handle_response
-    /// [`TokenCache::handle_response`]: crate::TokenCache::handle_response
+    /// [`TokenFetch::handle_response`]: crate::fetch::TokenFetch::handle_response
+    /// [`TokenCache::handle_response`]: crate::cache::TokenCache::handle_response
     ///
     /// # Errors
     ///
@@ -913,7 +917,7 @@ mod tests {
 
     #[test]
     fn reserved_parameters_cannot_be_overridden() {
-        for name in RESERVED_PARAMS {
+        for name in TokenRequestBuilder::RESERVED_PARAMS {
             let (rejected_name, _) = rejected(client().token_request().param(name, "evil"));
             assert_eq!(rejected_name, name);
         }
@@ -1011,7 +1015,7 @@ mod tests {
     // The client's DPoP nonce store is a mutex, but neither `Hash` nor `Eq` reads it.
     #[allow(clippy::mutable_key_type)]
     fn assertion_sources_share_a_key_only_when_the_same_or_named_the_same() {
-        use crate::auth::assertion::AssertionSource;
+        use crate::client_auth::assertion::AssertionSource;
         use std::collections::HashSet;
         let source = || AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("a.b.c")) });
         let request = |source: AssertionSource| {

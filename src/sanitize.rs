@@ -12,10 +12,10 @@ use std::fmt::Write as _;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The most bytes of any text from the server (`error_description`, a header) that errors keep.
-pub const MAX_SERVER_TEXT_LEN: usize = 512;
+pub(crate) const MAX_SERVER_TEXT_LEN: usize = 512;
 
-/// The most bytes of a non-success response body that [`crate::UnexpectedResponse`] keeps.
-pub const MAX_EXCERPT_LEN: usize = 256;
+/// The most bytes of a non-success response body that [`crate::error::UnexpectedResponse`] keeps.
+pub(crate) const MAX_EXCERPT_LEN: usize = 256;
 
 /// What replaces a redacted value.
 pub(crate) const REDACTED: &str = "[redacted]";

@@ -9,11 +9,7 @@ use http::header::AUTHORIZATION;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::secret::{AccessToken, RefreshToken};
-
-/// The longest lifetime a token is taken to have: about 136 years. A larger `expires_in` is
-/// clamped to it, so no arithmetic on it can overflow.
-pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(u32::MAX as u64);
+pub use crate::secret::{AccessToken, RefreshToken};
 
 /// An access token and what the server said about it.
 #[derive(Clone)]
@@ -31,6 +27,10 @@ pub struct Token {
 }
 
 impl Token {
+    /// The longest lifetime a token is taken to have: about 136 years. A larger `expires_in` is
+    /// clamped to it, so no arithmetic on it can overflow.
+    pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(u32::MAX as u64);
+
     /// The access token.
     #[must_use]
     pub fn access_token(&self) -> &AccessToken {
@@ -43,7 +43,7 @@ impl Token {
         &self.token_type
     }
 
-    /// The lifetime the server gave (`expires_in`), clamped to [`MAX_EXPIRES_IN`]; `None` if it
+    /// The lifetime the server gave (`expires_in`), clamped to [`Token::MAX_EXPIRES_IN`]; `None` if it
     /// gave none, in which case the lifetime is unknown.
     #[must_use]
     pub fn expires_in(&self) -> Option<Duration> {

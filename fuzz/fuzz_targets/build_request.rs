@@ -12,10 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use client_credentials::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use client_credentials::http::{self, Method};
-use client_credentials::{
-    Attempt, ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, Error,
-    JWT_BEARER_ASSERTION_TYPE, RESERVED_PARAMS, RequestBody, TokenUrl,
-};
+use client_credentials::{Attempt, ClientCredentials, ClientSecret, Error, TokenRequestBuilder, TokenUrl};
+use client_credentials::auth::{ClientAssertion, ClientAuth};
+use client_credentials::fetch::RequestBody;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::percent_decode_str;
 
@@ -89,7 +88,7 @@ fn auth(kind: AuthKind, secret: &str) -> ClientAuth {
 /// and bytes are not read and building it cannot fail.
 fn unsigned(
     request: &client_credentials::TokenRequest,
-) -> http::Request<client_credentials::RequestBody> {
+) -> http::Request<client_credentials::fetch::RequestBody> {
     let attempt = Attempt::new(std::time::SystemTime::UNIX_EPOCH, [0; 32]);
     request
         .http_request(&attempt)
@@ -137,7 +136,7 @@ fn build(
             let refused_param = input
                 .params
                 .iter()
-                .any(|(n, _)| n == name && (n.is_empty() || RESERVED_PARAMS.contains(&n.as_str())));
+                .any(|(n, _)| n == name && (n.is_empty() || TokenRequestBuilder::RESERVED_PARAMS.contains(&n.as_str())));
             let refused_input = match name.as_str() {
                 "scope" => requested_scopes(input).iter().any(|s| !is_scope_token(s)),
                 "audience" => input.audience.as_deref() == Some(""),
@@ -186,7 +185,7 @@ fn expected_body(input: &Input) -> Vec<(String, String)> {
         AuthKind::None => want.push(pair("client_id", id)),
         AuthKind::Assertion => want.extend([
             pair("client_id", id),
-            pair("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
+            pair("client_assertion_type", ClientAuth::JWT_BEARER_ASSERTION_TYPE),
             pair("client_assertion", secret),
         ]),
     }

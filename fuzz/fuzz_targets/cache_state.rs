@@ -32,10 +32,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arbitrary::Arbitrary;
 use client_credentials::http;
-use client_credentials::{
-    CachePolicy, ClientCredentials, ClientSecret, Error, FetchTicket, Lookup, RetryAfter, Token,
-    TokenCache, TokenRequest, TokenUrl, TransportKind,
-};
+use client_credentials::{CachePolicy, ClientCredentials, ClientSecret, Error, Token, TokenRequest, TokenUrl};
+use client_credentials::cache::{FetchTicket, Lookup, TokenCache};
+use client_credentials::error::{RetryAfter, TransportKind};
 use libfuzzer_sys::fuzz_target;
 
 /// Distinct cache keys: requests that differ in one field each.

@@ -19,10 +19,10 @@
 mod framing;
 
 use client_credentials::http::{self, StatusCode};
-use client_credentials::{
-    AuthMaterial, AuthMethod, ClientCertificate, ClientSecret, DiscoveryError, Error, Issuer,
-    MetadataRequest, ServerMetadata, TokenUrl,
-};
+use client_credentials::{ClientSecret, Error, TokenUrl};
+use client_credentials::auth::{AuthMethod, ClientCertificate};
+use client_credentials::discovery::{AuthMaterial, Issuer, MetadataRequest, ServerMetadata};
+use client_credentials::error::DiscoveryError;
 use libfuzzer_sys::fuzz_target;
 
 const DEFAULT_ISSUER: &str = "https://idp.example.com";

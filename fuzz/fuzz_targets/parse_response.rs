@@ -13,9 +13,8 @@ mod framing;
 use std::time::{Duration, SystemTime};
 
 use client_credentials::http;
-use client_credentials::{
-    ClientCredentials, ClientSecret, Error, MAX_EXPIRES_IN, ResponseRules, Token, TokenUrl,
-};
+use client_credentials::{ClientCredentials, ClientSecret, Error, Token, TokenUrl};
+use client_credentials::fetch::ResponseRules;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -110,7 +109,7 @@ fn check(response: &http::Response<&[u8]>, result: &Result<Token, Error>, now: S
         Ok(token) => {
             assert!(status.is_success(), "a token from http {status}");
             assert!(!token.access_token().secret().is_empty());
-            assert!(token.expires_in().is_none_or(|e| e <= MAX_EXPIRES_IN));
+            assert!(token.expires_in().is_none_or(|e| e <= Token::MAX_EXPIRES_IN));
             let _ = (
                 token.expires_at(),
                 token.is_expired(now),

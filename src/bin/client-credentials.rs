@@ -19,14 +19,16 @@ use base64::alphabet::URL_SAFE;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, ValueEnum};
+use client_credentials::auth::{
+    AssertionFile, AssertionSource, ClientAuth, JwsAlgorithm, JwtAuth, PrivateKey,
+};
+use client_credentials::discovery::{Issuer, MetadataRequest};
+use client_credentials::dpop::DpopKey;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::fetch_metadata;
 use client_credentials::reqwest::blocking::{fetch_token, recommended_client};
 use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
-use client_credentials::{
-    AssertionFile, AssertionSource, ClientAuth, ClientCredentials, ClientSecret, DpopKey, Error,
-    Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, Token, TokenUrl,
-};
+use client_credentials::{ClientCredentials, ClientSecret, Error, Token, TokenUrl};
 use serde_json::{Map, Value, json};
 
 /// The longest secret read from standard input, and the longest private key file.
@@ -252,7 +254,7 @@ fn discover(
     http: &reqwest::blocking::Client,
     args: &Args,
     issuer_url: &str,
-) -> Result<client_credentials::ServerMetadata, Failure> {
+) -> Result<client_credentials::discovery::ServerMetadata, Failure> {
     let issuer = if args.insecure_allow_http {
         Issuer::insecure_allow_http(issuer_url)
     } else {

@@ -16,7 +16,9 @@ use crate::request::TokenRequest;
 use crate::token::Token;
 
 pub(crate) mod policy;
-use policy::{CachePolicy, later};
+
+pub use policy::CachePolicy;
+use policy::later;
 
 /// Starts a fetch for `entry`, whose ticket is the next one.
 fn issue(
@@ -104,7 +106,7 @@ pub struct FetchTicket {
 impl FetchTicket {
     /// The token request to send: build its HTTP request with
     /// [`TokenRequest::http_request`] for each attempt, or run it through
-    /// [`TokenFetch`](crate::TokenFetch) or [`fetch_token`](crate::fetch_token).
+    /// [`TokenFetch`](crate::fetch::TokenFetch) or [`fetch_token`](crate::fetch::fetch_token).
     #[must_use]
     pub fn request(&self) -> &TokenRequest {
         &self.request
@@ -145,9 +147,8 @@ impl FetchTicket {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::{Duration, Instant, SystemTime};
-/// use client_credentials::{
-///     Attempt, ClientCredentials, ClientSecret, Lookup, TokenCache, TokenUrl,
-/// };
+/// use client_credentials::{Attempt, ClientCredentials, ClientSecret, TokenUrl};
+/// use client_credentials::cache::{Lookup, TokenCache};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let request = ClientCredentials::new(

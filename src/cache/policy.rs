@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::Error;
 use crate::error::oauth::RetryAfter;
 
-/// How the [`TokenCache`](crate::TokenCache) refreshes tokens and backs off after failures.
+/// How the [`TokenCache`](crate::cache::TokenCache) refreshes tokens and backs off after failures.
 ///
 /// Every setting has a documented default ([`CachePolicy::new`]). Fractions are clamped to
 /// `0.0..=1.0` (NaN reads as `0.0`), so no setting can make the cache panic.
@@ -47,7 +47,7 @@ impl CachePolicy {
     /// - a fetch not answered within 30 s is given up, and another may start;
     /// - a token that arrives already due for refresh counts as a failure for back-off;
     /// - a token is invalidated no earlier than 1 s after its fetch started;
-    /// - a [`TokenCache`](crate::TokenCache) holds at most 1,024 requests.
+    /// - a [`TokenCache`](crate::cache::TokenCache) holds at most 1,024 requests.
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -157,7 +157,7 @@ impl CachePolicy {
         self
     }
 
-    /// Sets the age a token must reach before [`TokenCache::invalidate`](crate::TokenCache::invalidate) drops it (default
+    /// Sets the age a token must reach before [`TokenCache::invalidate`](crate::cache::TokenCache::invalidate) drops it (default
     /// 1 s, counted from when its fetch started).
     ///
     /// An API that refuses every token (a misconfigured audience, say) would otherwise make
@@ -170,7 +170,7 @@ impl CachePolicy {
         self
     }
 
-    /// Sets how many requests a [`TokenCache`](crate::TokenCache) holds (default 1,024; at least 1).
+    /// Sets how many requests a [`TokenCache`](crate::cache::TokenCache) holds (default 1,024; at least 1).
     ///
     /// A service that builds a request per tenant would otherwise grow the cache without
     /// limit. When a new request comes to a full cache, one it holds is forgotten: never one
@@ -183,7 +183,7 @@ impl CachePolicy {
         self
     }
 
-    /// How many requests a [`TokenCache`](crate::TokenCache) holds.
+    /// How many requests a [`TokenCache`](crate::cache::TokenCache) holds.
     #[must_use]
     pub const fn capacity(&self) -> usize {
         self.capacity

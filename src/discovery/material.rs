@@ -3,13 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::auth::ClientAuth;
-use crate::auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
-use crate::auth::method::AuthMethod;
-use crate::auth::mtls::ClientCertificate;
+use crate::client_auth::ClientAuth;
+use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
+use crate::client_auth::method::AuthMethod;
+use crate::client_auth::mtls::ClientCertificate;
 use crate::secret::ClientSecret;
 
-/// What a client holds to authenticate with, for [`ServerMetadata::choose_auth`](crate::ServerMetadata::choose_auth) to pick a
+/// What a client holds to authenticate with, for [`ServerMetadata::choose_auth`](crate::discovery::ServerMetadata::choose_auth) to pick a
 /// method the server supports.
 ///
 /// `Debug` shows which credentials there are, never their values.
@@ -49,7 +49,7 @@ impl AuthMaterial {
     /// Says that the HTTP client presents a client certificate of this kind (RFC 8705): for
     /// `tls_client_auth` or `self_signed_tls_client_auth`, and for certificate-bound tokens
     /// (§3) whatever the method. The client then uses the server's mutual TLS token endpoint
-    /// ([`ServerMetadata::token_endpoint_for`](crate::ServerMetadata::token_endpoint_for)).
+    /// ([`ServerMetadata::token_endpoint_for`](crate::discovery::ServerMetadata::token_endpoint_for)).
     pub fn client_certificate(mut self, kind: ClientCertificate) -> Self {
         self.certificate = Some(kind);
         self

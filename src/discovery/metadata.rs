@@ -7,8 +7,8 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::auth::ClientAuth;
-use crate::auth::method::AuthMethod;
+use crate::client_auth::ClientAuth;
+use crate::client_auth::method::AuthMethod;
 use crate::discovery::issuer::Issuer;
 use crate::discovery::material::AuthMaterial;
 use crate::endpoint::TokenUrl;
@@ -275,7 +275,7 @@ impl ServerMetadata {
     ///    8705 §4).
     ///
     /// [`AuthMaterial::registered_method`] narrows the choice to that one method. A JWT
-    /// assertion's audience is the server's issuer identifier ([`JwtAuth::with_issuer`](crate::JwtAuth::with_issuer),
+    /// assertion's audience is the server's issuer identifier ([`JwtAuth::with_issuer`](crate::auth::JwtAuth::with_issuer),
     /// as draft-ietf-oauth-rfc7523bis and FAPI 2.0 require).
     ///
     /// # Errors

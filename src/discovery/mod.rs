@@ -14,5 +14,10 @@ pub(crate) mod material;
 pub(crate) mod metadata;
 pub(crate) mod request;
 
+pub use issuer::Issuer;
+pub use material::AuthMaterial;
+pub use metadata::ServerMetadata;
+pub use request::MetadataRequest;
+
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,8 @@ use crate::secret::RequestBody;
 /// fetch it; read at most [`max_body_len`](Self::max_body_len) bytes of the body.
 ///
 /// ```
-/// use client_credentials::{ClientSecret, AuthMaterial, Issuer, MetadataRequest};
+/// use client_credentials::ClientSecret;
+/// use client_credentials::discovery::{AuthMaterial, Issuer, MetadataRequest};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let discovery = MetadataRequest::oauth(Issuer::new("https://idp.example.com/tenant-1")?);

@@ -8,10 +8,10 @@ use super::issuer::*;
 use super::material::*;
 use super::metadata::*;
 use super::request::*;
-use crate::auth::ClientAuth;
-use crate::auth::jwt::{JwsAlgorithm, JwsSigner};
-use crate::auth::method::AuthMethod;
-use crate::auth::mtls::ClientCertificate;
+use crate::client_auth::ClientAuth;
+use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner};
+use crate::client_auth::method::AuthMethod;
+use crate::client_auth::mtls::ClientCertificate;
 use crate::error::Error;
 use crate::error::discovery::DiscoveryError;
 use crate::error::problem::ResponseProblem;
@@ -311,7 +311,7 @@ impl JwsSigner for Signer {
     fn algorithm(&self) -> JwsAlgorithm {
         self.0.clone()
     }
-    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::auth::jwt::BoxError> {
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, crate::client_auth::jwt::BoxError> {
         Ok(vec![1])
     }
 }

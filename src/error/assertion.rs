@@ -1,11 +1,11 @@
-//! Why an attempt has no usable client assertion from its [`AssertionSource`](crate::AssertionSource):
+//! Why an attempt has no usable client assertion from its [`AssertionSource`](crate::auth::AssertionSource):
 //! each names the file it came from, never the assertion.
 
 use std::error::Error as StdError;
 use std::io;
 use std::path::PathBuf;
 
-/// Why a client assertion from an [`AssertionSource`](crate::AssertionSource) cannot be sent,
+/// Why a client assertion from an [`AssertionSource`](crate::auth::AssertionSource) cannot be sent,
 /// found before the request goes out, so it never comes back as a puzzling `invalid_client`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,7 +23,7 @@ pub enum AssertionError {
         source: io::Error,
     },
 
-    /// The assertion file is longer than [`MAX_ASSERTION_LEN`](crate::MAX_ASSERTION_LEN).
+    /// The assertion file is longer than [`AssertionSource::MAX_ASSERTION_LEN`](crate::auth::AssertionSource::MAX_ASSERTION_LEN).
     #[error(
         "the client assertion file {} is longer than {limit} bytes, so it is not an assertion: check the path",
         path.display()
@@ -60,7 +60,7 @@ pub enum AssertionError {
         now: u64,
     },
 
-    /// The callback of [`AssertionSource::from_fn`](crate::AssertionSource::from_fn) failed.
+    /// The callback of [`AssertionSource::from_fn`](crate::auth::AssertionSource::from_fn) failed.
     #[error("the client assertion callback failed: see the source error")]
     Callback(#[source] Box<dyn StdError + Send + Sync>),
 
@@ -74,10 +74,10 @@ pub enum AssertionError {
         name: &'static str,
     },
 
-    /// A client whose assertions come from an [`AssertionSource`](crate::AssertionSource)
+    /// A client whose assertions come from an [`AssertionSource`](crate::auth::AssertionSource)
     /// was asked for a request without one: build it with
-    /// [`TokenFetch::http_request_with_assertion`](crate::TokenFetch::http_request_with_assertion)
-    /// or [`fetch_token`](crate::fetch_token).
+    /// [`TokenFetch::http_request_with_assertion`](crate::fetch::TokenFetch::http_request_with_assertion)
+    /// or [`fetch_token`](crate::fetch::fetch_token).
     #[error(
         "this client's assertion comes from an assertion source, and none was given for the attempt: use fetch_token, or TokenFetch::http_request_with_assertion"
     )]

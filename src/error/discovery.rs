@@ -31,7 +31,7 @@ pub enum DiscoveryError {
         /// The `Content-Type` header, sanitized.
         content_type: Option<String>,
         /// The start of the body, sanitized and capped at
-        /// [`MAX_EXCERPT_LEN`](crate::MAX_EXCERPT_LEN) bytes.
+        /// [`MAX_EXCERPT_LEN`](crate::error::UnexpectedResponse::MAX_EXCERPT_LEN) bytes.
         excerpt: Option<String>,
     },
 

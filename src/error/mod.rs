@@ -13,12 +13,12 @@ pub(crate) mod oauth;
 pub(crate) mod problem;
 pub(crate) mod unexpected;
 
-use crate::error::oauth::RetryAfter;
-use assertion::AssertionError;
-use discovery::DiscoveryError;
-use oauth::{ErrorCode, OAuthError};
-use problem::ResponseProblem;
-use unexpected::UnexpectedResponse;
+pub use assertion::AssertionError;
+pub use call::CallError;
+pub use discovery::DiscoveryError;
+pub use oauth::{ErrorCode, OAuthError, RetryAfter};
+pub use problem::ResponseProblem;
+pub use unexpected::UnexpectedResponse;
 
 /// Everything that can go wrong, from building a request to reading the token.
 ///
@@ -107,7 +107,7 @@ pub enum Error {
         source: Box<dyn StdError + Send + Sync>,
     },
 
-    /// The client's [`AssertionSource`](crate::AssertionSource) gave no assertion that can be
+    /// The client's [`AssertionSource`](crate::auth::AssertionSource) gave no assertion that can be
     /// sent: the file is unreadable, not a JWT, or expired, or the callback failed. Found
     /// before the request went out.
     #[error("no usable client assertion for this attempt")]
@@ -120,7 +120,7 @@ pub enum Error {
 
     /// The token endpoint issued a token that was already due for refresh when it arrived:
     /// its lifetime is no longer than the cache's refresh lead, or ran out in transit. The
-    /// token went to the caller whose fetch brought it; a [`TokenCache`](crate::TokenCache)
+    /// token went to the caller whose fetch brought it; a [`TokenCache`](crate::cache::TokenCache)
     /// counts it as a failure and backs off before it asks again.
     #[error(
         "the token endpoint issued a token that lives {}s and was due for refresh on arrival, so the next request waits for a back-off; have the server issue longer-lived tokens, or lower the cache policy's refresh margin",
@@ -138,7 +138,7 @@ pub enum Error {
     )]
     ClockBeforeUnixEpoch,
 
-    /// A response was handed to [`TokenFetch::handle_response`](crate::TokenFetch::handle_response)
+    /// A response was handed to [`TokenFetch::handle_response`](crate::fetch::TokenFetch::handle_response)
     /// when no attempt awaited one: the fetch's steps were taken out of order.
     #[error(
         "a response was handed in but no attempt awaits one: build each attempt with TokenFetch::http_request before sending it, and hand in each response once"
@@ -192,6 +192,10 @@ fn redirect_message(status: StatusCode, location: Option<&str>, followed: bool) 
 }
 
 impl Error {
+    /// The most bytes of any text from the server (an `error_description`, a header, a
+    /// challenge's parameter) that an error keeps.
+    pub const MAX_SERVER_TEXT_LEN: usize = crate::sanitize::MAX_SERVER_TEXT_LEN;
+
     /// Whether trying the same request again, later, can succeed.
     ///
     /// True for:
@@ -263,7 +267,7 @@ impl Error {
     /// This is the core's retry step: build a new [`Attempt`](crate::Attempt) with this nonce
     /// (and fresh time and entropy), send once more, and do not retry a second time on the same
     /// error. Adapters do this, and keep the nonce for the server's next request (see
-    /// [`DpopNonces`](crate::DpopNonces)).
+    /// [`DpopNonces`](crate::dpop::DpopNonces)).
     #[must_use]
     pub fn dpop_retry_nonce(&self) -> Option<&str> {
         match self {

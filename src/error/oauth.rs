@@ -110,7 +110,7 @@ impl fmt::Display for ErrorCode {
 /// An OAuth error response (RFC 6749 §5.2), with the HTTP context a caller needs to act on it.
 ///
 /// All text from the server is sanitized: control characters dropped and length capped at
-/// [`MAX_SERVER_TEXT_LEN`](crate::MAX_SERVER_TEXT_LEN) bytes, and the value after any
+/// [`MAX_SERVER_TEXT_LEN`](crate::Error::MAX_SERVER_TEXT_LEN) bytes, and the value after any
 /// secret-looking name (`client_secret=…`) redacted, so it is safe to log. Its Debug lists the
 /// extra members by name only.
 ///

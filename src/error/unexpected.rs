@@ -16,6 +16,10 @@ pub struct UnexpectedResponse {
 }
 
 impl UnexpectedResponse {
+    /// The most bytes of a non-success response body that [`excerpt`](Self::excerpt)
+    /// keeps.
+    pub const MAX_EXCERPT_LEN: usize = crate::sanitize::MAX_EXCERPT_LEN;
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
@@ -34,7 +38,7 @@ impl UnexpectedResponse {
         self.retry_after
     }
 
-    /// The body, capped at [`MAX_EXCERPT_LEN`](crate::MAX_EXCERPT_LEN) bytes: enough to
+    /// The body, capped at [`MAX_EXCERPT_LEN`](crate::error::UnexpectedResponse::MAX_EXCERPT_LEN) bytes: enough to
     /// recognise a gateway's error page. A JSON or form body is described by its member names
     /// ("a json object with members `errorCode`, `errorSummary`"), never its values, any of
     /// which may be a token; any other body is its start, sanitized, with the value after a

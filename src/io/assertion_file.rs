@@ -1,7 +1,7 @@
 //! Client assertions from a file the platform rotates (a Kubernetes projected service-account
 //! token, Entra ID workload identity's `AZURE_FEDERATED_TOKEN_FILE`), and the presets built on
 //! it. This file does the IO (a `stat` per attempt, a read when the core's
-//! [`must_read`](crate::auth::assertion::must_read) says so); the decisions are the core's.
+//! [`must_read`](crate::client_auth::assertion::must_read) says so); the decisions are the core's.
 
 use std::fs::File;
 use std::io::Read as _;
@@ -10,23 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::auth::ClientAuth;
-use crate::auth::assertion::{
+use crate::client_auth::ClientAuth;
+use crate::client_auth::assertion::{
     AssertionFuture, AssertionProvider, AssertionSource, FileStamp, HeldAssertion,
-    MAX_ASSERTION_LEN, check_not_expired, must_read,
+    check_not_expired, must_read,
 };
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
 use crate::error::assertion::AssertionError;
 use crate::request::ClientCredentials;
 use crate::secret::ClientAssertion;
-
-/// Where Kubernetes mounts a pod's service-account token by default.
-pub const KUBERNETES_SERVICE_ACCOUNT_TOKEN: &str =
-    "/var/run/secrets/kubernetes.io/serviceaccount/token";
-
-/// Entra ID's authority when `AZURE_AUTHORITY_HOST` is not set.
-pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 
 /// A client assertion in a file that its platform rotates: the kubelet rewrites a projected
 /// service-account token well before it expires, and a client that read it once breaks hours
@@ -37,12 +30,13 @@ pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// [`renew_before`](Self::with_renew_before) of the attempt. The assertion's `exp` is decoded
 /// (not verified: it is the client's own credential) and checked before sending, so an expired
 /// or unreadable file is an [`AssertionError`] naming the file, never an `invalid_client` from
-/// the server. At most [`MAX_ASSERTION_LEN`] bytes are read.
+/// the server. At most [`AssertionSource::MAX_ASSERTION_LEN`] bytes are read.
 ///
 /// The read is a small blocking one, done on the task that sends the request.
 ///
 /// ```no_run
-/// use client_credentials::{AssertionFile, AssertionSource, ClientAuth, ClientCredentials, TokenUrl};
+/// use client_credentials::{ClientCredentials, TokenUrl};
+/// use client_credentials::auth::{AssertionFile, AssertionSource, ClientAuth};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = ClientCredentials::with_auth(
@@ -52,6 +46,7 @@ pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// )?;
 /// # Ok(()) }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub struct AssertionFile {
     path: PathBuf,
     renew_before: Duration,
@@ -120,13 +115,13 @@ impl AssertionFile {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let file = File::open(&self.path).map_err(|e| self.unreadable(e))?;
         let mut contents = String::new();
-        file.take(MAX_ASSERTION_LEN as u64 + 1)
+        file.take(AssertionSource::MAX_ASSERTION_LEN as u64 + 1)
             .read_to_string(&mut contents)
             .map_err(|e| self.unreadable(e))?;
-        if contents.len() > MAX_ASSERTION_LEN {
+        if contents.len() > AssertionSource::MAX_ASSERTION_LEN {
             return Err(AssertionError::TooLarge {
                 path: self.path.clone(),
-                limit: MAX_ASSERTION_LEN,
+                limit: AssertionSource::MAX_ASSERTION_LEN,
             });
         }
         Ok(contents)
@@ -165,6 +160,7 @@ impl AssertionProvider for AssertionFile {
 /// The scope that asks Entra ID for a token to `resource` with the permissions granted to the
 /// application: `{resource}/.default` (a resource with a trailing `/` keeps it, as Entra wants).
 #[must_use]
+#[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub fn entra_scope(resource: &str) -> String {
     format!("{resource}/.default")
 }
@@ -179,12 +175,20 @@ fn variable(
         .ok_or(AssertionError::MissingVariable { name })
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 impl ClientCredentials {
+    /// Entra ID's authority when `AZURE_AUTHORITY_HOST` is not set.
+    pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
+
+    /// Where Kubernetes mounts a pod's service-account token by default.
+    pub const KUBERNETES_SERVICE_ACCOUNT_TOKEN: &str =
+        "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
     /// A client of Entra ID's v2.0 token endpoint by workload identity, from the variables its
     /// webhook sets in the pod: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
     /// `AZURE_FEDERATED_TOKEN_FILE` (the projected service-account token, re-read as it
     /// rotates, by [`AssertionFile`]) and `AZURE_AUTHORITY_HOST` (default
-    /// [`ENTRA_DEFAULT_AUTHORITY`]). Ask for a scope with [`entra_scope`]. The process
+    /// [`ClientCredentials::ENTRA_DEFAULT_AUTHORITY`]). Ask for a scope with [`entra_scope`]. The process
     /// environment is read once, here; see
     /// [`entra_workload_identity_from`](Self::entra_workload_identity_from) for another.
     ///
@@ -201,7 +205,8 @@ impl ClientCredentials {
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use client_credentials::{ClientCredentials, entra_scope};
+    /// use client_credentials::ClientCredentials;
+    /// use client_credentials::auth::entra_scope;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let env = HashMap::from([
@@ -231,7 +236,7 @@ impl ClientCredentials {
         let tenant = variable(&env, "AZURE_TENANT_ID")?;
         let file = variable(&env, "AZURE_FEDERATED_TOKEN_FILE")?;
         let mut authority = variable(&env, "AZURE_AUTHORITY_HOST")
-            .unwrap_or_else(|_| ENTRA_DEFAULT_AUTHORITY.to_owned());
+            .unwrap_or_else(|_| ClientCredentials::ENTRA_DEFAULT_AUTHORITY.to_owned());
         if !authority.ends_with('/') {
             authority.push('/');
         }
@@ -246,7 +251,7 @@ impl ClientCredentials {
     /// A client whose assertion is a Kubernetes service-account token, for a server that
     /// federates the cluster's issuer (Keycloak 26.4's Kubernetes identity provider, a
     /// SPIFFE-style federation): the token in `token_file` (a projected token whose audience
-    /// is the server; [`KUBERNETES_SERVICE_ACCOUNT_TOKEN`] for the default mount), re-read as
+    /// is the server; [`ClientCredentials::KUBERNETES_SERVICE_ACCOUNT_TOKEN`] for the default mount), re-read as
     /// the kubelet rotates it, by [`AssertionFile`].
     ///
     /// # Errors
@@ -275,7 +280,7 @@ mod tests {
     use std::future::Future as _;
 
     use super::*;
-    use crate::auth::method::AuthMethod;
+    use crate::client_auth::method::AuthMethod;
 
     fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
@@ -367,7 +372,7 @@ mod tests {
         assert!(matches!(error, AssertionError::Malformed { .. }));
         assert!(!error.to_string().contains("hunter2"));
 
-        let path = dir.rotate(&"a".repeat(MAX_ASSERTION_LEN + 1));
+        let path = dir.rotate(&"a".repeat(AssertionSource::MAX_ASSERTION_LEN + 1));
         let error = AssertionFile::new(&path).current(at(0)).unwrap_err();
         assert!(
             matches!(error, AssertionError::TooLarge { .. }),

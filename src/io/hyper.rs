@@ -4,11 +4,11 @@
 //! [`fetch_token`] sends the request over the caller's [`hyper_util::client::legacy::Client`],
 //! with any connector, so TLS stays the caller's choice (`hyper-rustls`, `hyper-tls`, or plain
 //! `HttpConnector` for a loopback server). Like the reqwest adapter, it only translates types
-//! and does the IO: it implements [`Transport`](crate::Transport) for the client, and runs the
-//! core's one attempt loop ([`crate::fetch_token`]) over it, reading the clock and 32 random bytes (by
+//! and does the IO: it implements [`Transport`](crate::fetch::Transport) for the client, and runs the
+//! core's one attempt loop ([`crate::fetch::fetch_token`]) over it, reading the clock and 32 random bytes (by
 //! `getrandom`) for every attempt and sending once more only when the server asks for a DPoP
 //! nonce; the body is read through the client's
-//! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (by [`Limited`]), and
+//! [`max_body_len`](crate::fetch::ResponseRules::max_body_len) while it streams (by [`Limited`]), and
 //! failures become [`Error::Transport`] with a [`TransportKind`] and hyper's error as the
 //! source, boxed, so no hyper type appears in this crate's error type.
 //!
@@ -73,7 +73,7 @@ use crate::token::Token;
 /// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
 /// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
 /// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
-/// ([`TokenFetch`](crate::TokenFetch)); the nonce is kept by the
+/// ([`TokenFetch`](crate::fetch::TokenFetch)); the nonce is kept by the
 /// [`ClientCredentials`](crate::ClientCredentials) for its later requests to that server.
 /// Dropping the future abandons the exchange: this function spawns nothing, and hyper closes a
 /// connection whose request was abandoned rather than reuse it.
@@ -148,6 +148,7 @@ where
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 impl TokenSource {
     /// A source of tokens for `request`, fetched with hyper's `client` over any connector (by
     /// the default [`CachePolicy`](crate::CachePolicy); see
@@ -162,6 +163,7 @@ impl TokenSource {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 impl TokenSourceBuilder {
     /// Builds the request and a source fetching it with hyper's `client`.
     ///

@@ -18,7 +18,7 @@
 //! the request again once with a new one, when its method is idempotent and its body is none or
 //! bytes in memory (not a stream) within the [`CallPolicy`]'s limit; one retry with a
 //! resource server's DPoP nonce; every other answer untouched. A request whose token cannot be
-//! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`](crate::CallError)
+//! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`](crate::error::CallError)
 //! (`error.downcast_ref::<CallError>()` on the `anyhow::Error`), and is never sent.
 //!
 //! Put it after a retry middleware (`.with(retry).with(authorize)`) so that every retry of

@@ -34,20 +34,25 @@ pub(crate) mod assertion_file;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub(crate) mod call;
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod hyper;
 #[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub mod middleware;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 #[cfg(feature = "shared-cache")]
 pub(crate) mod shared;
 pub(crate) mod source;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
 #[cfg(any(feature = "reqwest", feature = "hyper"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "hyper"))))]
 /// The sound default for the `timeout` of every adapter's `fetch_token` and `fetch_metadata`:
 /// 30 seconds for the whole exchange, from connecting to the last byte of the last attempt's
 /// body. A token endpoint that has not answered by then is down for the caller's purposes.

@@ -25,16 +25,17 @@ const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return red
 const CONNECTION_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A [`TokenStore`] on one Redis (or Valkey) server, for a
-/// [`SharedCache`](crate::SharedCache).
+/// [`SharedCache`](crate::shared_cache::SharedCache).
 ///
 /// ```no_run
-/// # fn run() -> Result<(), client_credentials::StoreError> {
-/// let store = client_credentials::RedisStore::new("redis://127.0.0.1:6379/")?;
+/// # fn run() -> Result<(), client_credentials::shared_cache::StoreError> {
+/// let store = client_credentials::shared_cache::RedisStore::new("redis://127.0.0.1:6379/")?;
 /// # let _ = store; Ok(()) }
 /// ```
 ///
 /// It connects on its first call (inside a Tokio runtime) and reconnects by itself after a
 /// failure; it never blocks a caller longer than the shared cache's store timeout.
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisStore {
     client: Client,
     connection: Mutex<Option<ConnectionManager>>,

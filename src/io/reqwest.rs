@@ -2,14 +2,14 @@
 //! client under feature `reqwest-blocking`), and fetching an issuer's metadata.
 //!
 //! This module only translates types and does the IO: it implements
-//! [`Transport`](crate::Transport) for [`reqwest::Client`](::reqwest::Client), and
-//! [`fetch_token`] runs the core's one attempt loop ([`crate::fetch_token`]) over it. For every
+//! [`Transport`](crate::fetch::Transport) for [`reqwest::Client`](::reqwest::Client), and
+//! [`fetch_token`] runs the core's one attempt loop ([`crate::fetch::fetch_token`]) over it. For every
 //! attempt it reads the clock and 32 random bytes (from the operating system, by `getrandom`),
 //! sends the request the core builds, and hands the response to the core, which says whether to
 //! send once more (only for a server's `use_dpop_nonce`, RFC 9449 §8, and only once). The DPoP
 //! nonces servers send are kept by the [`ClientCredentials`](crate::ClientCredentials), so later
 //! requests of the same client start with them. In between, the body is read through the client's
-//! [`max_body_len`](crate::ResponseRules::max_body_len) while it streams (a larger
+//! [`max_body_len`](crate::fetch::ResponseRules::max_body_len) while it streams (a larger
 //! `Content-Length` is refused before a byte is read). Failures of the HTTP client become
 //! [`Error::Transport`] with a [`TransportKind`] and the reqwest error as the source, boxed, so no
 //! reqwest type appears in this crate's error type.
@@ -49,7 +49,8 @@
 //! A client configured from its issuer alone, by the server's metadata (RFC 8414):
 //!
 //! ```no_run
-//! use client_credentials::{ClientSecret, AuthMaterial, Issuer, MetadataRequest};
+//! use client_credentials::ClientSecret;
+//! use client_credentials::discovery::{AuthMaterial, Issuer, MetadataRequest};
 //!
 //! # async fn run() -> Result<(), client_credentials::Error> {
 //! let http = client_credentials::reqwest::recommended_client();
@@ -163,13 +164,13 @@ pub fn recommended_client() -> ::reqwest::Client {
 /// connecting, the response head and every read of the body; the client's own timeouts apply
 /// too. It needs a Tokio runtime with its time driver on, as reqwest's own timeouts do.
 ///
-/// This is the core's one loop, [`crate::fetch_token`], over `client`'s
-/// [`Transport`](crate::Transport): every attempt is built afresh, with the time just before
+/// This is the core's one loop, [`crate::fetch::fetch_token`], over `client`'s
+/// [`Transport`](crate::fetch::Transport): every attempt is built afresh, with the time just before
 /// sending (the token's [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random
 /// bytes from the operating system: a JWT client signs a new assertion, a DPoP client a new
 /// proof. When the server answers `use_dpop_nonce` with a nonce, the request is sent once more
-/// with it ([`TokenFetch`](crate::TokenFetch)). The body is read through the client's
-/// [`max_body_len`](crate::ResponseRules::max_body_len). Dropping the future abandons the
+/// with it ([`TokenFetch`](crate::fetch::TokenFetch)). The body is read through the client's
+/// [`max_body_len`](crate::fetch::ResponseRules::max_body_len). Dropping the future abandons the
 /// exchange: nothing is left running.
 ///
 /// `client` must not follow redirects (see the [module docs](self#redirects)); use
@@ -248,6 +249,7 @@ impl Transport for ::reqwest::Client {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 impl TokenSource {
     /// A source of tokens for `request`, fetched with `client` (by the default
     /// [`CachePolicy`](crate::CachePolicy); see [`with_policy`](TokenSource::with_policy)).
@@ -260,6 +262,7 @@ impl TokenSource {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 impl TokenSourceBuilder {
     /// Builds the request and a source fetching it with [`recommended_client`]'s settings.
     ///
@@ -399,7 +402,7 @@ fn transport(mut error: ::reqwest::Error) -> Error {
 /// Sending a [`TokenRequest`] with reqwest's blocking client (feature `reqwest-blocking`).
 ///
 /// The same translation as the async adapter, over [`reqwest::blocking::Client`], and the same
-/// attempt loop: the core's one async [`crate::fetch_token`], whose transport sends blocking and
+/// attempt loop: the core's one async [`crate::fetch::fetch_token`], whose transport sends blocking and
 /// hands back a ready future, so the loop ends on its first poll without a runtime. The blocking
 /// client runs its own runtime on a thread: build and drop it outside of an async context, as
 /// reqwest requires.
@@ -422,6 +425,7 @@ fn transport(mut error: ::reqwest::Error) -> Error {
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "reqwest-blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-blocking")))]
 pub mod blocking {
     pub use crate::io::source::blocking::TokenSource;
 

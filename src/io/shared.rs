@@ -35,7 +35,7 @@ use crate::store::{StoreError, TokenStore};
 use crate::token::Token;
 
 /// A second-level token cache shared by a fleet: a [`TokenStore`] (such as
-/// [`RedisStore`](crate::RedisStore)), the namespace the fleet's entries live under, and how
+/// [`RedisStore`](crate::shared_cache::RedisStore)), the namespace the fleet's entries live under, and how
 /// they are sealed. Give it to [`TokenSource::with_store`](crate::TokenSource::with_store):
 /// the whole fleet then sends one token request per token lifetime, and a store that is down
 /// or slow only costs each process its own fetches, never an error.
@@ -59,6 +59,7 @@ use crate::token::Token;
 ///   default). NTP-synced hosts agree within milliseconds; a replica whose clock is `d` behind
 ///   could present a token up to `d` after it expired.
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared-cache")))]
 pub struct SharedCache {
     store: Arc<dyn TokenStore>,
     namespace: Arc<str>,
@@ -72,6 +73,10 @@ pub struct SharedCache {
 }
 
 impl SharedCache {
+    /// The longest entry read from or written to the store: 64 KiB, room for a large JWT and
+    /// its extras. A longer value is treated as absent.
+    pub const MAX_ENTRY_LEN: usize = crate::store::entry::MAX_ENTRY_LEN;
+
     /// The default bound on each store call: 250 ms. A store on the same network answers in
     /// about a millisecond; one that takes longer is treated as down for this fetch.
     pub const STORE_TIMEOUT: Duration = Duration::from_millis(250);

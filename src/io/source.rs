@@ -484,11 +484,12 @@ impl std::fmt::Debug for AsyncSource {
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub struct TokenSource(Arc<AsyncSource>);
 
 impl TokenSource {
     /// A source of tokens for `request`, fetched over `transport` by the core's one attempt
-    /// loop ([`crate::fetch_token`]), by the default [`CachePolicy`].
+    /// loop ([`crate::fetch::fetch_token`]), by the default [`CachePolicy`].
     #[must_use]
     pub fn new<T>(transport: T, request: TokenRequest) -> Self
     where
@@ -540,18 +541,19 @@ impl TokenSource {
     /// The same source with a second-level cache shared by a fleet of processes: same request,
     /// same fetch and policy, and a new, empty first-level cache. A first-level hit still
     /// never touches the store; a miss or a due refresh reads it first, and only one process
-    /// of the fleet fetches from the token endpoint ([`SharedCache`](crate::SharedCache)).
+    /// of the fleet fetches from the token endpoint ([`SharedCache`](crate::shared_cache::SharedCache)).
     /// Call it after [`with_policy`](Self::with_policy): the shared cache times its entries
     /// by the policy it finds here.
     ///
     /// Replicas share a token only when they hold the same credential
-    /// ([`StoreKey`](crate::StoreKey)). A request whose credential no other process can name
+    /// ([`StoreKey`](crate::shared_cache::StoreKey)). A request whose credential no other process can name
     /// (an assertion source without
-    /// [`with_identity`](crate::AssertionSource::with_identity), a JWT signer without a public
+    /// [`with_identity`](crate::auth::AssertionSource::with_identity), a JWT signer without a public
     /// key, a mutual TLS client without
     /// [`with_certificate`](crate::ClientCredentials::with_certificate)) is not shared: the
     /// source is returned as it was, and a `tracing` warning says why.
     #[cfg(feature = "shared-cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-cache")))]
     #[must_use]
     pub fn with_store(self, shared: crate::io::shared::SharedCache) -> Self {
         let (request, policy) = (self.0.core.request.clone(), self.0.core.policy);
@@ -664,6 +666,7 @@ impl std::fmt::Debug for TokenSource {
 /// [`transport`](Self::transport), [`fetch_fn`](Self::fetch_fn)). Every value is checked when
 /// the source is built, into a typed error.
 #[must_use = "a builder does nothing until a source is built"]
+#[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub struct TokenSourceBuilder {
     /// The request's parameters, for a client whose token URL was valid.
     request: Result<TokenRequestBuilder, Error>,

@@ -24,7 +24,7 @@ use crate::error::problem::ResponseProblem;
 use crate::error::unexpected::UnexpectedResponse;
 use crate::sanitize::{self, MAX_EXCERPT_LEN, MAX_SERVER_TEXT_LEN};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::token::{MAX_EXPIRES_IN, Token, TokenType};
+use crate::token::{Token, TokenType};
 
 /// The `DPoP-Nonce` response header (RFC 9449 §8).
 pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
@@ -174,7 +174,7 @@ impl ResponseRules {
 
     fn expires_in(&self, value: Option<Loose<'_>>) -> Result<Option<Duration>, ResponseProblem> {
         const EXPECTED: &str = "a whole number of seconds";
-        let max = MAX_EXPIRES_IN.as_secs();
+        let max = Token::MAX_EXPIRES_IN.as_secs();
         let seconds = match value {
             None | Some(Loose::Null) => return Ok(None),
             Some(Loose::U64(seconds)) => seconds,

@@ -196,7 +196,11 @@ fn expires_in_forms() {
         "1e300",
         r#""99999999999999999999999""#,
     ] {
-        assert_eq!(lifetime(huge).unwrap(), Some(MAX_EXPIRES_IN), "{huge}");
+        assert_eq!(
+            lifetime(huge).unwrap(),
+            Some(Token::MAX_EXPIRES_IN),
+            "{huge}"
+        );
     }
     for negative in ["-1", "-1.5", r#""-3""#] {
         assert_eq!(
@@ -449,7 +453,7 @@ fn float_and_string_expires_in_strictly_refused() {
         parse(ResponseRules::strict(), 200, JSON, huge)
             .unwrap()
             .expires_in(),
-        Some(MAX_EXPIRES_IN)
+        Some(Token::MAX_EXPIRES_IN)
     );
 }
 

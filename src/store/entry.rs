@@ -20,7 +20,7 @@ use crate::token::{Token, TokenType};
 
 /// The longest entry read from or written to a store: 64 KiB, room for a large JWT and its
 /// extras. A longer value is treated as absent.
-pub const MAX_ENTRY_LEN: usize = 64 * 1024;
+pub(crate) const MAX_ENTRY_LEN: usize = 64 * 1024;
 
 /// The first byte of an entry sealed by AES-256-GCM: then the nonce, the ciphertext, the tag.
 const FORMAT_AES_256_GCM: u8 = 1;

@@ -11,7 +11,7 @@ use aws_lc_rs::hmac;
 use crate::request::TokenRequest;
 use crate::store::encryption_key::StoreEncryptionKey;
 
-/// Where one request's entry and lease live in a [`TokenStore`](crate::TokenStore).
+/// Where one request's entry and lease live in a [`TokenStore`](crate::shared_cache::TokenStore).
 ///
 /// `<namespace>:{<digest>}` for the entry and `<namespace>:{<digest>}:lease` for the lease,
 /// where the digest is the HMAC-SHA256 (hex), under a key derived from the fleet's
@@ -41,7 +41,7 @@ impl StoreKey {
     ///
     /// `None` for a request whose credential no other process can name, which is never
     /// shared: an assertion source without
-    /// [`with_identity`](crate::AssertionSource::with_identity), a JWT signer without a public
+    /// [`with_identity`](crate::auth::AssertionSource::with_identity), a JWT signer without a public
     /// key (an HMAC key), or a mutual TLS client without
     /// [`with_certificate`](crate::ClientCredentials::with_certificate).
     #[must_use]
@@ -96,8 +96,8 @@ impl fmt::Debug for StoreKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::ClientAuth;
-    use crate::auth::assertion::AssertionSource;
+    use crate::client_auth::ClientAuth;
+    use crate::client_auth::assertion::AssertionSource;
     use crate::endpoint::TokenUrl;
     use crate::request::{ClientCredentials, requests_differing_in_each_key_field};
     use crate::secret::{ClientAssertion, ClientSecret};

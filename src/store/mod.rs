@@ -4,7 +4,7 @@
 //! `entry.rs`). The store itself (Redis) and the fleet-wide fetch that reads, leases and writes
 //! it are in the IO layer (`io/redis.rs`, `io/shared.rs`).
 //!
-//! The in-process [`TokenCache`](crate::TokenCache) stays the first level and the authority
+//! The in-process [`TokenCache`](crate::cache::TokenCache) stays the first level and the authority
 //! for hits: a hit never touches the store. The store is asked only when the first level would
 //! fetch (a miss or a due refresh).
 
@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::auth::jwt::BoxError;
+use crate::client_auth::jwt::BoxError;
 
 pub(crate) mod encryption_key;
 pub(crate) mod entry;
@@ -23,9 +23,9 @@ pub(crate) mod key;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A store shared by processes, holding sealed token entries and short leases: Redis
-/// ([`RedisStore`](crate::RedisStore), feature `redis`), or yours.
+/// ([`RedisStore`](crate::shared_cache::RedisStore), feature `redis`), or yours.
 ///
-/// Keys are ASCII strings made by [`StoreKey`](crate::StoreKey) (a namespace and a SHA-256 digest, never a
+/// Keys are ASCII strings made by [`StoreKey`](crate::shared_cache::StoreKey) (a namespace and a SHA-256 digest, never a
 /// secret); values are opaque bytes, sealed before they reach the store. The caller bounds
 /// every call by a short timeout and treats any failure as "no store": an implementation
 /// neither retries for long nor panics.
@@ -61,7 +61,7 @@ pub enum StoreError {
     )]
     Timeout(Duration),
     /// The store's address could not be read (a store's constructor, such as
-    /// [`RedisStore::new`](crate::RedisStore::new), returns it).
+    /// [`RedisStore::new`](crate::shared_cache::RedisStore::new), returns it).
     #[error("the token store's URL is not valid: check its scheme, host, port and database")]
     InvalidUrl(#[source] BoxError),
     /// The store answered with an error, or could not be reached.

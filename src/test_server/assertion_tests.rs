@@ -15,9 +15,9 @@ use super::resource_tests::exchange;
 use super::server::TestServer;
 use super::trust::JwksError;
 use crate::attempt::Attempt;
-use crate::auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
-use crate::auth::key::PrivateKey;
-use crate::auth::{ClientAuth, JWT_BEARER_ASSERTION_TYPE};
+use crate::client_auth::ClientAuth;
+use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
+use crate::client_auth::key::PrivateKey;
 use crate::request::ClientCredentials;
 
 const ISSUER: &str = "https://oidc.prod-aks.azure.com/tenant-1/";
@@ -89,7 +89,10 @@ fn post_assertion(
 ) -> Response<Value> {
     let mut pairs = vec![
         ("grant_type", "client_credentials"),
-        ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
+        (
+            "client_assertion_type",
+            ClientAuth::JWT_BEARER_ASSERTION_TYPE,
+        ),
         ("client_assertion", assertion),
     ];
     if let Some(id) = client_id {
@@ -290,7 +293,10 @@ fn a_client_is_found_by_sub_without_client_id_and_methods_are_not_mixed() {
         &server,
         &[
             ("grant_type", "client_credentials"),
-            ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
+            (
+                "client_assertion_type",
+                ClientAuth::JWT_BEARER_ASSERTION_TYPE,
+            ),
             ("client_assertion", &assertion),
         ],
         Some("authorization: Basic c3ZjOng="),

@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::assertion::{AssertionTrust, FederatedCredential};
 use super::trust::{JwksError, KeySet};
-use crate::auth::method::AuthMethod;
+use crate::client_auth::method::AuthMethod;
 use crate::secret::ClientSecret;
 
 /// The client id of the client [`TestServer::start`](crate::test_server::TestServer::start) registers.

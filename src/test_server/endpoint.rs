@@ -22,8 +22,8 @@ use super::form::{Form, basic_credentials};
 use super::refusal::{MAX_REQUEST_BODY_LEN, Refusal, invalid_client, invalid_request, refuse};
 use super::resource::{AccessState, RESOURCE_PATH_PREFIX, serve};
 use super::tokens::{Issued, SkewedClock};
-use crate::auth::JWT_BEARER_ASSERTION_TYPE;
-use crate::auth::method::AuthMethod;
+use crate::client_auth::ClientAuth;
+use crate::client_auth::method::AuthMethod;
 
 /// The lifetime of the tokens the server issues unless told otherwise, in seconds.
 pub const DEFAULT_EXPIRES_IN: u64 = 3600;
@@ -310,9 +310,10 @@ impl Shared {
                 "the client used more than one authentication method (RFC 6749 §2.3)",
             ));
         }
-        if form.get("client_assertion_type") != Some(JWT_BEARER_ASSERTION_TYPE) {
+        if form.get("client_assertion_type") != Some(ClientAuth::JWT_BEARER_ASSERTION_TYPE) {
             return Err(invalid_client(format!(
-                "the client_assertion_type must be {JWT_BEARER_ASSERTION_TYPE} (RFC 7523 §2.2)"
+                "the client_assertion_type must be {} (RFC 7523 §2.2)",
+                ClientAuth::JWT_BEARER_ASSERTION_TYPE
             )));
         }
         let assertion = form

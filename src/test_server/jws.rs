@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use serde_json::{Map, Value};
 
-use crate::auth::jwt::PublicJwk;
+use crate::client_auth::jwt::PublicJwk;
 
 /// The longest compact JWS the server decodes: proofs and access tokens are far smaller.
 pub(super) const MAX_JWS_LEN: usize = 16 * 1024;
@@ -290,8 +290,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::auth::jwt::{JwsAlgorithm, JwsSigner};
-    use crate::auth::key::PrivateKey;
+    use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner};
+    use crate::client_auth::key::PrivateKey;
 
     fn signed(alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
         let header = BASE64URL.encode(json!({ "alg": alg }).to_string());

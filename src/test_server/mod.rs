@@ -32,7 +32,7 @@
 //!
 //! A DPoP proof is checked as [RFC 9449 §4.3] says: one `DPoP` header; `typ` `dpop+jwt`; `alg`
 //! one of ES256, ES384, EdDSA, RS256, PS256 (those the crate's
-//! [`PrivateKey`](crate::PrivateKey) signs, and ES384); a public `jwk` (no private member)
+//! [`PrivateKey`](crate::auth::PrivateKey) signs, and ES384); a public `jwk` (no private member)
 //! whose key verifies the signature; `htm` the request's method; `htu` the request's URL
 //! without query (scheme and host compared case-insensitively); `iat` within
 //! [`DPOP_PROOF_WINDOW`] of the server's clock; a `jti` not seen before (the last
@@ -68,7 +68,7 @@
 //! [`TestServerBuilder::clock_skew`] can put ahead of or behind the real time: the tokens'
 //! `iat` and `exp`, the freshness of DPoP proofs and the times of client assertions follow it,
 //! so a client whose clock disagrees with its server's (and its recovery, see
-//! [`ServerClock`](crate::ServerClock)) can be tested without a cloud account.
+//! [`ServerClock`](crate::fetch::ServerClock)) can be tested without a cloud account.
 //!
 //! A parameter sent with an empty value counts as omitted ([§3.1]). A request without `scope`
 //! gets every scope the client is allowed. The access token is an unsecured JWT
@@ -95,7 +95,8 @@
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use client_credentials::test_server::{Fault, TestClient, TestServer};
-//! use client_credentials::{ClientCredentials, ClientSecret, ErrorCode};
+//! use client_credentials::{ClientCredentials, ClientSecret};
+//! use client_credentials::error::ErrorCode;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = TestServer::builder()
@@ -147,7 +148,7 @@
 //! Calling the resource with a token, then revoking it:
 //!
 //! ```
-//! use client_credentials::AccessToken;
+//! use client_credentials::token::AccessToken;
 //! use client_credentials::test_server::TestServer;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

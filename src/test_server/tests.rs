@@ -13,7 +13,7 @@ use http::header::{
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::auth::method::AuthMethod;
+use crate::client_auth::method::AuthMethod;
 use crate::request::ClientCredentials;
 use crate::secret::ClientSecret;
 
@@ -23,7 +23,7 @@ use super::endpoint::*;
 use super::faults::*;
 use super::refusal::*;
 use super::server::*;
-use crate::auth::ClientAuth;
+use crate::client_auth::ClientAuth;
 use crate::error::Error;
 use crate::error::oauth::ErrorCode;
 use crate::request::TokenRequest;

@@ -10,11 +10,9 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use client_credentials::shared_cache::{RedisStore, SharedCache, StoreEncryptionKey};
 use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, TestServer};
-use client_credentials::{
-    ClientCredentials, ClientSecret, RedisStore, SharedCache, StoreEncryptionKey, TokenSource,
-    TokenUrl,
-};
+use client_credentials::{ClientCredentials, ClientSecret, TokenSource, TokenUrl};
 
 /// The environment variables that make this binary a replica, and its settings.
 const CHILD_TOKEN_URL: &str = "FLEET_CHILD_TOKEN_URL";
@@ -592,7 +590,7 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
             .iter()
             .zip(&tokens)
             .find(|(request, _)| {
-                client_credentials::StoreKey::new(
+                client_credentials::shared_cache::StoreKey::new(
                     &namespace,
                     request,
                     &StoreEncryptionKey::new(KEY),
@@ -674,7 +672,10 @@ fn a_replica_with_the_wrong_secret_never_reads_the_victims_token_from_redis() {
         );
         match refused.as_ref().map_err(|error| &**error) {
             Err(client_credentials::Error::OAuth(error)) => {
-                assert_eq!(error.code(), &client_credentials::ErrorCode::InvalidClient);
+                assert_eq!(
+                    error.code(),
+                    &client_credentials::error::ErrorCode::InvalidClient
+                );
             }
             other => panic!("expected invalid_client, got {other:?}"),
         }

@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use client_credentials::auth::{JwsAlgorithm, PrivateKey};
+use client_credentials::dpop::DpopKey;
 use client_credentials::reqwest_middleware::AuthorizeMiddleware;
 use client_credentials::test_server::TestServer;
 use client_credentials::tower::AuthorizeLayer;
-use client_credentials::{
-    CachePolicy, ClientCredentials, ClientSecret, DpopKey, JwsAlgorithm, PrivateKey, TokenSource,
-    TokenUrl,
-};
+use client_credentials::{CachePolicy, ClientCredentials, ClientSecret, TokenSource, TokenUrl};
 use http::StatusCode;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;

@@ -27,10 +27,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use client_credentials::{
-    AuthMaterial, AuthMethod, ClientCertificate, ClientCredentials, ClientSecret, Error, ErrorCode,
-    Issuer, MetadataRequest, ServerMetadata, Token, TokenRequest, TokenType,
-};
+use client_credentials::auth::{AuthMethod, ClientCertificate};
+use client_credentials::discovery::{AuthMaterial, Issuer, MetadataRequest, ServerMetadata};
+use client_credentials::error::ErrorCode;
+use client_credentials::token::TokenType;
+use client_credentials::{ClientCredentials, ClientSecret, Error, Token, TokenRequest};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
@@ -398,7 +399,7 @@ async fn the_issuers_own_token_endpoint_asks_for_no_certificate() {
     let client = ClientCredentials::with_auth(
         metadata.token_endpoint().clone(),
         PKI_CLIENT,
-        client_credentials::ClientAuth::TlsClientAuth,
+        client_credentials::auth::ClientAuth::TlsClientAuth,
     )
     .unwrap();
     for adapter in adapters(Some(Cert::Pki)) {

@@ -49,13 +49,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use client_credentials::auth::{
+    AssertionFile, AssertionSource, AuthMethod, ClientAssertion, ClientAuth, JwsAlgorithm,
+    JwsSigner, JwtAuth, PrivateKey,
+};
+use client_credentials::discovery::{AuthMaterial, Issuer, MetadataRequest, ServerMetadata};
+use client_credentials::dpop::DpopKey;
+use client_credentials::error::{AssertionError, DiscoveryError, ErrorCode};
+use client_credentials::fetch::{FetchStep, RequestBody, ResponseRules, TokenFetch};
 use client_credentials::http::{self, HeaderValue, StatusCode, header};
+use client_credentials::token::TokenType;
 use client_credentials::{
-    AssertionError, AssertionFile, AssertionSource, Attempt, AuthMaterial, AuthMethod,
-    ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error,
-    ErrorCode, FetchStep, Issuer, JwsAlgorithm, JwsSigner, JwtAuth, MetadataRequest, PrivateKey,
-    RequestBody, ResponseRules, ServerMetadata, Token, TokenFetch, TokenRequest,
-    TokenRequestBuilder, TokenType, TokenUrl,
+    Attempt, ClientCredentials, ClientSecret, Error, Token, TokenRequest, TokenRequestBuilder,
+    TokenUrl,
 };
 use serde_json::{Value, json};
 
@@ -1344,7 +1350,7 @@ async fn assertions_from_a_rotated_file_keep_tokens_flowing() {
 /// file (the platform's assertion) and through the crate's signer.
 #[tokio::test]
 async fn server_accepts_issuer_or_token_endpoint_as_audience_with_or_without_typ() {
-    let typ = Some(client_credentials::CLIENT_AUTHENTICATION_JWT_TYPE);
+    let typ = Some(client_credentials::auth::JwtAuth::CLIENT_AUTHENTICATION_TYPE);
     let cases = [
         (issuer(), None),
         (issuer(), typ),
@@ -1500,7 +1506,7 @@ async fn a_skewed_client_learns_oidc_providers_clock_from_its_date() {
     let oauth = error.oauth().expect("an OAuth refusal");
     assert_eq!(oauth.code(), &ErrorCode::InvalidClient);
     assert_eq!(oauth.description(), Some("client authentication failed"));
-    assert!(!client_credentials::is_refusal_about_time(&error));
+    assert!(!client_credentials::fetch::is_refusal_about_time(&error));
     learnt(&slow, -600);
     let token = fetch_core_skewed(&slow, -600)
         .await

@@ -7,12 +7,12 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::auth::{JwsAlgorithm, PrivateKey};
+use client_credentials::dpop::DpopKey;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::test_server::TestServer;
-use client_credentials::{
-    AccessToken, Attempt, ClientCredentials, ClientSecret, DpopKey, JwsAlgorithm, PrivateKey,
-    Token, TokenType, TokenUrl,
-};
+use client_credentials::token::{AccessToken, TokenType};
+use client_credentials::{Attempt, ClientCredentials, ClientSecret, Token, TokenUrl};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 use serde_json::Value;

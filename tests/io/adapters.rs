@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::auth::{ClientAuth, JwsAlgorithm, JwtAuth, PrivateKey};
+use client_credentials::discovery::{Issuer, MetadataRequest};
+use client_credentials::dpop::DpopKey;
+use client_credentials::error::{DiscoveryError, ErrorCode, TransportKind};
+use client_credentials::fetch::ResponseRules;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
 use client_credentials::test_server::{Fault, TestServer};
-use client_credentials::{
-    CachePolicy, ClientAuth, ClientCredentials, ClientSecret, DiscoveryError, DpopKey, Error,
-    ErrorCode, Issuer, JwsAlgorithm, JwtAuth, MetadataRequest, PrivateKey, ResponseRules, Token,
-    TokenType, TokenUrl, TransportKind,
-};
+use client_credentials::token::TokenType;
+use client_credentials::{CachePolicy, ClientCredentials, ClientSecret, Error, Token, TokenUrl};
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use support::adapters::{Adapter, fetch_all, fetch_blocking};

@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::auth::{AssertionSource, BoxError, ClientAssertion, ClientAuth};
+use client_credentials::error::AssertionError;
 use client_credentials::test_server::{DEMO_CLIENT_ID, TestServer};
-use client_credentials::{
-    AssertionError, AssertionSource, BoxError, ClientAssertion, ClientAuth, ClientCredentials,
-    Error, TokenRequest, TokenSource,
-};
+use client_credentials::{ClientCredentials, Error, TokenRequest, TokenSource};
 
 use crate::support::adapters::Adapter;
 

@@ -13,12 +13,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use client_credentials::auth::{JwsAlgorithm, PrivateKey};
+use client_credentials::call::CallPolicy;
+use client_credentials::dpop::DpopKey;
+use client_credentials::error::CallError;
 use client_credentials::reqwest_middleware::AuthorizeMiddleware;
 use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::tower::{Authorize, AuthorizeLayer};
-use client_credentials::{
-    CachePolicy, CallError, CallPolicy, DpopKey, JwsAlgorithm, PrivateKey, TokenSource,
-};
+use client_credentials::{CachePolicy, TokenSource};
 use http::header::WWW_AUTHENTICATE;
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use client_credentials::auth::{AuthMethod, ClientAuth, JwsAlgorithm, JwtAuth, PrivateKey};
+use client_credentials::dpop::DpopKey;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::{
-    AuthMethod, CachePolicy, ClientAuth, ClientCredentials, ClientSecret, DpopKey, JwsAlgorithm,
-    JwtAuth, PrivateKey, TokenRequest, TokenSource, TokenUrl,
+    CachePolicy, ClientCredentials, ClientSecret, TokenRequest, TokenSource, TokenUrl,
 };
 use proptest::prelude::*;
 use tracing_subscriber::filter::LevelFilter;
@@ -580,7 +581,7 @@ proptest! {
 /// host and path; no access token, DPoP proof, client secret or query does.
 #[test]
 fn authorized_calls_show_their_retries_and_never_a_token_or_proof() {
-    use client_credentials::CallPolicy;
+    use client_credentials::call::CallPolicy;
     use client_credentials::test_server::{DEMO_CLIENT_SECRET, Fault, TestServer};
     use http::{Method, StatusCode};
 

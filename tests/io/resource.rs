@@ -5,10 +5,11 @@
 
 use std::time::SystemTime;
 
+use client_credentials::Attempt;
+use client_credentials::auth::{JwsAlgorithm, PrivateKey};
+use client_credentials::dpop::{DpopKey, resource_dpop_retry_nonce};
 use client_credentials::test_server::TestServer;
-use client_credentials::{
-    AccessToken, Attempt, DpopKey, JwsAlgorithm, PrivateKey, TokenType, resource_dpop_retry_nonce,
-};
+use client_credentials::token::{AccessToken, TokenType};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use support::adapters::fetch_all;

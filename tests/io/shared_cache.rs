@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use client_credentials::shared_cache::{
+    SharedCache, StoreEncryptionKey, StoreError, StoreFuture, TokenStore,
+};
 use client_credentials::{
-    CachePolicy, ClientCredentials, ClientSecret, SharedCache, StoreEncryptionKey, StoreError,
-    StoreFuture, Token, TokenRequest, TokenSource, TokenStore, TokenUrl,
+    CachePolicy, ClientCredentials, ClientSecret, Token, TokenRequest, TokenSource, TokenUrl,
 };
 use proptest::prelude::*;
 

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use client_credentials::test_server::{FederatedCredential, TestClient, TestServer};
-use client_credentials::{
-    ClientAssertion, ClientAuth, ClientCredentials, DpopKey, JwsAlgorithm, JwsSigner, JwtAuth,
-    PrivateKey, TokenRequest, TokenType, is_refusal_about_time,
+use client_credentials::auth::{
+    ClientAssertion, ClientAuth, JwsAlgorithm, JwsSigner, JwtAuth, PrivateKey,
 };
+use client_credentials::dpop::DpopKey;
+use client_credentials::fetch::is_refusal_about_time;
+use client_credentials::test_server::{FederatedCredential, TestClient, TestServer};
+use client_credentials::token::TokenType;
+use client_credentials::{ClientCredentials, TokenRequest};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;

@@ -969,7 +969,9 @@ async fn a_source_from_a_fetch_function_of_ones_own() {
 #[allow(clippy::disallowed_methods)] // The test drives the cache as a broker would: it reads the clock.
 async fn a_cache_never_serves_a_token_to_a_request_with_the_wrong_secret() {
     use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
-    use client_credentials::{ClientCredentials, ClientSecret, ErrorCode, Lookup, TokenCache};
+    use client_credentials::{
+        ClientCredentials, ClientSecret, cache::Lookup, cache::TokenCache, error::ErrorCode,
+    };
 
     let server = TestServer::start();
     let http = client_credentials::reqwest::recommended_client();

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use client_credentials::cache::{FetchTicket, Lookup, TokenCache};
+use client_credentials::error::TransportKind;
 use client_credentials::{
-    CachePolicy, ClientCredentials, ClientSecret, Error, FetchTicket, Lookup, Token, TokenCache,
-    TokenRequest, TokenUrl, TransportKind,
+    CachePolicy, ClientCredentials, ClientSecret, Error, Token, TokenRequest, TokenUrl,
 };
 use proptest::prelude::*;
 

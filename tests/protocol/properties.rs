@@ -13,14 +13,16 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use client_credentials::auth::{ClientAssertion, ClientAuth};
+use client_credentials::error::UnexpectedResponse;
+use client_credentials::fetch::ResponseRules;
 use client_credentials::http::header::{
     AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use client_credentials::http::{self, HeaderValue};
+use client_credentials::token::{AccessToken, RefreshToken};
 use client_credentials::{
-    AccessToken, ClientAssertion, ClientAuth, ClientCredentials, ClientSecret, Error,
-    MAX_EXCERPT_LEN, MAX_EXPIRES_IN, MAX_SERVER_TEXT_LEN, RESERVED_PARAMS, RefreshToken,
-    ResponseRules, Token, TokenRequestBuilder, TokenUrl,
+    ClientCredentials, ClientSecret, Error, Token, TokenRequestBuilder, TokenUrl,
 };
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
@@ -70,7 +72,7 @@ fn resource() -> impl Strategy<Value = String> {
 /// An extra parameter name that is not reserved.
 fn param_name() -> impl Strategy<Value = String> {
     any::<String>().prop_filter("reserved or empty", |name| {
-        !name.is_empty() && !RESERVED_PARAMS.contains(&name.as_str())
+        !name.is_empty() && !TokenRequestBuilder::RESERVED_PARAMS.contains(&name.as_str())
     })
 }
 
@@ -365,7 +367,9 @@ fn any_time() -> impl Strategy<Value = SystemTime> {
 // ---------------------------------------------------------------------------------------------
 
 /// The body of a request as decoded form pairs.
-fn form_pairs(request: &http::Request<client_credentials::RequestBody>) -> Vec<(String, String)> {
+fn form_pairs(
+    request: &http::Request<client_credentials::fetch::RequestBody>,
+) -> Vec<(String, String)> {
     form_urlencoded::parse(request.body().secret())
         .into_owned()
         .collect()
@@ -379,7 +383,9 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The user and password of a `Basic` header, base64-decoded but not percent-decoded.
-fn basic_parts(request: &http::Request<client_credentials::RequestBody>) -> (String, String) {
+fn basic_parts(
+    request: &http::Request<client_credentials::fetch::RequestBody>,
+) -> (String, String) {
     let header = &request.headers()[AUTHORIZATION];
     assert!(
         header.is_sensitive(),
@@ -588,7 +594,11 @@ fn check_parse(
         Ok(token) => {
             prop_assert!(status.is_success(), "a token from http {status}");
             prop_assert!(!token.access_token().secret().is_empty());
-            prop_assert!(token.expires_in().is_none_or(|e| e <= MAX_EXPIRES_IN));
+            prop_assert!(
+                token
+                    .expires_in()
+                    .is_none_or(|e| e <= Token::MAX_EXPIRES_IN)
+            );
             prop_assert_eq!(token.sent_at(), sent_at());
             // None of these may panic, whatever the lifetime and the clock.
             let _ = (
@@ -618,7 +628,7 @@ fn check_parse(
                     prop_assert!(
                         location
                             .as_deref()
-                            .is_none_or(|l| is_sanitized(l, MAX_SERVER_TEXT_LEN))
+                            .is_none_or(|l| is_sanitized(l, Error::MAX_SERVER_TEXT_LEN))
                     );
                 }
                 Error::InvalidResponse { status: got, .. } => {
@@ -627,12 +637,15 @@ fn check_parse(
                 }
                 Error::OAuth(oauth) => {
                     prop_assert_eq!(oauth.status(), status);
-                    prop_assert!(is_sanitized(oauth.code().as_str(), MAX_SERVER_TEXT_LEN));
+                    prop_assert!(is_sanitized(
+                        oauth.code().as_str(),
+                        Error::MAX_SERVER_TEXT_LEN
+                    ));
                     for text in [oauth.description(), oauth.uri(), oauth.dpop_nonce()]
                         .into_iter()
                         .flatten()
                     {
-                        prop_assert!(is_sanitized(text, MAX_SERVER_TEXT_LEN), "{text:?}");
+                        prop_assert!(is_sanitized(text, Error::MAX_SERVER_TEXT_LEN), "{text:?}");
                     }
                     // The parser keeps at most 16 challenges of all `WWW-Authenticate` headers.
                     prop_assert!(oauth.challenges().len() <= 16);
@@ -643,12 +656,12 @@ fn check_parse(
                     prop_assert!(
                         unexpected
                             .excerpt()
-                            .is_none_or(|e| is_sanitized(e, MAX_EXCERPT_LEN))
+                            .is_none_or(|e| is_sanitized(e, UnexpectedResponse::MAX_EXCERPT_LEN))
                     );
                     prop_assert!(
                         unexpected
                             .content_type()
-                            .is_none_or(|c| is_sanitized(c, MAX_SERVER_TEXT_LEN))
+                            .is_none_or(|c| is_sanitized(c, Error::MAX_SERVER_TEXT_LEN))
                     );
                     let retryable = matches!(input.status, 408 | 429 | 500..=599);
                     prop_assert_eq!(err.is_retryable(), retryable, "{}", input.status);

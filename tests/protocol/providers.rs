@@ -13,7 +13,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use client_credentials::{Error, ResponseProblem, ResponseRules, RetryAfter, Token, http};
+use client_credentials::error::{ResponseProblem, RetryAfter};
+use client_credentials::fetch::ResponseRules;
+use client_credentials::{Error, Token, http};
 use serde_json::{Value, json};
 
 use crate::support;

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use client_credentials::discovery::{MetadataRequest, ServerMetadata};
 use client_credentials::reqwest::TIMEOUT;
-use client_credentials::{Error, MetadataRequest, ServerMetadata, Token, TokenRequest};
+use client_credentials::{Error, Token, TokenRequest};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use client_credentials::{ClientCredentials, ClientSecret, Error, ResponseRules, Token, TokenUrl};
+use client_credentials::fetch::ResponseRules;
+use client_credentials::{ClientCredentials, ClientSecret, Error, Token, TokenUrl};
 
 /// When the canned requests were sent: a fixed instant, so that expiries are exact.
 pub fn sent_at() -> SystemTime {

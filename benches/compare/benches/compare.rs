@@ -37,9 +37,11 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use client_credentials::{
-    Attempt, ClientAuth, ClientCredentials, ErrorCode, RequestBody, TokenRequest, TokenType,
-};
+use client_credentials::{Attempt, ClientCredentials, TokenRequest};
+use client_credentials::auth::ClientAuth;
+use client_credentials::error::ErrorCode;
+use client_credentials::fetch::RequestBody;
+use client_credentials::token::TokenType;
 use criterion::Criterion;
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method};

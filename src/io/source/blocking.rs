@@ -123,7 +123,7 @@ impl Drop for Abandon<'_> {
 }
 
 /// A valid token on every call, for every thread of a program: one
-/// [`TokenCache`](crate::TokenCache) shared by all clones, fetching with a blocking
+/// [`TokenCache`](crate::cache::TokenCache) shared by all clones, fetching with a blocking
 /// [`reqwest::blocking::Client`](::reqwest::blocking::Client).
 ///
 /// It follows the async [`TokenSource`](crate::TokenSource)'s rules, on threads:

@@ -1,7 +1,7 @@
 //! Mutual TLS client authentication (RFC 8705): the certificate is the HTTP client's, so the
 //! core only needs to know that there is one, and of which kind. The methods themselves are
-//! [`ClientAuth::TlsClientAuth`](crate::auth::ClientAuth::TlsClientAuth) and
-//! [`ClientAuth::SelfSignedTlsClientAuth`](crate::auth::ClientAuth::SelfSignedTlsClientAuth).
+//! [`ClientAuth::TlsClientAuth`](crate::client_auth::ClientAuth::TlsClientAuth) and
+//! [`ClientAuth::SelfSignedTlsClientAuth`](crate::client_auth::ClientAuth::SelfSignedTlsClientAuth).
 
 /// The kind of certificate a client's HTTP client presents in the TLS handshake (RFC 8705 §2),
 /// for [`AuthMaterial::client_certificate`](crate::discovery::material::AuthMaterial::client_certificate).

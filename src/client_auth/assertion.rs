@@ -1,6 +1,6 @@
 //! Client assertions that come from elsewhere for every attempt (RFC 7521 §4.2, RFC 7523 §2.2):
 //! a workload identity token the platform writes to a file and rotates, or one a callback
-//! fetches. The attempt loop ([`fetch_token`](crate::fetch_token)) awaits the
+//! fetches. The attempt loop ([`fetch_token`](crate::fetch::fetch_token)) awaits the
 //! [`AssertionSource`] before each attempt and hands the assertion to the attempt; the source
 //! does the IO (`io/assertion_file.rs` for a file), and the decisions are here, sans-IO: whether
 //! the assertion held is still good at the attempt's time, and whether a file must be read.
@@ -14,32 +14,28 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 
-use crate::auth::identity::{CredentialIdentity, Instance};
-use crate::auth::jwt::BoxError;
-use crate::auth::method::AuthMethod;
+use crate::client_auth::identity::{CredentialIdentity, Instance};
+use crate::client_auth::jwt::BoxError;
+use crate::client_auth::method::AuthMethod;
 use crate::error::assertion::AssertionError;
 use crate::secret::ClientAssertion;
-
-/// The longest client assertion read or accepted: 64 KiB. A Kubernetes service-account token is
-/// about 1 KiB; anything this long is not an assertion.
-pub const MAX_ASSERTION_LEN: usize = 64 * 1024;
 
 /// The future of [`AssertionProvider::assertion`].
 pub type AssertionFuture<'a> =
     Pin<Box<dyn Future<Output = Result<ClientAssertion, AssertionError>> + Send + 'a>>;
 
 /// Something that gives a client assertion for an attempt made at `now`: a file the platform
-/// rotates ([`AssertionFile`](crate::AssertionFile), feature `token-source`), a callback
+/// rotates ([`AssertionFile`](crate::auth::AssertionFile), feature `token-source`), a callback
 /// ([`AssertionSource::from_fn`]), or a provider of your own.
 ///
 /// It is asked once per attempt, so it should hold its assertion and renew it only when needed.
 pub trait AssertionProvider: Send + Sync {
     /// The assertion to send with an attempt made at `now` (the attempt's time, from its
-    /// [`Transport`](crate::Transport)), still valid at `now`.
+    /// [`Transport`](crate::fetch::Transport)), still valid at `now`.
     fn assertion(&self, now: SystemTime) -> AssertionFuture<'_>;
 }
 
-/// Where a client's assertions come from, for [`ClientAuth::Source`](crate::ClientAuth::Source):
+/// Where a client's assertions come from, for [`ClientAuth::Source`](crate::auth::ClientAuth::Source):
 /// a provider asked for a fresh assertion on every attempt, sent with the JWT bearer assertion
 /// type as `private_key_jwt` (or the method you name with [`with_method`](Self::with_method)).
 ///
@@ -48,7 +44,8 @@ pub trait AssertionProvider: Send + Sync {
 /// `invalid_client`.
 ///
 /// ```
-/// use client_credentials::{AssertionSource, ClientAssertion, ClientAuth, ClientCredentials, TokenUrl};
+/// use client_credentials::{ClientCredentials, TokenUrl};
+/// use client_credentials::auth::{AssertionSource, ClientAssertion, ClientAuth};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let source = AssertionSource::from_fn(|| async {
@@ -72,6 +69,10 @@ pub struct AssertionSource {
 }
 
 impl AssertionSource {
+    /// The longest client assertion read or accepted: 64 KiB. A Kubernetes service-account token is
+    /// about 1 KiB; anything this long is not an assertion.
+    pub const MAX_ASSERTION_LEN: usize = 64 * 1024;
+
     /// Assertions from `provider`, sent as `private_key_jwt`.
     #[must_use]
     pub fn new(provider: impl AssertionProvider + 'static) -> Self {
@@ -119,7 +120,7 @@ impl AssertionSource {
     /// Names the identity the assertions prove (such as the workload, or the service account
     /// the platform issues them to), so that a token cached for this source may be shared with
     /// another source of the same name: in the process, and through a fleet's
-    /// [`SharedCache`](crate::SharedCache), where the name is stored only under a keyed hash.
+    /// [`SharedCache`](crate::shared_cache::SharedCache), where the name is stored only under a keyed hash.
     ///
     /// Without a name, a cached token is served only to requests of this very source (and its
     /// clones), and never shared through a store: this crate cannot tell whether two sources
@@ -187,7 +188,7 @@ where
 ///
 /// What makes it unreadable, for [`AssertionError::Malformed`].
 pub(crate) fn expiry(jwt: &str) -> Result<u64, &'static str> {
-    if jwt.len() > MAX_ASSERTION_LEN {
+    if jwt.len() > AssertionSource::MAX_ASSERTION_LEN {
         return Err("longer than any assertion");
     }
     let mut parts = jwt.split('.');
@@ -342,7 +343,7 @@ mod tests {
         assert_eq!(expiry("a.b.c.d"), Err("not three dot-separated parts"));
         assert_eq!(expiry("a.!!.c"), Err("its claims are not base64url"));
         assert_eq!(
-            expiry(&"a".repeat(MAX_ASSERTION_LEN + 1)),
+            expiry(&"a".repeat(AssertionSource::MAX_ASSERTION_LEN + 1)),
             Err("longer than any assertion")
         );
     }
@@ -408,7 +409,7 @@ mod tests {
     #[test]
     fn a_request_carries_the_assertion_it_is_given_and_refuses_to_go_without() {
         use crate::attempt::Attempt;
-        use crate::auth::ClientAuth;
+        use crate::client_auth::ClientAuth;
         use crate::endpoint::TokenUrl;
         use crate::request::ClientCredentials;
         let source = AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("unused")) });

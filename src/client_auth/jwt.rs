@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
 use crate::attempt::Attempt;
-use crate::auth::AuthMethod;
-use crate::auth::identity::{CredentialIdentity, Instance};
+use crate::client_auth::AuthMethod;
+use crate::client_auth::identity::{CredentialIdentity, Instance};
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
 
@@ -201,6 +201,7 @@ impl PublicJwk {
     /// The JWK SHA-256 thumbprint (RFC 7638), base64url-encoded: the `jkt` that a DPoP-bound
     /// token's `cnf` claim names (RFC 9449 §6).
     #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     #[must_use]
     pub fn thumbprint(&self) -> String {
         let digest =
@@ -262,9 +263,8 @@ impl fmt::Debug for PublicJwk {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use client_credentials::{
-///     Attempt, BoxError, ClientAuth, ClientCredentials, JwsAlgorithm, JwsSigner, JwtAuth, TokenUrl,
-/// };
+/// use client_credentials::{Attempt, ClientCredentials, TokenUrl};
+/// use client_credentials::auth::{BoxError, ClientAuth, JwsAlgorithm, JwsSigner, JwtAuth};
 ///
 /// /// A key in a cloud KMS (feature `jwt` has built-in keys: `PrivateKey`, `HmacKey`).
 /// struct Kms;
@@ -306,11 +306,11 @@ pub struct JwtAuth {
     lifetime: Duration,
 }
 
-/// The `typ` header of a client assertion by draft-ietf-oauth-rfc7523bis (§4), which tells
-/// the server the JWT is meant for client authentication and nothing else.
-pub const CLIENT_AUTHENTICATION_JWT_TYPE: &str = "client-authentication+jwt";
-
 impl JwtAuth {
+    /// The `typ` header of a client assertion by draft-ietf-oauth-rfc7523bis (§4), which tells
+    /// the server the JWT is meant for client authentication and nothing else.
+    pub const CLIENT_AUTHENTICATION_TYPE: &str = "client-authentication+jwt";
+
     /// The signing key as a cache key compares it: its public key, or, for a key without one
     /// (an HMAC key), this very signer.
     pub(crate) fn credential_identity(&self) -> CredentialIdentity {
@@ -345,7 +345,7 @@ impl JwtAuth {
         }
     }
 
-    /// Whether assertions carry the `typ` header [`CLIENT_AUTHENTICATION_JWT_TYPE`] unless
+    /// Whether assertions carry the `typ` header [`JwtAuth::CLIENT_AUTHENTICATION_TYPE`] unless
     /// told otherwise: no. draft-ietf-oauth-rfc7523bis asks for it, but a server that checks
     /// `typ` against a list of its own may refuse it; oidc-provider 9 accepts assertions with
     /// and without it (pinned in `tests/interop/oidc_provider.rs`). Turn it on with
@@ -363,7 +363,7 @@ impl JwtAuth {
     /// claim: draft-ietf-oauth-rfc7523bis and FAPI 2.0 make the issuer the one audience of a
     /// client assertion, after the audience-injection attacks of 2025 (CVE-2025-27370,
     /// CVE-2025-27371), where an assertion addressed to an endpoint URL could be replayed at
-    /// another server. [`ServerMetadata::client`](crate::ServerMetadata::client) sets it from
+    /// another server. [`ServerMetadata::client`](crate::discovery::ServerMetadata::client) sets it from
     /// the discovered metadata; without it the audience is the token endpoint's URL.
     #[must_use]
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
@@ -379,7 +379,7 @@ impl JwtAuth {
         self
     }
 
-    /// Whether assertions carry the `typ` header [`CLIENT_AUTHENTICATION_JWT_TYPE`]
+    /// Whether assertions carry the `typ` header [`JwtAuth::CLIENT_AUTHENTICATION_TYPE`]
     /// (draft-ietf-oauth-rfc7523bis §4); the default is
     /// [`DEFAULT_EXPLICIT_TYPE`](Self::DEFAULT_EXPLICIT_TYPE).
     #[must_use]
@@ -469,7 +469,9 @@ impl JwtAuth {
         };
         let algorithm = self.signer.algorithm();
         let header = Header {
-            typ: self.explicit_type.then_some(CLIENT_AUTHENTICATION_JWT_TYPE),
+            typ: self
+                .explicit_type
+                .then_some(JwtAuth::CLIENT_AUTHENTICATION_TYPE),
             alg: algorithm.as_str(),
             kid: self.signer.key_id(),
             jwk: None,
@@ -703,7 +705,7 @@ mod tests {
 
     #[test]
     fn token_request_carries_a_fresh_assertion_per_attempt() {
-        use crate::auth::ClientAuth;
+        use crate::client_auth::ClientAuth;
         use crate::request::ClientCredentials;
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Es256, None));
         let client = ClientCredentials::with_auth(url(), "c 1", ClientAuth::Jwt(jwt)).unwrap();

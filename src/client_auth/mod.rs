@@ -9,10 +9,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::auth::assertion::AssertionSource;
-use crate::auth::identity::CredentialIdentity;
-use crate::auth::jwt::JwtAuth;
-use crate::auth::method::AuthMethod;
+use crate::client_auth::assertion::AssertionSource;
+use crate::client_auth::identity::CredentialIdentity;
+use crate::client_auth::jwt::JwtAuth;
+use crate::client_auth::method::AuthMethod;
 use crate::error::Error;
 use crate::secret::{ClientAssertion, ClientSecret};
 
@@ -25,10 +25,6 @@ pub(crate) mod jwt;
 pub(crate) mod key;
 pub(crate) mod method;
 pub(crate) mod mtls;
-
-/// The assertion type of a JWT client assertion (RFC 7523 §2.2).
-pub const JWT_BEARER_ASSERTION_TYPE: &str =
-    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How the client proves its identity to the token endpoint.
 #[derive(Clone)]
@@ -56,7 +52,7 @@ pub enum ClientAuth {
     /// This crate never sees the certificate: give it to the HTTP client (a
     /// `reqwest::Identity`, or the rustls config of a hyper connector), and send the request to
     /// the server's mutual TLS token endpoint
-    /// ([`ServerMetadata::mtls_token_endpoint`](crate::ServerMetadata::mtls_token_endpoint)) if
+    /// ([`ServerMetadata::mtls_token_endpoint`](crate::discovery::ServerMetadata::mtls_token_endpoint)) if
     /// it has one.
     TlsClientAuth,
     /// `self_signed_tls_client_auth` (RFC 8705 §2.2): as [`ClientAuth::TlsClientAuth`], but
@@ -74,12 +70,16 @@ pub enum ClientAuth {
     /// attempt: a workload identity token the platform writes to a file and rotates (a
     /// Kubernetes service-account token, Entra ID workload identity), or one a callback
     /// fetches. Sent with the JWT bearer assertion type; requests must be sent by
-    /// [`fetch_token`](crate::fetch_token) (every adapter and the token source do), which
+    /// [`fetch_token`](crate::fetch::fetch_token) (every adapter and the token source do), which
     /// awaits the source before each attempt.
     Source(AssertionSource),
 }
 
 impl ClientAuth {
+    /// The assertion type of a JWT client assertion (RFC 7523 §2.2).
+    pub const JWT_BEARER_ASSERTION_TYPE: &str =
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
     /// The method's name as registered for RFC 7591's `token_endpoint_auth_method`.
     #[must_use]
     pub fn method(&self) -> AuthMethod {
@@ -177,14 +177,20 @@ impl EncodedAuth {
             }
             ClientAuth::Assertion(assertion) => only_body(vec![
                 ("client_id", client_id.into()),
-                ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
+                (
+                    "client_assertion_type",
+                    ClientAuth::JWT_BEARER_ASSERTION_TYPE.into(),
+                ),
                 ("client_assertion", assertion.secret().into()),
             ]),
             ClientAuth::Jwt(jwt) => Ok(Self {
                 header: None,
                 body_pairs: vec![
                     ("client_id", client_id.into()),
-                    ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
+                    (
+                        "client_assertion_type",
+                        ClientAuth::JWT_BEARER_ASSERTION_TYPE.into(),
+                    ),
                 ],
                 jwt: Some(jwt.clone()),
                 source: None,
@@ -193,7 +199,10 @@ impl EncodedAuth {
                 header: None,
                 body_pairs: vec![
                     ("client_id", client_id.into()),
-                    ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into()),
+                    (
+                        "client_assertion_type",
+                        ClientAuth::JWT_BEARER_ASSERTION_TYPE.into(),
+                    ),
                 ],
                 jwt: None,
                 source: Some(source.clone()),
@@ -282,7 +291,10 @@ mod tests {
             EncodedAuth::new("c", &ClientAuth::Assertion(ClientAssertion::new("a.b.c"))).unwrap();
         assert_eq!(
             assertion.body_pairs[1],
-            ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE.into())
+            (
+                "client_assertion_type",
+                ClientAuth::JWT_BEARER_ASSERTION_TYPE.into()
+            )
         );
     }
 

@@ -17,7 +17,7 @@ use aws_lc_rs::{hmac, rsa::KeySize};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
+use crate::client_auth::jwt::{BoxError, JwsAlgorithm, JwsSigner, JwtAuth, PublicJwk};
 use crate::error::Error;
 use crate::secret::ClientSecret;
 
@@ -293,7 +293,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::attempt::Attempt;
-    use crate::auth::jwt::JwtAuth;
+    use crate::client_auth::jwt::JwtAuth;
     use crate::endpoint::TokenUrl;
 
     /// A fixed P-256 key (PKCS#8), so that tests pin the same public key every run.

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Serialize;
 
 use crate::attempt::Attempt;
-use crate::auth::jwt::{self, Header, JwsAlgorithm, JwsSigner, PublicJwk};
+use crate::client_auth::jwt::{self, Header, JwsAlgorithm, JwsSigner, PublicJwk};
 use crate::error::Error;
 use crate::secret::AccessToken;
 
@@ -23,16 +23,16 @@ pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
 ///
 /// Give it to [`ClientCredentials::with_dpop`](crate::ClientCredentials::with_dpop) to get
 /// DPoP-bound tokens, and present them with [`authorize`](Self::authorize). Any asymmetric
-/// [`JwsSigner`] that knows its public key will do: a [`PrivateKey`](crate::PrivateKey)
+/// [`JwsSigner`] that knows its public key will do: a [`PrivateKey`](crate::auth::PrivateKey)
 /// (ES256 and EdDSA are the usual choices, and often all a server accepts) or a key in an HSM.
 ///
 /// Cheap to clone. `Debug` shows the algorithm and thumbprint only.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use client_credentials::{
-///     Attempt, ClientCredentials, ClientSecret, DpopKey, JwsAlgorithm, PrivateKey, TokenUrl,
-/// };
+/// use client_credentials::{Attempt, ClientCredentials, ClientSecret, TokenUrl};
+/// use client_credentials::auth::{JwsAlgorithm, PrivateKey};
+/// use client_credentials::dpop::DpopKey;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let key = DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256)?)?;
@@ -50,7 +50,7 @@ pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
 /// assert!(http_request.headers().contains_key("dpop"));
 ///
 /// // Later, with the DPoP-bound token, on a request to the API:
-/// let token = client_credentials::AccessToken::new("the-token");
+/// let token = client_credentials::token::AccessToken::new("the-token");
 /// let mut api_request = http::Request::get("https://api.example.com/things").body(())?;
 /// key.authorize(&mut api_request, &token, &Attempt::new(now, entropy))?;
 /// assert!(api_request.headers()["authorization"].to_str()?.starts_with("DPoP "));
@@ -115,7 +115,7 @@ impl DpopKey {
     }
 
     /// The signing algorithm, to check against the server's
-    /// [`dpop_signing_alg_values_supported`](crate::ServerMetadata::dpop_signing_alg_values_supported).
+    /// [`dpop_signing_alg_values_supported`](crate::discovery::ServerMetadata::dpop_signing_alg_values_supported).
     #[must_use]
     pub fn algorithm(&self) -> &JwsAlgorithm {
         &self.0.algorithm
@@ -187,9 +187,9 @@ impl DpopKey {
     /// method and URI with the token's hash in `ath`. Replaces either header if present.
     ///
     /// Use it for a token whose [`token_type`](crate::Token::token_type) is
-    /// [`DPoP`](crate::TokenType::DPoP); a server that does not do DPoP returns `Bearer`
+    /// [`DPoP`](crate::token::TokenType::DPoP); a server that does not do DPoP returns `Bearer`
     /// tokens, which are sent as usual. If the resource server answers with
-    /// [`resource_dpop_retry_nonce`](crate::resource_dpop_retry_nonce), retry once with the
+    /// [`resource_dpop_retry_nonce`](crate::dpop::resource_dpop_retry_nonce), retry once with the
     /// nonce.
     ///
     /// # Errors
@@ -238,8 +238,8 @@ mod tests {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519};
 
     use super::*;
-    use crate::auth::key::tests::{ED25519_PKCS8_PEM, P256_PKCS8_PEM, attempt, verify};
-    use crate::auth::key::{HmacKey, PrivateKey};
+    use crate::client_auth::key::tests::{ED25519_PKCS8_PEM, P256_PKCS8_PEM, attempt, verify};
+    use crate::client_auth::key::{HmacKey, PrivateKey};
 
     fn es256() -> (DpopKey, Vec<u8>) {
         let key = PrivateKey::from_pem(JwsAlgorithm::Es256, P256_PKCS8_PEM).unwrap();
