@@ -127,7 +127,7 @@
 //! | `outcome` | `token`, `oauth_error`, `unexpected_response`, `invalid_response`, `body_too_large`, `redirect`, `transport_error`, `signing_error`, `error` (any other), or `cancelled` (the future was dropped before the end: by its caller, or by the adapter's or the source's timeout, whose `Error::Transport` comes after the span) |
 //! | `http.status` | the status of the last response, if one came |
 //! | `oauth.error` | the OAuth error code ([`ErrorCode::as_str`](crate::error::ErrorCode::as_str)), for `oauth_error` |
-//! | `duration_ms` | from start to end by [`Transport::now`](crate::fetch::Transport::now) (0 if the clock went backwards) |
+//! | `duration_ms` | from start to end by [`Environment::now`](crate::fetch::Environment::now) (0 if the clock went backwards) |
 //!
 //! The events of [`TokenSource`] and the blocking one, each with the `client_id`:
 //!
@@ -180,6 +180,7 @@ mod sanitize;
 mod secret;
 #[cfg(feature = "shared-cache")]
 mod store;
+mod token_fetch;
 
 // The IO layer: the adapters and the token source.
 #[cfg(feature = "token-source")]
@@ -191,7 +192,6 @@ pub mod cache;
 pub mod call;
 pub mod discovery;
 pub mod error;
-pub mod fetch;
 pub mod token;
 
 /// Client authentication (RFC 6749 §2.3): shared secrets, JWT assertions (RFC 7523) and their
@@ -213,6 +213,21 @@ pub mod auth {
 
     #[cfg(doc)]
     use crate::ClientCredentials;
+}
+
+/// The sans-IO attempt machinery, for driving the token exchange with any HTTP client:
+/// [`TokenFetch`](crate::fetch::TokenFetch) (build an attempt, handle its response, retry once for a DPoP nonce or a
+/// corrected clock), the [`Transport`](crate::fetch::Transport) that sends, the [`Environment`](crate::fetch::Environment) that tells the time and
+/// draws randomness, and [`fetch_token`](crate::fetch::fetch_token), the one loop that drives them.
+pub mod fetch {
+    pub use crate::attempt::Attempt;
+    pub use crate::clock::{ServerClock, is_refusal_about_time};
+    #[cfg(feature = "token-source")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
+    pub use crate::io::environment::SystemEnvironment;
+    pub use crate::response::rules::ResponseRules;
+    pub use crate::secret::RequestBody;
+    pub use crate::token_fetch::{Environment, FetchStep, TokenFetch, Transport, fetch_token};
 }
 
 /// DPoP (RFC 9449): the key that binds tokens and signs proofs, and the nonces servers demand.

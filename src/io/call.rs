@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
+use super::environment::{entropy, wall_now};
 use super::source::TokenSource;
-use super::{entropy, send_time};
 use crate::attempt::DpopNonces;
 use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
 use crate::error::call::CallError;
@@ -194,7 +194,7 @@ impl Caller {
                     let attempt = || {
                         Ok(caller
                             .nonces
-                            .attempt(kept.uri(&uri), send_time(), entropy()?))
+                            .attempt(kept.uri(&uri), wall_now(), entropy()?))
                     };
                     if let Err(error) = present_token_lazily(
                         request.headers_mut(),

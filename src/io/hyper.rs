@@ -44,7 +44,7 @@
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -55,12 +55,13 @@ use hyper_util::client::legacy::connect::Connect;
 use crate::discovery::metadata::ServerMetadata;
 use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
-use crate::fetch::Transport;
+use crate::io::environment::SystemEnvironment;
 use crate::io::source::{TokenSource, TokenSourceBuilder};
-use crate::io::{chain, entropy, has_io_kind, metadata_error, send_time, within};
+use crate::io::{chain, has_io_kind, metadata_error, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
+use crate::token_fetch::Transport;
 
 /// Sends `request` with `client` and parses the response into a token.
 ///
@@ -97,7 +98,11 @@ pub async fn fetch_token<C>(
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    within(timeout, crate::fetch::fetch_token(client, request)).await
+    within(
+        timeout,
+        crate::token_fetch::fetch_token(client, request, &SystemEnvironment),
+    )
+    .await
 }
 
 /// Fetches and checks an issuer's metadata (RFC 8414, or OpenID Connect Discovery by
@@ -131,14 +136,6 @@ impl<C> Transport for Client<C, Full<Bytes>>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    fn now(&self) -> SystemTime {
-        send_time()
-    }
-
-    fn entropy(&self) -> Result<[u8; 32], Error> {
-        entropy()
-    }
-
     fn send(
         &self,
         request: http::Request<RequestBody>,

@@ -12,27 +12,18 @@ use std::future::Future;
 use std::time::Duration;
 #[cfg(feature = "reqwest-blocking")]
 use std::time::Instant;
-#[cfg(any(
-    feature = "reqwest",
-    feature = "hyper",
-    feature = "tower",
-    feature = "reqwest-middleware"
-))]
-use std::time::SystemTime;
 
 #[cfg(any(feature = "reqwest", feature = "hyper"))]
 use crate::error::discovery::DiscoveryError;
-#[cfg(any(
-    feature = "reqwest",
-    feature = "hyper",
-    feature = "tower",
-    feature = "reqwest-middleware"
-))]
+#[cfg(any(feature = "reqwest", feature = "hyper"))]
 use crate::error::{Error, TransportKind};
+#[cfg(feature = "reqwest-blocking")]
+use crate::io::environment::monotonic_now;
 
 pub(crate) mod assertion_file;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub(crate) mod call;
+pub(crate) mod environment;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod hyper;
@@ -134,35 +125,6 @@ pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Re
 )]
 pub(crate) struct NotReady;
 
-#[cfg(any(
-    feature = "reqwest",
-    feature = "hyper",
-    feature = "tower",
-    feature = "reqwest-middleware"
-))]
-/// The time of an attempt, read once, just before it is built and sent: its JWTs' `iat` and
-/// the token's `sent_at`.
-#[allow(clippy::disallowed_methods)] // An adapter does the IO, so it reads the clock for the core.
-pub(crate) fn send_time() -> SystemTime {
-    SystemTime::now()
-}
-
-#[cfg(any(
-    feature = "reqwest",
-    feature = "hyper",
-    feature = "tower",
-    feature = "reqwest-middleware"
-))]
-/// 32 bytes from the operating system's random source, for the `jti` of an attempt's JWTs.
-pub(crate) fn entropy() -> Result<[u8; 32], Error> {
-    let mut bytes = [0; 32];
-    getrandom::fill(&mut bytes).map_err(|error| Error::Transport {
-        kind: TransportKind::Other,
-        source: Box::new(error),
-    })?;
-    Ok(bytes)
-}
-
 #[cfg(any(feature = "reqwest", feature = "hyper"))]
 /// A metadata body over its limit is the discovery error, which names the right limit to raise.
 pub(crate) fn metadata_error(error: Error) -> Error {
@@ -206,13 +168,6 @@ impl Deadline {
             }),
         }
     }
-}
-
-/// The clock of the blocking adapter's deadlines.
-#[cfg(feature = "reqwest-blocking")]
-#[allow(clippy::disallowed_methods)] // The blocking adapter bounds its IO in time, so it reads the clock.
-fn monotonic_now() -> Instant {
-    Instant::now()
 }
 
 /// The source of the timeout of an exchange whose deadline passed between two of its steps.

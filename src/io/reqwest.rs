@@ -64,7 +64,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ::reqwest::redirect::Policy;
 use bytes::{Bytes, BytesMut};
@@ -73,12 +73,13 @@ use http::{HeaderMap, StatusCode, Version};
 use crate::discovery::metadata::ServerMetadata;
 use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
-use crate::fetch::Transport;
+use crate::io::environment::SystemEnvironment;
 use crate::io::source::{TokenSource, TokenSourceBuilder};
-use crate::io::{entropy, is_tls, metadata_error, send_time, within};
+use crate::io::{is_tls, metadata_error, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
+use crate::token_fetch::Transport;
 
 /// How long [`recommended_client`] waits for a connection (TCP and TLS handshake): 10 seconds.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -206,7 +207,11 @@ pub async fn fetch_token(
     request: &TokenRequest,
     timeout: Duration,
 ) -> Result<Token, Error> {
-    within(timeout, crate::fetch::fetch_token(client, request)).await
+    within(
+        timeout,
+        crate::token_fetch::fetch_token(client, request, &SystemEnvironment),
+    )
+    .await
 }
 
 /// Fetches and checks an issuer's metadata (RFC 8414, or OpenID Connect Discovery by
@@ -232,14 +237,6 @@ pub async fn fetch_metadata(
 /// request sent and its body read through the limit. `client` must not follow redirects (see the
 /// [module docs](self#redirects)).
 impl Transport for ::reqwest::Client {
-    fn now(&self) -> SystemTime {
-        send_time()
-    }
-
-    fn entropy(&self) -> Result<[u8; 32], Error> {
-        entropy()
-    }
-
     fn send(
         &self,
         request: http::Request<RequestBody>,
@@ -435,7 +432,7 @@ pub mod blocking {
     use ::reqwest::redirect::Policy;
     use bytes::Bytes;
 
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use super::{
         CONNECT_TIMEOUT, TIMEOUT, capacity, environment_proxy, http_response,
@@ -445,11 +442,12 @@ pub mod blocking {
     use crate::discovery::metadata::ServerMetadata;
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
-    use crate::fetch::Transport;
-    use crate::io::{Deadline, entropy, metadata_error, run_ready, send_time};
+    use crate::io::environment::SystemEnvironment;
+    use crate::io::{Deadline, metadata_error, run_ready};
     use crate::request::TokenRequest;
     use crate::secret::RequestBody;
     use crate::token::Token;
+    use crate::token_fetch::Transport;
 
     /// A [`reqwest::blocking::ClientBuilder`] with the same safe defaults as
     /// [`super::recommended_client_builder`]: redirects off, the environment's proxy for
@@ -514,7 +512,11 @@ pub mod blocking {
             deadline: Deadline::after(timeout),
         };
         // Every await in the loop is on `send`'s ready future: one poll drives it to its end.
-        run_ready(crate::fetch::fetch_token(&transport, request))
+        run_ready(crate::token_fetch::fetch_token(
+            &transport,
+            request,
+            &SystemEnvironment,
+        ))
     }
 
     /// Fetches and checks an issuer's metadata, blocking the thread, as
@@ -548,14 +550,6 @@ pub mod blocking {
     }
 
     impl Transport for Deadlined<'_> {
-        fn now(&self) -> SystemTime {
-            send_time()
-        }
-
-        fn entropy(&self) -> Result<[u8; 32], Error> {
-            entropy()
-        }
-
         fn send(
             &self,
             request: http::Request<RequestBody>,

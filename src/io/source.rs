@@ -26,7 +26,6 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -39,11 +38,14 @@ use crate::cache::policy::CachePolicy;
 use crate::cache::{FetchTicket, Lookup, TokenCache};
 use crate::endpoint::TokenUrl;
 use crate::error::{Error, TransportKind};
-use crate::fetch::{Transport, fetch_token};
+use crate::io::environment::{
+    HitInstant, SystemEnvironment, hit_now, hit_until, monotonic_now, random_word, wall_now,
+};
 use crate::observe;
 use crate::request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
 use crate::secret::ClientSecret;
 use crate::token::Token;
+use crate::token_fetch::{Transport, fetch_token};
 
 #[cfg(feature = "reqwest-blocking")]
 pub(crate) mod blocking;
@@ -53,70 +55,6 @@ type Fetched = Result<Token, Error>;
 
 /// What every source answers: a token, or the failure shared by every caller it reached.
 pub(crate) type Outcome = Result<Arc<Token>, Arc<Error>>;
-
-/// The instant for the cache's decisions.
-#[allow(clippy::disallowed_methods)] // The source does the IO for the cache, so it reads the clock.
-fn now() -> Instant {
-    Instant::now()
-}
-
-/// The wall-clock time a fetch starts: a failure's `Retry-After` date is counted from it.
-#[allow(clippy::disallowed_methods)] // The source does the IO for the cache, so it reads the clock.
-fn wall_now() -> SystemTime {
-    SystemTime::now()
-}
-
-/// A random word for the cache's jitter. Jitter only has to differ between processes and
-/// tokens, not resist prediction: the operating system's random source when it answers, else
-/// std's per-process random hash keys (which `RandomState::new` steps on every call).
-fn random() -> u64 {
-    getrandom::u64().unwrap_or_else(|_| RandomState::new().hash_one(0_u8))
-}
-
-/// How long before the cache's moment a hit stops answering: more than the coarse clock can lag
-/// behind [`Instant`] (one kernel tick, 1 to 10 ms, with room for a late tick), so that a hit
-/// never answers past that moment. The gets in this last stretch poll the cache, which reads
-/// the precise clock.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const HIT_CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// The clock a hit is checked against. On Linux, the coarse monotonic clock
-/// (`CLOCK_MONOTONIC_COARSE`): [`Instant`]'s own clock as of the last kernel tick, read in a
-/// few nanoseconds where [`Instant::now`] takes tens, and never ahead of it. Elsewhere,
-/// [`Instant`] itself.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-type HitInstant = coarsetime::Instant;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-type HitInstant = Instant;
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn hit_now() -> HitInstant {
-    // Not `now()`, which also stores the reading in a global that every caller would write.
-    coarsetime::Instant::now_without_cache_update()
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn hit_now() -> HitInstant {
-    now()
-}
-
-/// The hit clock's reading before which a hit may answer, for a hit the cache keeps answering
-/// until `until`; `None` if that leaves no time at all.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn hit_until(until: Instant) -> Option<HitInstant> {
-    // The coarse clock first: it is not ahead of the precise one read after it, so the time
-    // left, counted from the coarse reading and less the margin, ends before `until`.
-    let coarse = hit_now();
-    let left = until
-        .checked_duration_since(now())?
-        .checked_sub(HIT_CLOCK_MARGIN)?;
-    coarse.checked_add(coarsetime::Duration::from(left))
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn hit_until(until: Instant) -> Option<HitInstant> {
-    Some(until)
-}
 
 /// The next [`Core`]'s identity for the threads' recent hits: never reused (a `u64` counted up
 /// does not wrap).
@@ -221,7 +159,7 @@ impl Core {
     /// Does `change` to the cache, at the time read under its lock, and sets the hit again.
     fn change<R>(&self, change: impl FnOnce(&mut TokenCache, Instant) -> R) -> R {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = now();
+        let now = monotonic_now();
         let result = change(&mut cache, now);
         let hit = cache
             .peek_until(&self.request, now)
@@ -244,7 +182,7 @@ impl Core {
 
     /// Hands a fetch's outcome to the cache.
     fn complete(&self, ticket: FetchTicket, fetched: Fetched, sent_at: SystemTime) -> Outcome {
-        let random = random();
+        let random = random_word();
         self.change(|cache, now| cache.handle_result(ticket, fetched, sent_at, now, random))
     }
 
@@ -338,7 +276,7 @@ impl AsyncSource {
                 }
                 Lookup::BackOff { until, error } => {
                     observe::back_off(&self.core.request, || {
-                        until.saturating_duration_since(now())
+                        until.saturating_duration_since(monotonic_now())
                     });
                     return Err(error);
                 }
@@ -498,7 +436,7 @@ impl TokenSource {
         let transport = Arc::new(transport);
         Self::from_fn(request, move |request| {
             let transport = Arc::clone(&transport);
-            async move { fetch_token(&*transport, &request).await }
+            async move { fetch_token(&*transport, &request, &SystemEnvironment).await }
         })
     }
 

@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use super::{Core, Fetched, Outcome, now, wall_now};
+use super::{Core, Fetched, Outcome};
 use crate::cache::policy::CachePolicy;
 use crate::cache::{FetchTicket, Lookup};
 use crate::error::Error;
+use crate::io::environment::{monotonic_now, wall_now};
 use crate::observe;
 use crate::request::TokenRequest;
 use crate::token::Token;
@@ -51,7 +52,7 @@ impl Inner {
                     observe::refresh_ahead(&self.core.request);
                     return self.fetch(ticket).or_else(|error| {
                         observe::refresh_failed(&self.core.request, &error);
-                        self.core.valid(now()).ok_or(error)
+                        self.core.valid(monotonic_now()).ok_or(error)
                     });
                 }
                 Lookup::Fetch(ticket) => {
@@ -64,7 +65,7 @@ impl Inner {
                 Lookup::Pending { deadline } => self.wait(seen, deadline),
                 Lookup::BackOff { until, error } => {
                     observe::back_off(&self.core.request, || {
-                        until.saturating_duration_since(now())
+                        until.saturating_duration_since(monotonic_now())
                     });
                     return Err(error);
                 }
@@ -74,7 +75,7 @@ impl Inner {
 
     /// Waits until a fetch ends after `seen` were counted, or until `deadline`.
     fn wait(&self, seen: u64, deadline: Instant) {
-        let timeout = deadline.saturating_duration_since(now());
+        let timeout = deadline.saturating_duration_since(monotonic_now());
         let ended = self.ended();
         let _ = self
             .changed

@@ -25,10 +25,10 @@ use crate::client_auth::dpop::DpopKey;
 use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner};
 use crate::client_auth::key::PrivateKey;
 use crate::error::oauth::ErrorCode;
-use crate::fetch::{FetchStep, TokenFetch};
 use crate::request::TokenRequest;
 use crate::secret::AccessToken;
 use crate::token::{Token, TokenType};
+use crate::token_fetch::{FetchStep, TokenFetch};
 
 mod bearer;
 mod bounds;

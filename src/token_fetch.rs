@@ -10,17 +10,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-pub use crate::attempt::Attempt;
-pub use crate::clock::{ServerClock, is_refusal_about_time};
-pub use crate::response::rules::ResponseRules;
-pub use crate::secret::RequestBody;
-
 use crate::attempt::DpopNonces;
-use crate::clock::shift_by_correction;
+use crate::clock::{is_refusal_about_time, shift_by_correction};
 use crate::error::Error;
 use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
 use crate::secret::ClientAssertion;
+use crate::secret::RequestBody;
 use crate::token::Token;
 
 /// What to do after a response, as [`TokenFetch::handle_response`] says.
@@ -31,7 +27,7 @@ pub enum FetchStep {
     Done(Token),
     /// The server refused the DPoP proof for want of a nonce and sent one (RFC 9449 §8), or
     /// refused the attempt's time and said its own in `Date` (see
-    /// [`ServerClock`]): build the next attempt with
+    /// [`ServerClock`](crate::fetch::ServerClock)): build the next attempt with
     /// [`TokenFetch::http_request`] and send it. Said at most once for each reason per
     /// exchange.
     Retry,
@@ -44,7 +40,7 @@ pub enum FetchStep {
 /// 32 fresh random bytes you pass in, with the server's latest DPoP nonce from the
 /// client's [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
 /// every time. [`handle_response`](Self::handle_response) remembers the nonce the response
-/// brings and the server's clock its `Date` shows ([`ServerClock`]),
+/// brings and the server's clock its `Date` shows ([`ServerClock`](crate::fetch::ServerClock)),
 /// parses it, and says whether to send once more: for `use_dpop_nonce`, once, and for a
 /// refusal of the attempt's time whose `Date` corrects it, once
 /// ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS) in all). Each attempt's JWTs are signed at the
@@ -247,19 +243,16 @@ impl<'a> TokenFetch<'a> {
     }
 }
 
-/// What an HTTP client must do for the core, so that [`fetch_token`] can run a [`TokenFetch`]
-/// over it: read the clock and the random source for each attempt, and send one request
-/// **without following redirects**, reading at most `max_body_len` bytes of the response body,
-/// its failures classified as [`Error::Transport`].
+/// What the core may not read itself, handed to [`fetch_token`]: the wall clock and a
+/// cryptographically secure random source, read for each attempt.
 ///
-/// The adapters of this crate implement it for `reqwest::Client` (feature `reqwest`) and
-/// hyper's `Client` (feature `hyper`); implement it for your own client to get the same loop:
-/// the DPoP-nonce retry (RFC 9449 §8) and a fresh assertion and proof for every attempt. The
-/// core still does no IO: the implementor does.
-pub trait Transport {
+/// [`SystemEnvironment`](crate::fetch::SystemEnvironment) (feature `token-source`) reads the
+/// system's, as every adapter and token source of this crate does; implement it yourself
+/// without that feature, or to fix time and randomness in a test.
+pub trait Environment {
     /// The time of an attempt, read once per attempt, just before it is built and sent: the
     /// token's [`sent_at`](Token::sent_at), and, corrected by the client's
-    /// [`ServerClock`], its JWTs' `iat`.
+    /// [`ServerClock`](crate::fetch::ServerClock), its JWTs' `iat`.
     fn now(&self) -> SystemTime;
 
     /// 32 bytes from a cryptographically secure random source, fresh for every call: the `jti`
@@ -270,7 +263,18 @@ pub trait Transport {
     ///
     /// [`Error::Transport`] if the random source fails.
     fn entropy(&self) -> Result<[u8; 32], Error>;
+}
 
+/// What an HTTP client must do for the core, so that [`fetch_token`] can run a [`TokenFetch`]
+/// over it: send one request **without following redirects**, reading at most `max_body_len`
+/// bytes of the response body, its failures classified as [`Error::Transport`]. Nothing else:
+/// the time and randomness of an attempt are the [`Environment`]'s.
+///
+/// The adapters of this crate implement it for `reqwest::Client` (feature `reqwest`) and
+/// hyper's `Client` (feature `hyper`); implement it for your own client to get the same loop:
+/// the DPoP-nonce retry (RFC 9449 §8) and a fresh assertion and proof for every attempt. The
+/// core still does no IO: the implementor does.
+pub trait Transport {
     /// Sends `request` once, without following a redirect (a 3xx is handed back as it came, and
     /// the core refuses it), and reads the response body, at most `max_body_len` bytes of it.
     ///
@@ -287,7 +291,7 @@ pub trait Transport {
 
 /// Fetches a token for `request` over `transport`: the one attempt loop of this crate.
 ///
-/// Each attempt is built at [`Transport::now`] with [`Transport::entropy`] and the client's
+/// Each attempt is built at [`Environment::now`] with [`Environment::entropy`] and the client's
 /// latest DPoP nonce, sent by [`Transport::send`] with the client's
 /// [`max_body_len`](crate::fetch::ResponseRules::max_body_len), and its response handed to
 /// [`TokenFetch::handle_response`]; a server's `use_dpop_nonce` is answered by one more
@@ -304,11 +308,12 @@ pub trait Transport {
 pub async fn fetch_token(
     transport: &impl Transport,
     request: &TokenRequest,
+    environment: &impl Environment,
 ) -> Result<Token, Error> {
     observe::fetch(
         request,
-        || transport.now(),
-        attempt_loop(transport, request),
+        || environment.now(),
+        attempt_loop(transport, request, environment),
     )
     .await
 }
@@ -317,21 +322,22 @@ pub async fn fetch_token(
 async fn attempt_loop(
     transport: &impl Transport,
     request: &TokenRequest,
+    environment: &impl Environment,
 ) -> (Result<Token, Error>, FetchRecord) {
     let limit = request.client().response_rules().max_body_len();
     let mut exchange = TokenFetch::new(request);
     let mut record = FetchRecord::default();
     let result = loop {
-        let now = transport.now();
+        let now = environment.now();
         let built = match request.assertion_source() {
             // Asked for every attempt: it renews what it holds only when it must.
             Some(source) => match source.assertion(now).await {
                 Ok(assertion) => {
-                    exchange.http_request_with_assertion(now, || transport.entropy(), &assertion)
+                    exchange.http_request_with_assertion(now, || environment.entropy(), &assertion)
                 }
                 Err(error) => Err(error.into()),
             },
-            None => exchange.http_request(now, || transport.entropy()),
+            None => exchange.http_request(now, || environment.entropy()),
         };
         let sent = match built {
             Ok(http_request) => transport.send(http_request, limit).await,
@@ -649,7 +655,7 @@ mod tests {
         }
     }
 
-    impl Transport for Scripted {
+    impl Environment for Scripted {
         fn now(&self) -> SystemTime {
             at(500)
         }
@@ -659,7 +665,9 @@ mod tests {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok([5; 32])
         }
+    }
 
+    impl Transport for Scripted {
         fn send(
             &self,
             _: http::Request<RequestBody>,
@@ -684,8 +692,8 @@ mod tests {
     fn the_loop_retries_use_dpop_nonce_once_over_any_transport() {
         let request = request();
         let transport = Scripted::new(vec![use_dpop_nonce("n-1"), token(None)]);
-        let issued = ready(fetch_token(&transport, &request)).unwrap();
-        assert_eq!(issued.sent_at(), at(500), "the transport's clock");
+        let issued = ready(fetch_token(&transport, &request, &transport)).unwrap();
+        assert_eq!(issued.sent_at(), at(500), "the environment's clock");
         assert_eq!(
             transport
                 .entropy_reads
@@ -699,7 +707,7 @@ mod tests {
             use_dpop_nonce("n-3"),
             token(None),
         ]);
-        let error = ready(fetch_token(&transport, &request)).unwrap_err();
+        let error = ready(fetch_token(&transport, &request, &transport)).unwrap_err();
         assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
         assert_eq!(transport.responses.lock().unwrap().len(), 1, "two attempts");
     }
@@ -708,7 +716,7 @@ mod tests {
     fn a_nonce_is_kept_by_the_client_that_was_sent_it() {
         let first = request();
         let transport = Scripted::new(vec![token(Some("n-1"))]);
-        ready(fetch_token(&transport, &first)).unwrap();
+        ready(fetch_token(&transport, &first, &transport)).unwrap();
         let uri = first.client().token_url().as_uri();
         let clone = first.client().clone().token_request().build().unwrap();
         assert_eq!(
@@ -728,7 +736,7 @@ mod tests {
             .lock()
             .unwrap()
             .push(with_date.map(|body: &'static str| Bytes::from_static(body.as_bytes())));
-        ready(fetch_token(&transport, &clone)).unwrap();
+        ready(fetch_token(&transport, &clone, &transport)).unwrap();
         assert_eq!(
             first.client().server_clock().offset_millis(),
             Some(300_000),
