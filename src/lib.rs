@@ -1,8 +1,10 @@
 //! The OAuth 2.0 client credentials grant (RFC 6749 §4.4), sans-IO.
 //!
-//! This crate builds the token request and parses the token response. It does no IO, reads no
-//! clock and has no async: you send the request with whatever HTTP client you already have, and
-//! pass in the time you sent it.
+//! This crate builds the token request and parses the token response. Its core does no IO,
+//! reads no clock and needs no async runtime: you send the request with whatever HTTP client you
+//! already have, and pass in the time you sent it. Its one async function, [`fetch_token`], is
+//! the attempt loop over a [`Transport`] you give it, polled by any executor; the adapters and
+//! the token source, which do IO, come with features.
 //!
 //! ```text
 //!   ClientCredentials ──token_request()…build()──▶ TokenRequest   (validated once)
