@@ -390,8 +390,8 @@ pub fn present_token(
 
 /// [`present_token`] for a driver that presents many requests: the attempt is made only for a
 /// token that signs something (a DPoP proof), so a bearer token costs no clock read, no random
-/// bytes and no nonce lookup; and the `Authorization` value of a token presented as it is comes
-/// from `values` when it was made for this very token already.
+/// bytes and no nonce lookup; and a token presented as it is gives the `Authorization` value it
+/// made the first time ([`Token::authorization_header`] keeps it in the token).
 pub(crate) fn present_token_lazily<'u>(
     headers: &mut HeaderMap,
     method: &Method,
