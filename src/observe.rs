@@ -127,12 +127,12 @@ fn fetch_outcome(result: &Result<Token, Error>) -> &'static str {
     }
 }
 
-// The token source's events. The source exists only with an adapter (`io/`), hence the
-// `allow(dead_code)` on each of them without one.
+// The token source's events. The source exists only with feature `token-source` (`io/`, which
+// every adapter enables), hence the `allow(dead_code)` on each of them without it.
 
 /// Event `refresh_ahead` (DEBUG): the token of `request` fell due for refresh while still
 /// valid, and a refresh ahead of its expiry starts; the token keeps being served meanwhile.
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn refresh_ahead(request: &TokenRequest) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -148,7 +148,7 @@ pub(crate) fn refresh_ahead(request: &TokenRequest) {
 /// Event `refresh_failed` (WARN): a refresh ahead of expiry failed with `error`, and the
 /// cached token keeps being served while it is valid (the source backs off before it tries
 /// again).
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn refresh_failed(request: &TokenRequest, error: &Error) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -165,7 +165,7 @@ pub(crate) fn refresh_failed(request: &TokenRequest, error: &Error) {
 
 /// Event `back_off_started` (WARN): a fetch for a caller without a valid token failed with
 /// `error`; callers fail fast with it until the source's back-off is over.
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn back_off_started(request: &TokenRequest, error: &Error) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -183,7 +183,7 @@ pub(crate) fn back_off_started(request: &TokenRequest, error: &Error) {
 /// Event `back_off` (DEBUG): a caller failed fast, without a request, with the last fetch's
 /// failure, `remaining()` before the back-off is over (asked only with the feature: it reads
 /// the caller's clock).
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn back_off(request: &TokenRequest, remaining: impl FnOnce() -> Duration) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -199,7 +199,7 @@ pub(crate) fn back_off(request: &TokenRequest, remaining: impl FnOnce() -> Durat
 
 /// Event `invalidated` (DEBUG): the caller invalidated a token an API refused; `dropped` says
 /// whether it was the cached one (else it had already been replaced).
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn invalidated(request: &TokenRequest, dropped: bool) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -215,7 +215,7 @@ pub(crate) fn invalidated(request: &TokenRequest, dropped: bool) {
 
 /// Event `forced_refresh` (DEBUG): the caller made the cached token due for refresh;
 /// `had_token` says whether there was one.
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn forced_refresh(request: &TokenRequest, had_token: bool) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
