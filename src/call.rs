@@ -416,6 +416,7 @@ pub(crate) fn present_token_lazily<'u>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::client_at;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -582,11 +583,7 @@ mod tests {
 
     #[test]
     fn present_token_lazily_makes_an_attempt_only_for_a_proof() {
-        let client = ClientCredentials::new(
-            crate::endpoint::TokenUrl::new("https://as.example.com/token").unwrap(),
-            "c",
-            crate::secret::ClientSecret::new("s"),
-        );
+        let client = client_at("https://as.example.com/token", "c", "s");
         let uri: Uri = "https://api.example.com/things".parse().unwrap();
         let token = bearer("t", "Bearer");
         for _ in 0..2 {

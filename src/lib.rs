@@ -207,6 +207,9 @@ pub use io::tower;
 // A real token endpoint and protected resource for tests.
 #[cfg(feature = "test-server")]
 pub mod test_server;
+// Helpers shared by the unit tests.
+#[cfg(test)]
+mod test_support;
 
 pub use http;
 

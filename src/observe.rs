@@ -374,9 +374,7 @@ mod tests {
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     use super::*;
-    use crate::endpoint::TokenUrl;
-    use crate::request::ClientCredentials;
-    use crate::secret::ClientSecret;
+    use crate::test_support::{at, at_ms, request_at};
 
     /// What a fmt subscriber wrote.
     #[derive(Clone, Default)]
@@ -419,19 +417,13 @@ mod tests {
         String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// A request whose token URL has a query, which must never be shown.
     fn request() -> TokenRequest {
-        ClientCredentials::new(
-            TokenUrl::new("https://as.example.com/oauth/token?tenant=SECRET-QUERY").unwrap(),
+        request_at(
+            "https://as.example.com/oauth/token?tenant=SECRET-QUERY",
             "the-client",
-            ClientSecret::new("the-secret"),
+            "the-secret",
         )
-        .token_request()
-        .build()
-        .unwrap()
-    }
-
-    fn at(millis: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
     }
 
     /// Polls a future once.
@@ -447,7 +439,7 @@ mod tests {
     #[test]
     fn the_fetch_span_records_its_outcome_and_the_transports_duration() {
         let request = request();
-        let clock = Mutex::new(vec![at(4_250), at(1_000)]); // read from the end
+        let clock = Mutex::new(vec![at_ms(4_250), at_ms(1_000)]); // read from the end
         let text = captured(|| {
             let attempts = std::future::ready((
                 Err(Error::BodyTooLarge { limit: 9 }),
@@ -475,7 +467,7 @@ mod tests {
         let request = request();
         let text = captured(|| {
             let never = std::future::pending::<(Result<Token, Error>, FetchRecord)>();
-            assert!(poll_once(fetch(&request, || at(0), never)).is_none());
+            assert!(poll_once(fetch(&request, || at_ms(0), never)).is_none());
         });
         assert!(text.contains(r#"outcome="cancelled""#), "{text}");
         assert!(!text.contains("duration_ms"), "{text}");
@@ -508,10 +500,9 @@ mod tests {
 
     #[test]
     fn a_clock_going_backwards_is_zero_milliseconds() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
-        let earlier = SystemTime::UNIX_EPOCH + Duration::from_secs(9);
-        assert_eq!(millis(earlier.duration_since(at)), 0);
-        assert_eq!(millis(at.duration_since(earlier)), 1000);
+        let (later, earlier) = (at(10), at(9));
+        assert_eq!(millis(earlier.duration_since(later)), 0);
+        assert_eq!(millis(later.duration_since(earlier)), 1000);
         assert_eq!(millis(Ok(Duration::MAX)), u64::MAX);
     }
 
