@@ -393,8 +393,8 @@ pub fn present_token(
 
 /// [`present_token`] for a driver that presents many requests: the attempt is made only for a
 /// token that signs something (a DPoP proof), so a bearer token costs no clock read, no random
-/// bytes and no nonce lookup; and the `Authorization` value of a token presented as it is comes
-/// from `values` when it was made for this very token already.
+/// bytes and no nonce lookup; and a token presented as it is gives the `Authorization` value it
+/// made the first time ([`Token::authorization_header`] keeps it in the token).
 pub(crate) fn present_token_lazily<'u>(
     headers: &mut HeaderMap,
     method: &Method,
@@ -419,6 +419,7 @@ pub(crate) fn present_token_lazily<'u>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::client_at;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -585,11 +586,7 @@ mod tests {
 
     #[test]
     fn present_token_lazily_makes_an_attempt_only_for_a_proof() {
-        let client = ClientCredentials::new(
-            crate::endpoint::TokenUrl::new("https://as.example.com/token").unwrap(),
-            "c",
-            crate::secret::ClientSecret::new("s"),
-        );
+        let client = client_at("https://as.example.com/token", "c", "s");
         let uri: Uri = "https://api.example.com/things".parse().unwrap();
         let token = bearer("t", "Bearer");
         for _ in 0..2 {

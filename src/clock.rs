@@ -249,14 +249,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn at_millis(millis: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
-    }
+    use crate::test_support::{at, at_ms, request};
 
     fn date(seconds: u64) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        let text = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds));
+        let text = httpdate::fmt_http_date(at(seconds));
         headers.insert(DATE, text.parse().unwrap());
         headers
     }
@@ -267,16 +264,16 @@ mod tests {
     fn a_date_sets_the_offset_and_the_attempt_time() {
         let clock = ServerClock::new();
         assert_eq!(clock.offset_millis(), None);
-        assert_eq!(clock.server_time(at_millis(5)), at_millis(5));
-        assert!(clock.observe(at_millis(T * 1000 + 300), &date(T + 600)));
+        assert_eq!(clock.server_time(at_ms(5)), at_ms(5));
+        assert!(clock.observe(at_ms(T * 1000 + 300), &date(T + 600)));
         assert_eq!(clock.offset_millis(), Some(599_700));
         assert_eq!(
-            clock.server_time(at_millis(T * 1000)),
-            at_millis(T * 1000 + 599_700)
+            clock.server_time(at_ms(T * 1000)),
+            at_ms(T * 1000 + 599_700)
         );
         assert_eq!(
-            clock.local_time(at_millis((T + 600) * 1000)),
-            at_millis(T * 1000 - 700),
+            clock.local_time(at_ms((T + 600) * 1000)),
+            at_ms(T * 1000 - 700),
             "minus the offset and the truncated second"
         );
         assert_eq!(
@@ -285,26 +282,26 @@ mod tests {
         );
 
         let synchronised = ServerClock::new();
-        assert!(synchronised.observe(at_millis(T * 1000 + 900), &date(T)));
+        assert!(synchronised.observe(at_ms(T * 1000 + 900), &date(T)));
         assert_eq!(synchronised.offset_millis(), Some(-900));
         assert_eq!(
             synchronised.correction_millis(),
             0,
             "below the Date's resolution"
         );
-        assert_eq!(synchronised.server_time(at_millis(7)), at_millis(7));
+        assert_eq!(synchronised.server_time(at_ms(7)), at_ms(7));
     }
 
     #[test]
     fn implausible_or_missing_dates_are_ignored() {
         let clock = ServerClock::new();
-        assert!(!clock.observe(at_millis(T * 1000), &HeaderMap::new()));
-        assert!(!clock.observe(at_millis(T * 1000), &date(T + 2 * 24 * 3600)));
-        assert!(!clock.observe(at_millis(T * 1000), &date(T - 2 * 24 * 3600)));
+        assert!(!clock.observe(at_ms(T * 1000), &HeaderMap::new()));
+        assert!(!clock.observe(at_ms(T * 1000), &date(T + 2 * 24 * 3600)));
+        assert!(!clock.observe(at_ms(T * 1000), &date(T - 2 * 24 * 3600)));
         let mut garbled = HeaderMap::new();
         garbled.insert(DATE, "yesterday".parse().unwrap());
-        assert!(!clock.observe(at_millis(T * 1000), &garbled));
-        assert!(!clock.adopt(at_millis(T * 1000), &garbled));
+        assert!(!clock.observe(at_ms(T * 1000), &garbled));
+        assert!(!clock.adopt(at_ms(T * 1000), &garbled));
         assert_eq!(clock.offset_millis(), None);
     }
 
@@ -312,13 +309,13 @@ mod tests {
     fn a_refusal_is_adopted_at_once_and_the_window_is_bounded() {
         let clock = ServerClock::new();
         for i in 0..20 {
-            assert!(clock.observe(at_millis((T + i) * 1000), &date(T + i)));
+            assert!(clock.observe(at_ms((T + i) * 1000), &date(T + i)));
         }
         assert_eq!(clock.samples().len(), ServerClock::SAMPLES);
         assert_eq!(clock.offset_millis(), Some(0));
-        assert!(clock.observe(at_millis(T * 1000), &date(T - 600)));
+        assert!(clock.observe(at_ms(T * 1000), &date(T - 600)));
         assert_eq!(clock.offset_millis(), Some(0), "one outlier is outvoted");
-        assert!(clock.adopt(at_millis(T * 1000), &date(T - 600)));
+        assert!(clock.adopt(at_ms(T * 1000), &date(T - 600)));
         assert_eq!(clock.offset_millis(), Some(-600_000), "the server said so");
     }
 
@@ -329,16 +326,9 @@ mod tests {
             .header("content-type", "application/json")
             .body(body.to_string())
             .unwrap();
-        crate::ClientCredentials::new(
-            crate::TokenUrl::new("https://as.example.com/token").unwrap(),
-            "c",
-            crate::ClientSecret::new("s"),
-        )
-        .token_request()
-        .build()
-        .unwrap()
-        .parse_response(&response, SystemTime::UNIX_EPOCH)
-        .unwrap_err()
+        request()
+            .parse_response(&response, SystemTime::UNIX_EPOCH)
+            .unwrap_err()
     }
 
     #[test]
@@ -404,11 +394,11 @@ mod tests {
             let mut sent_ms = T * 1000;
             for (gap, latency) in exchanges {
                 sent_ms += gap;
-                prop_assert!(clock.observe(at_millis(sent_ms), &stamped(sent_ms, offset_ms, latency)));
+                prop_assert!(clock.observe(at_ms(sent_ms), &stamped(sent_ms, offset_ms, latency)));
             }
             // The server's expiry, in whole seconds as a JWT's `exp` is.
             let exp_s = (sent_ms.saturating_add_signed(offset_ms) + lifetime_ms) / 1000;
-            let server_exp = SystemTime::UNIX_EPOCH + Duration::from_secs(exp_s);
+            let server_exp = at(exp_s);
             // When the client's clock reads `t`, the server's reads `t + offset`.
             let true_local = shift(server_exp, -offset_ms);
             prop_assert!(clock.local_time(server_exp) <= true_local);
@@ -429,13 +419,13 @@ mod tests {
             let outlier = |sent_ms: u64| date((sent_ms / 1000).saturating_add_signed(outlier_s));
             for (i, latency) in steady.iter().enumerate() {
                 if i == position {
-                    let _ = clock.observe(at_millis(sent_ms), &outlier(sent_ms));
+                    let _ = clock.observe(at_ms(sent_ms), &outlier(sent_ms));
                 }
                 sent_ms += 1_000;
-                prop_assert!(clock.observe(at_millis(sent_ms), &stamped(sent_ms, offset_ms, *latency)));
+                prop_assert!(clock.observe(at_ms(sent_ms), &stamped(sent_ms, offset_ms, *latency)));
             }
             if position >= steady.len() {
-                let _ = clock.observe(at_millis(sent_ms), &outlier(sent_ms));
+                let _ = clock.observe(at_ms(sent_ms), &outlier(sent_ms));
             }
             let estimate = clock.offset_millis().unwrap();
             // A sample is within (offset − 1 s, offset + latency]; the latency is under 2 s.

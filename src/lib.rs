@@ -1,8 +1,12 @@
 //! The OAuth 2.0 client credentials grant (RFC 6749 §4.4), sans-IO.
 //!
-//! This crate builds the token request and parses the token response. It does no IO, reads no
-//! clock and has no async: you send the request with whatever HTTP client you already have, and
-//! pass in the time you sent it.
+//! This crate builds the token request and parses the token response. Its core does no IO,
+//! reads no clock and needs no async runtime: you send the request with whatever HTTP client you
+//! already have, and pass in the time you sent it. Its one async function,
+//! [`fetch_token`](crate::fetch::fetch_token), is the attempt loop over the
+//! [`Transport`](crate::fetch::Transport) and the [`Environment`](crate::fetch::Environment)
+//! (clock and random source) you give it, polled by any executor; the adapters and the token
+//! source, which do IO, come with features.
 //!
 //! ```text
 //!   ClientCredentials ──token_request()…build()──▶ TokenRequest   (validated once)
@@ -271,6 +275,9 @@ pub use io::tower;
 #[cfg(feature = "test-server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
 pub mod test_server;
+// Helpers shared by the unit tests.
+#[cfg(test)]
+mod test_support;
 
 // The root: what a newcomer starts from.
 pub use http;

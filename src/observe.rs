@@ -127,12 +127,12 @@ fn fetch_outcome(result: &Result<Token, Error>) -> &'static str {
     }
 }
 
-// The token source's events. The source exists only with an adapter (`io/`), hence the
-// `allow(dead_code)` on each of them without one.
+// The token source's events. The source exists only with feature `token-source` (`io/`, which
+// every adapter enables), hence the `allow(dead_code)` on each of them without it.
 
 /// Event `refresh_ahead` (DEBUG): the token of `request` fell due for refresh while still
 /// valid, and a refresh ahead of its expiry starts; the token keeps being served meanwhile.
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn refresh_ahead(request: &TokenRequest) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -148,7 +148,7 @@ pub(crate) fn refresh_ahead(request: &TokenRequest) {
 /// Event `refresh_failed` (WARN): a refresh ahead of expiry failed with `error`, and the
 /// cached token keeps being served while it is valid (the source backs off before it tries
 /// again).
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn refresh_failed(request: &TokenRequest, error: &Error) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -165,7 +165,7 @@ pub(crate) fn refresh_failed(request: &TokenRequest, error: &Error) {
 
 /// Event `back_off_started` (WARN): a fetch for a caller without a valid token failed with
 /// `error`; callers fail fast with it until the source's back-off is over.
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn back_off_started(request: &TokenRequest, error: &Error) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
@@ -183,7 +183,7 @@ pub(crate) fn back_off_started(request: &TokenRequest, error: &Error) {
 /// Event `back_off` (DEBUG): a caller failed fast, without a request, with the last fetch's
 /// failure, `remaining()` before the back-off is over (asked only with the feature: it reads
 /// the caller's clock).
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn back_off(request: &TokenRequest, remaining: impl FnOnce() -> Duration) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -199,7 +199,7 @@ pub(crate) fn back_off(request: &TokenRequest, remaining: impl FnOnce() -> Durat
 
 /// Event `invalidated` (DEBUG): the caller invalidated a token an API refused; `dropped` says
 /// whether it was the cached one (else it had already been replaced).
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn invalidated(request: &TokenRequest, dropped: bool) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -215,7 +215,7 @@ pub(crate) fn invalidated(request: &TokenRequest, dropped: bool) {
 
 /// Event `forced_refresh` (DEBUG): the caller made the cached token due for refresh;
 /// `had_token` says whether there was one.
-#[cfg_attr(not(any(feature = "reqwest", feature = "hyper")), allow(dead_code))]
+#[cfg_attr(not(feature = "token-source"), allow(dead_code))]
 pub(crate) fn forced_refresh(request: &TokenRequest, had_token: bool) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
@@ -374,9 +374,7 @@ mod tests {
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     use super::*;
-    use crate::endpoint::TokenUrl;
-    use crate::request::ClientCredentials;
-    use crate::secret::ClientSecret;
+    use crate::test_support::{at, at_ms, request_at};
 
     /// What a fmt subscriber wrote.
     #[derive(Clone, Default)]
@@ -419,19 +417,13 @@ mod tests {
         String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// A request whose token URL has a query, which must never be shown.
     fn request() -> TokenRequest {
-        ClientCredentials::new(
-            TokenUrl::new("https://as.example.com/oauth/token?tenant=SECRET-QUERY").unwrap(),
+        request_at(
+            "https://as.example.com/oauth/token?tenant=SECRET-QUERY",
             "the-client",
-            ClientSecret::new("the-secret"),
+            "the-secret",
         )
-        .token_request()
-        .build()
-        .unwrap()
-    }
-
-    fn at(millis: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
     }
 
     /// Polls a future once.
@@ -447,7 +439,7 @@ mod tests {
     #[test]
     fn the_fetch_span_records_its_outcome_and_the_transports_duration() {
         let request = request();
-        let clock = Mutex::new(vec![at(4_250), at(1_000)]); // read from the end
+        let clock = Mutex::new(vec![at_ms(4_250), at_ms(1_000)]); // read from the end
         let text = captured(|| {
             let attempts = std::future::ready((
                 Err(Error::BodyTooLarge { limit: 9 }),
@@ -475,7 +467,7 @@ mod tests {
         let request = request();
         let text = captured(|| {
             let never = std::future::pending::<(Result<Token, Error>, FetchRecord)>();
-            assert!(poll_once(fetch(&request, || at(0), never)).is_none());
+            assert!(poll_once(fetch(&request, || at_ms(0), never)).is_none());
         });
         assert!(text.contains(r#"outcome="cancelled""#), "{text}");
         assert!(!text.contains("duration_ms"), "{text}");
@@ -508,10 +500,9 @@ mod tests {
 
     #[test]
     fn a_clock_going_backwards_is_zero_milliseconds() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
-        let earlier = SystemTime::UNIX_EPOCH + Duration::from_secs(9);
-        assert_eq!(millis(earlier.duration_since(at)), 0);
-        assert_eq!(millis(at.duration_since(earlier)), 1000);
+        let (later, earlier) = (at(10), at(9));
+        assert_eq!(millis(earlier.duration_since(later)), 0);
+        assert_eq!(millis(later.duration_since(earlier)), 1000);
         assert_eq!(millis(Ok(Duration::MAX)), u64::MAX);
     }
 

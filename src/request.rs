@@ -775,8 +775,7 @@ impl fmt::Debug for TokenRequest {
 #[cfg(test)]
 pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
     use crate::secret::ClientAssertion;
-    let url = |url: &str| TokenUrl::new(url).unwrap();
-    let idp = || url("https://idp.example.com/token");
+    use crate::test_support::{token_url as idp, url};
     let secret = || ClientSecret::new("secret");
     let with_base_params =
         |client: &ClientCredentials| client.token_request().scope("a b").audience("x");
@@ -822,14 +821,7 @@ pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
 mod tests {
     use super::*;
     use crate::secret::ClientAssertion;
-
-    fn url() -> TokenUrl {
-        TokenUrl::new("https://idp.example.com/token").unwrap()
-    }
-
-    fn client() -> ClientCredentials {
-        ClientCredentials::new(url(), "client", ClientSecret::new("secret"))
-    }
+    use crate::test_support::{client, token_url};
 
     fn body(request: &TokenRequest) -> String {
         String::from_utf8(request.unsigned_http_request().body().secret().to_vec()).unwrap()
@@ -931,7 +923,7 @@ mod tests {
     #[test]
     fn golden_client_secret_post_rfc6749_2_3_1() {
         let client = ClientCredentials::with_auth(
-            url(),
+            token_url(),
             "id:+%&= é",
             ClientAuth::SecretPost(ClientSecret::new("s:+%&= é")),
         )
@@ -953,7 +945,8 @@ mod tests {
 
     #[test]
     fn golden_client_secret_basic_rfc6749_2_3_1() {
-        let client = ClientCredentials::new(url(), "id:+%&= é", ClientSecret::new("s:+%&= é"));
+        let client =
+            ClientCredentials::new(token_url(), "id:+%&= é", ClientSecret::new("s:+%&= é"));
         let request = client
             .token_request()
             .build()
@@ -968,13 +961,13 @@ mod tests {
 
     #[test]
     fn golden_none_and_assertion() {
-        let none = ClientCredentials::with_auth(url(), "pub lic", ClientAuth::None).unwrap();
+        let none = ClientCredentials::with_auth(token_url(), "pub lic", ClientAuth::None).unwrap();
         assert_eq!(
             body(&none.token_request().build().unwrap()),
             "grant_type=client_credentials&client_id=pub+lic"
         );
         let jwt = ClientCredentials::with_auth(
-            url(),
+            token_url(),
             "c",
             ClientAuth::Assertion(ClientAssertion::new("h.p.s")),
         )
@@ -989,7 +982,7 @@ mod tests {
     #[test]
     fn debug_redacts_secrets_and_param_values() {
         let client = ClientCredentials::with_auth(
-            url(),
+            token_url(),
             "c",
             ClientAuth::SecretPost(ClientSecret::new("hunter2")),
         )
@@ -1019,7 +1012,7 @@ mod tests {
         use std::collections::HashSet;
         let source = || AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("a.b.c")) });
         let request = |source: AssertionSource| {
-            ClientCredentials::with_auth(url(), "client", ClientAuth::Source(source))
+            ClientCredentials::with_auth(token_url(), "client", ClientAuth::Source(source))
                 .unwrap()
                 .token_request()
                 .build()

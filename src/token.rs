@@ -283,22 +283,19 @@ impl fmt::Display for TokenType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::at;
 
     fn token(expires_in: Option<u64>) -> Token {
         Token {
             access_token: AccessToken::new("hunter2"),
             token_type: TokenType::Bearer,
             expires_in: expires_in.map(Duration::from_secs),
-            sent_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+            sent_at: at(1_000),
             scope: Some("a  b".into()),
             refresh_token: Some(RefreshToken::new("swordfish")),
             extra: serde_json::from_str(r#"{"id_token":"xyz","ext_expires_in":7200}"#).unwrap(),
             authorization: OnceLock::new(),
         }
-    }
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
     #[test]

@@ -360,28 +360,10 @@ async fn attempt_loop(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::endpoint::TokenUrl;
     use crate::error::oauth::ErrorCode;
     use crate::request::ClientCredentials;
-    use crate::secret::ClientSecret;
-
-    fn request() -> TokenRequest {
-        ClientCredentials::new(
-            TokenUrl::new("https://as.example.com/token").unwrap(),
-            "c",
-            ClientSecret::new("s"),
-        )
-        .token_request()
-        .build()
-        .unwrap()
-    }
-
-    fn at(seconds: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
-    }
+    use crate::test_support::{at, request, url};
 
     fn use_dpop_nonce(nonce: &str) -> http::Response<&'static str> {
         http::Response::builder()
@@ -428,7 +410,7 @@ mod tests {
             .unwrap();
 
         let jwt = ClientCredentials::with_auth(
-            TokenUrl::new("https://as.example.com/token").unwrap(),
+            url("https://as.example.com/token"),
             "c",
             crate::client_auth::ClientAuth::Jwt(crate::client_auth::jwt::JwtAuth::new(NullSigner)),
         )
@@ -535,7 +517,7 @@ mod tests {
 
     fn jwt_request() -> TokenRequest {
         ClientCredentials::with_auth(
-            TokenUrl::new("https://as.example.com/token").unwrap(),
+            url("https://as.example.com/token"),
             "c",
             crate::client_auth::ClientAuth::Jwt(crate::client_auth::jwt::JwtAuth::new(NullSigner)),
         )

@@ -1,8 +1,6 @@
 use super::*;
-use crate::endpoint::TokenUrl;
 use crate::error::TransportKind;
-use crate::request::ClientCredentials;
-use crate::secret::ClientSecret;
+use crate::test_support::{at, client};
 
 const SECOND: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
@@ -22,18 +20,11 @@ impl Clock {
     }
 
     fn wall(&self, now: Instant) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + (now - self.0)
+        at(1_700_000_000) + (now - self.0)
     }
 }
 
-fn client() -> ClientCredentials {
-    ClientCredentials::new(
-        TokenUrl::new("https://idp.example.com/token").unwrap(),
-        "client",
-        ClientSecret::new("secret"),
-    )
-}
-
+/// [`client`]'s request for the scope `read`.
 fn request() -> TokenRequest {
     client().token_request().scope("read").build().unwrap()
 }

@@ -306,16 +306,13 @@ pub(crate) fn must_read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::at;
 
     fn jwt(claims: &str) -> String {
         format!(
             "eyJhbGciOiJFUzI1NiJ9.{}.c2ln",
             BASE64URL.encode(claims.as_bytes())
         )
-    }
-
-    fn at(seconds: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
     }
 
     fn stamp(modified: u64, len: u64) -> FileStamp {

@@ -544,6 +544,10 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::test_support::{at, url};
+
+    /// The token URL of these tests, with a query: the assertions' `aud`, but for an issuer's.
+    const TOKEN_URL: &str = "https://idp.example.com/oauth/token?tenant=a";
 
     /// A signer whose "signature" is a fixed marker, to pin everything but the cryptography.
     struct Fixed(JwsAlgorithm, Option<&'static str>);
@@ -576,14 +580,7 @@ mod tests {
         for (i, b) in entropy.iter_mut().enumerate() {
             *b = i as u8;
         }
-        Attempt::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            entropy,
-        )
-    }
-
-    fn url() -> TokenUrl {
-        TokenUrl::new("https://idp.example.com/oauth/token?tenant=a").unwrap()
+        Attempt::new(at(1_700_000_000), entropy)
     }
 
     fn decode(part: &str) -> String {
@@ -607,7 +604,9 @@ mod tests {
     #[test]
     fn golden_assertion_rfc7523_3() {
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Es256, Some("k1")));
-        let assertion = jwt.assertion("my-client", &url(), &attempt()).unwrap();
+        let assertion = jwt
+            .assertion("my-client", &url(TOKEN_URL), &attempt())
+            .unwrap();
         let parts: Vec<&str> = assertion.split('.').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(decode(parts[0]), r#"{"alg":"ES256","kid":"k1"}"#);
@@ -624,7 +623,7 @@ mod tests {
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Hs256, None))
             .with_audience("https://idp.example.com")
             .with_lifetime(Duration::from_millis(300));
-        let assertion = jwt.assertion("c", &url(), &attempt()).unwrap();
+        let assertion = jwt.assertion("c", &url(TOKEN_URL), &attempt()).unwrap();
         let parts: Vec<&str> = assertion.split('.').collect();
         assert_eq!(decode(parts[0]), r#"{"alg":"HS256"}"#);
         let claims: serde_json::Value = serde_json::from_str(&decode(parts[1])).unwrap();
@@ -636,7 +635,7 @@ mod tests {
     #[test]
     fn audience_is_the_issuer_when_known_and_typ_is_configurable() {
         let claims_and_header = |jwt: &JwtAuth| {
-            let assertion = jwt.assertion("c", &url(), &attempt()).unwrap();
+            let assertion = jwt.assertion("c", &url(TOKEN_URL), &attempt()).unwrap();
             let parts: Vec<&str> = assertion.split('.').collect();
             let claims: serde_json::Value = serde_json::from_str(&decode(parts[1])).unwrap();
             (claims["aud"].clone(), decode(parts[0]))
@@ -670,12 +669,9 @@ mod tests {
     #[test]
     fn each_attempt_gets_its_own_jti_and_time() {
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Es256, None));
-        let later = Attempt::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_005),
-            [7; 32],
-        );
-        let one = jwt.assertion("c", &url(), &attempt()).unwrap();
-        let two = jwt.assertion("c", &url(), &later).unwrap();
+        let later = Attempt::new(at(1_700_000_005), [7; 32]);
+        let one = jwt.assertion("c", &url(TOKEN_URL), &attempt()).unwrap();
+        let two = jwt.assertion("c", &url(TOKEN_URL), &later).unwrap();
         let claims = |jws: &str| -> serde_json::Value {
             serde_json::from_str(&decode(jws.split('.').nth(1).unwrap())).unwrap()
         };
@@ -686,7 +682,7 @@ mod tests {
     #[test]
     fn a_failing_signer_is_a_typed_error() {
         let jwt = JwtAuth::new(Failing);
-        let error = jwt.assertion("c", &url(), &attempt()).unwrap_err();
+        let error = jwt.assertion("c", &url(TOKEN_URL), &attempt()).unwrap_err();
         assert!(matches!(error, Error::Signing { .. }));
         let text = error.to_string();
         assert!(text.starts_with("could not sign"), "{text}");
@@ -698,7 +694,11 @@ mod tests {
         );
         let before_1970 = Attempt::new(SystemTime::UNIX_EPOCH - Duration::from_secs(1), [0; 32]);
         assert!(matches!(
-            JwtAuth::new(Fixed(JwsAlgorithm::Es256, None)).assertion("c", &url(), &before_1970),
+            JwtAuth::new(Fixed(JwsAlgorithm::Es256, None)).assertion(
+                "c",
+                &url(TOKEN_URL),
+                &before_1970
+            ),
             Err(Error::ClockBeforeUnixEpoch)
         ));
     }
@@ -708,7 +708,8 @@ mod tests {
         use crate::client_auth::ClientAuth;
         use crate::request::ClientCredentials;
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Es256, None));
-        let client = ClientCredentials::with_auth(url(), "c 1", ClientAuth::Jwt(jwt)).unwrap();
+        let client =
+            ClientCredentials::with_auth(url(TOKEN_URL), "c 1", ClientAuth::Jwt(jwt)).unwrap();
         assert_eq!(client.auth_method(), AuthMethod::PrivateKeyJwt);
         let request = client.token_request().scope("a").build().unwrap();
         let body = |attempt: &Attempt| {
@@ -732,9 +733,12 @@ mod tests {
         // Without the attempt there is no assertion: the server would refuse it.
         let bare = request.unsigned_http_request();
         assert!(!String::from_utf8_lossy(bare.body().secret()).contains("client_assertion="));
-        let failing =
-            ClientCredentials::with_auth(url(), "c", ClientAuth::Jwt(JwtAuth::new(Failing)))
-                .unwrap();
+        let failing = ClientCredentials::with_auth(
+            url(TOKEN_URL),
+            "c",
+            ClientAuth::Jwt(JwtAuth::new(Failing)),
+        )
+        .unwrap();
         let request = failing.token_request().build().unwrap();
         assert!(matches!(
             request.http_request(&attempt()),
@@ -745,7 +749,7 @@ mod tests {
     #[test]
     fn static_auth_is_the_same_with_or_without_an_attempt() {
         let client = crate::request::ClientCredentials::new(
-            url(),
+            url(TOKEN_URL),
             "c",
             crate::secret::ClientSecret::new("s"),
         );

@@ -282,8 +282,6 @@ impl JwtAuth {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::time::{Duration, SystemTime};
-
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256,
         UnparsedPublicKey, VerificationAlgorithm,
@@ -294,7 +292,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::attempt::Attempt;
     use crate::client_auth::jwt::JwtAuth;
-    use crate::endpoint::TokenUrl;
+    use crate::test_support::{at, token_url};
 
     /// A fixed P-256 key (PKCS#8), so that tests pin the same public key every run.
     pub(crate) const P256_PKCS8_PEM: &str = "-----BEGIN PRIVATE KEY-----
@@ -315,10 +313,7 @@ MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
         for (i, b) in entropy.iter_mut().enumerate() {
             *b = i as u8;
         }
-        Attempt::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            entropy,
-        )
+        Attempt::new(at(1_700_000_000), entropy)
     }
 
     pub(crate) fn decode(part: &str) -> String {
@@ -340,10 +335,6 @@ MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
         (decode(header), decode(claims))
     }
 
-    fn url() -> TokenUrl {
-        TokenUrl::new("https://idp.example.com/token").unwrap()
-    }
-
     fn assertion(key: PrivateKey) -> (String, Vec<u8>) {
         let public = match &key.pair {
             Pair::Rsa(pair, _) => pair.public_key().as_ref().to_vec(),
@@ -351,7 +342,7 @@ MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
             Pair::Ed25519(pair) => pair.public_key().as_ref().to_vec(),
         };
         let jws = JwtAuth::new(key.with_key_id("k1"))
-            .assertion("client-1", &url(), &attempt())
+            .assertion("client-1", &token_url(), &attempt())
             .unwrap();
         (jws, public)
     }
@@ -413,7 +404,7 @@ MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
         let secret = ClientSecret::new("a-client-secret-of-at-least-32-bytes");
         let jws = JwtAuth::client_secret(&secret)
             .unwrap()
-            .assertion("client-1", &url(), &attempt())
+            .assertion("client-1", &token_url(), &attempt())
             .unwrap();
         let (input, signature) = jws.rsplit_once('.').unwrap();
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.secret().as_bytes());

@@ -80,7 +80,13 @@ impl ClientAuth {
     pub const JWT_BEARER_ASSERTION_TYPE: &str =
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-    /// The method's name as registered for RFC 7591's `token_endpoint_auth_method`.
+    /// The method, without its credential. Its [`as_str`](AuthMethod::as_str) is the name
+    /// registered for RFC 7591's `token_endpoint_auth_method` for every way but a pre-signed
+    /// [`ClientAuth::Assertion`]: that one is [`AuthMethod::ClientAssertion`]
+    /// (`client_assertion`, no registered name), since its registered name depends on how it
+    /// was signed. [`ClientAuth::SecretBasicUnencoded`] is `client_secret_basic`; a
+    /// [`ClientAuth::Source`] is the method its source names
+    /// ([`AssertionSource::with_method`], `private_key_jwt` unless told otherwise).
     #[must_use]
     pub fn method(&self) -> AuthMethod {
         match self {
@@ -295,6 +301,39 @@ mod tests {
                 "client_assertion_type",
                 ClientAuth::JWT_BEARER_ASSERTION_TYPE.into()
             )
+        );
+    }
+
+    #[test]
+    fn method_is_the_registered_name_but_for_a_pre_signed_assertion() {
+        let secret = || ClientSecret::new("s");
+        for (auth, name) in [
+            (ClientAuth::SecretBasic(secret()), "client_secret_basic"),
+            (
+                ClientAuth::SecretBasicUnencoded(secret()),
+                "client_secret_basic",
+            ),
+            (ClientAuth::SecretPost(secret()), "client_secret_post"),
+            (ClientAuth::None, "none"),
+            (ClientAuth::TlsClientAuth, "tls_client_auth"),
+            (
+                ClientAuth::SelfSignedTlsClientAuth,
+                "self_signed_tls_client_auth",
+            ),
+        ] {
+            assert_eq!(auth.method().as_str(), name);
+        }
+        let pre_signed = ClientAuth::Assertion(ClientAssertion::new("a.b.c"));
+        assert_eq!(pre_signed.method(), AuthMethod::ClientAssertion);
+        assert_eq!(pre_signed.method().as_str(), "client_assertion");
+        let source = || AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("a.b.c")) });
+        assert_eq!(
+            ClientAuth::Source(source()).method(),
+            AuthMethod::PrivateKeyJwt
+        );
+        assert_eq!(
+            ClientAuth::Source(source().with_method(AuthMethod::ClientSecretJwt)).method(),
+            AuthMethod::ClientSecretJwt
         );
     }
 

@@ -2,6 +2,7 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::error::oauth::*;
+use crate::test_support::{TOKEN_URL, at, request_at};
 
 #[test]
 fn error_codes_round_trip() {
@@ -27,7 +28,7 @@ fn error_codes_round_trip() {
 
 #[test]
 fn retry_after_delay_from_now() {
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    let now = at(1000);
     assert_eq!(
         RetryAfter::Delay(Duration::from_secs(5)).delay_from(now),
         Duration::from_secs(5)
@@ -102,14 +103,7 @@ fn is_retryable_does_what_its_docs_say() {
             .header("content-type", "application/json")
             .body(format!(r#"{{"error":"{code}"}}"#))
             .unwrap();
-        let request = crate::request::ClientCredentials::new(
-            crate::endpoint::TokenUrl::new("https://idp.example.com/token").unwrap(),
-            "c",
-            crate::secret::ClientSecret::new("s"),
-        )
-        .token_request()
-        .build()
-        .unwrap();
+        let request = request_at(TOKEN_URL, "c", "s");
         request
             .parse_response(&response, SystemTime::UNIX_EPOCH)
             .unwrap_err()

@@ -281,10 +281,7 @@ mod tests {
 
     use super::*;
     use crate::client_auth::method::AuthMethod;
-
-    fn at(seconds: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
-    }
+    use crate::test_support::at;
 
     fn jwt(exp: u64, marker: &str) -> String {
         let claims = format!(r#"{{"sub":"{marker}","exp":{exp}}}"#);

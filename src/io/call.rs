@@ -66,8 +66,8 @@ pub(crate) enum Stop<E> {
     Client(E),
 }
 
-/// What every clone of a layer or middleware shares: the source, the policy, the resource
-/// servers' DPoP nonces, and the `Authorization` value of the token last presented.
+/// What every clone of a layer or middleware shares: the source, the policy and the resource
+/// servers' DPoP nonces. (The `Authorization` value of a token is kept in the token itself.)
 #[derive(Debug)]
 pub(crate) struct Caller {
     pub(crate) tokens: TokenSource,

@@ -517,7 +517,7 @@ impl<'a> Fields<'a> {
 
     /// Reads a JSON object's members. `Fields` are filled in place rather than returned: they
     /// are a few hundred bytes, and moving them out through the parser's layers was a
-    /// measurable part of a parse (issue 7's benchmarks).
+    /// measurable part of a parse (the `benches/compare/` benchmark, BENCHMARKS.md).
     fn read_json(&mut self, body: &'a [u8]) -> Result<(), ResponseProblem> {
         // Checked as UTF-8 once, in one pass, rather than string by string as the bytes are
         // read; a body that is not UTF-8 is read as bytes, so that its error is the same.

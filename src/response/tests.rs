@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_support::at;
 
 fn response(status: u16, content_type: Option<&str>, body: &str) -> http::Response<Vec<u8>> {
     let mut builder = http::Response::builder().status(status);
@@ -9,7 +10,7 @@ fn response(status: u16, content_type: Option<&str>, body: &str) -> http::Respon
 }
 
 fn sent_at() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    at(1_700_000_000)
 }
 
 fn parse(rules: ResponseRules, status: u16, ct: Option<&str>, body: &str) -> Result<Token, Error> {
@@ -143,9 +144,7 @@ fn non_oauth_error_keeps_status_type_retry_after_and_excerpt() {
     );
     assert_eq!(
         unexpected.retry_after(),
-        Some(RetryAfter::At(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480)
-        ))
+        Some(RetryAfter::At(at(1_445_412_480)))
     );
     assert!(err.is_retryable());
 }

@@ -89,8 +89,8 @@
 //!
 //! In a test, point your client at [`token_url`](TestServer::token_url), make the server
 //! misbehave, and check what your code does. With the `reqwest` feature the exchange is
-//! `client_credentials::reqwest::fetch_token(&http, &request).await`; here it goes by hand over a
-//! `TcpStream`, to show that any HTTP client will do.
+//! `client_credentials::reqwest::fetch_token(&http, &request, TIMEOUT).await`; here it goes by
+//! hand over a `TcpStream`, to show that any HTTP client will do.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};

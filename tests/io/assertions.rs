@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use client_credentials::auth::{AssertionSource, BoxError, ClientAssertion, ClientAuth};
+use client_credentials::auth::{
+    AssertionSource, BoxError, ClientAssertion, ClientAuth, JwsAlgorithm, JwsSigner, JwtAuth,
+    PrivateKey,
+};
 use client_credentials::error::AssertionError;
-use client_credentials::test_server::{DEMO_CLIENT_ID, TestServer};
+use client_credentials::test_server::{DEMO_CLIENT_ID, TestClient, TestServer};
 use client_credentials::{ClientCredentials, Error, TokenRequest, TokenSource};
 
 use crate::support::adapters::Adapter;
@@ -106,4 +109,44 @@ async fn the_token_source_reports_the_assertion_error() {
         "{error:?}"
     );
     assert_eq!(server.token_requests(), 0);
+}
+
+/// The README's table of servers: the embedded server takes a `private_key_jwt` assertion
+/// addressed to its issuer or to its token endpoint, with the draft's `typ` header or without.
+#[tokio::test]
+async fn own_assertions_to_either_audience_with_or_without_typ_are_accepted() {
+    let key = PrivateKey::generate(JwsAlgorithm::Es256).unwrap();
+    let jwks = format!(r#"{{"keys":[{}]}}"#, key.public_jwk().to_json());
+    let server = TestServer::builder()
+        .client(TestClient::secretless("svc").assertion_jwks(&jwks).unwrap())
+        .start();
+    let key = Arc::new(key);
+    let http = client_credentials::reqwest::recommended_client();
+    for to_issuer in [true, false] {
+        for explicit_type in [false, true] {
+            let mut auth = JwtAuth::from_arc(Arc::clone(&key) as Arc<dyn JwsSigner>)
+                .with_issuer(server.url(""))
+                .with_explicit_type(explicit_type);
+            if !to_issuer {
+                auth = auth.with_token_endpoint_audience();
+            }
+            let request =
+                ClientCredentials::with_auth(server.token_url(), "svc", ClientAuth::Jwt(auth))
+                    .unwrap()
+                    .token_request()
+                    .build()
+                    .unwrap();
+            let fetched = client_credentials::reqwest::fetch_token(
+                &http,
+                &request,
+                client_credentials::reqwest::TIMEOUT,
+            )
+            .await;
+            assert!(
+                fetched.is_ok(),
+                "aud to the issuer: {to_issuer}, typ: {explicit_type}: {fetched:?}"
+            );
+        }
+    }
+    assert_eq!(server.token_requests(), 4);
 }

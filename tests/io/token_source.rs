@@ -961,6 +961,61 @@ async fn a_source_from_a_fetch_function_of_ones_own() {
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// The builder's methods as the README names them: `.scope`, `.resource`, `.param` and
+/// `.policy` refine it, `TokenSource::builder` starts it from any client, and `.reqwest`,
+/// `.hyper`, `.transport` and `.fetch_fn` each build a source that fetches, as `.build()` does.
+#[tokio::test]
+async fn the_builder_refines_the_request_and_builds_a_source_every_way() {
+    let server = TestServer::start();
+    let client = server.demo_credentials();
+    let builder = || {
+        client_credentials::TokenSource::builder(&client)
+            .scope("read")
+            .policy(invalidate_at_once())
+    };
+    let refined = builder()
+        .resource("urn:example:api")
+        .param("k", "v")
+        .build()
+        .expect("a valid source");
+    assert_eq!(refined.request().scope(), Some("read"));
+    assert_eq!(
+        refined.request().resources().collect::<Vec<_>>(),
+        ["urn:example:api"]
+    );
+    assert_eq!(refined.request().params().collect::<Vec<_>>(), [("k", "v")]);
+    assert_eq!(refined.policy(), &invalidate_at_once());
+
+    let http = client_credentials::reqwest::recommended_client();
+    let hyper: HyperClient<_, Full<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build_http();
+    let fetch_http = http.clone();
+    let sources = [
+        builder().build(),
+        builder().reqwest(http.clone()),
+        builder().hyper(hyper),
+        builder().transport(http),
+        builder().fetch_fn(move |request| {
+            let http = fetch_http.clone();
+            async move {
+                client_credentials::reqwest::fetch_token(
+                    &http,
+                    &request,
+                    client_credentials::reqwest::TIMEOUT,
+                )
+                .await
+            }
+        }),
+    ];
+    for (i, source) in sources.into_iter().enumerate() {
+        let source = source.expect("a valid source");
+        assert_eq!(source.policy(), &invalidate_at_once(), "source {i}");
+        let token = source.token().await.expect("a token");
+        assert_eq!(token.scope(), Some("read"), "source {i}");
+    }
+    assert_eq!(server.token_requests(), 5);
+}
+
 /// Hardening: the process cache keys on the credential. A token broker holding one
 /// `TokenCache` for its tenants' clients never serves the victim's cached token to a request
 /// with the victim's client id and another secret: that request reaches the token server,

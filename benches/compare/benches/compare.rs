@@ -11,7 +11,8 @@
 //! so that a change of load on a shared machine hits all three alike), and run `ALLOC_RUNS`
 //! times under a counting allocator. At the end a markdown table gives the median time per
 //! operation, the ratios ours ÷ oauth2 and ours ÷ floor (median and quartiles of the rounds'
-//! ratios), and the heap allocations per operation, then the issue's targets, met or missed.
+//! ratios), and the heap allocations per operation, then the targets of BENCHMARKS.md, met or
+//! missed.
 //!
 //! `COMPARE_PROFILE=group/name[:runs]` runs one operation alone in a loop instead, for a
 //! profiler: `valgrind --tool=callgrind --toggle-collect='*profile_loop*' <bench binary> --bench`.
@@ -825,7 +826,7 @@ fn print_table(rows: &[Row], transport: (f64, (f64, f64))) {
         allocs(transport_allocations)
     );
     println!();
-    println!("Targets (issue 7):");
+    println!("Targets (BENCHMARKS.md, \"Targets\"):");
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     for row in rows {
         let [vs_oauth2, vs_floor] = row.timing.ratios.map(|r| r[0]);
