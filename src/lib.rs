@@ -258,18 +258,14 @@ pub mod shared_cache {
 }
 
 // The adapters, one module each.
-#[cfg(feature = "hyper")]
-#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
-pub use io::hyper;
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
-pub use io::middleware as reqwest_middleware;
-#[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub use io::reqwest;
+pub use io::call::middleware as reqwest_middleware;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use io::tower;
+pub use io::call::tower;
+#[cfg(feature = "__transport")]
+pub use io::transport::*;
 
 // A real token endpoint and protected resource for tests.
 #[cfg(feature = "test-server")]

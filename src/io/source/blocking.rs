@@ -163,7 +163,7 @@ pub struct TokenSource(Arc<Inner>);
 
 impl TokenSource {
     /// A source for `request` by `policy`, fetching with `fetch`: the adapter's constructors
-    /// (in `io/reqwest.rs`) pass its blocking `fetch_token`, so this file imports no adapter.
+    /// (in `io/transport/reqwest.rs`) pass its blocking `fetch_token`, so this file imports no adapter.
     pub(crate) fn from_fetch(
         request: TokenRequest,
         policy: CachePolicy,

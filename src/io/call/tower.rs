@@ -40,11 +40,11 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
-use super::source::TokenSource;
 use crate::attempt::DpopNonces;
 use crate::call::CallPolicy;
 use crate::error::call::CallError;
+use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
+use crate::io::source::TokenSource;
 
 /// The error of the HTTP client beneath, boxed.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -75,7 +75,7 @@ use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
 use crate::io::environment::SystemEnvironment;
 use crate::io::source::{TokenSource, TokenSourceBuilder};
-use crate::io::{is_tls, metadata_error, within};
+use crate::io::transport::shared::{is_tls, metadata_error, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
@@ -86,7 +86,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sound default for the `timeout` of [`fetch_token`] and [`fetch_metadata`] (and their
 /// blocking twins), and the total timeout of [`recommended_client`]'s requests: 30 seconds.
-pub use crate::io::TIMEOUT;
+pub use crate::io::transport::shared::TIMEOUT;
 
 /// A [`reqwest::ClientBuilder`] with safe defaults for a token endpoint, to adjust before
 /// building.
@@ -443,7 +443,7 @@ pub mod blocking {
     use crate::discovery::request::MetadataRequest;
     use crate::error::{Error, TransportKind};
     use crate::io::environment::SystemEnvironment;
-    use crate::io::{Deadline, metadata_error, run_ready};
+    use crate::io::transport::shared::{Deadline, metadata_error, run_ready};
     use crate::request::TokenRequest;
     use crate::secret::RequestBody;
     use crate::token::Token;
@@ -561,10 +561,10 @@ pub mod blocking {
 
     impl TokenSource {
         /// A source of tokens for `request`, fetched with `client` by
-        /// [`fetch_token`](crate::io::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
+        /// [`fetch_token`](crate::reqwest::blocking::fetch_token), by the default [`CachePolicy`].
         ///
         /// `client` must not follow redirects: use
-        /// [`recommended_client`](crate::io::reqwest::blocking::recommended_client).
+        /// [`recommended_client`](crate::reqwest::blocking::recommended_client).
         #[must_use]
         pub fn new(client: Client, request: TokenRequest) -> Self {
             Self::with_policy(client, request, CachePolicy::new())

@@ -57,7 +57,7 @@ use crate::discovery::request::MetadataRequest;
 use crate::error::{Error, TransportKind};
 use crate::io::environment::SystemEnvironment;
 use crate::io::source::{TokenSource, TokenSourceBuilder};
-use crate::io::{chain, has_io_kind, metadata_error, within};
+use crate::io::transport::shared::{chain, has_io_kind, metadata_error, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
 use crate::token::Token;
@@ -127,7 +127,7 @@ where
 }
 
 /// The sound default for the `timeout` of [`fetch_token`] and [`fetch_metadata`]: 30 seconds.
-pub use crate::io::TIMEOUT;
+pub use crate::io::transport::shared::TIMEOUT;
 
 /// hyper's client, over any connector, as the core's transport: the adapters' clock and random
 /// source, and one request sent and its body read through the limit (hyper never follows a

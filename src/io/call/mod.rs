@@ -9,14 +9,21 @@ use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use super::environment::{entropy, wall_now};
-use super::source::TokenSource;
 use crate::attempt::DpopNonces;
 use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
 use crate::error::call::CallError;
+use crate::io::environment::{entropy, wall_now};
+use crate::io::source::TokenSource;
 use crate::observe;
 use crate::response::DPOP_NONCE;
 use crate::token::{Token, TokenType};
+
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod middleware;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 /// What the loop needs of a request.
 pub(crate) trait CallRequest: Sized {

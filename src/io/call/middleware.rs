@@ -32,10 +32,10 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Method, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
 
-use super::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
-use super::source::TokenSource;
 use crate::attempt::DpopNonces;
 use crate::call::CallPolicy;
+use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
+use crate::io::source::TokenSource;
 
 /// A [`Middleware`] that authorizes every request with a token from a [`TokenSource`]; see the
 /// [module documentation](self). Cheap to clone; clones share the source, the policy and the
