@@ -13,6 +13,7 @@ pub use crate::error::call::CallError;
 
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
 use crate::challenge;
+use crate::endpoint::is_loopback;
 use crate::error::Error;
 use crate::request::ClientCredentials;
 use crate::token::{Token, TokenType};
@@ -47,6 +48,7 @@ pub struct CallPolicy {
     retry_dpop_nonce: bool,
     replay_any_method: bool,
     max_replay_body_len: u64,
+    insecure_allow_http: bool,
 }
 
 impl CallPolicy {
@@ -61,6 +63,7 @@ impl CallPolicy {
             retry_dpop_nonce: true,
             replay_any_method: false,
             max_replay_body_len: Self::DEFAULT_MAX_REPLAY_BODY_LEN,
+            insecure_allow_http: false,
         }
     }
 
@@ -95,6 +98,36 @@ impl CallPolicy {
     pub const fn max_replay_body_len(mut self, len: u64) -> Self {
         self.max_replay_body_len = len;
         self
+    }
+
+    /// Lets tokens go to APIs over plain `http` on any host, not only a loopback one: whoever
+    /// can see the traffic (a shared network, a proxy, a sidecar's neighbour) can then use the
+    /// token. By default a request to a plain-`http` URI whose host is not a loopback address
+    /// (`127.0.0.0/8`, `::1`, `localhost`) fails with [`CallError::PlainHttp`] and is never
+    /// sent, as a token URL does ([`TokenUrl::insecure_allow_http`](crate::TokenUrl::insecure_allow_http)).
+    pub const fn insecure_allow_http(mut self, allow: bool) -> Self {
+        self.insecure_allow_http = allow;
+        self
+    }
+
+    /// Whether a request to `uri` may carry a token: `https`, plain `http` to a loopback host,
+    /// or plain `http` anywhere under [`insecure_allow_http`](Self::insecure_allow_http). A
+    /// relative URI (no scheme, as a tonic channel's requests have: the channel holds the
+    /// origin) is not judged here.
+    #[must_use]
+    pub fn allows(&self, uri: &Uri) -> bool {
+        self.allows_destination(uri.scheme_str(), uri.host())
+    }
+
+    /// [`allows`](Self::allows), from the scheme and host as a request holds them, so that a
+    /// driver need not make a `Uri` of a request that is not one.
+    pub(crate) fn allows_destination(&self, scheme: Option<&str>, host: Option<&str>) -> bool {
+        match scheme {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => {
+                self.insecure_allow_http || host.is_some_and(is_loopback)
+            }
+            _ => true,
+        }
     }
 
     /// Whether a refused token makes the request go out again.

@@ -26,6 +26,17 @@ pub enum CallError {
     /// an HTTP header cannot carry): the request was not sent.
     #[error("the call was not sent: the access token could not be put on it: {0}")]
     Present(#[source] Error),
+    /// The request would have carried the token over plain `http` to a host that is not a
+    /// loopback address, where anyone on the way could take it: it was not sent, and no token
+    /// was asked for. Use `https`, or allow it by name with
+    /// [`CallPolicy::insecure_allow_http`](crate::call::CallPolicy::insecure_allow_http).
+    #[error(
+        "the call to {host} was not sent: a token goes only over https, or plain http to a loopback host; use https, or allow plain http with CallPolicy::insecure_allow_http"
+    )]
+    PlainHttp {
+        /// The host the request was for.
+        host: String,
+    },
     /// The HTTP client (the inner service) failed.
     #[error("the http client failed: {0}")]
     Client(#[source] BoxError),
@@ -39,7 +50,7 @@ impl CallError {
         match self {
             Self::Token(error) => Some(error),
             Self::Present(error) => Some(error),
-            Self::Client(_) => None,
+            Self::PlainHttp { .. } | Self::Client(_) => None,
         }
     }
 

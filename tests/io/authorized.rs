@@ -953,3 +953,134 @@ mod grpc {
         assert_eq!(server.resource_requests(), 0);
     }
 }
+
+/// Hardening: a token never goes over plain http to a host that is not loopback, unless the
+/// policy allows it by name. The inner client and the middleware chain's end answer from
+/// memory, so that no request can leave this machine whatever the layers do.
+#[tokio::test]
+async fn a_token_goes_over_plain_http_only_to_loopback_unless_allowed_by_name() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The end of a middleware chain: counts what reaches it and answers 200 from memory.
+    struct Answers(Arc<AtomicUsize>);
+
+    impl reqwest_middleware::Middleware for Answers {
+        // The signature `#[async_trait]` gives `async fn handle`.
+        fn handle<'life0, 'life1, 'life2, 'async_trait>(
+            &'life0 self,
+            _: reqwest::Request,
+            _: &'life1 mut http::Extensions,
+            _: reqwest_middleware::Next<'life2>,
+        ) -> Pin<
+            Box<
+                dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
+                    + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(std::future::ready(Ok(http::Response::new("ok").into())))
+        }
+    }
+
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let request = client_credentials::ClientCredentials::new(
+        client_credentials::TokenUrl::new("https://idp.example.com/token").unwrap(),
+        "client",
+        client_credentials::ClientSecret::new("secret"),
+    )
+    .token_request()
+    .build()
+    .unwrap();
+    let counted = Arc::clone(&fetches);
+    let tokens = TokenSource::from_fn(request, move |request| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(r#"{"access_token":"t","token_type":"Bearer","expires_in":600}"#)
+                .unwrap();
+            #[allow(clippy::disallowed_methods)] // Stands in for the token endpoint.
+            request.parse_response(&response, std::time::SystemTime::now())
+        }
+    });
+
+    for (policy, url, allowed) in [
+        (CallPolicy::new(), "http://api.example.com/things", false),
+        (CallPolicy::new(), "http://10.0.0.5:8080/things", false),
+        (CallPolicy::new(), "HTTP://api.example.com/things", false),
+        (CallPolicy::new(), "http://127.0.0.1:9/things", true),
+        (CallPolicy::new(), "http://[::1]:9/things", true),
+        (CallPolicy::new(), "http://localhost:9/things", true),
+        (CallPolicy::new(), "https://api.example.com/things", true),
+        (
+            CallPolicy::new().insecure_allow_http(true),
+            "http://api.example.com/things",
+            true,
+        ),
+    ] {
+        assert_eq!(
+            policy.allows(&url.parse::<Uri>().unwrap()),
+            allowed,
+            "{url}"
+        );
+        let sent = Arc::new(AtomicUsize::new(0));
+        let fetched_before = fetches.load(Ordering::SeqCst);
+
+        let counter = Arc::clone(&sent);
+        let inner = tower::service_fn(move |_: Request<Full<Bytes>>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+        });
+        let service = AuthorizeLayer::with_policy(tokens.clone(), policy).layer(inner);
+        let call = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+        let tower_outcome = service.oneshot(call).await;
+
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(AuthorizeMiddleware::with_policy(tokens.clone(), policy))
+            .with(Answers(Arc::clone(&sent)))
+            .build();
+        let middleware_outcome = client.get(url).send().await;
+
+        if allowed {
+            assert!(tower_outcome.is_ok(), "tower, {url}: {tower_outcome:?}");
+            assert!(
+                middleware_outcome.is_ok(),
+                "middleware, {url}: {middleware_outcome:?}"
+            );
+            assert_eq!(
+                sent.load(Ordering::SeqCst),
+                2,
+                "{url}: sent through both layers"
+            );
+        } else {
+            let error = tower_outcome.unwrap_err();
+            assert!(
+                matches!(error, CallError::PlainHttp { .. }),
+                "tower, {url}: {error:?}"
+            );
+            assert!(error.to_string().contains("insecure_allow_http"), "{error}");
+            let error = middleware_outcome.unwrap_err();
+            let reqwest_middleware::Error::Middleware(error) = error else {
+                panic!("middleware, {url}: {error:?}");
+            };
+            assert!(
+                matches!(error.downcast_ref(), Some(CallError::PlainHttp { .. })),
+                "middleware, {url}: {error:?}"
+            );
+            assert_eq!(sent.load(Ordering::SeqCst), 0, "{url}: never sent");
+            assert_eq!(
+                fetches.load(Ordering::SeqCst),
+                fetched_before,
+                "{url}: no token asked for"
+            );
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! # async fn run(tokens: client_credentials::TokenSource) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use client_credentials::reqwest_middleware::AuthorizeMiddleware;
 //!
-//! let api = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//! let http = client_credentials::reqwest::recommended_client();
+//! let api = reqwest_middleware::ClientBuilder::new(http)
 //!     .with(AuthorizeMiddleware::new(tokens))
 //!     .build();
 //! let response = api.get("https://api.example.com/things").send().await?;
@@ -23,6 +24,14 @@
 //!
 //! Put it after a retry middleware (`.with(retry).with(authorize)`) so that every retry of
 //! `reqwest-retry` gets a valid token of its own.
+//!
+//! A token goes only over `https`, or plain `http` to a loopback host: a request to any other
+//! plain-`http` URI fails with [`CallError::PlainHttp`](crate::error::CallError::PlainHttp) and
+//! is never sent, unless the [`CallPolicy`] allows it by name
+//! ([`CallPolicy::insecure_allow_http`]). Build the client under the middleware with
+//! [`recommended_client`](crate::reqwest::recommended_client) rather than
+//! `reqwest::Client::new()`: it ignores `HTTP_PROXY` (a proxy would read a plain-`http` token in
+//! clear, and could answer for the API) and uses no proxy for loopback hosts.
 
 use std::fmt;
 use std::future::Future;
@@ -170,6 +179,10 @@ impl CallRequest for Attempted {
     /// unauthenticated.
     fn uri(target: &reqwest::Url) -> Uri {
         Uri::try_from(target.as_str()).unwrap_or_default()
+    }
+
+    fn scheme_and_host(target: &reqwest::Url) -> (Option<&str>, Option<&str>) {
+        (Some(target.scheme()), target.host_str())
     }
 
     fn headers_mut(&mut self) -> &mut HeaderMap {

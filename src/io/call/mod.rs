@@ -35,6 +35,9 @@ pub(crate) trait CallRequest: Sized {
     /// The target as an absolute URI, for the DPoP proof's `htu`, the nonce store's origin and
     /// the events: made only when one of them needs it.
     fn uri(target: &Self::Target) -> Uri;
+    /// The target's scheme and host, as cheaply as the request holds them (`None` for a
+    /// relative target): whether it may carry a token at all.
+    fn scheme_and_host(target: &Self::Target) -> (Option<&str>, Option<&str>);
     fn headers_mut(&mut self) -> &mut HeaderMap;
     /// The body's length if it is known before sending (`None` for a stream).
     fn body_len(&self) -> Option<u64>;
@@ -150,6 +153,11 @@ impl Caller {
     {
         async move {
             let result = 'call: {
+                let (scheme, host) = R::scheme_and_host(request.target());
+                if !caller.policy.allows_destination(scheme, host) {
+                    let host = host.unwrap_or_default().to_owned();
+                    break 'call Err(Stop::Call(CallError::PlainHttp { host }));
+                }
                 let mut call =
                     AuthorizedCall::new(&caller.policy, request.method(), request.body_len());
                 // Made in a block of its own: a binding alive at an `await`, even one moved

@@ -26,7 +26,10 @@
 //! the policy's limit. A resource server's DPoP nonce request (RFC 9449 §9) gets one retry with
 //! the nonce, which is remembered for its origin. Every other answer (a 403,
 //! `insufficient_scope`, any other 401) reaches the caller untouched. A request whose token
-//! cannot be had fails with [`CallError::Token`] and is never sent.
+//! cannot be had fails with [`CallError::Token`] and is never sent; so does a request to a
+//! plain-`http` URI whose host is not loopback ([`CallError::PlainHttp`]), unless the policy
+//! allows it by name ([`CallPolicy::insecure_allow_http`](crate::call::CallPolicy::insecure_allow_http)). A relative URI (a tonic
+//! channel's) is not judged: the channel holds the origin.
 
 use std::fmt;
 use std::future::Future;
@@ -283,6 +286,10 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
 
     fn uri(target: &Uri) -> Uri {
         target.clone()
+    }
+
+    fn scheme_and_host(target: &Uri) -> (Option<&str>, Option<&str>) {
+        (target.scheme_str(), target.host())
     }
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
