@@ -240,6 +240,25 @@ impl Error {
         }
     }
 
+    /// Whether the token endpoint refused the client's credentials: an `invalid_client` error
+    /// (RFC 6749 §5.2), or any 401 or 403 from the token endpoint, with an OAuth error of
+    /// another code or with a body that is not OAuth at all (some servers answer a failed client
+    /// authentication with an empty 403). Retrying with the same credentials will not help: the
+    /// secret, key or certificate is wrong, revoked or expired, or the client is not registered.
+    ///
+    /// A refusal of a client assertion's time ([`is_refusal_about_time`](crate::fetch::is_refusal_about_time))
+    /// is a refusal of credentials too, which the attempt loop retries once on the corrected
+    /// time before it reaches the caller.
+    #[must_use]
+    pub fn is_credential_refusal(&self) -> bool {
+        let refusing_status = |status: StatusCode| matches!(status.as_u16(), 401 | 403);
+        match self {
+            Self::OAuth(e) => *e.code() == ErrorCode::InvalidClient || refusing_status(e.status()),
+            Self::UnexpectedResponse(e) => refusing_status(e.status()),
+            _ => false,
+        }
+    }
+
     /// The HTTP status of the response this error came from, if there was one.
     #[must_use]
     pub fn status(&self) -> Option<StatusCode> {

@@ -141,6 +141,48 @@ fn is_retryable_does_what_its_docs_say() {
     assert!(!transport(TransportKind::Tls).is_retryable());
 }
 
+#[test]
+fn a_credential_refusal_is_invalid_client_or_any_401_or_403() {
+    let response = |status: u16, content_type: &str, body: &str| {
+        let response = http::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .unwrap();
+        request_at(TOKEN_URL, "c", "s")
+            .parse_response(&response, SystemTime::UNIX_EPOCH)
+            .unwrap_err()
+    };
+    let oauth = |status, code: &str| {
+        response(
+            status,
+            "application/json",
+            &format!(r#"{{"error":"{code}"}}"#),
+        )
+    };
+    for refusal in [
+        oauth(400, "invalid_client"),
+        oauth(401, "invalid_client"),
+        oauth(401, "unauthorized"),
+        oauth(403, "access_denied"),
+        response(403, "text/plain", ""),
+        response(401, "text/html", "<h1>Unauthorized</h1>"),
+    ] {
+        assert!(refusal.is_credential_refusal(), "{refusal}");
+        assert!(!refusal.is_retryable(), "{refusal}");
+    }
+    for other in [
+        oauth(400, "invalid_scope"),
+        oauth(400, "unauthorized_client"),
+        oauth(503, "temporarily_unavailable"),
+        response(500, "text/plain", ""),
+        response(404, "text/plain", ""),
+        Error::BodyTooLarge { limit: 1 },
+    ] {
+        assert!(!other.is_credential_refusal(), "{other}");
+    }
+}
+
 /// The OAuth error is held without a box (one allocation fewer per parsed error), and that
 /// costs nothing: `Error` is no larger than its other variants already made it.
 #[cfg(target_pointer_width = "64")]

@@ -843,3 +843,44 @@ async fn metadata_is_fetched_and_checked_by_every_adapter() {
         assert!(received[0].body.is_empty(), "{name}");
     }
 }
+
+/// Strict servers: a caller asks one question, "were my credentials refused?", whether the
+/// server says `invalid_client` or answers a failed client authentication with an empty 403.
+#[tokio::test]
+async fn a_credential_refusal_is_one_question_whatever_the_server_answers() {
+    use client_credentials::test_server::{DEMO_CLIENT_ID, Fault, TestServer};
+    use client_credentials::{ClientCredentials, ClientSecret};
+
+    let server = TestServer::start();
+    let http = client_credentials::reqwest::recommended_client();
+    let timeout = client_credentials::reqwest::TIMEOUT;
+    let wrong = ClientCredentials::new(
+        server.token_url(),
+        DEMO_CLIENT_ID,
+        ClientSecret::new("wrong"),
+    )
+    .token_request()
+    .build()
+    .unwrap();
+    let refused = client_credentials::reqwest::fetch_token(&http, &wrong, timeout)
+        .await
+        .unwrap_err();
+    assert!(refused.is_credential_refusal(), "{refused}");
+
+    server.set_fault(Some(Fault::Status(http::StatusCode::FORBIDDEN)));
+    let right = server.demo_credentials().token_request().build().unwrap();
+    let forbidden = client_credentials::reqwest::fetch_token(&http, &right, timeout)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(forbidden, client_credentials::Error::UnexpectedResponse(_)),
+        "{forbidden:?}"
+    );
+    assert!(forbidden.is_credential_refusal(), "{forbidden}");
+
+    server.set_fault(Some(Fault::Status(http::StatusCode::BAD_GATEWAY)));
+    let gateway = client_credentials::reqwest::fetch_token(&http, &right, timeout)
+        .await
+        .unwrap_err();
+    assert!(!gateway.is_credential_refusal(), "{gateway}");
+}
