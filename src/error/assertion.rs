@@ -35,6 +35,18 @@ pub enum AssertionError {
         limit: usize,
     },
 
+    /// The assertion path names something other than a regular file (after following symbolic
+    /// links): a directory, a named pipe, a device or a socket. It is refused before it is
+    /// opened, since opening a pipe waits for a writer.
+    #[error(
+        "the client assertion path {} is not a regular file (a directory, pipe, device or socket): point it at the token file",
+        path.display()
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+
     /// The assertion is not a JWT whose claims hold a numeric `exp` (RFC 7519 §4.1.4).
     #[error(
         "the client assertion {origin} is not a jwt with an `exp` claim ({reason}): check what writes it"

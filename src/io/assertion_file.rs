@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::client_auth::ClientAuth;
@@ -32,7 +32,10 @@ use crate::secret::ClientAssertion;
 /// or unreadable file is an [`AssertionError`] naming the file, never an `invalid_client` from
 /// the server. At most [`AssertionSource::MAX_ASSERTION_LEN`] bytes are read.
 ///
-/// The read is a small blocking one, done on the task that sends the request.
+/// The `stat` and the read are blocking: inside a Tokio runtime they run on its blocking pool,
+/// never on a worker, and without one (the blocking adapter) on the caller's thread. A path
+/// that is not a regular file once links are followed (a directory, a named pipe, a device)
+/// is refused before it is opened ([`AssertionError::NotAFile`](crate::error::AssertionError::NotAFile)).
 ///
 /// ```no_run
 /// use client_credentials::{ClientCredentials, TokenUrl};
@@ -48,8 +51,13 @@ use crate::secret::ClientAssertion;
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub struct AssertionFile {
-    path: PathBuf,
+    state: Arc<FileState>,
     renew_before: Duration,
+}
+
+/// What an [`AssertionFile`] and the blocking reads it hands off share.
+struct FileState {
+    path: PathBuf,
     held: Mutex<Option<HeldAssertion>>,
     reads: AtomicU64,
 }
@@ -64,10 +72,12 @@ impl AssertionFile {
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
-            path: path.into(),
+            state: Arc::new(FileState {
+                path: path.into(),
+                held: Mutex::new(None),
+                reads: AtomicU64::new(0),
+            }),
             renew_before: Self::DEFAULT_RENEW_BEFORE,
-            held: Mutex::new(None),
-            reads: AtomicU64::new(0),
         }
     }
 
@@ -82,15 +92,22 @@ impl AssertionFile {
     /// The file.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.state.path
     }
 
     /// How many times the file's contents have been read.
     #[must_use]
     pub fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
+        self.state.reads.load(Ordering::Relaxed)
     }
 
+    /// The assertion for an attempt at `now`, on this thread (blocking).
+    fn current(&self, now: SystemTime) -> Result<ClientAssertion, AssertionError> {
+        self.state.current(now, self.renew_before)
+    }
+}
+
+impl FileState {
     fn origin(&self) -> String {
         format!("in {}", self.path.display())
     }
@@ -102,9 +119,15 @@ impl AssertionFile {
         }
     }
 
+    /// The file's stamp, refusing anything but a regular file before it is ever opened.
     fn stamp(&self) -> Result<FileStamp, AssertionError> {
         // Follows symbolic links: the kubelet swaps a `..data` link to rotate the token.
         let metadata = std::fs::metadata(&self.path).map_err(|e| self.unreadable(e))?;
+        if !metadata.is_file() {
+            return Err(AssertionError::NotAFile {
+                path: self.path.clone(),
+            });
+        }
         Ok(FileStamp {
             modified: metadata.modified().ok(),
             len: metadata.len(),
@@ -114,6 +137,12 @@ impl AssertionFile {
     fn read(&self) -> Result<String, AssertionError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let file = File::open(&self.path).map_err(|e| self.unreadable(e))?;
+        // Checked again on the handle: the path may have been swapped since the stamp.
+        if !file.metadata().map_err(|e| self.unreadable(e))?.is_file() {
+            return Err(AssertionError::NotAFile {
+                path: self.path.clone(),
+            });
+        }
         let mut contents = String::new();
         file.take(AssertionSource::MAX_ASSERTION_LEN as u64 + 1)
             .read_to_string(&mut contents)
@@ -128,10 +157,15 @@ impl AssertionFile {
     }
 
     /// The assertion for an attempt at `now`, reading the file only when the core says so.
-    fn current(&self, now: SystemTime) -> Result<ClientAssertion, AssertionError> {
+    /// Blocking: it stats the file, and may read it.
+    fn current(
+        &self,
+        now: SystemTime,
+        renew_before: Duration,
+    ) -> Result<ClientAssertion, AssertionError> {
         let stamp = self.stamp()?;
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if must_read(held.as_ref(), stamp, now, self.renew_before) {
+        if must_read(held.as_ref(), stamp, now, renew_before) {
             let contents = self.read()?;
             *held = Some(HeldAssertion::parse(&contents, stamp, || self.origin())?);
         }
@@ -144,7 +178,7 @@ impl AssertionFile {
 impl std::fmt::Debug for AssertionFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AssertionFile")
-            .field("path", &self.path)
+            .field("path", &self.state.path)
             .field("renew_before", &self.renew_before)
             .field("reads", &self.reads())
             .finish_non_exhaustive()
@@ -152,8 +186,25 @@ impl std::fmt::Debug for AssertionFile {
 }
 
 impl AssertionProvider for AssertionFile {
+    /// Inside a Tokio runtime the `stat` and the read run on its blocking pool, so a hung mount
+    /// holds no worker, and the caller's bound (the source's fetch timeout) ends the wait: the
+    /// future resolves with the source's timeout while the read finishes or hangs on its own
+    /// thread. Without a runtime (the blocking adapter, which blocks its caller anyway) they run
+    /// on the caller's thread.
     fn assertion(&self, now: SystemTime) -> AssertionFuture<'_> {
-        Box::pin(std::future::ready(self.current(now)))
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Box::pin(std::future::ready(self.current(now)));
+        };
+        let (state, renew_before) = (Arc::clone(&self.state), self.renew_before);
+        let read = runtime.spawn_blocking(move || state.current(now, renew_before));
+        Box::pin(async move {
+            read.await.unwrap_or_else(|joined| {
+                Err(AssertionError::Unreadable {
+                    path: self.state.path.clone(),
+                    source: std::io::Error::other(joined),
+                })
+            })
+        })
     }
 }
 
@@ -345,6 +396,42 @@ mod tests {
             assert_eq!(file.current(at(now)).unwrap().secret(), second);
         }
         assert_eq!(file.reads(), 4, "read once more for the rotation");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_opened_and_a_link_to_one_is_followed() {
+        let dir = Dir::new("kinds");
+        let error = AssertionFile::new(&dir.0).current(at(0)).unwrap_err();
+        assert!(
+            matches!(error, AssertionError::NotAFile { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+
+        // A named pipe: opening it would wait for a writer; it is refused at once.
+        let pipe = dir.0.join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        let error = AssertionFile::new(&pipe).current(at(0)).unwrap_err();
+        assert!(
+            matches!(error, AssertionError::NotAFile { .. }),
+            "{error:?}"
+        );
+
+        // The kubelet's layout: `token` links to `..data/token`, itself behind a link.
+        let data = dir.0.join("..2026_12_07");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("token"), jwt(1_000, "linked")).unwrap();
+        std::os::unix::fs::symlink(&data, dir.0.join("..data")).unwrap();
+        let token = dir.0.join("linked-token");
+        std::os::unix::fs::symlink(dir.0.join("..data/token"), &token).unwrap();
+        assert_eq!(
+            AssertionFile::new(&token).current(at(0)).unwrap().secret(),
+            jwt(1_000, "linked")
+        );
     }
 
     #[test]

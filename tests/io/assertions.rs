@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -149,4 +150,59 @@ async fn own_assertions_to_either_audience_with_or_without_typ_are_accepted() {
         }
     }
     assert_eq!(server.token_requests(), 4);
+}
+
+/// Hardening: an assertion path that is a named pipe (or any other non-file) fails the fetch
+/// at once with `NotAFile`; it used to be opened, which waits for a writer and held a runtime
+/// worker forever. Run on a thread of its own and waited for with a bound, so that a
+/// regression fails this test instead of hanging it.
+#[test]
+fn a_pipe_as_the_assertion_file_fails_at_once_instead_of_blocking_the_runtime() {
+    use client_credentials::auth::AssertionFile;
+
+    let dir = std::env::temp_dir().join(format!("client-credentials-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pipe = dir.join("token");
+    let _ = std::fs::remove_file(&pipe);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+
+    let server = TestServer::start();
+    let request = request(&server, AssertionSource::new(AssertionFile::new(&pipe)));
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = client_credentials::reqwest::recommended_client();
+        let fetched = runtime.block_on(client_credentials::reqwest::fetch_token(
+            &http,
+            &request,
+            Duration::from_secs(2),
+        ));
+        let _ = done.send(fetched);
+    });
+    let outcome = outcome.recv_timeout(Duration::from_secs(10));
+    // Whatever happened, free a reader that may wait on the pipe (opening it for reading and
+    // writing never waits, on Linux), then clean up.
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pipe);
+    let _ = std::fs::remove_dir_all(&dir);
+    let error = outcome
+        .expect("the fetch ended within its bound")
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::ClientAssertion(AssertionError::NotAFile { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(server.token_requests(), 0, "nothing was sent");
 }
