@@ -26,7 +26,7 @@ use crate::error::oauth::ErrorCode;
 /// attempt was sent, and builds each attempt at [`server_time`](Self::server_time) of the
 /// transport's clock. When the server refuses an assertion or a proof as expired or not yet
 /// valid ([`is_refusal_about_time`]), the exchange trusts that response's `Date` at once and
-/// tries once more. A loop of your own over [`TokenRequest::http_request`](crate::TokenRequest::http_request)
+/// tries once more, if it moves the estimate by at most [`MAX_ADOPTION`](Self::MAX_ADOPTION). A loop of your own over [`TokenRequest::http_request`](crate::TokenRequest::http_request)
 /// gets the same by making each [`Attempt`](crate::Attempt) at `server_time(now)` and calling
 /// [`observe`](Self::observe) with each response.
 ///
@@ -63,6 +63,11 @@ impl ServerClock {
 
     /// How many of the latest samples the estimate is the median of.
     pub const SAMPLES: usize = 5;
+
+    /// The most one refusal about time may move the estimate by ([`adopt`](Self::adopt)):
+    /// 15 minutes. A larger jump is only observed, so it takes most of the window agreeing
+    /// with it to move the estimate: one forged `Date` cannot shift the signing clock by hours.
+    pub const MAX_ADOPTION: Duration = Duration::from_secs(15 * 60);
 
     /// The smallest offset [`server_time`](Self::server_time) corrects by: two seconds, twice
     /// the `Date` header's resolution.
@@ -133,12 +138,21 @@ impl ServerClock {
 
     /// Takes the `Date` of a response that refused the attempt's time
     /// ([`is_refusal_about_time`]) as the estimate, forgetting the earlier samples, which the
-    /// server has just said are wrong. `false` if the response has no plausible `Date`.
+    /// server has just said are wrong, when it moves the estimate by at most
+    /// [`MAX_ADOPTION`](Self::MAX_ADOPTION). `false` if the response has no plausible `Date`,
+    /// or if it is further from the estimate than that: then it is only a sample among the
+    /// others ([`observe`](Self::observe)), and the estimate follows it once most of the window
+    /// agrees.
     pub fn adopt(&self, sent_at: SystemTime, headers: &HeaderMap) -> bool {
         let Some(sample) = sample(sent_at, headers) else {
             return false;
         };
         let mut samples = self.samples();
+        let estimate = median(&samples).unwrap_or(0);
+        let limit = u64::try_from(Self::MAX_ADOPTION.as_millis()).unwrap_or(u64::MAX);
+        if sample.abs_diff(estimate) > limit {
+            return false;
+        }
         samples.clear();
         samples.push_back(sample);
         true
@@ -319,6 +333,34 @@ mod tests {
         assert_eq!(clock.offset_millis(), Some(-600_000), "the server said so");
     }
 
+    #[test]
+    fn one_refusal_moves_the_clock_by_at_most_fifteen_minutes() {
+        let clock = ServerClock::new();
+        for i in 0..ServerClock::SAMPLES as u64 {
+            assert!(clock.observe(at_ms((T + i) * 1000), &date(T + i)));
+        }
+        // A forged refusal, its `Date` almost a day ahead: as the exchange does, observed first,
+        // then offered for adoption. It is outvoted, not adopted.
+        let forged = date(T + 24 * 3600 - 1);
+        assert!(clock.observe(at_ms(T * 1000), &forged));
+        assert!(!clock.adopt(at_ms(T * 1000), &forged));
+        assert_eq!(clock.offset_millis(), Some(0));
+        assert_eq!(clock.correction_millis(), 0);
+        // Just past the bound: the same.
+        let past = date(T + 15 * 60 + 2);
+        assert!(clock.observe(at_ms(T * 1000), &past));
+        assert!(!clock.adopt(at_ms(T * 1000), &past));
+        assert_eq!(clock.offset_millis(), Some(0));
+        // A server that really moved its clock 20 minutes is followed once most samples agree.
+        for i in 0..3 {
+            assert!(clock.observe(at_ms((T + i) * 1000), &date(T + i + 20 * 60)));
+        }
+        assert_eq!(clock.offset_millis(), Some(20 * 60 * 1000));
+        // Within the bound of the estimate, a refusal is adopted at once.
+        assert!(clock.adopt(at_ms(T * 1000), &date(T + 30 * 60)));
+        assert_eq!(clock.offset_millis(), Some(30 * 60 * 1000));
+    }
+
     fn refusal(code: &str, description: &str) -> Error {
         let body = serde_json::json!({ "error": code, "error_description": description });
         let response = http::Response::builder()
@@ -382,6 +424,28 @@ mod tests {
     }
 
     proptest! {
+        /// Law: whatever the window holds and whatever a refusal's `Date` says, one adoption
+        /// moves the estimate by at most `MAX_ADOPTION` from what it was with the refusal
+        /// observed.
+        #[test]
+        fn one_adoption_moves_the_estimate_at_most_the_bound(
+            window in prop::collection::vec(-86_000i64..86_000, 0..6),
+            refusal_s in -86_000i64..86_000,
+        ) {
+            let clock = ServerClock::new();
+            let sent_ms = T * 1000;
+            for offset_s in window {
+                let _ = clock.observe(at_ms(sent_ms), &date((T).saturating_add_signed(offset_s)));
+            }
+            let refusal = date(T.saturating_add_signed(refusal_s));
+            let _ = clock.observe(at_ms(sent_ms), &refusal);
+            let before = clock.offset_millis().unwrap_or(0);
+            let _ = clock.adopt(at_ms(sent_ms), &refusal);
+            let after = clock.offset_millis().unwrap_or(0);
+            let bound = ServerClock::MAX_ADOPTION.as_millis() as u64;
+            prop_assert!(after.abs_diff(before) <= bound, "{before} → {after}");
+        }
+
         /// Law: an expiry converted to the client's time is never later than the instant the
         /// server's clock reaches it, whatever the offset, the latencies and the truncation.
         #[test]
