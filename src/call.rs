@@ -80,7 +80,8 @@ impl CallPolicy {
         self
     }
 
-    /// Whether a request the API refused for want of a DPoP nonce is sent again with it.
+    /// Whether a request whose DPoP proof the API refused (for want of a nonce, or as
+    /// `invalid_dpop_proof`) is sent again with a fresh proof, once.
     pub const fn retry_dpop_nonce(mut self, retry: bool) -> Self {
         self.retry_dpop_nonce = retry;
         self
@@ -170,6 +171,10 @@ pub enum RetryReason {
     InvalidToken,
     /// The API asked for a DPoP nonce (RFC 9449 §9): the request goes again with it.
     UseDpopNonce,
+    /// The API refused the DPoP proof, not the token (`DPoP error="invalid_dpop_proof"`, RFC
+    /// 9449 §7.1: a proof whose time its clock disputes, say): the request goes again with a
+    /// fresh proof, and the token is kept.
+    InvalidDpopProof,
 }
 
 impl RetryReason {
@@ -179,6 +184,7 @@ impl RetryReason {
         match self {
             Self::InvalidToken => "invalid_token",
             Self::UseDpopNonce => "use_dpop_nonce",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
         }
     }
 }
@@ -223,6 +229,8 @@ pub enum CallStep {
     Refused {
         /// Whether the token sent is the one at fault, to drop from the source.
         invalidate: bool,
+        /// What the API refused: the token, or its DPoP proof.
+        reason: RetryReason,
         /// Why the request does not go again.
         not_retried: NotRetried,
     },
@@ -242,12 +250,13 @@ pub enum CallStep {
 ///
 /// The driver puts a token on the request ([`present_token`]), sends it, hands the answer's status
 /// and headers to [`handle_response`](Self::handle_response), and does what the [`CallStep`]
-/// says. Every request is sent at most three times: once, once more for a DPoP nonce, once more
-/// for a new token; each retry at most once.
+/// says. Every request is sent at most three times: once, once more for its DPoP proof (a
+/// nonce, or a refused proof), once more for a new token; each retry at most once.
 ///
 /// ```
 /// use client_credentials::call::{AuthorizedCall, CallPolicy, CallStep, RetryReason};
 /// use client_credentials::http::{HeaderMap, Method, StatusCode};
+/// use client_credentials::token::TokenType;
 ///
 /// let mut call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
 /// assert!(call.keeps_copy()); // keep a copy of the request: it may go twice
@@ -255,12 +264,12 @@ pub enum CallStep {
 /// let mut headers = HeaderMap::new();
 /// headers.insert("www-authenticate", r#"Bearer error="invalid_token""#.parse()?);
 /// assert_eq!(
-///     call.handle_response(StatusCode::UNAUTHORIZED, &headers),
+///     call.handle_response(&TokenType::Bearer, StatusCode::UNAUTHORIZED, &headers),
 ///     CallStep::Retry { invalidate: true, reason: RetryReason::InvalidToken },
 /// );
 /// // The second refusal goes to the caller.
 /// assert!(matches!(
-///     call.handle_response(StatusCode::UNAUTHORIZED, &headers),
+///     call.handle_response(&TokenType::Bearer, StatusCode::UNAUTHORIZED, &headers),
 ///     CallStep::Refused { invalidate: true, .. }
 /// ));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -271,7 +280,9 @@ pub struct AuthorizedCall {
     /// Why the request cannot go twice, if it cannot.
     not_replayable: Option<NotRetried>,
     retried_token: bool,
-    retried_nonce: bool,
+    /// A retry for the proof: a nonce asked for, or a proof refused. One between them, so that
+    /// a request goes at most three times.
+    retried_proof: bool,
 }
 
 impl AuthorizedCall {
@@ -290,7 +301,7 @@ impl AuthorizedCall {
             policy: *policy,
             not_replayable,
             retried_token: false,
-            retried_nonce: false,
+            retried_proof: false,
         }
     }
 
@@ -309,15 +320,34 @@ impl AuthorizedCall {
             .get_or_insert(NotRetried::BodyNotReplayable);
     }
 
-    /// What to do with the API's answer to the attempt just sent.
-    pub fn handle_response(&mut self, status: StatusCode, headers: &HeaderMap) -> CallStep {
-        let (reason, invalidate, enabled, retried) = match judge(status, headers) {
+    /// What to do with the API's answer to the attempt just sent with a token of type
+    /// `presented`.
+    ///
+    /// Only a challenge of the scheme the token was presented with counts (`Bearer` for a bearer
+    /// token, `DPoP` for a DPoP-bound one, RFC 9449 §7.1): a `DPoP` challenge beside a bearer
+    /// token's call, or a `Bearer` one beside a DPoP-bound token's, says nothing about the token
+    /// sent. Of that scheme, `invalid_token` (or no error at all) refuses the token, and wins
+    /// over the rest; a DPoP-bound token's `use_dpop_nonce` (with a `DPoP-Nonce`) and
+    /// `invalid_dpop_proof` refuse the proof, which goes again, fresh, and keep the token.
+    pub fn handle_response(
+        &mut self,
+        presented: &TokenType,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> CallStep {
+        let (reason, invalidate, enabled, retried) = match judge(presented, status, headers) {
             Verdict::Accepted => return CallStep::Return,
             Verdict::NonceRequested => (
                 RetryReason::UseDpopNonce,
                 false,
                 self.policy.retry_dpop_nonce,
-                &mut self.retried_nonce,
+                &mut self.retried_proof,
+            ),
+            Verdict::ProofRejected => (
+                RetryReason::InvalidDpopProof,
+                false,
+                self.policy.retry_dpop_nonce,
+                &mut self.retried_proof,
             ),
             Verdict::TokenRejected => (
                 RetryReason::InvalidToken,
@@ -336,6 +366,7 @@ impl AuthorizedCall {
         match not_retried {
             Some(not_retried) => CallStep::Refused {
                 invalidate,
+                reason,
                 not_retried,
             },
             None => {
@@ -355,26 +386,38 @@ enum Verdict {
     TokenRejected,
     /// The DPoP proof lacks the resource server's nonce (RFC 9449 §9).
     NonceRequested,
+    /// The DPoP proof was refused, not the token (`invalid_dpop_proof`).
+    ProofRejected,
 }
 
-fn judge(status: StatusCode, headers: &HeaderMap) -> Verdict {
+/// What an answer to a call made with a token of type `presented` says about that token.
+fn judge(presented: &TokenType, status: StatusCode, headers: &HeaderMap) -> Verdict {
     if status == StatusCode::UNAUTHORIZED {
-        if resource_dpop_retry_nonce(status, headers).is_some() {
-            return Verdict::NonceRequested;
+        let dpop = *presented == TokenType::DPoP;
+        let scheme = if dpop { "DPoP" } else { "Bearer" };
+        let mut verdict = Verdict::Accepted;
+        for challenge in challenge::parse_all(headers) {
+            // Another scheme's challenge is about another credential than the one sent.
+            if !challenge.scheme().eq_ignore_ascii_case(scheme) {
+                continue;
+            }
+            match challenge.param("error") {
+                // `invalid_token`, or no error at all (a server that does not say why): the
+                // token is refused, whatever else the answer says.
+                None | Some("invalid_token") => return Verdict::TokenRejected,
+                Some("use_dpop_nonce")
+                    if dpop && resource_dpop_retry_nonce(status, headers).is_some() =>
+                {
+                    verdict = Verdict::NonceRequested;
+                }
+                Some("invalid_dpop_proof") if dpop && verdict == Verdict::Accepted => {
+                    verdict = Verdict::ProofRejected;
+                }
+                // `invalid_request`, `insufficient_scope`: not about the token.
+                _ => {}
+            }
         }
-        // A token-scheme challenge saying `invalid_token`, or naming no error at all (a server
-        // that does not say why). Another error (`invalid_request`), a 401 without a challenge
-        // or with another scheme's is not about the token.
-        let rejected = challenge::parse_all(headers).iter().any(|challenge| {
-            let scheme = challenge.scheme();
-            (scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("DPoP"))
-                && challenge
-                    .param("error")
-                    .is_none_or(|error| error == "invalid_token")
-        });
-        if rejected {
-            return Verdict::TokenRejected;
-        }
+        return verdict;
     } else if headers
         .get(GRPC_STATUS)
         .is_some_and(|code| code.as_bytes() == b"16")
@@ -468,17 +511,24 @@ mod tests {
 
     const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
 
+    const BEARER: &TokenType = &TokenType::Bearer;
+    const DPOP: &TokenType = &TokenType::DPoP;
+
     #[test]
     fn the_401s_that_mean_the_token_rfc6750_3_1() {
-        for rejected in [
-            r#"Bearer realm="api", error="invalid_token", error_description="expired""#,
-            r#"Bearer realm="api""#,
-            "Bearer",
-            r#"DPoP algs="ES256", error="invalid_token""#,
-            r#"Basic realm="x", Bearer error="invalid_token""#,
+        for (presented, rejected) in [
+            (
+                BEARER,
+                r#"Bearer realm="api", error="invalid_token", error_description="expired""#,
+            ),
+            (BEARER, r#"Bearer realm="api""#),
+            (BEARER, "Bearer"),
+            (DPOP, r#"DPoP algs="ES256", error="invalid_token""#),
+            (DPOP, r#"DPoP algs="ES256""#),
+            (BEARER, r#"Basic realm="x", Bearer error="invalid_token""#),
         ] {
             assert_eq!(
-                judge(UNAUTHORIZED, &challenge(rejected)),
+                judge(presented, UNAUTHORIZED, &challenge(rejected)),
                 Verdict::TokenRejected,
                 "{rejected}"
             );
@@ -486,27 +536,95 @@ mod tests {
         for other in [
             r#"Bearer error="invalid_request""#,
             r#"Bearer error="insufficient_scope", scope="admin""#,
+            r#"DPoP error="invalid_request""#,
             r#"Basic realm="x""#,
             r#"Negotiate"#,
         ] {
+            for presented in [BEARER, DPOP] {
+                assert_eq!(
+                    judge(presented, UNAUTHORIZED, &challenge(other)),
+                    Verdict::Accepted,
+                    "{other}"
+                );
+            }
+        }
+        for presented in [BEARER, DPOP] {
             assert_eq!(
-                judge(UNAUTHORIZED, &challenge(other)),
+                judge(presented, UNAUTHORIZED, &HeaderMap::new()),
                 Verdict::Accepted,
-                "{other}"
+                "no challenge"
+            );
+            let forbidden =
+                challenge(r#"Bearer error="invalid_token", DPoP error="invalid_token""#);
+            assert_eq!(
+                judge(presented, StatusCode::FORBIDDEN, &forbidden),
+                Verdict::Accepted,
+                "a 403"
+            );
+            assert_eq!(
+                judge(presented, StatusCode::OK, &forbidden),
+                Verdict::Accepted
             );
         }
+    }
+
+    #[test]
+    fn only_the_challenge_of_the_scheme_presented_counts_rfc9449_7_1() {
+        // Another scheme's refusal is about another credential than the one sent.
+        let dpop_refusal = challenge(r#"DPoP error="invalid_token""#);
         assert_eq!(
-            judge(UNAUTHORIZED, &HeaderMap::new()),
-            Verdict::Accepted,
-            "no challenge"
+            judge(BEARER, UNAUTHORIZED, &dpop_refusal),
+            Verdict::Accepted
         );
-        let forbidden = challenge(r#"Bearer error="invalid_token""#);
+        let bare_bearer = challenge(r#"Bearer realm="api""#);
+        assert_eq!(judge(DPOP, UNAUTHORIZED, &bare_bearer), Verdict::Accepted);
+
+        // A resource server whose clock is off refuses the proof, beside a bare Bearer
+        // challenge: a proof problem, not a refusal of the DPoP-bound token.
+        let proof =
+            challenge(r#"Bearer realm="api", DPoP algs="ES256", error="invalid_dpop_proof""#);
+        assert_eq!(judge(DPOP, UNAUTHORIZED, &proof), Verdict::ProofRejected);
+        let mut call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
         assert_eq!(
-            judge(StatusCode::FORBIDDEN, &forbidden),
-            Verdict::Accepted,
-            "a 403"
+            call.handle_response(DPOP, UNAUTHORIZED, &proof),
+            CallStep::Retry {
+                invalidate: false,
+                reason: RetryReason::InvalidDpopProof
+            }
         );
-        assert_eq!(judge(StatusCode::OK, &forbidden), Verdict::Accepted);
+        assert_eq!(
+            call.handle_response(DPOP, UNAUTHORIZED, &proof),
+            CallStep::Refused {
+                invalidate: false,
+                reason: RetryReason::InvalidDpopProof,
+                not_retried: NotRetried::AlreadyRetried
+            },
+            "once"
+        );
+
+        // A bearer token's call: a DPoP nonce request is not for it, and never masks the
+        // refusal of the token beside it.
+        let nonce_and_revoked = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("www-authenticate", r#"Bearer error="invalid_token""#),
+            ("dpop-nonce", "n-1"),
+        ]);
+        assert_eq!(
+            judge(BEARER, UNAUTHORIZED, &nonce_and_revoked),
+            Verdict::TokenRejected
+        );
+        let nonce_only = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("dpop-nonce", "n-1"),
+        ]);
+        assert_eq!(judge(BEARER, UNAUTHORIZED, &nonce_only), Verdict::Accepted);
+        // For a DPoP-bound token, a refusal of the token wins over a nonce request.
+        let both = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("www-authenticate", r#"DPoP error="invalid_token""#),
+            ("dpop-nonce", "n-1"),
+        ]);
+        assert_eq!(judge(DPOP, UNAUTHORIZED, &both), Verdict::TokenRejected);
     }
 
     #[test]
@@ -515,10 +633,10 @@ mod tests {
             ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
             ("dpop-nonce", "n-1"),
         ]);
-        assert_eq!(judge(UNAUTHORIZED, &asked), Verdict::NonceRequested);
+        assert_eq!(judge(DPOP, UNAUTHORIZED, &asked), Verdict::NonceRequested);
         let without_nonce = challenge(r#"DPoP error="use_dpop_nonce""#);
         assert_eq!(
-            judge(UNAUTHORIZED, &without_nonce),
+            judge(DPOP, UNAUTHORIZED, &without_nonce),
             Verdict::Accepted,
             "nothing to retry with"
         );
@@ -527,12 +645,17 @@ mod tests {
     #[test]
     fn grpc_unauthenticated_rejects_the_token() {
         let unauthenticated = headers(&[("grpc-status", "16")]);
-        assert_eq!(
-            judge(StatusCode::OK, &unauthenticated),
-            Verdict::TokenRejected
-        );
         let permission_denied = headers(&[("grpc-status", "7")]);
-        assert_eq!(judge(StatusCode::OK, &permission_denied), Verdict::Accepted);
+        for presented in [BEARER, DPOP] {
+            assert_eq!(
+                judge(presented, StatusCode::OK, &unauthenticated),
+                Verdict::TokenRejected
+            );
+            assert_eq!(
+                judge(presented, StatusCode::OK, &permission_denied),
+                Verdict::Accepted
+            );
+        }
     }
 
     #[test]
@@ -552,22 +675,30 @@ mod tests {
             invalidate: true,
             reason: RetryReason::InvalidToken,
         };
-        assert_eq!(call.handle_response(UNAUTHORIZED, &nonce), retry_nonce);
-        assert_eq!(call.handle_response(UNAUTHORIZED, &rejected), retry_token);
+        assert_eq!(
+            call.handle_response(DPOP, UNAUTHORIZED, &nonce),
+            retry_nonce
+        );
+        assert_eq!(
+            call.handle_response(DPOP, UNAUTHORIZED, &rejected),
+            retry_token
+        );
         let again = CallStep::Refused {
             invalidate: false,
+            reason: RetryReason::UseDpopNonce,
             not_retried: NotRetried::AlreadyRetried,
         };
-        assert_eq!(call.handle_response(UNAUTHORIZED, &nonce), again);
+        assert_eq!(call.handle_response(DPOP, UNAUTHORIZED, &nonce), again);
         assert_eq!(
-            call.handle_response(UNAUTHORIZED, &rejected),
+            call.handle_response(DPOP, UNAUTHORIZED, &rejected),
             CallStep::Refused {
                 invalidate: true,
+                reason: RetryReason::InvalidToken,
                 not_retried: NotRetried::AlreadyRetried
             }
         );
         assert_eq!(
-            call.handle_response(StatusCode::OK, &HeaderMap::new()),
+            call.handle_response(DPOP, StatusCode::OK, &HeaderMap::new()),
             CallStep::Return
         );
     }
@@ -655,6 +786,7 @@ mod tests {
         let rejected = challenge(r#"Bearer error="invalid_token""#);
         let refused = |not_retried| CallStep::Refused {
             invalidate: true,
+            reason: RetryReason::InvalidToken,
             not_retried,
         };
         for method in [
@@ -673,7 +805,7 @@ mod tests {
             let mut call = AuthorizedCall::new(&policy, &method, Some(10));
             assert!(!call.keeps_copy());
             assert_eq!(
-                call.handle_response(UNAUTHORIZED, &rejected),
+                call.handle_response(BEARER, UNAUTHORIZED, &rejected),
                 refused(NotRetried::MethodNotIdempotent)
             );
             let any = policy.replay_any_method(true);
@@ -682,7 +814,7 @@ mod tests {
         let mut stream = AuthorizedCall::new(&policy, &Method::PUT, None);
         assert!(!stream.keeps_copy());
         assert_eq!(
-            stream.handle_response(UNAUTHORIZED, &rejected),
+            stream.handle_response(BEARER, UNAUTHORIZED, &rejected),
             refused(NotRetried::BodyNotReplayable)
         );
         let limit = CallPolicy::DEFAULT_MAX_REPLAY_BODY_LEN;
@@ -691,13 +823,13 @@ mod tests {
         let mut uncopied = AuthorizedCall::new(&policy, &Method::GET, Some(1));
         uncopied.copy_failed();
         assert_eq!(
-            uncopied.handle_response(UNAUTHORIZED, &rejected),
+            uncopied.handle_response(BEARER, UNAUTHORIZED, &rejected),
             refused(NotRetried::BodyNotReplayable)
         );
         let mut off = AuthorizedCall::new(&CallPolicy::no_retries(), &Method::GET, Some(0));
         assert!(!off.keeps_copy());
         assert_eq!(
-            off.handle_response(UNAUTHORIZED, &rejected),
+            off.handle_response(BEARER, UNAUTHORIZED, &rejected),
             refused(NotRetried::RetriesOff)
         );
     }

@@ -1084,3 +1084,188 @@ async fn a_token_goes_over_plain_http_only_to_loopback_unless_allowed_by_name() 
         }
     }
 }
+
+/// Hardening: only a refusal of the token invalidates it. Each scenario's first answer is the
+/// refusal below, every later one 200, answered from memory through both layers; the token
+/// fetches are counted.
+#[tokio::test]
+async fn only_a_refusal_of_the_token_presented_invalidates_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The first answer, then 200s; counts what it answered.
+    #[derive(Clone)]
+    struct Script {
+        first: Vec<(&'static str, &'static str)>,
+        answered: Arc<AtomicUsize>,
+    }
+
+    impl Script {
+        fn answer<B: From<&'static str>>(&self) -> http::Response<B> {
+            let n = self.answered.fetch_add(1, Ordering::SeqCst);
+            let mut response = http::Response::new(B::from("ok"));
+            if n == 0 {
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                for (name, value) in &self.first {
+                    response
+                        .headers_mut()
+                        .append(*name, http::HeaderValue::from_static(value));
+                }
+            }
+            response
+        }
+    }
+
+    impl reqwest_middleware::Middleware for Script {
+        // The signature `#[async_trait]` gives `async fn handle`.
+        fn handle<'life0, 'life1, 'life2, 'async_trait>(
+            &'life0 self,
+            _: reqwest::Request,
+            _: &'life1 mut http::Extensions,
+            _: reqwest_middleware::Next<'life2>,
+        ) -> Pin<
+            Box<
+                dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
+                    + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            Self: 'async_trait,
+        {
+            let response: http::Response<reqwest::Body> = self.answer();
+            Box::pin(std::future::ready(Ok(response.into())))
+        }
+    }
+
+    /// A source that counts its fetches, of a bearer or DPoP-bound token.
+    fn counted_source(dpop: bool, fetches: &Arc<AtomicUsize>) -> TokenSource {
+        let mut client = client_credentials::ClientCredentials::new(
+            client_credentials::TokenUrl::new("https://idp.example.com/token").unwrap(),
+            "client",
+            client_credentials::ClientSecret::new("secret"),
+        );
+        if dpop {
+            client = client.with_dpop(
+                DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap(),
+            );
+        }
+        let token_type = if dpop { "DPoP" } else { "Bearer" };
+        let fetches = Arc::clone(fetches);
+        let request = client.token_request().build().unwrap();
+        TokenSource::from_fn(request, move |request| {
+            let n = fetches.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body = format!(
+                    r#"{{"access_token":"token-{n}","token_type":"{token_type}","expires_in":600}}"#
+                );
+                let response = http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .unwrap();
+                #[allow(clippy::disallowed_methods)] // Stands in for the token endpoint.
+                request.parse_response(&response, std::time::SystemTime::now())
+            }
+        })
+        .with_policy(invalidate_at_once())
+    }
+
+    // What, a DPoP-bound token or not, the first answer's headers, then the token fetches, the
+    // requests sent and the status the caller gets.
+    type Scenario = (
+        &'static str,
+        bool,
+        Vec<(&'static str, &'static str)>,
+        usize,
+        usize,
+        u16,
+    );
+    let scenarios: [Scenario; 4] = [
+        (
+            "a resource server whose clock is off refuses the proof beside a bare Bearer challenge",
+            true,
+            vec![(
+                "www-authenticate",
+                r#"Bearer realm="api", DPoP algs="ES256", error="invalid_dpop_proof""#,
+            )],
+            1,
+            2,
+            200,
+        ),
+        (
+            "a revoked bearer token beside a DPoP nonce request",
+            false,
+            vec![
+                ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+                ("www-authenticate", r#"Bearer error="invalid_token""#),
+                ("dpop-nonce", "n-1"),
+            ],
+            2,
+            2,
+            200,
+        ),
+        (
+            "a DPoP refusal of a bearer token's call is about another credential",
+            false,
+            vec![("www-authenticate", r#"DPoP error="invalid_token""#)],
+            1,
+            1,
+            401,
+        ),
+        (
+            "a revoked DPoP-bound token",
+            true,
+            vec![("www-authenticate", r#"DPoP error="invalid_token""#)],
+            2,
+            2,
+            200,
+        ),
+    ];
+    for (what, dpop, first, expected_fetches, expected_sends, expected_status) in scenarios {
+        for layer in ["tower", "reqwest-middleware"] {
+            let fetches = Arc::new(AtomicUsize::new(0));
+            let tokens = counted_source(dpop, &fetches);
+            let script = Script {
+                first: first.clone(),
+                answered: Arc::new(AtomicUsize::new(0)),
+            };
+            let status = if layer == "tower" {
+                let answers = script.clone();
+                let inner = tower::service_fn(move |_: Request<Full<Bytes>>| {
+                    let response = answers.answer::<Full<Bytes>>();
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let service = AuthorizeLayer::new(tokens).layer(inner);
+                let call = Request::get("https://api.example.com/things")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                service.oneshot(call).await.unwrap().status()
+            } else {
+                let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                    .with(AuthorizeMiddleware::new(tokens))
+                    .with(script.clone())
+                    .build();
+                client
+                    .get("https://api.example.com/things")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            };
+            assert_eq!(status.as_u16(), expected_status, "{layer}: {what}");
+            assert_eq!(
+                script.answered.load(Ordering::SeqCst),
+                expected_sends,
+                "{layer}: {what}: requests sent"
+            );
+            assert_eq!(
+                fetches.load(Ordering::SeqCst),
+                expected_fetches,
+                "{layer}: {what}: token fetches"
+            );
+        }
+    }
+}

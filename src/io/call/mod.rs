@@ -237,19 +237,19 @@ impl Caller {
                     {
                         caller.nonces.observe(kept.uri(&uri), response.headers());
                     }
-                    match call.handle_response(response.status(), response.headers()) {
+                    match call.handle_response(
+                        token.token_type(),
+                        response.status(),
+                        response.headers(),
+                    ) {
                         CallStep::Return => break 'call Ok(response),
                         CallStep::Refused {
                             invalidate,
+                            reason,
                             not_retried,
                         } => {
-                            let reason = if invalidate {
-                                "invalid_token"
-                            } else {
-                                "use_dpop_nonce"
-                            };
                             observe::call_not_replayed(
-                                reason,
+                                reason.as_str(),
                                 not_retried.as_str(),
                                 kept.method(),
                                 kept.uri(&uri),
