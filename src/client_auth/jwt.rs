@@ -424,6 +424,13 @@ impl JwtAuth {
         self.issuer.as_deref()
     }
 
+    /// Whether assertions are addressed to the token endpoint's URL even when the issuer is
+    /// known ([`with_token_endpoint_audience`](Self::with_token_endpoint_audience)).
+    #[must_use]
+    pub fn token_endpoint_audience(&self) -> bool {
+        self.token_endpoint_audience
+    }
+
     /// Whether assertions carry the `typ` header.
     #[must_use]
     pub fn explicit_type(&self) -> bool {

@@ -20,6 +20,9 @@ pub struct AuthMaterial {
     signer: Option<Arc<dyn JwsSigner>>,
     pub(crate) certificate: Option<ClientCertificate>,
     registered: Option<AuthMethod>,
+    preferred: Option<AuthMethod>,
+    unencoded_basic: bool,
+    pub(crate) token_endpoint_audience: bool,
 }
 
 impl AuthMaterial {
@@ -61,8 +64,34 @@ impl AuthMaterial {
         self
     }
 
+    /// Tries `method` first, before the usual order, when the server supports it and these
+    /// credentials can serve it: `client_secret_post` for a server that decodes Basic
+    /// credentials wrongly, say. Unlike [`registered_method`](Self::registered_method), the
+    /// other methods stay possible.
+    pub fn preferred_method(mut self, method: AuthMethod) -> Self {
+        self.preferred = Some(method);
+        self
+    }
+
+    /// Sends `client_secret_basic` without RFC 6749 §2.3.1's form-encoding of the id and
+    /// secret ([`ClientAuth::SecretBasicUnencoded`]), for a server that compares the Basic
+    /// credentials as they come: it refuses any secret with a character the encoding changes.
+    pub fn unencoded_basic(mut self) -> Self {
+        self.unencoded_basic = true;
+        self
+    }
+
+    /// Addresses a JWT assertion chosen by discovery to the token endpoint's URL instead of the
+    /// issuer identifier ([`JwtAuth::with_token_endpoint_audience`]), for a server that accepts
+    /// only its token endpoint as `aud` (RFC 7523 §3 as first published).
+    pub fn token_endpoint_audience(mut self) -> Self {
+        self.token_endpoint_audience = true;
+        self
+    }
+
     /// The best method these credentials can serve among those the server supports (and the
-    /// registered one, if set), with the signing algorithms the server accepts.
+    /// registered one, if set), with the signing algorithms the server accepts: the preferred
+    /// method first, then the usual order.
     pub(crate) fn choose(
         &self,
         server_supports: impl Fn(AuthMethod) -> bool,
@@ -71,37 +100,62 @@ impl AuthMaterial {
         let allowed = |method: AuthMethod| {
             server_supports(method) && self.registered.is_none_or(|r| r == method)
         };
-        if let Some(signer) = &self.signer {
-            let jwt = JwtAuth::from_arc(Arc::clone(signer));
-            if allowed(jwt.method()) && algorithm_allowed(&jwt.algorithm()) {
-                return Some(ClientAuth::Jwt(jwt));
-            }
+        let signer_method = self
+            .signer
+            .as_ref()
+            .map(|signer| JwtAuth::from_arc(Arc::clone(signer)).method());
+        // The order of `ServerMetadata::choose_auth`'s docs.
+        let usual = [
+            signer_method,
+            Some(AuthMethod::ClientSecretBasic),
+            Some(AuthMethod::ClientSecretPost),
+            Some(AuthMethod::ClientSecretJwt),
+            Some(AuthMethod::TlsClientAuth),
+            Some(AuthMethod::SelfSignedTlsClientAuth),
+            Some(AuthMethod::None),
+        ];
+        std::iter::once(self.preferred)
+            .chain(usual)
+            .flatten()
+            .filter(|method| allowed(*method))
+            .find_map(|method| self.auth_for(method, &algorithm_allowed))
+    }
+
+    /// The authentication by `method` these credentials can serve, if they can.
+    fn auth_for(
+        &self,
+        method: AuthMethod,
+        algorithm_allowed: &impl Fn(&JwsAlgorithm) -> bool,
+    ) -> Option<ClientAuth> {
+        let signed = self
+            .signer
+            .as_ref()
+            .map(|signer| JwtAuth::from_arc(Arc::clone(signer)))
+            .filter(|jwt| jwt.method() == method && algorithm_allowed(&jwt.algorithm()));
+        if let Some(jwt) = signed {
+            return Some(ClientAuth::Jwt(jwt));
         }
-        if let Some(secret) = &self.secret {
-            if allowed(AuthMethod::ClientSecretBasic) {
-                return Some(ClientAuth::SecretBasic(secret.clone()));
+        let secret = self.secret.clone();
+        match method {
+            AuthMethod::ClientSecretBasic if self.unencoded_basic => {
+                secret.map(ClientAuth::SecretBasicUnencoded)
             }
-            if allowed(AuthMethod::ClientSecretPost) {
-                return Some(ClientAuth::SecretPost(secret.clone()));
-            }
+            AuthMethod::ClientSecretBasic => secret.map(ClientAuth::SecretBasic),
+            AuthMethod::ClientSecretPost => secret.map(ClientAuth::SecretPost),
             #[cfg(feature = "jwt")]
-            if allowed(AuthMethod::ClientSecretJwt)
-                && algorithm_allowed(&JwsAlgorithm::Hs256)
-                && let Ok(jwt) = JwtAuth::client_secret(secret)
-            {
-                return Some(ClientAuth::Jwt(jwt));
+            AuthMethod::ClientSecretJwt if algorithm_allowed(&JwsAlgorithm::Hs256) => secret
+                .and_then(|secret| JwtAuth::client_secret(&secret).ok())
+                .map(ClientAuth::Jwt),
+            AuthMethod::TlsClientAuth => (self.certificate == Some(ClientCertificate::CaIssued))
+                .then_some(ClientAuth::TlsClientAuth),
+            AuthMethod::SelfSignedTlsClientAuth => self
+                .certificate
+                .map(|_| ClientAuth::SelfSignedTlsClientAuth),
+            AuthMethod::None => {
+                (self.secret.is_none() && self.signer.is_none()).then_some(ClientAuth::None)
             }
+            _ => None,
         }
-        if let Some(certificate) = self.certificate {
-            if certificate == ClientCertificate::CaIssued && allowed(AuthMethod::TlsClientAuth) {
-                return Some(ClientAuth::TlsClientAuth);
-            }
-            if allowed(AuthMethod::SelfSignedTlsClientAuth) {
-                return Some(ClientAuth::SelfSignedTlsClientAuth);
-            }
-        }
-        let nothing = self.secret.is_none() && self.signer.is_none();
-        (nothing && allowed(AuthMethod::None)).then_some(ClientAuth::None)
     }
 }
 
@@ -115,6 +169,9 @@ impl fmt::Debug for AuthMaterial {
             )
             .field("certificate", &self.certificate)
             .field("registered", &self.registered)
+            .field("preferred", &self.preferred)
+            .field("unencoded_basic", &self.unencoded_basic)
+            .field("token_endpoint_audience", &self.token_endpoint_audience)
             .finish()
     }
 }

@@ -274,9 +274,12 @@ impl ServerMetadata {
     /// 4. without a secret or a signer, `none` (a certificate may still bind the tokens, RFC
     ///    8705 §4).
     ///
-    /// [`AuthMaterial::registered_method`] narrows the choice to that one method. A JWT
-    /// assertion's audience is the server's issuer identifier ([`JwtAuth::with_issuer`](crate::auth::JwtAuth::with_issuer),
-    /// as draft-ietf-oauth-rfc7523bis and FAPI 2.0 require).
+    /// [`AuthMaterial::registered_method`] narrows the choice to that one method;
+    /// [`AuthMaterial::preferred_method`] tries one first; [`AuthMaterial::unencoded_basic`]
+    /// sends `client_secret_basic` without the form-encoding. A JWT assertion's audience is the
+    /// server's issuer identifier ([`JwtAuth::with_issuer`](crate::auth::JwtAuth::with_issuer),
+    /// as draft-ietf-oauth-rfc7523bis and FAPI 2.0 require), or its token endpoint with
+    /// [`AuthMaterial::token_endpoint_audience`].
     ///
     /// # Errors
     ///
@@ -292,6 +295,10 @@ impl ServerMetadata {
                 },
             )
             .map(|auth| match auth {
+                ClientAuth::Jwt(jwt) if credentials.token_endpoint_audience => ClientAuth::Jwt(
+                    jwt.with_issuer(self.issuer.as_ref())
+                        .with_token_endpoint_audience(),
+                ),
                 ClientAuth::Jwt(jwt) => ClientAuth::Jwt(jwt.with_issuer(self.issuer.as_ref())),
                 other => other,
             })

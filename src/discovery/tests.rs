@@ -1,5 +1,7 @@
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -491,6 +493,68 @@ fn auth_method_choice_table() {
             "row {i}: {credentials:?}"
         );
     }
+}
+
+#[test]
+fn the_knobs_of_strict_servers_after_discovery() {
+    let both = metadata(Some(&["client_secret_basic", "client_secret_post"]), None);
+    let secret = || AuthMaterial::new().secret(ClientSecret::new("s:+%&= é"));
+    // Preferred: post first, where basic would be chosen; the others stay possible.
+    assert_eq!(
+        chosen(
+            &both,
+            &secret().preferred_method(AuthMethod::ClientSecretPost)
+        ),
+        Some(AuthMethod::ClientSecretPost)
+    );
+    let basic_only = metadata(Some(&["client_secret_basic"]), None);
+    assert_eq!(
+        chosen(
+            &basic_only,
+            &secret().preferred_method(AuthMethod::ClientSecretPost)
+        ),
+        Some(AuthMethod::ClientSecretBasic),
+        "a preference the server does not support falls back to the usual order"
+    );
+    // Unencoded Basic: the raw id and secret in the header.
+    let auth = both.choose_auth(&secret().unencoded_basic()).unwrap();
+    assert!(
+        matches!(auth, ClientAuth::SecretBasicUnencoded(_)),
+        "{auth:?}"
+    );
+    let client = both
+        .client("my-client", &secret().unencoded_basic())
+        .unwrap();
+    let request = client
+        .token_request()
+        .build()
+        .unwrap()
+        .unsigned_http_request();
+    let header = request.headers()[http::header::AUTHORIZATION]
+        .to_str()
+        .unwrap();
+    let decoded = BASE64
+        .decode(header.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(decoded).unwrap(), "my-client:s:+%&= é");
+    // A JWT client's audience: the issuer, or with the knob the token endpoint.
+    let jwt = metadata(Some(&["private_key_jwt"]), None);
+    let signer = || AuthMaterial::new().signer(Signer(JwsAlgorithm::Es256));
+    let audience = |material: &AuthMaterial| match jwt.choose_auth(material).unwrap() {
+        ClientAuth::Jwt(jwt) => (
+            jwt.issuer().map(str::to_owned),
+            jwt.token_endpoint_audience(),
+        ),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        audience(&signer()),
+        (Some("https://idp.example.com".to_owned()), false)
+    );
+    assert_eq!(
+        audience(&signer().token_endpoint_audience()),
+        (Some("https://idp.example.com".to_owned()), true)
+    );
 }
 
 #[test]
