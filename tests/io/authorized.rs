@@ -826,6 +826,14 @@ mod grpc {
             Box::pin(async move {
                 let grant = match grant {
                     Ok(grant) => grant,
+                    // As a gateway in front of a gRPC service answers a DPoP nonce demand: an
+                    // HTTP 401 with the challenge and the nonce (RFC 9449 §9).
+                    Err(refusal) if refusal.error() == Some("use_dpop_nonce") => {
+                        let mut answer = http::Response::new(tonic::body::Body::empty());
+                        *answer.status_mut() = StatusCode::UNAUTHORIZED;
+                        *answer.headers_mut() = refusal.headers();
+                        return Ok(answer);
+                    }
                     Err(refusal) => {
                         return Ok(tonic::Status::unauthenticated(refusal.to_string()).into_http());
                     }
@@ -936,6 +944,64 @@ mod grpc {
         let reply = ask(&channel, "again").await.unwrap();
         assert_eq!(reply.text, "again");
         assert_eq!(server.token_requests(), 2, "the refused token was dropped");
+    }
+
+    /// Hardening: generated tonic clients send relative URIs; with the channel's endpoint as
+    /// the layer's origin, a DPoP-bound call signs its proof for the absolute URI and does the
+    /// resource nonce dance. A gRPC body is a stream, so the call that learns the nonce gets
+    /// the refusal, and the next one carries it.
+    #[tokio::test]
+    async fn a_dpop_bound_grpc_call_does_the_resource_nonce_dance_with_the_layers_origin() {
+        let server = Arc::new(TestServer::start());
+        server.require_resource_nonce(true);
+        let origin = start(Arc::clone(&server)).await;
+        let tokens = dpop_source(&server);
+
+        // Without the origin, a relative URI cannot carry a DPoP proof: typed, never sent.
+        let without = channel(&origin, tokens.clone()).await;
+        let failed = ask(&without, "x").await.unwrap_err();
+        let error = std::error::Error::source(&failed)
+            .and_then(|source| source.downcast_ref::<CallError>())
+            .unwrap_or_else(|| panic!("no CallError in {failed:?}"));
+        assert!(
+            matches!(
+                error,
+                CallError::Present(client_credentials::Error::UriNotAbsolute)
+            ),
+            "{error}"
+        );
+
+        let endpoint = tonic::transport::Endpoint::from_shared(origin.clone()).unwrap();
+        let layer = AuthorizeLayer::new(tokens).with_origin(&origin).unwrap();
+        let channel = layer.layer(endpoint.connect().await.unwrap());
+        let first = ask(&channel, "one").await.unwrap_err();
+        assert_eq!(
+            first.code(),
+            tonic::Code::Unauthenticated,
+            "refused for want of a nonce: {first:?}"
+        );
+        let reply = ask(&channel, "two").await.unwrap();
+        assert_eq!(
+            (reply.client_id.as_str(), reply.text.as_str()),
+            ("demo-client", "two")
+        );
+
+        server.rotate_resource_nonce();
+        assert!(
+            ask(&channel, "three").await.is_err(),
+            "a new nonce: one refusal"
+        );
+        assert_eq!(ask(&channel, "four").await.unwrap().text, "four");
+        assert_eq!(
+            server.token_requests(),
+            1,
+            "a nonce demand never drops the DPoP-bound token"
+        );
+        assert!(
+            AuthorizeLayer::new(source(&server, invalidate_at_once()))
+                .with_origin("/relative")
+                .is_err()
+        );
     }
 
     #[tokio::test]

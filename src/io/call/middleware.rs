@@ -65,7 +65,7 @@ impl AuthorizeMiddleware {
     #[must_use]
     pub fn with_policy(tokens: TokenSource, policy: CallPolicy) -> Self {
         Self {
-            caller: Caller::new(tokens, policy),
+            caller: Caller::new(tokens, policy, None),
         }
     }
 
@@ -177,11 +177,14 @@ impl CallRequest for Attempted {
     /// A URL reqwest accepted is an absolute URI; were it not one, a DPoP proof would fail with
     /// `Error::UriNotAbsolute` and no nonce would be kept for it, but nothing would go out
     /// unauthenticated.
-    fn uri(target: &reqwest::Url) -> Uri {
+    fn uri(target: &reqwest::Url, _: Option<&Uri>) -> Uri {
         Uri::try_from(target.as_str()).unwrap_or_default()
     }
 
-    fn scheme_and_host(target: &reqwest::Url) -> (Option<&str>, Option<&str>) {
+    fn scheme_and_host<'a>(
+        target: &'a reqwest::Url,
+        _: Option<&'a Uri>,
+    ) -> (Option<&'a str>, Option<&'a str>) {
         (Some(target.scheme()), target.host_str())
     }
 

@@ -33,11 +33,15 @@ pub(crate) trait CallRequest: Sized {
     type Target: Clone;
     fn target(&self) -> &Self::Target;
     /// The target as an absolute URI, for the DPoP proof's `htu`, the nonce store's origin and
-    /// the events: made only when one of them needs it.
-    fn uri(target: &Self::Target) -> Uri;
-    /// The target's scheme and host, as cheaply as the request holds them (`None` for a
-    /// relative target): whether it may carry a token at all.
-    fn scheme_and_host(target: &Self::Target) -> (Option<&str>, Option<&str>);
+    /// the events: made only when one of them needs it. A relative target (a tonic channel's)
+    /// is completed with `origin`, the layer's, when it has one.
+    fn uri(target: &Self::Target, origin: Option<&Uri>) -> Uri;
+    /// The target's scheme and host, as cheaply as the request holds them, a relative target's
+    /// from `origin` (`None` without one): whether it may carry a token at all.
+    fn scheme_and_host<'a>(
+        target: &'a Self::Target,
+        origin: Option<&'a Uri>,
+    ) -> (Option<&'a str>, Option<&'a str>);
     fn headers_mut(&mut self) -> &mut HeaderMap;
     /// The body's length if it is known before sending (`None` for a stream).
     fn body_len(&self) -> Option<u64>;
@@ -76,12 +80,14 @@ pub(crate) enum Stop<E> {
     Client(E),
 }
 
-/// What every clone of a layer or middleware shares: the source, the policy and the resource
-/// servers' DPoP nonces. (The `Authorization` value of a token is kept in the token itself.)
+/// What every clone of a layer or middleware shares: the source, the policy, the origin of
+/// relative request URIs and the resource servers' DPoP nonces. (The `Authorization` value of
+/// a token is kept in the token itself.)
 #[derive(Debug)]
 pub(crate) struct Caller {
     pub(crate) tokens: TokenSource,
     pub(crate) policy: CallPolicy,
+    pub(crate) origin: Option<Uri>,
     pub(crate) nonces: DpopNonces,
 }
 
@@ -121,16 +127,17 @@ impl<R: CallRequest> Kept<R> {
     }
 
     /// The target as an absolute URI, made once into `made` when first asked for.
-    fn uri<'a>(&self, made: &'a OnceLock<Uri>) -> &'a Uri {
-        made.get_or_init(|| R::uri(self.target()))
+    fn uri<'a>(&self, made: &'a OnceLock<Uri>, origin: Option<&Uri>) -> &'a Uri {
+        made.get_or_init(|| R::uri(self.target(), origin))
     }
 }
 
 impl Caller {
-    pub(crate) fn new(tokens: TokenSource, policy: CallPolicy) -> Arc<Self> {
+    pub(crate) fn new(tokens: TokenSource, policy: CallPolicy, origin: Option<Uri>) -> Arc<Self> {
         Arc::new(Self {
             tokens,
             policy,
+            origin,
             nonces: DpopNonces::new(),
         })
     }
@@ -153,7 +160,7 @@ impl Caller {
     {
         async move {
             let result = 'call: {
-                let (scheme, host) = R::scheme_and_host(request.target());
+                let (scheme, host) = R::scheme_and_host(request.target(), caller.origin.as_ref());
                 if !caller.policy.allows_destination(scheme, host) {
                     let host = host.unwrap_or_default().to_owned();
                     break 'call Err(Stop::Call(CallError::PlainHttp { host }));
@@ -207,14 +214,16 @@ impl Caller {
                     // The clock, the random bytes and the nonce only for a token that signs a
                     // proof.
                     let attempt = || {
-                        Ok(caller
-                            .nonces
-                            .attempt(kept.uri(&uri), wall_now(), entropy()?))
+                        Ok(caller.nonces.attempt(
+                            kept.uri(&uri, caller.origin.as_ref()),
+                            wall_now(),
+                            entropy()?,
+                        ))
                     };
                     if let Err(error) = present_token_lazily(
                         request.headers_mut(),
                         kept.method(),
-                        || kept.uri(&uri),
+                        || kept.uri(&uri, caller.origin.as_ref()),
                         &token,
                         client_credentials,
                         attempt,
@@ -235,7 +244,9 @@ impl Caller {
                     if *token.token_type() == TokenType::DPoP
                         && response.headers().contains_key(DPOP_NONCE)
                     {
-                        caller.nonces.observe(kept.uri(&uri), response.headers());
+                        caller
+                            .nonces
+                            .observe(kept.uri(&uri, caller.origin.as_ref()), response.headers());
                     }
                     match call.handle_response(
                         token.token_type(),
@@ -252,7 +263,7 @@ impl Caller {
                                 reason.as_str(),
                                 not_retried.as_str(),
                                 kept.method(),
-                                kept.uri(&uri),
+                                kept.uri(&uri, caller.origin.as_ref()),
                             );
                             if invalidate {
                                 caller.tokens.invalidate(&token);
@@ -260,7 +271,11 @@ impl Caller {
                             break 'call Ok(response);
                         }
                         CallStep::Retry { invalidate, reason } => {
-                            observe::call_retried(reason.as_str(), kept.method(), kept.uri(&uri));
+                            observe::call_retried(
+                                reason.as_str(),
+                                kept.method(),
+                                kept.uri(&uri, caller.origin.as_ref()),
+                            );
                             // The copy goes; a copy of it stays for a later retry.
                             let Some(next) = kept.take_copy() else {
                                 break 'call Ok(response); // not reached: a retry needs a copy

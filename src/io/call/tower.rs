@@ -127,8 +127,40 @@ impl AuthorizeLayer {
     #[must_use]
     pub fn with_policy(tokens: TokenSource, policy: CallPolicy) -> Self {
         Self {
-            caller: Caller::new(tokens, policy),
+            caller: Caller::new(tokens, policy, None),
         }
+    }
+
+    /// The origin (`scheme://authority`) of the requests whose URI is relative, as a tonic
+    /// channel's are (`/package.Service/Method`, the channel holding the endpoint): a DPoP
+    /// proof's `htu` (RFC 9449 §4.2), the resource nonces' origin and the plain-`http` rule
+    /// need an absolute URI. Give the channel's endpoint. Without it a relative request can
+    /// carry a bearer token but not a DPoP-bound one ([`Error::UriNotAbsolute`](crate::Error::UriNotAbsolute)).
+    /// Call it on the layer just made: the resource nonces start anew.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) if `origin` is not an
+    /// absolute URI with a scheme and an authority.
+    pub fn with_origin(self, origin: &str) -> Result<Self, crate::Error> {
+        let invalid = || crate::Error::InvalidParameter {
+            name: "origin".into(),
+            reason: "it must be an absolute uri with a scheme and an authority, such as https://api.example.com",
+        };
+        let uri: Uri = origin.parse().map_err(|_| invalid())?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(invalid());
+        };
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| invalid())?;
+        let caller = &self.caller;
+        Ok(Self {
+            caller: Caller::new(caller.tokens.clone(), caller.policy, Some(origin)),
+        })
     }
 
     /// The source the tokens come from.
@@ -167,6 +199,17 @@ impl fmt::Debug for AuthorizeLayer {
             .field("policy", &self.caller.policy)
             .finish_non_exhaustive()
     }
+}
+
+/// `target`, relative, completed with `origin`'s scheme and authority.
+fn complete(target: &Uri, origin: &Uri) -> Uri {
+    let mut parts = target.clone().into_parts();
+    parts.scheme = origin.scheme().cloned();
+    parts.authority = origin.authority().cloned();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts).unwrap_or_else(|_| target.clone())
 }
 
 /// The service [`AuthorizeLayer`] makes: `inner`, with a token on every request.
@@ -284,12 +327,21 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
         self.0.uri()
     }
 
-    fn uri(target: &Uri) -> Uri {
-        target.clone()
+    fn uri(target: &Uri, origin: Option<&Uri>) -> Uri {
+        match origin {
+            Some(origin) if target.scheme().is_none() => complete(target, origin),
+            _ => target.clone(),
+        }
     }
 
-    fn scheme_and_host(target: &Uri) -> (Option<&str>, Option<&str>) {
-        (target.scheme_str(), target.host())
+    fn scheme_and_host<'a>(
+        target: &'a Uri,
+        origin: Option<&'a Uri>,
+    ) -> (Option<&'a str>, Option<&'a str>) {
+        match origin {
+            Some(origin) if target.scheme().is_none() => (origin.scheme_str(), origin.host()),
+            _ => (target.scheme_str(), target.host()),
+        }
     }
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
