@@ -322,7 +322,7 @@ pub(super) fn scale(duration: Duration, fraction: f64) -> Duration {
 }
 
 /// `instant + duration`, or the latest instant near it that the platform can represent.
-pub(super) fn later(instant: Instant, mut duration: Duration) -> Instant {
+pub(crate) fn later(instant: Instant, mut duration: Duration) -> Instant {
     loop {
         if let Some(later) = instant.checked_add(duration) {
             return later;

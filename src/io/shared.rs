@@ -2,18 +2,12 @@
 //! shared through a [`TokenStore`] by every process that asks for the same token.
 //!
 //! The source calls its fetch only on a first-level miss or a due refresh (a hit never
-//! touches the store). This wraps that fetch:
-//!
-//! 1. read the store: a fresh entry is the token, with the lifetime that remains of it;
-//! 2. otherwise take the request's lease (`SET … NX PX`): the holder fetches from the token
-//!    endpoint, writes the sealed entry to expire when the token first comes due for refresh,
-//!    and releases the lease;
-//! 3. a process that finds the lease held polls the store for the holder's entry, trying the
-//!    lease again each time (a holder that died frees it when its time to live ends), and
-//!    after [`SharedCache::with_wait`] fetches by itself;
-//! 4. any store call that fails or takes longer than [`SharedCache::with_store_timeout`]
-//!    means "no store": the process fetches directly, with a `tracing` warning, and the next
-//!    fetch tries the store again, so sharing resumes by itself.
+//! touches the store). This wraps that fetch with the driver of the core's
+//! [`FleetMachine`](crate::FleetMachine), which decides everything (read, lease,
+//! wait, fetch, write, release: see `store/fleet.rs`); the driver only performs each step,
+//! each store call within [`SharedCache::with_store_timeout`] (a call that fails or takes
+//! longer means "no store", with a `tracing` warning), reads the clocks and draws the
+//! randomness.
 //!
 //! Entries hold an absolute wall-clock expiry, so replicas must agree on the time to well
 //! within the refresh lead (the smaller of 60 s and 10% of a token's lifetime): NTP-synced
@@ -29,7 +23,8 @@ use crate::observe;
 use crate::request::TokenRequest;
 use crate::secret::AccessToken;
 use crate::store::encryption_key::StoreEncryptionKey;
-use crate::store::entry::{EntrySealing, Refused, open, seal};
+use crate::store::entry::EntrySealing;
+use crate::store::fleet::{FleetConfig, FleetMachine, FleetStep, StoreDown, TokenOrigin};
 use crate::store::key::StoreKey;
 use crate::store::{StoreError, TokenStore};
 use crate::token::Token;
@@ -77,12 +72,12 @@ impl SharedCache {
     pub const STORE_TIMEOUT: Duration = Duration::from_millis(250);
     /// The default time to live of a lease: 5 s, longer than a token request takes. A holder
     /// that dies frees the request for another process after at most this long.
-    pub const LEASE_TTL: Duration = Duration::from_secs(5);
+    pub const LEASE_TTL: Duration = FleetConfig::LEASE_TTL;
     /// The default longest wait for another process's fetch: 8 s, so that a waiter outlives a
     /// dead holder's lease and takes it over rather than every waiter fetching at once.
-    pub const WAIT: Duration = Duration::from_secs(8);
+    pub const WAIT: Duration = FleetConfig::WAIT;
     /// The default interval between a waiter's reads of the store: 50 ms.
-    pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+    pub const POLL_INTERVAL: Duration = FleetConfig::POLL_INTERVAL;
 
     /// A shared cache in `store` under `namespace`, its entries encrypted by AES-256-GCM under
     /// `key` (a fresh random nonce per write, the entry's store key as associated data).
@@ -145,7 +140,7 @@ impl SharedCache {
     /// The lease's time to live instead of [`LEASE_TTL`](Self::LEASE_TTL) (at least 1 ms).
     #[must_use]
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl.max(Duration::from_millis(1));
+        self.lease_ttl = ttl;
         self
     }
 
@@ -162,7 +157,7 @@ impl SharedCache {
     /// least 1 ms).
     #[must_use]
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(1));
+        self.poll_interval = interval;
         self
     }
 
@@ -186,12 +181,12 @@ impl std::fmt::Debug for SharedCache {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // The fleet fetch does IO, so it reads the clock.
+#[allow(clippy::disallowed_methods)] // The fleet driver does IO, so it reads the clock.
 fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
-#[allow(clippy::disallowed_methods)] // The fleet fetch does IO, so it reads the clock.
+#[allow(clippy::disallowed_methods)] // The fleet driver does IO, so it reads the clock.
 fn now() -> Instant {
     Instant::now()
 }
@@ -209,22 +204,24 @@ fn holder_id() -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// One source's fleet fetch: its shared cache, its store key, and its policy's timing.
-pub(crate) struct FleetFetch {
-    shared: SharedCache,
-    key: StoreKey,
-    policy: CachePolicy,
-    /// The access token this process last got. The source fetches again only when its token
-    /// is missing, due or invalidated (an API refused it); an entry still holding that same
-    /// token is then no answer: it is fetched anew and replaced for the whole fleet.
-    last: Mutex<Option<AccessToken>>,
+/// A fresh nonce for an entry's seal, or `None` without the operating system's random source
+/// (better not to share than to reuse a nonce).
+fn nonce() -> Option<[u8; 12]> {
+    let mut nonce = [0_u8; 12];
+    getrandom::fill(&mut nonce).ok()?;
+    Some(nonce)
 }
 
-/// What a read of the store found.
-enum Found {
-    Token(Token),
-    Nothing,
-    StoreDown,
+/// One source's fleet fetch: the store, its timeout, and the fleet machine's configuration.
+/// It drives a [`FleetMachine`] per fetch, performing each step under the store timeout.
+pub(crate) struct FleetFetch {
+    store: Arc<dyn TokenStore>,
+    store_timeout: Duration,
+    config: FleetConfig,
+    /// The access token this process last got. The source fetches again only when its token
+    /// is missing, due or invalidated (an API refused it): the machine then takes an entry
+    /// still holding that same token for no answer.
+    last: Mutex<Option<AccessToken>>,
 }
 
 impl FleetFetch {
@@ -239,12 +236,14 @@ impl FleetFetch {
             observe::store_not_shared(&shared.namespace);
             return None;
         };
-        let mut shared = shared;
-        shared.wait = shared.wait.min(policy.fetch_timeout() / 2);
+        let config = FleetConfig::with_sealing(key, shared.sealing, policy)
+            .with_lease_ttl(shared.lease_ttl)
+            .with_wait(shared.wait)
+            .with_poll_interval(shared.poll_interval);
         Some(Self {
-            shared,
-            key,
-            policy,
+            store: shared.store,
+            store_timeout: shared.store_timeout,
+            config,
             last: Mutex::new(None),
         })
     }
@@ -253,155 +252,68 @@ impl FleetFetch {
     /// `fetch` (the token endpoint), shared through the store when it answers.
     pub(crate) async fn token<F, Fut>(&self, fetch: F) -> Result<Token, Error>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<Token, Error>>,
     {
-        let token = self.shared_token(fetch).await?;
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let holder = holder_id();
+        let mut machine = FleetMachine::new(&self.config, last, &holder);
+        let key = self.config.key();
+        let mut step = machine.start();
+        let (outcome, origin) = loop {
+            step = match step {
+                FleetStep::Read => {
+                    let read = self.call(self.store.read(key.entry())).await;
+                    machine.handle_read(read, now(), wall_now())
+                }
+                FleetStep::TakeLease { ttl } => {
+                    let taken = self
+                        .call(self.store.take_lease(key.lease(), &holder, ttl))
+                        .await;
+                    machine.handle_lease(taken, now())
+                }
+                FleetStep::Sleep { until } => {
+                    tokio::time::sleep_until(until.into()).await;
+                    machine.handle_timeout(now())
+                }
+                FleetStep::Fetch => machine.handle_fetched(fetch().await, wall_now(), nonce),
+                FleetStep::Write { value, ttl } => {
+                    let written = self.call(self.store.write(key.entry(), &value, ttl)).await;
+                    machine.handle_written(written)
+                }
+                FleetStep::Release => {
+                    let released = self
+                        .call(self.store.release_lease(key.lease(), &holder))
+                        .await;
+                    machine.handle_released(released)
+                }
+                FleetStep::Done { outcome, origin } => break (outcome, origin),
+                // Not reached: the loop ends at `Done`. Were it, the endpoint answers.
+                FleetStep::Ended => break (fetch().await, TokenOrigin::Fetch),
+            };
+        };
+        let token = outcome?;
+        if origin == TokenOrigin::Store {
+            observe::store_hit(key.entry());
+        }
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(token.access_token().clone());
         Ok(token)
     }
 
-    async fn shared_token<F, Fut>(&self, fetch: F) -> Result<Token, Error>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Token, Error>>,
-    {
-        match self.read().await {
-            Found::Token(token) => return Ok(token),
-            Found::StoreDown => return fetch().await,
-            Found::Nothing => {}
-        }
-        let holder = holder_id();
-        let deadline = now() + self.shared.wait;
-        loop {
-            match self
-                .call(self.shared.store.take_lease(
-                    self.key.lease(),
-                    &holder,
-                    self.shared.lease_ttl,
-                ))
-                .await
-            {
-                Some(true) => return self.fetch_as_holder(fetch, &holder).await,
-                Some(false) => {}
-                None => return fetch().await,
-            }
-            let left = deadline.saturating_duration_since(now());
-            if left.is_zero() {
-                observe::store_wait_expired(self.key.entry(), self.shared.wait);
-                let fetched = fetch().await?;
-                self.write(&fetched).await;
-                return Ok(fetched);
-            }
-            tokio::time::sleep(self.shared.poll_interval.min(left)).await;
-            match self.read().await {
-                Found::Token(token) => return Ok(token),
-                Found::StoreDown => return fetch().await,
-                Found::Nothing => {}
-            }
-        }
-    }
-
-    async fn fetch_as_holder<F, Fut>(&self, fetch: F, holder: &str) -> Result<Token, Error>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Token, Error>>,
-    {
-        // Another holder may have stored a token between this process's read and its lease
-        // (it releases the lease just after writing): read once more before fetching.
-        if let Found::Token(token) = self.read().await {
-            let _ = self
-                .call(self.shared.store.release_lease(self.key.lease(), holder))
-                .await;
-            return Ok(token);
-        }
-        let fetched = fetch().await;
-        if let Ok(token) = &fetched {
-            self.write(token).await;
-        }
-        // A failure releases the lease too: the next process tries at once.
-        let _ = self
-            .call(self.shared.store.release_lease(self.key.lease(), holder))
-            .await;
-        fetched
-    }
-
-    /// Reads and opens the entry. An entry that does not open is absent (and overwritten by
-    /// the next write), never served.
-    async fn read(&self) -> Found {
-        let Some(blob) = self.call(self.shared.store.read(self.key.entry())).await else {
-            return Found::StoreDown;
-        };
-        let Some(blob) = blob else {
-            return Found::Nothing;
-        };
-        match open(&self.shared.sealing, &self.key, &blob, wall_now()) {
-            Ok(token) if self.is_last(&token) => Found::Nothing,
-            Ok(token) => Found::Token(token),
-            Err(Refused::Stale) => Found::Nothing,
-            Err(Refused::Unreadable) => {
-                observe::store_entry_refused(self.key.entry());
-                Found::Nothing
-            }
-        }
-    }
-
-    /// Whether `token` is the one this process last got (and now wants replaced).
-    fn is_last(&self, token: &Token) -> bool {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        last.as_ref()
-            .is_some_and(|last| last.secret() == token.access_token().secret())
-    }
-
-    /// Seals and writes `token`'s entry, to expire when the token first comes due for refresh
-    /// in any replica by the policy; a token already due is not shared.
-    async fn write(&self, token: &Token) {
-        let lifetime = token.expires_in().unwrap_or(self.policy.default_lifetime());
-        let sent_at = token.sent_at();
-        let (Some(expires_at), Some(fresh_until)) = (
-            sent_at.checked_add(lifetime),
-            sent_at.checked_add(self.policy.earliest_refresh(lifetime)),
-        ) else {
-            return;
-        };
-        let Ok(ttl) = fresh_until.duration_since(wall_now()) else {
-            return;
-        };
-        if ttl < Duration::from_millis(1) {
-            return;
-        }
-        let mut nonce = [0_u8; 12];
-        if getrandom::fill(&mut nonce).is_err() {
-            // No nonce that is certainly new: better not to share than to reuse one.
-            return;
-        }
-        let Some(blob) = seal(
-            &self.shared.sealing,
-            &self.key,
-            token,
-            expires_at,
-            fresh_until,
-            nonce,
-        ) else {
-            return;
-        };
-        let _ = self
-            .call(self.shared.store.write(self.key.entry(), &blob, ttl))
-            .await;
-    }
-
-    /// Runs one store call within the store timeout; `None` (after a warning) if it failed.
-    async fn call<T>(&self, call: crate::store::StoreFuture<'_, T>) -> Option<T> {
-        let outcome = tokio::time::timeout(self.shared.store_timeout, call)
+    /// Runs one store call within the store timeout; [`StoreDown`] (after a warning) if it
+    /// failed or timed out.
+    async fn call<T>(&self, call: crate::store::StoreFuture<'_, T>) -> Result<T, StoreDown> {
+        let outcome = tokio::time::timeout(self.store_timeout, call)
             .await
-            .unwrap_or(Err(StoreError::Timeout(self.shared.store_timeout)));
-        match outcome {
-            Ok(value) => Some(value),
-            Err(error) => {
-                observe::store_failed(self.key.entry(), &error);
-                None
-            }
-        }
+            .unwrap_or(Err(StoreError::Timeout(self.store_timeout)));
+        outcome.map_err(|error| {
+            observe::store_failed(self.config.key().entry(), &error);
+            StoreDown
+        })
     }
 }

@@ -562,7 +562,7 @@ impl TokenSource {
         let fetch = Arc::clone(&self.0.fetch);
         let shared_fetch: FetchFn = Arc::new(move |request| {
             let (fleet, fetch) = (Arc::clone(&fleet), Arc::clone(&fetch));
-            Box::pin(async move { fleet.token(|| fetch(request)).await })
+            Box::pin(async move { fleet.token(|| fetch(request.clone())).await })
         });
         Self(AsyncSource::new(request, policy, shared_fetch))
     }

@@ -1,8 +1,10 @@
 //! The second-level token cache that a fleet of processes shares, without IO: the trait a
 //! store implements ([`TokenStore`]), the store key derived from a request's cache identity
-//! ([`StoreKey`], `key.rs`), and what an entry holds and how it is sealed ([`EntrySealing`],
-//! `entry.rs`). The store itself (Redis) and the fleet-wide fetch that reads, leases and writes
-//! it are in the IO layer (`io/redis.rs`, `io/shared.rs`).
+//! ([`StoreKey`], `key.rs`), what an entry holds and how it is sealed ([`EntrySealing`],
+//! `entry.rs`), and the state machine of a fleet-wide fetch, which decides when to read,
+//! lease, wait, fetch, write and release ([`FleetMachine`](crate::FleetMachine), `fleet.rs`).
+//! The store itself (Redis) and the thin driver that performs the machine's steps are in the
+//! IO layer (`io/redis.rs`, `io/shared.rs`).
 //!
 //! The in-process [`TokenCache`](crate::TokenCache) stays the first level and the authority
 //! for hits: a hit never touches the store. The store is asked only when the first level would
@@ -16,6 +18,7 @@ use crate::auth::jwt::BoxError;
 
 pub(crate) mod encryption_key;
 pub(crate) mod entry;
+pub(crate) mod fleet;
 pub(crate) mod key;
 
 /// What every [`TokenStore`] call returns: a boxed future, so that the trait is object safe

@@ -1,0 +1,524 @@
+//! The fleet-wide fetch of one token, without IO: what a process does on a first-level miss or
+//! a due refresh when its token source shares a [`TokenStore`](crate::TokenStore) with a fleet.
+//!
+//! [`FleetMachine`] decides; the caller (the IO layer's driver, or a simulation) performs each
+//! [`FleetStep`] and hands the answer back, with the time. One machine is one fetch:
+//!
+//! 1. read the store: a fresh entry that opens is the token (from the store: no fetch);
+//! 2. otherwise take the request's lease: the holder reads once more (another holder may just
+//!    have written), fetches from the token endpoint, writes the sealed entry to expire when the
+//!    token first comes due for refresh, and releases the lease;
+//! 3. a process that finds the lease held sleeps a poll interval, reads again and tries the
+//!    lease again, until its wait bound: then it fetches by itself (and writes what it got);
+//! 4. a store that fails (or, in the driver, takes longer than its timeout) means "no store":
+//!    the process fetches directly and asks the store nothing more in this fetch.
+//!
+//! The machine never serves an entry that does not open, one whose freshness has ended, or the
+//! token this process last got (the one the caller now wants replaced: its first level dropped
+//! it, or its refresh came due), so an API's refusal replaces a token for the whole fleet.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lc_rs::aead::NONCE_LEN;
+
+use crate::cache::policy::{CachePolicy, later};
+use crate::error::Error;
+use crate::observe;
+use crate::secret::AccessToken;
+use crate::store::encryption_key::StoreEncryptionKey;
+use crate::store::entry::{EntrySealing, Refused, open, seal};
+use crate::store::key::StoreKey;
+use crate::token::Token;
+
+/// The store did not answer: it failed, or (in the driver) took longer than the store timeout.
+/// The machine then fetches directly and asks the store nothing more in this fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreDown;
+
+/// Where the token of a finished [`FleetMachine`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOrigin {
+    /// A fresh entry in the store, written by another process (or by this one earlier): a hit
+    /// of the second level, with no request to the token endpoint.
+    Store,
+    /// This process's own fetch from the token endpoint (also the origin of every failure).
+    Fetch,
+}
+
+/// What to do next, as a [`FleetMachine`] says.
+#[derive(Debug)]
+#[must_use = "a step is what the fleet fetch needs done next: do it and hand the answer back"]
+pub enum FleetStep {
+    /// Read the entry under [`StoreKey::entry`]; answer with [`FleetMachine::handle_read`].
+    Read,
+    /// Take the lease under [`StoreKey::lease`] for [`FleetMachine::holder`], to expire after
+    /// `ttl`, if nobody holds it; answer with [`FleetMachine::handle_lease`].
+    TakeLease {
+        /// The lease's time to live.
+        ttl: Duration,
+    },
+    /// Sleep until `until` (another process holds the lease); then call
+    /// [`FleetMachine::handle_timeout`].
+    Sleep {
+        /// When to wake: never later than the wait's bound.
+        until: Instant,
+    },
+    /// Fetch the token from the token endpoint; answer with [`FleetMachine::handle_fetched`].
+    Fetch,
+    /// Write `value` under [`StoreKey::entry`], to expire after `ttl`; answer with
+    /// [`FleetMachine::handle_written`].
+    Write {
+        /// The sealed entry (at most [`MAX_ENTRY_LEN`](crate::MAX_ENTRY_LEN) bytes).
+        value: Vec<u8>,
+        /// When the token first comes due for refresh, from the time of the fetch's answer.
+        ttl: Duration,
+    },
+    /// Release the lease under [`StoreKey::lease`] if [`FleetMachine::holder`] still holds
+    /// it; answer with [`FleetMachine::handle_released`].
+    Release,
+    /// The fetch is over: the token, or the token endpoint's error.
+    Done {
+        /// The token, or the failure of this process's fetch.
+        outcome: Result<Token, Error>,
+        /// Where the token came from.
+        origin: TokenOrigin,
+    },
+    /// The fetch was already over: an answer came after [`Done`](Self::Done) (the caller took
+    /// the steps out of order), and is ignored.
+    Ended,
+}
+
+/// What every fetch of one request through one fleet's store shares: the request's store key,
+/// how its entries are sealed, the source's [`CachePolicy`] (which times the entries) and the
+/// lease's and the wait's timing. Build it once per token source.
+#[derive(Clone)]
+pub struct FleetConfig {
+    key: StoreKey,
+    sealing: EntrySealing,
+    policy: CachePolicy,
+    lease_ttl: Duration,
+    wait: Duration,
+    poll_interval: Duration,
+}
+
+impl FleetConfig {
+    /// The default time to live of a lease: 5 s, longer than a token request takes.
+    pub const LEASE_TTL: Duration = Duration::from_secs(5);
+    /// The default longest wait for another process's fetch: 8 s, so that a waiter outlives a
+    /// dead holder's lease and takes it over rather than every waiter fetching at once.
+    pub const WAIT: Duration = Duration::from_secs(8);
+    /// The default interval between a waiter's reads of the store: 50 ms.
+    pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+    /// The fleet fetch of the request named by `key`, its entries sealed by AES-256-GCM under
+    /// `encryption`, timed by `policy`, with the default lease and wait.
+    #[must_use]
+    pub fn new(key: StoreKey, encryption: StoreEncryptionKey, policy: CachePolicy) -> Self {
+        Self::with_sealing(key, EntrySealing::Encrypted(encryption), policy)
+    }
+
+    /// As [`new`](Self::new), with entries **in clear**: whoever reads the store can use the
+    /// tokens in it. An entry in clear never opens under [`new`](Self::new), and an encrypted
+    /// one never opens here.
+    #[must_use]
+    pub fn insecure_plaintext(key: StoreKey, policy: CachePolicy) -> Self {
+        Self::with_sealing(key, EntrySealing::InsecurePlaintext, policy)
+    }
+
+    pub(crate) fn with_sealing(key: StoreKey, sealing: EntrySealing, policy: CachePolicy) -> Self {
+        Self {
+            key,
+            sealing,
+            policy,
+            lease_ttl: Self::LEASE_TTL,
+            wait: Self::WAIT,
+            poll_interval: Self::POLL_INTERVAL,
+        }
+        .with_wait(Self::WAIT)
+    }
+
+    /// The lease's time to live instead of [`LEASE_TTL`](Self::LEASE_TTL) (at least 1 ms).
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest wait for another process's fetch instead of [`WAIT`](Self::WAIT), capped at
+    /// half the policy's [`fetch_timeout`](CachePolicy::fetch_timeout), so that the fetch after
+    /// a wait still has time.
+    #[must_use]
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait.min(self.policy.fetch_timeout() / 2);
+        self
+    }
+
+    /// The interval between a waiter's reads instead of [`POLL_INTERVAL`](Self::POLL_INTERVAL)
+    /// (at least 1 ms).
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The request's store key: where its entry and its lease live.
+    #[must_use]
+    pub fn key(&self) -> &StoreKey {
+        &self.key
+    }
+
+    /// The longest a fetch waits for another process's, after its first read.
+    #[must_use]
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// The sealed entry of `token`, fetched and answered by `wall`, and its time to live: to
+    /// expire when the token first comes due for refresh in any replica by the policy. `None`
+    /// for a token already due (not shared), without a nonce (better not to share than to
+    /// reuse one), or one that cannot be sealed.
+    fn entry(
+        &self,
+        token: &Token,
+        wall: SystemTime,
+        nonce: impl FnOnce() -> Option<[u8; NONCE_LEN]>,
+    ) -> Option<(Vec<u8>, Duration)> {
+        let lifetime = token.expires_in().unwrap_or(self.policy.default_lifetime());
+        let sent_at = token.sent_at();
+        let expires_at = sent_at.checked_add(lifetime)?;
+        let fresh_until = sent_at.checked_add(self.policy.earliest_refresh(lifetime))?;
+        let ttl = fresh_until.duration_since(wall).ok()?;
+        if ttl < Duration::from_millis(1) {
+            return None;
+        }
+        let value = seal(
+            &self.sealing,
+            &self.key,
+            token,
+            expires_at,
+            fresh_until,
+            nonce()?,
+        )?;
+        Some((value, ttl))
+    }
+}
+
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("key", &self.key)
+            .field("sealing", &self.sealing)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("wait", &self.wait)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who fetches, and so what follows a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The store is down: fetch, and nothing more.
+    Direct,
+    /// This process holds the lease: write what it gets, then release.
+    Holder,
+    /// The wait ran out while another process held the lease: fetch, and write what it gets.
+    AfterWait,
+}
+
+/// Where a fetch is.
+#[derive(Debug)]
+enum Phase {
+    /// Awaiting the first read's answer.
+    FirstRead,
+    /// Awaiting a waiter's read (after a sleep).
+    WaitRead,
+    /// Awaiting the holder's read, just after it took the lease.
+    HolderRead,
+    /// Awaiting the lease's answer.
+    Lease,
+    /// Asleep until then.
+    Sleeping(Instant),
+    /// Awaiting the fetch's answer.
+    Fetching(Role),
+    /// Awaiting the write's answer; then release if `release`.
+    Writing {
+        value: Vec<u8>,
+        ttl: Duration,
+        release: bool,
+    },
+    /// Awaiting the release's answer.
+    Releasing,
+    /// The outcome was handed out.
+    Over,
+}
+
+/// One fleet-wide fetch of a token, as a state machine: it says what to do next
+/// ([`FleetStep`]) and is told what happened, with the time. No IO, no clock, no randomness:
+/// the caller performs each step, reads the clocks (`now` for waits, `wall` for entries'
+/// expiry) and draws the holder's name and each entry's nonce.
+///
+/// ```
+/// use std::time::{Duration, Instant, SystemTime};
+/// use client_credentials::{
+///     CachePolicy, ClientCredentials, ClientSecret, FleetConfig, FleetMachine, FleetStep,
+///     StoreEncryptionKey, StoreKey, TokenOrigin, TokenUrl,
+/// };
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = ClientCredentials::new(
+///     TokenUrl::new("https://idp.example.com/token")?,
+///     "my-client",
+///     ClientSecret::new("s3cr3t"),
+/// );
+/// let request = client.token_request().build()?;
+/// let fleet_key = StoreEncryptionKey::new([7; 32]); // the same in every replica
+/// let key = StoreKey::new("billing-prod", &request, &fleet_key).expect("a shareable request");
+/// let config = FleetConfig::new(key, fleet_key, CachePolicy::new());
+/// let (now, wall) = (Instant::now(), SystemTime::now());
+///
+/// let mut fetch = FleetMachine::new(&config, None, "holder-1");
+/// assert!(matches!(fetch.start(), FleetStep::Read));
+/// // The store is empty: take the lease.
+/// assert!(matches!(fetch.handle_read(Ok(None), now, wall), FleetStep::TakeLease { .. }));
+/// // Taken: read once more, then fetch from the token endpoint.
+/// assert!(matches!(fetch.handle_lease(Ok(true), now), FleetStep::Read));
+/// assert!(matches!(fetch.handle_read(Ok(None), now, wall), FleetStep::Fetch));
+/// # let response = http::Response::builder().status(200)
+/// #     .header("content-type", "application/json")
+/// #     .body(r#"{"access_token":"eyJ...","token_type":"Bearer","expires_in":3600}"#)?;
+/// let token = request.parse_response(&response, wall);
+/// // Write the sealed entry, release the lease, and the token is this process's.
+/// let step = fetch.handle_fetched(token, wall, || Some([1; 12]));
+/// assert!(matches!(step, FleetStep::Write { .. }));
+/// assert!(matches!(fetch.handle_written(Ok(())), FleetStep::Release));
+/// let FleetStep::Done { outcome, origin } = fetch.handle_released(Ok(())) else { panic!() };
+/// assert_eq!(outcome?.access_token().secret(), "eyJ...");
+/// assert_eq!(origin, TokenOrigin::Fetch);
+/// # Ok(()) }
+/// ```
+///
+/// An answer the machine is not waiting for (a lease's answer when it asked for a read) is
+/// ignored: the step it waits for is said again.
+#[derive(Debug)]
+#[must_use = "a fleet fetch does nothing until its steps are taken"]
+pub struct FleetMachine<'a> {
+    config: &'a FleetConfig,
+    /// The token this process last got: an entry still holding it is no answer.
+    last: Option<AccessToken>,
+    holder: &'a str,
+    phase: Phase,
+    /// When a waiter stops waiting for another process's fetch.
+    deadline: Option<Instant>,
+    /// The outcome, held while the holder writes and releases.
+    outcome: Option<(Result<Token, Error>, TokenOrigin)>,
+}
+
+impl<'a> FleetMachine<'a> {
+    /// A fetch by `config`, for a process whose last token was `last` (the one it wants
+    /// replaced, never served back from the store), holding leases as `holder` (a name of
+    /// 16 random bytes or more, so that a process releases only its own lease).
+    pub fn new(config: &'a FleetConfig, last: Option<AccessToken>, holder: &'a str) -> Self {
+        Self {
+            config,
+            last,
+            holder,
+            phase: Phase::FirstRead,
+            deadline: None,
+            outcome: None,
+        }
+    }
+
+    /// The first step: read the store.
+    pub fn start(&self) -> FleetStep {
+        self.pending()
+    }
+
+    /// The name this fetch holds the lease under.
+    #[must_use]
+    pub fn holder(&self) -> &str {
+        self.holder
+    }
+
+    /// The store key of the entry and the lease.
+    #[must_use]
+    pub fn key(&self) -> &StoreKey {
+        &self.config.key
+    }
+
+    /// The step the machine waits on, said again.
+    fn pending(&self) -> FleetStep {
+        match &self.phase {
+            Phase::FirstRead | Phase::WaitRead | Phase::HolderRead => FleetStep::Read,
+            Phase::Lease => FleetStep::TakeLease {
+                ttl: self.config.lease_ttl,
+            },
+            Phase::Sleeping(until) => FleetStep::Sleep { until: *until },
+            Phase::Fetching(_) => FleetStep::Fetch,
+            Phase::Writing { value, ttl, .. } => FleetStep::Write {
+                value: value.clone(),
+                ttl: *ttl,
+            },
+            Phase::Releasing => FleetStep::Release,
+            Phase::Over => FleetStep::Ended,
+        }
+    }
+
+    /// Moves to `phase` and says its step.
+    fn to(&mut self, phase: Phase) -> FleetStep {
+        self.phase = phase;
+        self.pending()
+    }
+
+    /// Ends the fetch with `outcome`.
+    fn done(&mut self, outcome: Result<Token, Error>, origin: TokenOrigin) -> FleetStep {
+        self.phase = Phase::Over;
+        FleetStep::Done { outcome, origin }
+    }
+
+    /// The answer to [`FleetStep::Read`], at `now` and `wall` (the wall clock, against which
+    /// entries' expiries are read): the stored value, `None` if there is none, or
+    /// [`StoreDown`].
+    pub fn handle_read(
+        &mut self,
+        read: Result<Option<Vec<u8>>, StoreDown>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> FleetStep {
+        let holder = match self.phase {
+            Phase::FirstRead | Phase::WaitRead => false,
+            Phase::HolderRead => true,
+            _ => return self.pending(),
+        };
+        let found = match read {
+            Err(StoreDown) if holder => None,
+            Err(StoreDown) => return self.to(Phase::Fetching(Role::Direct)),
+            Ok(value) => value.and_then(|value| self.open(&value, wall)),
+        };
+        match (found, holder) {
+            (Some(token), false) => self.done(Ok(token), TokenOrigin::Store),
+            (Some(token), true) => {
+                self.outcome = Some((Ok(token), TokenOrigin::Store));
+                self.to(Phase::Releasing)
+            }
+            (None, true) => self.to(Phase::Fetching(Role::Holder)),
+            (None, false) => {
+                if self.deadline.is_none() {
+                    self.deadline = Some(later(now, self.config.wait));
+                }
+                self.to(Phase::Lease)
+            }
+        }
+    }
+
+    /// The token in `value`, if it opens, is fresh at `wall` and is not the last one. An
+    /// entry that does not open is absent (and overwritten by the next write), never served.
+    fn open(&self, value: &[u8], wall: SystemTime) -> Option<Token> {
+        match open(&self.config.sealing, &self.config.key, value, wall) {
+            Ok(token) if self.is_last(&token) => None,
+            Ok(token) => Some(token),
+            Err(Refused::Stale) => None,
+            Err(Refused::Unreadable) => {
+                observe::store_entry_refused(self.config.key.entry());
+                None
+            }
+        }
+    }
+
+    /// Whether `token` is the one this process last got (and now wants replaced).
+    fn is_last(&self, token: &Token) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|last| last.secret() == token.access_token().secret())
+    }
+
+    /// The answer to [`FleetStep::TakeLease`] at `now`: whether the lease was taken, or
+    /// [`StoreDown`].
+    pub fn handle_lease(&mut self, taken: Result<bool, StoreDown>, now: Instant) -> FleetStep {
+        if !matches!(self.phase, Phase::Lease) {
+            return self.pending();
+        }
+        match taken {
+            Err(StoreDown) => self.to(Phase::Fetching(Role::Direct)),
+            Ok(true) => self.to(Phase::HolderRead),
+            Ok(false) => {
+                let deadline = self.deadline.unwrap_or(now);
+                if now >= deadline {
+                    observe::store_wait_expired(self.config.key.entry(), self.config.wait);
+                    return self.to(Phase::Fetching(Role::AfterWait));
+                }
+                let wake = later(now, self.config.poll_interval).min(deadline);
+                self.to(Phase::Sleeping(wake))
+            }
+        }
+    }
+
+    /// The sleep of [`FleetStep::Sleep`] is over at `now`: read the store again (or, woken
+    /// early, sleep on).
+    pub fn handle_timeout(&mut self, now: Instant) -> FleetStep {
+        match self.phase {
+            Phase::Sleeping(until) if now >= until => self.to(Phase::WaitRead),
+            _ => self.pending(),
+        }
+    }
+
+    /// The answer to [`FleetStep::Fetch`], at `wall`: the token endpoint's token or error.
+    /// `nonce` gives 12 fresh random bytes to seal the entry with (`None` if the random source
+    /// failed: the token is then not shared); it is called only when an entry is written.
+    pub fn handle_fetched(
+        &mut self,
+        fetched: Result<Token, Error>,
+        wall: SystemTime,
+        nonce: impl FnOnce() -> Option<[u8; NONCE_LEN]>,
+    ) -> FleetStep {
+        let Phase::Fetching(role) = self.phase else {
+            return self.pending();
+        };
+        let entry = match (&fetched, role) {
+            (Ok(token), Role::Holder | Role::AfterWait) => self.config.entry(token, wall, nonce),
+            _ => None,
+        };
+        let release = role == Role::Holder;
+        self.outcome = Some((fetched, TokenOrigin::Fetch));
+        match (entry, release) {
+            (Some((value, ttl)), release) => self.to(Phase::Writing {
+                value,
+                ttl,
+                release,
+            }),
+            // A failure releases the lease too: the next process tries at once.
+            (None, true) => self.to(Phase::Releasing),
+            (None, false) => self.finish(),
+        }
+    }
+
+    /// The answer to [`FleetStep::Write`]: written, or [`StoreDown`] (the token is this
+    /// process's either way).
+    pub fn handle_written(&mut self, written: Result<(), StoreDown>) -> FleetStep {
+        let _ = written;
+        match self.phase {
+            Phase::Writing { release: true, .. } => self.to(Phase::Releasing),
+            Phase::Writing { release: false, .. } => self.finish(),
+            _ => self.pending(),
+        }
+    }
+
+    /// The answer to [`FleetStep::Release`]: released, or [`StoreDown`] (the lease then
+    /// expires after its time to live).
+    pub fn handle_released(&mut self, released: Result<(), StoreDown>) -> FleetStep {
+        let _ = released;
+        match self.phase {
+            Phase::Releasing => self.finish(),
+            _ => self.pending(),
+        }
+    }
+
+    /// Hands out the outcome held while writing and releasing.
+    fn finish(&mut self) -> FleetStep {
+        match self.outcome.take() {
+            Some((outcome, origin)) => self.done(outcome, origin),
+            // Not reached: every path to here holds an outcome.
+            None => self.to(Phase::Over),
+        }
+    }
+}
