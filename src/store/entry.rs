@@ -142,10 +142,13 @@ pub(crate) fn open(
     if now_ms >= stored.fresh_until_ms || now_ms >= stored.expires_at_ms {
         return Err(Refused::Stale);
     }
+    // Counted from `now` itself, not its whole millisecond: never past the real expiry.
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let expires_in = Duration::from_millis(stored.expires_at_ms).saturating_sub(since_epoch);
     Ok(Token {
         access_token: AccessToken::new(stored.access_token),
         token_type: TokenType::parse(&stored.token_type),
-        expires_in: Some(Duration::from_millis(stored.expires_at_ms - now_ms)),
+        expires_in: Some(expires_in),
         sent_at: now,
         scope: stored.scope.map(Into::into),
         refresh_token: None,
@@ -217,6 +220,22 @@ mod tests {
         assert_eq!(opened.scope(), Some("a b"));
         assert_eq!(opened.extra("issued_token_type"), Some(&Value::from("x")));
         assert!(opened.refresh_token.is_none());
+    }
+
+    #[test]
+    fn an_entry_read_between_two_milliseconds_never_outlives_the_token() {
+        let sealed = seal(
+            &encrypted(),
+            &key("a"),
+            &token(),
+            at(1_100),
+            at(1_090),
+            [1; 12],
+        )
+        .unwrap();
+        let now = at(1_030) + Duration::from_micros(333);
+        let opened = open(&encrypted(), &key("a"), &sealed, now).unwrap();
+        assert_eq!(opened.expires_at(), Some(at(1_100)));
     }
 
     #[test]
