@@ -4,7 +4,7 @@
 //!
 //! `RedisStore` talks to one server (or a primary behind a proxy or Sentinel's address). For
 //! Redis Cluster, implement [`TokenStore`] over the `redis` crate's cluster connection with
-//! the same four commands: each is on one key (the release script too), and an entry and its
+//! the same commands: each is on one key (the release and renewal scripts too), and an entry and its
 //! lease share a hash tag (the digest in braces), so both land on one shard and a failover
 //! moves them together. Valkey speaks the same protocol and commands (`GET`, `SET … PX`,
 //! `SET … NX PX`, `EVALSHA`), so `RedisStore` works against it unchanged.
@@ -19,6 +19,9 @@ use crate::store::{StoreError, StoreFuture, TokenStore};
 
 /// Releases a lease only if its holder still holds it, in one step on the server.
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Sets a lease's time to live only if its holder still holds it, in one step on the server.
+const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
 /// How long the connection manager waits to connect, and for a reply: the shared cache bounds
 /// each call more tightly still.
@@ -39,6 +42,7 @@ pub struct RedisStore {
     client: Client,
     connection: Mutex<Option<ConnectionManager>>,
     release: Script,
+    renew: Script,
 }
 
 impl RedisStore {
@@ -54,6 +58,7 @@ impl RedisStore {
             client,
             connection: Mutex::new(None),
             release: Script::new(RELEASE),
+            renew: Script::new(RENEW),
         })
     }
 
@@ -146,6 +151,26 @@ impl TokenStore for RedisStore {
                 .await
                 .map_err(failed)?;
             Ok(())
+        })
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection()?;
+            let renewed: i64 = self
+                .renew
+                .key(key)
+                .arg(holder)
+                .arg(millis(ttl))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            Ok(renewed == 1)
         })
     }
 }

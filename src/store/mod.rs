@@ -51,6 +51,23 @@ pub trait TokenStore: Send + Sync {
     /// Releases the lease `key` if `holder` still holds it (a lease that expired and was taken
     /// by another process stays theirs).
     fn release_lease<'a>(&'a self, key: &'a str, holder: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Sets the lease `key` to expire after `ttl` if `holder` still holds it, in one step
+    /// (compare and expire): whether it did. The holder renews its lease while it fetches, so
+    /// that a slow token endpoint is asked once by the whole fleet. In Redis: a script that
+    /// runs `PEXPIRE` only if `GET` gives `holder`.
+    ///
+    /// By default the store cannot renew (`false`): the lease then expires after its time to
+    /// live however long its holder's fetch takes, and another process may fetch too.
+    fn renew_lease<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (key, holder, ttl);
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// Why a [`TokenStore`] call failed. The token source never returns it: on any store failure
