@@ -265,7 +265,7 @@ pub use token::{MAX_EXPIRES_IN, Token, TokenType};
 // The fleet's sans-IO machine (the second cache level's decisions), kept in one block.
 #[cfg(feature = "shared-cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shared-cache")))]
-pub use store::fleet::{FleetConfig, FleetMachine, FleetStep, StoreDown, TokenOrigin};
+pub use store::fleet::{Afterwards, FleetConfig, FleetMachine, FleetStep, StoreDown, TokenOrigin};
 
 // The README's examples use the adapters, the built-in keys and the Redis store.
 #[doc = include_str!("../README.md")]

@@ -24,7 +24,9 @@ use crate::request::TokenRequest;
 use crate::secret::AccessToken;
 use crate::store::encryption_key::StoreEncryptionKey;
 use crate::store::entry::EntrySealing;
-use crate::store::fleet::{FleetConfig, FleetMachine, FleetStep, StoreDown, TokenOrigin};
+use crate::store::fleet::{
+    Afterwards, FleetConfig, FleetMachine, FleetStep, StoreDown, TokenOrigin,
+};
 use crate::store::key::StoreKey;
 use crate::store::{StoreError, TokenStore};
 use crate::token::Token;
@@ -41,9 +43,15 @@ use crate::token::Token;
 /// - A first-level hit never touches the store. On a miss or a due refresh the process reads
 ///   the store; a fresh entry is its token, with the lifetime that remains of it.
 /// - Otherwise one process takes the request's lease ([`with_lease_ttl`](Self::with_lease_ttl))
-///   and fetches; the others poll the store ([`with_poll_interval`](Self::with_poll_interval))
-///   for its entry, trying the lease again each time, so a holder that died is replaced when
-///   its lease expires, and fetch by themselves after [`with_wait`](Self::with_wait).
+///   and fetches, renewing the lease while its fetch lasts (if the store can:
+///   [`TokenStore::renew_lease`]); the others poll the store
+///   ([`with_poll_interval`](Self::with_poll_interval)) for its entry, trying the lease again
+///   each time, so a holder that died is replaced when its lease expires, and fetch by
+///   themselves after [`with_wait`](Self::with_wait) (half the fetch timeout by default, less
+///   a random tenth).
+/// - The process that fetched gets its token at once: writing the entry and releasing the
+///   lease go on in a task of their own. A holder whose caller gives up (drops its future)
+///   releases its lease the same way, so that another process fetches at once.
 /// - Entries expire when the token first comes due for refresh by the source's
 ///   [`CachePolicy`], so no replica reads a token about to expire.
 /// - Every store call is bounded ([`with_store_timeout`](Self::with_store_timeout)); a store
@@ -62,7 +70,8 @@ pub struct SharedCache {
     sealing: EntrySealing,
     store_timeout: Duration,
     lease_ttl: Duration,
-    wait: Duration,
+    /// The caller's wait, if set: by default, half the source's fetch timeout.
+    wait: Option<Duration>,
     poll_interval: Duration,
 }
 
@@ -73,8 +82,9 @@ impl SharedCache {
     /// The default time to live of a lease: 5 s, longer than a token request takes. A holder
     /// that dies frees the request for another process after at most this long.
     pub const LEASE_TTL: Duration = FleetConfig::LEASE_TTL;
-    /// The default longest wait for another process's fetch: 8 s, so that a waiter outlives a
-    /// dead holder's lease and takes it over rather than every waiter fetching at once.
+    /// The default longest wait for another process's fetch: 15 s, half the default
+    /// [`CachePolicy::fetch_timeout`] (with another policy, half of its fetch timeout). A
+    /// waiter waits only while the lease is held, and a holder renews it while it fetches.
     pub const WAIT: Duration = FleetConfig::WAIT;
     /// The default interval between a waiter's reads of the store: 50 ms.
     pub const POLL_INTERVAL: Duration = FleetConfig::POLL_INTERVAL;
@@ -125,7 +135,7 @@ impl SharedCache {
             sealing,
             store_timeout: Self::STORE_TIMEOUT,
             lease_ttl: Self::LEASE_TTL,
-            wait: Self::WAIT,
+            wait: None,
             poll_interval: Self::POLL_INTERVAL,
         }
     }
@@ -144,12 +154,13 @@ impl SharedCache {
         self
     }
 
-    /// The longest wait for another process's fetch instead of [`WAIT`](Self::WAIT), after which a process
-    /// fetches by itself. The source caps it at half its [`CachePolicy::fetch_timeout`], so
-    /// that the fetch after a wait still has time.
+    /// The longest wait for another process's fetch instead of [`WAIT`](Self::WAIT) (half the
+    /// source's [`CachePolicy::fetch_timeout`]), after which a process fetches by itself. The
+    /// source caps it at half its fetch timeout, so that the fetch after a wait still has
+    /// time.
     #[must_use]
     pub fn with_wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
+        self.wait = Some(wait);
         self
     }
 
@@ -191,17 +202,28 @@ fn now() -> Instant {
     Instant::now()
 }
 
-/// A lease holder's name: 16 random bytes in hex, so that a process releases only its own
-/// lease. Without the operating system's random source, std's per-process random keys.
-fn holder_id() -> String {
-    let mut bytes = [0_u8; 16];
+/// `N` random bytes; without the operating system's random source, std's per-process random
+/// keys (enough for a lease holder's name and a jitter, never for a nonce).
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0_u8; N];
     if getrandom::fill(&mut bytes).is_err() {
         use std::hash::BuildHasher;
         let state = std::hash::RandomState::new();
-        bytes[..8].copy_from_slice(&state.hash_one(1_u8).to_le_bytes());
-        bytes[8..].copy_from_slice(&state.hash_one(2_u8).to_le_bytes());
+        for (index, chunk) in bytes.chunks_mut(8).enumerate() {
+            let word = state.hash_one(index).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
     }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    bytes
+}
+
+/// A lease holder's name: 16 random bytes in hex, so that a process releases only its own
+/// lease.
+fn holder_id() -> String {
+    random_bytes::<16>()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A fresh nonce for an entry's seal, or `None` without the operating system's random source
@@ -236,10 +258,12 @@ impl FleetFetch {
             observe::store_not_shared(&shared.namespace);
             return None;
         };
-        let config = FleetConfig::with_sealing(key, shared.sealing, policy)
+        let mut config = FleetConfig::with_sealing(key, shared.sealing, policy)
             .with_lease_ttl(shared.lease_ttl)
-            .with_wait(shared.wait)
             .with_poll_interval(shared.poll_interval);
+        if let Some(wait) = shared.wait {
+            config = config.with_wait(wait);
+        }
         Some(Self {
             store: shared.store,
             store_timeout: shared.store_timeout,
@@ -249,7 +273,10 @@ impl FleetFetch {
     }
 
     /// A token for the request: from the store, from the process holding the lease, or from
-    /// `fetch` (the token endpoint), shared through the store when it answers.
+    /// `fetch` (the token endpoint), shared through the store when it answers. The token is
+    /// returned as soon as it is known: the entry's write and the lease's release go on in a
+    /// task of their own, and so does the release if this future is dropped while it holds
+    /// the lease.
     pub(crate) async fn token<F, Fut>(&self, fetch: F) -> Result<Token, Error>
     where
         F: Fn() -> Fut,
@@ -261,8 +288,15 @@ impl FleetFetch {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let holder = holder_id();
-        let mut machine = FleetMachine::new(&self.config, last, &holder);
+        let random = u64::from_le_bytes(random_bytes());
+        let mut machine = FleetMachine::new(&self.config, last, &holder, random);
         let key = self.config.key();
+        let mut lease = LeaseGuard {
+            afterwards: Afterwards::default(),
+            store: self,
+            holder: &holder,
+        };
+        let mut in_flight = None;
         let mut step = machine.start();
         let (outcome, origin) = loop {
             step = match step {
@@ -280,22 +314,40 @@ impl FleetFetch {
                     tokio::time::sleep_until(until.into()).await;
                     machine.handle_timeout(now())
                 }
-                FleetStep::Fetch => machine.handle_fetched(fetch().await, wall_now(), nonce),
-                FleetStep::Write { value, ttl } => {
-                    let written = self.call(self.store.write(key.entry(), &value, ttl)).await;
-                    machine.handle_written(written)
+                FleetStep::Fetch { renew_at } => {
+                    let fetching = in_flight.get_or_insert_with(|| Box::pin(fetch()));
+                    let fetched = match renew_at {
+                        Some(at) => tokio::time::timeout_at(at.into(), fetching.as_mut())
+                            .await
+                            .ok(),
+                        None => Some(fetching.as_mut().await),
+                    };
+                    match fetched {
+                        Some(fetched) => machine.handle_fetched(fetched, wall_now(), nonce),
+                        None => machine.handle_timeout(now()),
+                    }
                 }
-                FleetStep::Release => {
-                    let released = self
-                        .call(self.store.release_lease(key.lease(), &holder))
+                FleetStep::RenewLease { ttl } => {
+                    let renewed = self
+                        .call(self.store.renew_lease(key.lease(), &holder, ttl))
                         .await;
-                    machine.handle_released(released)
+                    machine.handle_renewed(renewed, now())
                 }
-                FleetStep::Done { outcome, origin } => break (outcome, origin),
+                FleetStep::Done {
+                    outcome,
+                    origin,
+                    afterwards,
+                } => {
+                    lease.afterwards = afterwards;
+                    break (outcome, origin);
+                }
                 // Not reached: the loop ends at `Done`. Were it, the endpoint answers.
                 FleetStep::Ended => break (fetch().await, TokenOrigin::Fetch),
             };
+            // Cancelled from here on, a holder's future releases its lease in a task.
+            lease.afterwards.release = machine.holds_lease();
         };
+        drop(lease);
         let token = outcome?;
         if origin == TokenOrigin::Store {
             observe::store_hit(key.entry());
@@ -308,12 +360,56 @@ impl FleetFetch {
     /// Runs one store call within the store timeout; [`StoreDown`] (after a warning) if it
     /// failed or timed out.
     async fn call<T>(&self, call: crate::store::StoreFuture<'_, T>) -> Result<T, StoreDown> {
-        let outcome = tokio::time::timeout(self.store_timeout, call)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(self.store_timeout)));
-        outcome.map_err(|error| {
-            observe::store_failed(self.config.key().entry(), &error);
-            StoreDown
-        })
+        bounded(self.store_timeout, self.config.key().entry(), call).await
+    }
+}
+
+/// Runs one store call for the entry `key` within `timeout`; [`StoreDown`] (after a warning)
+/// if it failed or timed out.
+async fn bounded<T>(
+    timeout: Duration,
+    key: &str,
+    call: crate::store::StoreFuture<'_, T>,
+) -> Result<T, StoreDown> {
+    let outcome = tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(timeout)));
+    outcome.map_err(|error| {
+        observe::store_failed(key, &error);
+        StoreDown
+    })
+}
+
+/// What the store still needs when a fetch ends or is dropped: done in a task of its own, so
+/// that nobody waits for it, each call within the store timeout.
+struct LeaseGuard<'a> {
+    afterwards: Afterwards,
+    store: &'a FleetFetch,
+    holder: &'a str,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        let Afterwards { write, release } = std::mem::take(&mut self.afterwards);
+        if write.is_none() && !release {
+            return;
+        }
+        let store = Arc::clone(&self.store.store);
+        let timeout = self.store.store_timeout;
+        let key = self.store.config.key().clone();
+        let holder = self.holder.to_owned();
+        let work = async move {
+            if let Some((value, ttl)) = write {
+                let _ = bounded(timeout, key.entry(), store.write(key.entry(), &value, ttl)).await;
+            }
+            if release {
+                let call = store.release_lease(key.lease(), &holder);
+                let _ = bounded(timeout, key.entry(), call).await;
+            }
+        };
+        // Outside a runtime (not reached: the source runs in one) the lease expires by itself.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(work));
+        }
     }
 }

@@ -6,12 +6,18 @@
 //!
 //! 1. read the store: a fresh entry that opens is the token (from the store: no fetch);
 //! 2. otherwise take the request's lease: the holder reads once more (another holder may just
-//!    have written), fetches from the token endpoint, writes the sealed entry to expire when the
-//!    token first comes due for refresh, and releases the lease;
+//!    have written), then fetches from the token endpoint, renewing its lease every third of
+//!    its time to live while the fetch lasts, so that a slow endpoint is asked once;
 //! 3. a process that finds the lease held sleeps a poll interval, reads again and tries the
-//!    lease again, until its wait bound: then it fetches by itself (and writes what it got);
+//!    lease again, for as long as the lease is held and at most its wait's bound (half the
+//!    fetch timeout, less a random tenth, so that waiters who give up do not all fetch at
+//!    once): then it fetches by itself;
 //! 4. a store that fails (or, in the driver, takes longer than its timeout) means "no store":
 //!    the process fetches directly and asks the store nothing more in this fetch.
+//!
+//! The token is handed out ([`FleetStep::Done`]) as soon as it is known; what the store still
+//! needs (the entry to write, the lease to release) comes with it, for the caller to do without
+//! making anyone wait.
 //!
 //! The machine never serves an entry that does not open, one whose freshness has ended, or the
 //! token this process last got (the one the caller now wants replaced: its first level dropped
@@ -48,6 +54,9 @@ pub enum TokenOrigin {
 /// What to do next, as a [`FleetMachine`] says.
 #[derive(Debug)]
 #[must_use = "a step is what the fleet fetch needs done next: do it and hand the answer back"]
+// A step lives for one store call and `Done` comes once per fetch: boxing its outcome would
+// add an allocation to every fetch and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum FleetStep {
     /// Read the entry under [`StoreKey::entry`]; answer with [`FleetMachine::handle_read`].
     Read,
@@ -63,29 +72,46 @@ pub enum FleetStep {
         /// When to wake: never later than the wait's bound.
         until: Instant,
     },
-    /// Fetch the token from the token endpoint; answer with [`FleetMachine::handle_fetched`].
-    Fetch,
-    /// Write `value` under [`StoreKey::entry`], to expire after `ttl`; answer with
-    /// [`FleetMachine::handle_written`].
-    Write {
-        /// The sealed entry (at most [`MAX_ENTRY_LEN`](crate::MAX_ENTRY_LEN) bytes).
-        value: Vec<u8>,
-        /// When the token first comes due for refresh, from the time of the fetch's answer.
+    /// Fetch the token from the token endpoint (or keep awaiting the fetch already started);
+    /// answer with [`FleetMachine::handle_fetched`]. If `renew_at` comes first, call
+    /// [`FleetMachine::handle_timeout`] then, without giving the fetch up.
+    Fetch {
+        /// When the holder's lease must be renewed, if this process holds it.
+        renew_at: Option<Instant>,
+    },
+    /// Extend the lease under [`StoreKey::lease`] to expire after `ttl`, if
+    /// [`FleetMachine::holder`] still holds it, while the fetch goes on; answer with
+    /// [`FleetMachine::handle_renewed`].
+    RenewLease {
+        /// The lease's new time to live, from now.
         ttl: Duration,
     },
-    /// Release the lease under [`StoreKey::lease`] if [`FleetMachine::holder`] still holds
-    /// it; answer with [`FleetMachine::handle_released`].
-    Release,
-    /// The fetch is over: the token, or the token endpoint's error.
+    /// The fetch is over: the token, or the token endpoint's error. Hand it out at once; then
+    /// do `afterwards` without making the caller wait for it.
     Done {
         /// The token, or the failure of this process's fetch.
         outcome: Result<Token, Error>,
         /// Where the token came from.
         origin: TokenOrigin,
+        /// What the store still needs.
+        afterwards: Afterwards,
     },
     /// The fetch was already over: an answer came after [`Done`](Self::Done) (the caller took
     /// the steps out of order), and is ignored.
     Ended,
+}
+
+/// What the store still needs once a fetch has its outcome: done in the background, each call
+/// bounded as any other, and harmless if it fails (an entry not written is fetched again, a
+/// lease not released expires).
+#[derive(Debug, Default)]
+#[must_use = "a lease left held makes the fleet wait for its time to live"]
+pub struct Afterwards {
+    /// Write `.0` under [`StoreKey::entry`], to expire after `.1` (when the token first comes
+    /// due for refresh).
+    pub write: Option<(Vec<u8>, Duration)>,
+    /// Release the lease under [`StoreKey::lease`] if [`FleetMachine::holder`] still holds it.
+    pub release: bool,
 }
 
 /// What every fetch of one request through one fleet's store shares: the request's store key,
@@ -104,9 +130,12 @@ pub struct FleetConfig {
 impl FleetConfig {
     /// The default time to live of a lease: 5 s, longer than a token request takes.
     pub const LEASE_TTL: Duration = Duration::from_secs(5);
-    /// The default longest wait for another process's fetch: 8 s, so that a waiter outlives a
-    /// dead holder's lease and takes it over rather than every waiter fetching at once.
-    pub const WAIT: Duration = Duration::from_secs(8);
+    /// The default longest wait for another process's fetch: 15 s, half the default
+    /// [`CachePolicy::fetch_timeout`] (with another policy, half of its fetch timeout). A
+    /// waiter waits only while the lease is held: its holder renews it while it fetches, and a
+    /// holder that dies stops renewing it, so that a waiter takes it over within its time to
+    /// live.
+    pub const WAIT: Duration = Duration::from_secs(15);
     /// The default interval between a waiter's reads of the store: 50 ms.
     pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -131,10 +160,9 @@ impl FleetConfig {
             sealing,
             policy,
             lease_ttl: Self::LEASE_TTL,
-            wait: Self::WAIT,
+            wait: policy.fetch_timeout() / 2,
             poll_interval: Self::POLL_INTERVAL,
         }
-        .with_wait(Self::WAIT)
     }
 
     /// The lease's time to live instead of [`LEASE_TTL`](Self::LEASE_TTL) (at least 1 ms).
@@ -144,9 +172,9 @@ impl FleetConfig {
         self
     }
 
-    /// The longest wait for another process's fetch instead of [`WAIT`](Self::WAIT), capped at
-    /// half the policy's [`fetch_timeout`](CachePolicy::fetch_timeout), so that the fetch after
-    /// a wait still has time.
+    /// The longest wait for another process's fetch instead of half the policy's
+    /// [`fetch_timeout`](CachePolicy::fetch_timeout) ([`WAIT`](Self::WAIT) by default), and
+    /// never more, so that the fetch after a wait still has time.
     #[must_use]
     pub fn with_wait(mut self, wait: Duration) -> Self {
         self.wait = wait.min(self.policy.fetch_timeout() / 2);
@@ -167,7 +195,8 @@ impl FleetConfig {
         &self.key
     }
 
-    /// The longest a fetch waits for another process's, after its first read.
+    /// The longest a fetch waits for another process's, after its first read (less a random
+    /// tenth of it, drawn for each fetch).
     #[must_use]
     pub fn wait(&self) -> Duration {
         self.wait
@@ -220,35 +249,32 @@ impl std::fmt::Debug for FleetConfig {
 enum Role {
     /// The store is down: fetch, and nothing more.
     Direct,
-    /// This process holds the lease: write what it gets, then release.
+    /// This process holds the lease: renew it while fetching, write what it gets, release.
     Holder,
     /// The wait ran out while another process held the lease: fetch, and write what it gets.
     AfterWait,
 }
 
 /// Where a fetch is.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Phase {
     /// Awaiting the first read's answer.
     FirstRead,
     /// Awaiting a waiter's read (after a sleep).
     WaitRead,
-    /// Awaiting the holder's read, just after it took the lease.
-    HolderRead,
+    /// Awaiting the holder's read, just after it took the lease; to renew it then.
+    HolderRead { renew_at: Instant },
     /// Awaiting the lease's answer.
     Lease,
     /// Asleep until then.
     Sleeping(Instant),
-    /// Awaiting the fetch's answer.
-    Fetching(Role),
-    /// Awaiting the write's answer; then release if `release`.
-    Writing {
-        value: Vec<u8>,
-        ttl: Duration,
-        release: bool,
+    /// Awaiting the fetch's answer; the holder renews its lease at `renew_at`.
+    Fetching {
+        role: Role,
+        renew_at: Option<Instant>,
     },
-    /// Awaiting the release's answer.
-    Releasing,
+    /// The holder's fetch goes on; awaiting the renewal's answer.
+    Renewing,
     /// The outcome was handed out.
     Over,
 }
@@ -277,24 +303,23 @@ enum Phase {
 /// let config = FleetConfig::new(key, fleet_key, CachePolicy::new());
 /// let (now, wall) = (Instant::now(), SystemTime::now());
 ///
-/// let mut fetch = FleetMachine::new(&config, None, "holder-1");
+/// let mut fetch = FleetMachine::new(&config, None, "holder-1", 42); // 42: a random word
 /// assert!(matches!(fetch.start(), FleetStep::Read));
 /// // The store is empty: take the lease.
 /// assert!(matches!(fetch.handle_read(Ok(None), now, wall), FleetStep::TakeLease { .. }));
 /// // Taken: read once more, then fetch from the token endpoint.
 /// assert!(matches!(fetch.handle_lease(Ok(true), now), FleetStep::Read));
-/// assert!(matches!(fetch.handle_read(Ok(None), now, wall), FleetStep::Fetch));
+/// assert!(matches!(fetch.handle_read(Ok(None), now, wall), FleetStep::Fetch { .. }));
 /// # let response = http::Response::builder().status(200)
 /// #     .header("content-type", "application/json")
 /// #     .body(r#"{"access_token":"eyJ...","token_type":"Bearer","expires_in":3600}"#)?;
 /// let token = request.parse_response(&response, wall);
-/// // Write the sealed entry, release the lease, and the token is this process's.
+/// // The token is this process's at once; the entry to write and the lease to release follow.
 /// let step = fetch.handle_fetched(token, wall, || Some([1; 12]));
-/// assert!(matches!(step, FleetStep::Write { .. }));
-/// assert!(matches!(fetch.handle_written(Ok(())), FleetStep::Release));
-/// let FleetStep::Done { outcome, origin } = fetch.handle_released(Ok(())) else { panic!() };
+/// let FleetStep::Done { outcome, origin, afterwards } = step else { panic!() };
 /// assert_eq!(outcome?.access_token().secret(), "eyJ...");
 /// assert_eq!(origin, TokenOrigin::Fetch);
+/// assert!(afterwards.write.is_some() && afterwards.release);
 /// # Ok(()) }
 /// ```
 ///
@@ -307,25 +332,31 @@ pub struct FleetMachine<'a> {
     /// The token this process last got: an entry still holding it is no answer.
     last: Option<AccessToken>,
     holder: &'a str,
+    /// A random word, for the jitter of the wait's bound.
+    random: u64,
     phase: Phase,
     /// When a waiter stops waiting for another process's fetch.
     deadline: Option<Instant>,
-    /// The outcome, held while the holder writes and releases.
-    outcome: Option<(Result<Token, Error>, TokenOrigin)>,
 }
 
 impl<'a> FleetMachine<'a> {
     /// A fetch by `config`, for a process whose last token was `last` (the one it wants
     /// replaced, never served back from the store), holding leases as `holder` (a name of
-    /// 16 random bytes or more, so that a process releases only its own lease).
-    pub fn new(config: &'a FleetConfig, last: Option<AccessToken>, holder: &'a str) -> Self {
+    /// 16 random bytes or more, so that a process releases only its own lease), with `random`,
+    /// a random word, for its jitter.
+    pub fn new(
+        config: &'a FleetConfig,
+        last: Option<AccessToken>,
+        holder: &'a str,
+        random: u64,
+    ) -> Self {
         Self {
             config,
             last,
             holder,
+            random,
             phase: Phase::FirstRead,
             deadline: None,
-            outcome: None,
         }
     }
 
@@ -346,20 +377,33 @@ impl<'a> FleetMachine<'a> {
         &self.config.key
     }
 
+    /// Whether this fetch holds the lease (or may: it took it and has not handed out its
+    /// outcome). A caller whose fetch is given up before [`FleetStep::Done`] releases it.
+    #[must_use]
+    pub fn holds_lease(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::HolderRead { .. }
+                | Phase::Renewing
+                | Phase::Fetching {
+                    role: Role::Holder,
+                    ..
+                }
+        )
+    }
+
     /// The step the machine waits on, said again.
     fn pending(&self) -> FleetStep {
-        match &self.phase {
-            Phase::FirstRead | Phase::WaitRead | Phase::HolderRead => FleetStep::Read,
+        match self.phase {
+            Phase::FirstRead | Phase::WaitRead | Phase::HolderRead { .. } => FleetStep::Read,
             Phase::Lease => FleetStep::TakeLease {
                 ttl: self.config.lease_ttl,
             },
-            Phase::Sleeping(until) => FleetStep::Sleep { until: *until },
-            Phase::Fetching(_) => FleetStep::Fetch,
-            Phase::Writing { value, ttl, .. } => FleetStep::Write {
-                value: value.clone(),
-                ttl: *ttl,
+            Phase::Sleeping(until) => FleetStep::Sleep { until },
+            Phase::Fetching { renew_at, .. } => FleetStep::Fetch { renew_at },
+            Phase::Renewing => FleetStep::RenewLease {
+                ttl: self.config.lease_ttl,
             },
-            Phase::Releasing => FleetStep::Release,
             Phase::Over => FleetStep::Ended,
         }
     }
@@ -370,10 +414,25 @@ impl<'a> FleetMachine<'a> {
         self.pending()
     }
 
-    /// Ends the fetch with `outcome`.
-    fn done(&mut self, outcome: Result<Token, Error>, origin: TokenOrigin) -> FleetStep {
+    /// Ends the fetch with `outcome`, and what the store still needs.
+    fn done(
+        &mut self,
+        outcome: Result<Token, Error>,
+        origin: TokenOrigin,
+        afterwards: Afterwards,
+    ) -> FleetStep {
         self.phase = Phase::Over;
-        FleetStep::Done { outcome, origin }
+        FleetStep::Done {
+            outcome,
+            origin,
+            afterwards,
+        }
+    }
+
+    /// When the holder renews a lease taken or renewed at `now`: a third of its time to live
+    /// later, so that two renewals can fail before it expires.
+    fn renew_at(&self, now: Instant) -> Instant {
+        later(now, self.config.lease_ttl / 3)
     }
 
     /// The answer to [`FleetStep::Read`], at `now` and `wall` (the wall clock, against which
@@ -385,30 +444,48 @@ impl<'a> FleetMachine<'a> {
         now: Instant,
         wall: SystemTime,
     ) -> FleetStep {
-        let holder = match self.phase {
-            Phase::FirstRead | Phase::WaitRead => false,
-            Phase::HolderRead => true,
+        let (holder, renew_at) = match self.phase {
+            Phase::FirstRead | Phase::WaitRead => (false, None),
+            Phase::HolderRead { renew_at } => (true, Some(renew_at)),
             _ => return self.pending(),
         };
         let found = match read {
             Err(StoreDown) if holder => None,
-            Err(StoreDown) => return self.to(Phase::Fetching(Role::Direct)),
+            Err(StoreDown) => {
+                return self.to(Phase::Fetching {
+                    role: Role::Direct,
+                    renew_at: None,
+                });
+            }
             Ok(value) => value.and_then(|value| self.open(&value, wall)),
         };
+        let release = Afterwards {
+            write: None,
+            release: holder,
+        };
         match (found, holder) {
-            (Some(token), false) => self.done(Ok(token), TokenOrigin::Store),
-            (Some(token), true) => {
-                self.outcome = Some((Ok(token), TokenOrigin::Store));
-                self.to(Phase::Releasing)
-            }
-            (None, true) => self.to(Phase::Fetching(Role::Holder)),
+            (Some(token), _) => self.done(Ok(token), TokenOrigin::Store, release),
+            (None, true) => self.to(Phase::Fetching {
+                role: Role::Holder,
+                renew_at,
+            }),
             (None, false) => {
                 if self.deadline.is_none() {
-                    self.deadline = Some(later(now, self.config.wait));
+                    self.deadline = Some(later(now, self.bound()));
                 }
                 self.to(Phase::Lease)
             }
         }
+    }
+
+    /// This fetch's wait bound: the configured wait less up to a tenth of it, by the random
+    /// word, so that waiters who give up together do not all fetch at once.
+    fn bound(&self) -> Duration {
+        let tenth = u64::try_from((self.config.wait / 10).as_millis()).unwrap_or(u64::MAX);
+        let jitter = self.random % tenth.max(1);
+        self.config
+            .wait
+            .saturating_sub(Duration::from_millis(jitter))
     }
 
     /// The token in `value`, if it opens, is fresh at `wall` and is not the last one. An
@@ -439,13 +516,21 @@ impl<'a> FleetMachine<'a> {
             return self.pending();
         }
         match taken {
-            Err(StoreDown) => self.to(Phase::Fetching(Role::Direct)),
-            Ok(true) => self.to(Phase::HolderRead),
+            Err(StoreDown) => self.to(Phase::Fetching {
+                role: Role::Direct,
+                renew_at: None,
+            }),
+            Ok(true) => self.to(Phase::HolderRead {
+                renew_at: self.renew_at(now),
+            }),
             Ok(false) => {
                 let deadline = self.deadline.unwrap_or(now);
                 if now >= deadline {
                     observe::store_wait_expired(self.config.key.entry(), self.config.wait);
-                    return self.to(Phase::Fetching(Role::AfterWait));
+                    return self.to(Phase::Fetching {
+                        role: Role::AfterWait,
+                        renew_at: None,
+                    });
                 }
                 let wake = later(now, self.config.poll_interval).min(deadline);
                 self.to(Phase::Sleeping(wake))
@@ -453,13 +538,32 @@ impl<'a> FleetMachine<'a> {
         }
     }
 
-    /// The sleep of [`FleetStep::Sleep`] is over at `now`: read the store again (or, woken
-    /// early, sleep on).
+    /// The time of [`FleetStep::Sleep`] or of [`FleetStep::Fetch`]'s `renew_at` has come at
+    /// `now`: after a sleep, read the store again; during the holder's fetch, renew the lease.
+    /// Woken early, the same step again.
     pub fn handle_timeout(&mut self, now: Instant) -> FleetStep {
         match self.phase {
             Phase::Sleeping(until) if now >= until => self.to(Phase::WaitRead),
+            Phase::Fetching {
+                role: Role::Holder,
+                renew_at: Some(at),
+            } if now >= at => self.to(Phase::Renewing),
             _ => self.pending(),
         }
+    }
+
+    /// The answer to [`FleetStep::RenewLease`] at `now`: whether this process still held the
+    /// lease (and so renewed it), or [`StoreDown`]. The fetch goes on either way; a lease lost
+    /// is not renewed again.
+    pub fn handle_renewed(&mut self, renewed: Result<bool, StoreDown>, now: Instant) -> FleetStep {
+        if !matches!(self.phase, Phase::Renewing) {
+            return self.pending();
+        }
+        let renew_at = (renewed == Ok(true)).then(|| self.renew_at(now));
+        self.to(Phase::Fetching {
+            role: Role::Holder,
+            renew_at,
+        })
     }
 
     /// The answer to [`FleetStep::Fetch`], at `wall`: the token endpoint's token or error.
@@ -471,54 +575,15 @@ impl<'a> FleetMachine<'a> {
         wall: SystemTime,
         nonce: impl FnOnce() -> Option<[u8; NONCE_LEN]>,
     ) -> FleetStep {
-        let Phase::Fetching(role) = self.phase else {
+        let Phase::Fetching { role, .. } = self.phase else {
             return self.pending();
         };
-        let entry = match (&fetched, role) {
+        let write = match (&fetched, role) {
             (Ok(token), Role::Holder | Role::AfterWait) => self.config.entry(token, wall, nonce),
             _ => None,
         };
+        // A failure releases the lease too: the next process tries at once.
         let release = role == Role::Holder;
-        self.outcome = Some((fetched, TokenOrigin::Fetch));
-        match (entry, release) {
-            (Some((value, ttl)), release) => self.to(Phase::Writing {
-                value,
-                ttl,
-                release,
-            }),
-            // A failure releases the lease too: the next process tries at once.
-            (None, true) => self.to(Phase::Releasing),
-            (None, false) => self.finish(),
-        }
-    }
-
-    /// The answer to [`FleetStep::Write`]: written, or [`StoreDown`] (the token is this
-    /// process's either way).
-    pub fn handle_written(&mut self, written: Result<(), StoreDown>) -> FleetStep {
-        let _ = written;
-        match self.phase {
-            Phase::Writing { release: true, .. } => self.to(Phase::Releasing),
-            Phase::Writing { release: false, .. } => self.finish(),
-            _ => self.pending(),
-        }
-    }
-
-    /// The answer to [`FleetStep::Release`]: released, or [`StoreDown`] (the lease then
-    /// expires after its time to live).
-    pub fn handle_released(&mut self, released: Result<(), StoreDown>) -> FleetStep {
-        let _ = released;
-        match self.phase {
-            Phase::Releasing => self.finish(),
-            _ => self.pending(),
-        }
-    }
-
-    /// Hands out the outcome held while writing and releasing.
-    fn finish(&mut self) -> FleetStep {
-        match self.outcome.take() {
-            Some((outcome, origin)) => self.done(outcome, origin),
-            // Not reached: every path to here holds an outcome.
-            None => self.to(Phase::Over),
-        }
+        self.done(fetched, TokenOrigin::Fetch, Afterwards { write, release })
     }
 }

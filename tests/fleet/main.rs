@@ -680,3 +680,46 @@ fn a_replica_with_the_wrong_secret_never_reads_the_victims_token_from_redis() {
         }
     });
 }
+
+#[test]
+fn a_slow_token_endpoint_is_asked_once_by_the_whole_fleet() {
+    if as_replica() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let test = "a_slow_token_endpoint_is_asked_once_by_the_whole_fleet";
+    let server = TestServer::builder().expires_in(Some(60)).start();
+    let namespace = namespace("slow");
+    // The first request takes three lease lifetimes: its holder renews the lease meanwhile,
+    // and the others wait for its token rather than taking the lease over and asking again.
+    let lease = Duration::from_millis(1_000);
+    server.push_fault(Fault::Delay(Duration::from_secs(3)));
+    let settings = [
+        (CHILD_LEASE_MS, lease.as_millis().to_string()),
+        (CHILD_WAIT_MS, 20_000.to_string()),
+    ];
+    let replicas: Vec<Child> = (0..8)
+        .map(|_| {
+            spawn_replica(
+                test,
+                &server,
+                &redis_url(),
+                &namespace,
+                Duration::from_millis(500),
+                &settings,
+            )
+        })
+        .collect();
+    let report = collect(replicas);
+    eprintln!(
+        "fleet slow endpoint: {} requests, first tokens after {:?} ms",
+        server.requests_served(),
+        report.first_ms
+    );
+    assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
+    assert_eq!(report.first_ms.len(), 8, "every replica got a token");
+    assert_eq!(server.requests_served(), 1, "one request for the fleet");
+    assert_eq!(report.tokens.len(), 1);
+}

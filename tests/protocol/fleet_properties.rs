@@ -25,6 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
             1 => Just(Endpoint::Refuse),
         ]
         .prop_map(Op::Endpoint),
+        1 => any::<bool>().prop_map(Op::Slow),
         3 => (0..3_000_u64).prop_map(|ms| Op::Advance(Duration::from_millis(ms))),
     ]
 }

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use client_credentials::http;
 use client_credentials::{
-    AccessToken, CachePolicy, ClientCredentials, ClientSecret, Error, FleetConfig, FleetMachine,
-    FleetStep, StoreDown, StoreEncryptionKey, StoreKey, Token, TokenOrigin, TokenRequest, TokenUrl,
+    AccessToken, Afterwards, CachePolicy, ClientCredentials, ClientSecret, Error, FleetConfig,
+    FleetMachine, FleetStep, StoreDown, StoreEncryptionKey, StoreKey, Token, TokenOrigin,
+    TokenRequest, TokenUrl,
 };
 
 /// A broken law, said.
@@ -92,6 +93,8 @@ pub enum Op {
     Misplaced(usize, u8),
     Store(Behaviour),
     Endpoint(Endpoint),
+    /// The endpoint answers only after the holder's next lease renewal (`true`), or at once.
+    Slow(bool),
     Advance(Duration),
 }
 
@@ -110,6 +113,7 @@ pub struct World {
     wall: SystemTime,
     store: Behaviour,
     endpoint: Endpoint,
+    slow: bool,
     entry: Option<Stored>,
     first: Option<Stored>,
     lease: Option<(String, Instant)>,
@@ -127,6 +131,7 @@ impl World {
             wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             store: Behaviour::Healthy,
             endpoint: Endpoint::Issue(60),
+            slow: false,
             entry: None,
             first: None,
             lease: None,
@@ -189,8 +194,8 @@ pub struct Seen {
     /// Genuine entries the store gave this run, and when.
     pub offered: Vec<(Stored, SystemTime)>,
     pub fetched: Option<String>,
-    /// When the fetch was answered.
-    pub fetched_at: Option<SystemTime>,
+    /// When the lease this run holds expires, if it holds one.
+    pub lease_until: Option<Instant>,
     pub fetches: u32,
     pub holder: bool,
     pub wrote: bool,
@@ -239,7 +244,7 @@ fn act(
                 .handle_read(read.map(|(value, _)| value), world.now, world.wall);
             if seen.store_failed {
                 law!(
-                    matches!(next, FleetStep::Fetch),
+                    matches!(next, FleetStep::Fetch { .. }),
                     "a store failure did not fall back to a fetch: {next:?}"
                 );
             }
@@ -260,17 +265,28 @@ fn act(
                 Ok(true)
             };
             seen.holder |= taken == Ok(true);
+            if taken == Ok(true) {
+                seen.lease_until = Some(world.now + ttl);
+            }
             seen.store_failed |= taken.is_err();
             let next = run.machine.handle_lease(taken, world.now);
             if taken.is_err() {
                 law!(
-                    matches!(next, FleetStep::Fetch),
+                    matches!(next, FleetStep::Fetch { .. }),
                     "a store failure did not fall back to a fetch: {next:?}"
+                );
+            }
+            if let (Ok(false), FleetStep::Fetch { .. }) = (taken, &next) {
+                // The bound less its jitter (at most a tenth).
+                let earliest = seen.bound.unwrap() - config.wait() / 10;
+                law!(
+                    world.now + Duration::from_millis(1) >= earliest,
+                    "a waiter gave up before its bound while the lease was held"
                 );
             }
             if taken == Ok(false) && world.now >= seen.bound.unwrap() {
                 law!(
-                    matches!(next, FleetStep::Fetch),
+                    matches!(next, FleetStep::Fetch { .. }),
                     "waited past the bound: {next:?}"
                 );
             }
@@ -288,7 +304,25 @@ fn act(
             world.advance(until.saturating_duration_since(world.now));
             run.machine.handle_timeout(world.now)
         }
-        FleetStep::Fetch => {
+        FleetStep::Fetch { renew_at } => {
+            if let Some(at) = renew_at {
+                law!(seen.holder, "a renewal without the lease");
+                law!(
+                    seen.lease_until.is_some_and(|until| at < until),
+                    "a renewal planned after the lease expires"
+                );
+                if world.slow {
+                    // The endpoint has not answered by the time the lease needs renewing.
+                    world.advance(at.saturating_duration_since(world.now));
+                    let next = run.machine.handle_timeout(world.now);
+                    law!(
+                        matches!(next, FleetStep::RenewLease { .. }),
+                        "a holder did not renew its lease: {next:?}"
+                    );
+                    run.step = next;
+                    return Ok(false);
+                }
+            }
             seen.fetches += 1;
             law!(seen.fetches == 1, "a second fetch in one run");
             let fetched = world.fetch();
@@ -296,7 +330,6 @@ fn act(
                 .as_ref()
                 .ok()
                 .map(|t| t.access_token().secret().to_owned());
-            seen.fetched_at = Some(world.wall);
             world.nonces += 1;
             let nonce = world.nonces.to_le_bytes();
             run.machine.handle_fetched(fetched, world.wall, || {
@@ -305,56 +338,78 @@ fn act(
                 Some(bytes)
             })
         }
-        FleetStep::Write { value, ttl } => {
-            let Some(token) = seen.fetched.clone() else {
-                return Err("a write without a token fetched".into());
-            };
-            law!(!ttl.is_zero(), "a write that expires at once");
-            seen.wrote = true;
-            let written = if world.down() {
-                Err(StoreDown)
-            } else {
-                let stored = Stored {
-                    value,
-                    until: world.now + ttl,
-                    token,
-                    fresh_until: world.wall + ttl,
-                };
-                world.first.get_or_insert_with(|| stored.clone());
-                world.entry = Some(stored);
-                Ok(())
-            };
-            run.machine.handle_written(written)
-        }
-        FleetStep::Release => {
-            law!(seen.holder, "a release without the lease");
-            seen.released = true;
+        FleetStep::RenewLease { ttl } => {
+            law!(seen.holder, "a renewal without the lease");
             let holder = run.machine.holder();
-            let released = if world.down() {
+            let renewed = if world.down() {
                 Err(StoreDown)
+            } else if world
+                .lease
+                .as_ref()
+                .is_some_and(|(owner, until)| owner == holder && world.now < *until)
+            {
+                world.lease = Some((holder.to_owned(), world.now + ttl));
+                seen.lease_until = Some(world.now + ttl);
+                Ok(true)
             } else {
-                if world
-                    .lease
-                    .as_ref()
-                    .is_some_and(|(owner, _)| owner == holder)
-                {
-                    world.lease = None;
-                }
-                Ok(())
+                Ok(false)
             };
-            run.machine.handle_released(released)
+            run.machine.handle_renewed(renewed, world.now)
         }
         FleetStep::Done { .. } | FleetStep::Ended => {
             return Err("a run went on after it ended".into());
         }
     };
-    // The laws of an outcome hold when the machine hands it out.
-    if let FleetStep::Done { outcome, origin } = next {
+    // The laws of an outcome hold when the machine hands it out, and what the store still
+    // needs is done at once.
+    if let FleetStep::Done {
+        outcome,
+        origin,
+        afterwards,
+    } = next
+    {
+        after(world, run.machine.holder(), seen, afterwards)?;
         check_done(world, last, seen, outcome, origin)?;
         return Ok(true);
     }
     run.step = next;
     Ok(false)
+}
+
+/// Does what the store still needs after a run: write its entry, release its lease.
+fn after(world: &mut World, holder: &str, seen: &mut Seen, afterwards: Afterwards) -> Law {
+    law!(
+        afterwards.release == seen.holder,
+        "a release by a process that is not the holder, or none by the holder"
+    );
+    seen.released = afterwards.release;
+    if let Some((value, ttl)) = afterwards.write {
+        let Some(token) = seen.fetched.clone() else {
+            return Err("a write without a token fetched".into());
+        };
+        law!(!ttl.is_zero(), "a write that expires at once");
+        seen.wrote = true;
+        if !world.down() {
+            let stored = Stored {
+                value,
+                until: world.now + ttl,
+                token,
+                fresh_until: world.wall + ttl,
+            };
+            world.first.get_or_insert_with(|| stored.clone());
+            world.entry = Some(stored);
+        }
+    }
+    if afterwards.release
+        && !world.down()
+        && world
+            .lease
+            .as_ref()
+            .is_some_and(|(owner, _)| owner == holder)
+    {
+        world.lease = None;
+    }
+    Ok(())
 }
 
 /// The laws of a finished run.
@@ -386,23 +441,20 @@ fn check_done(
     let Some(real_expiry) = world.issued.get(&secret) else {
         return Err("a token the endpoint never issued".into());
     };
-    // A holder hands its token out after writing and releasing, which take time: it was
-    // valid when its fetch or its read answered.
-    let offer = seen
-        .offered
-        .iter()
-        .find(|(stored, read_at)| stored.token == secret && *read_at < stored.fresh_until);
-    let served_at = match (origin, offer) {
-        (TokenOrigin::Fetch, _) => seen.fetched_at.unwrap_or(world.wall),
-        (TokenOrigin::Store, Some((_, read_at))) => *read_at,
-        (TokenOrigin::Store, None) => {
-            return Err("a store token that no genuine, fresh entry gave this run".into());
-        }
-    };
-    law!(served_at < *real_expiry, "an expired token was served");
+    if origin == TokenOrigin::Store {
+        law!(
+            seen.offered
+                .iter()
+                .any(|(stored, _)| stored.token == secret && world.wall < stored.fresh_until),
+            "a store token that no genuine, fresh entry gave this run"
+        );
+    }
+    law!(world.wall < *real_expiry, "an expired token was served");
     law!(
         token.expires_at().is_some_and(|at| at <= *real_expiry),
-        "a token served longer than it lives"
+        "a token served longer than it lives: {:?} > {real_expiry:?} ({origin:?}, at {:?})",
+        token.expires_at(),
+        world.wall
     );
     law!(
         last.as_ref().is_none_or(|last| last.secret() != secret),
@@ -420,13 +472,11 @@ fn check_done(
 
 /// An answer of kind `kind` that the machine did not ask for: it must say its step again.
 fn misplaced(world: &World, run: &mut Run<'_>, kind: u8) -> Law {
-    let asked = match (&run.step, kind % 6) {
+    let asked = match (&run.step, kind % 5) {
         (FleetStep::Read, 0) | (FleetStep::TakeLease { .. }, 1) | (FleetStep::Sleep { .. }, 2) => {
             return Ok(());
         }
-        (FleetStep::Fetch, 3) | (FleetStep::Write { .. }, 4) | (FleetStep::Release, 5) => {
-            return Ok(());
-        }
+        (FleetStep::Fetch { .. }, 3 | 2) | (FleetStep::RenewLease { .. }, 4) => return Ok(()),
         (FleetStep::Done { .. } | FleetStep::Ended, _) => return Ok(()),
         (_, 0) => run.machine.handle_read(Ok(None), world.now, world.wall),
         (_, 1) => run.machine.handle_lease(Ok(true), world.now),
@@ -434,8 +484,7 @@ fn misplaced(world: &World, run: &mut Run<'_>, kind: u8) -> Law {
         (_, 3) => run
             .machine
             .handle_fetched(Err(Error::ClockBeforeUnixEpoch), world.wall, || None),
-        (_, 4) => run.machine.handle_written(Ok(())),
-        (_, _) => run.machine.handle_released(Ok(())),
+        (_, _) => run.machine.handle_renewed(Ok(true), world.now),
     };
     law!(
         same_kind(&asked, &run.step),
@@ -476,6 +525,8 @@ pub fn simulate(config: &FleetConfig, ops: &[Op]) -> Law {
                         config,
                         replica.last.clone(),
                         &holders[n % REPLICAS][replica.runs],
+                        // A random word for the jitter: any will do, so one that varies.
+                        (world.nonces + replica.runs as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     );
                     replica.runs += 1;
                     let step = machine.start();
@@ -497,12 +548,14 @@ pub fn simulate(config: &FleetConfig, ops: &[Op]) -> Law {
             }
             Op::Store(behaviour) => world.store = behaviour,
             Op::Endpoint(endpoint) => world.endpoint = endpoint,
+            Op::Slow(slow) => world.slow = slow,
             Op::Advance(by) => world.advance(by),
         }
     }
     // Every run ends: with a healthy store, each runs to its end within a bounded number
     // of steps (its wait's bound passes as its sleeps move time on).
     world.store = Behaviour::Healthy;
+    world.slow = false;
     for replica in &mut replicas {
         if let Some(run) = &mut replica.run {
             let mut steps = 0;
@@ -531,7 +584,7 @@ pub fn run_to_end(
     last: &mut Option<AccessToken>,
     holder: &str,
 ) -> Law<(Option<String>, Seen)> {
-    let machine = FleetMachine::new(config, last.clone(), holder);
+    let machine = FleetMachine::new(config, last.clone(), holder, 7);
     let step = machine.start();
     let mut run = Run {
         machine,
