@@ -532,7 +532,9 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
         }
         assert_eq!(server.requests_served(), requests.len(), "all from Redis");
 
-        // Every key and value under the namespace: no token, client id or secret in clear.
+        // Every key and value under the namespace: no token, client id or secret in clear,
+        // once the writes and releases that go on in the background have landed.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -611,6 +613,7 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
             requests.len() + 1,
             "a fresh fetch replaced it"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let replaced: Vec<u8> = redis::cmd("GET")
             .arg(key)
             .query_async(&mut connection)
