@@ -270,7 +270,7 @@ impl CachePolicy {
     }
 
     /// How long to back off after the `failures`-th failure in a row.
-    pub(super) fn backoff(
+    pub(crate) fn backoff(
         &self,
         error: &Error,
         failures: u32,

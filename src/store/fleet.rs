@@ -13,7 +13,11 @@
 //!    fetch timeout, less a random tenth, so that waiters who give up do not all fetch at
 //!    once): then it fetches by itself;
 //! 4. a store that fails (or, in the driver, takes longer than its timeout) means "no store":
-//!    the process fetches directly and asks the store nothing more in this fetch.
+//!    the process fetches directly and asks the store nothing more in this fetch;
+//! 5. a failure is shared too: the process that fetched writes a negative entry (the failure's
+//!    class, and until when: its `Retry-After` as far as the policy honours it, or the policy's
+//!    first back-off), and every replica that reads it fails the same way without a request,
+//!    its `Retry-After` what remains, so that the fleet asks once per back-off.
 //!
 //! The token is handed out ([`FleetStep::Done`]) as soon as it is known; what the store still
 //! needs (the entry to write, the lease to release) comes with it, for the caller to do without
@@ -32,7 +36,7 @@ use crate::error::Error;
 use crate::observe;
 use crate::secret::AccessToken;
 use crate::store::encryption_key::StoreEncryptionKey;
-use crate::store::entry::{EntrySealing, Refused, open, seal};
+use crate::store::entry::{EntrySealing, Opened, Refused, open, seal, seal_failure};
 use crate::store::key::StoreKey;
 use crate::token::Token;
 
@@ -45,7 +49,8 @@ pub struct StoreDown;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenOrigin {
     /// A fresh entry in the store, written by another process (or by this one earlier): a hit
-    /// of the second level, with no request to the token endpoint.
+    /// of the second level, with no request to the token endpoint. For a failure: a negative
+    /// entry, another process's failure whose back-off has not ended.
     Store,
     /// This process's own fetch from the token endpoint (also the origin of every failure).
     Fetch,
@@ -89,7 +94,7 @@ pub enum FleetStep {
     /// The fetch is over: the token, or the token endpoint's error. Hand it out at once; then
     /// do `afterwards` without making the caller wait for it.
     Done {
-        /// The token, or the failure of this process's fetch.
+        /// The token, or the failure of this process's fetch (or, from the store, of another's).
         outcome: Result<Token, Error>,
         /// Where the token came from.
         origin: TokenOrigin,
@@ -108,7 +113,7 @@ pub enum FleetStep {
 #[must_use = "a lease left held makes the fleet wait for its time to live"]
 pub struct Afterwards {
     /// Write `.0` under [`StoreKey::entry`], to expire after `.1` (when the token first comes
-    /// due for refresh).
+    /// due for refresh, or a failure's back-off ends).
     pub write: Option<(Vec<u8>, Duration)>,
     /// Release the lease under [`StoreKey::lease`] if [`FleetMachine::holder`] still holds it.
     pub release: bool,
@@ -206,7 +211,7 @@ impl FleetConfig {
     /// expire when the token first comes due for refresh in any replica by the policy. `None`
     /// for a token already due (not shared), without a nonce (better not to share than to
     /// reuse one), or one that cannot be sealed.
-    fn entry(
+    fn token_entry(
         &self,
         token: &Token,
         wall: SystemTime,
@@ -228,6 +233,25 @@ impl FleetConfig {
             fresh_until,
             nonce()?,
         )?;
+        Some((value, ttl))
+    }
+
+    /// The sealed negative entry of `error`, answered at `wall`, and its time to live: the
+    /// policy's first back-off for it (its `Retry-After` as far as the policy honours it,
+    /// without jitter), during which every replica fails the same way without a request.
+    /// `None` for a failure of this process's own, or without a nonce.
+    fn failure_entry(
+        &self,
+        error: &Error,
+        wall: SystemTime,
+        nonce: impl FnOnce() -> Option<[u8; NONCE_LEN]>,
+    ) -> Option<(Vec<u8>, Duration)> {
+        let ttl = self.policy.backoff(error, 1, Some(wall), 0);
+        if ttl < Duration::from_millis(1) {
+            return None;
+        }
+        let until = wall.checked_add(ttl)?;
+        let value = seal_failure(&self.sealing, &self.key, error, until, nonce()?)?;
         Some((value, ttl))
     }
 }
@@ -464,7 +488,7 @@ impl<'a> FleetMachine<'a> {
             release: holder,
         };
         match (found, holder) {
-            (Some(token), _) => self.done(Ok(token), TokenOrigin::Store, release),
+            (Some(outcome), _) => self.done(outcome, TokenOrigin::Store, release),
             (None, true) => self.to(Phase::Fetching {
                 role: Role::Holder,
                 renew_at,
@@ -488,12 +512,14 @@ impl<'a> FleetMachine<'a> {
             .saturating_sub(Duration::from_millis(jitter))
     }
 
-    /// The token in `value`, if it opens, is fresh at `wall` and is not the last one. An
-    /// entry that does not open is absent (and overwritten by the next write), never served.
-    fn open(&self, value: &[u8], wall: SystemTime) -> Option<Token> {
+    /// The token in `value`, if it opens, is fresh at `wall` and is not the last one, or the
+    /// failure whose back-off has not ended. An entry that does not open is absent (and
+    /// overwritten by the next write), never served.
+    fn open(&self, value: &[u8], wall: SystemTime) -> Option<Result<Token, Error>> {
         match open(&self.config.sealing, &self.config.key, value, wall) {
-            Ok(token) if self.is_last(&token) => None,
-            Ok(token) => Some(token),
+            Ok(Opened::Token(token)) if self.is_last(&token) => None,
+            Ok(Opened::Token(token)) => Some(Ok(token)),
+            Ok(Opened::Failure(error)) => Some(Err(error)),
             Err(Refused::Stale) => None,
             Err(Refused::Unreadable) => {
                 observe::store_entry_refused(self.config.key.entry());
@@ -579,8 +605,10 @@ impl<'a> FleetMachine<'a> {
             return self.pending();
         };
         let write = match (&fetched, role) {
-            (Ok(token), Role::Holder | Role::AfterWait) => self.config.entry(token, wall, nonce),
-            _ => None,
+            (_, Role::Direct) => None,
+            (Ok(token), _) => self.config.token_entry(token, wall, nonce),
+            // Shared, so that the fleet asks once per back-off, not once per replica.
+            (Err(error), _) => self.config.failure_entry(error, wall, nonce),
         };
         // A failure releases the lease too: the next process tries at once.
         let release = role == Role::Holder;

@@ -726,3 +726,50 @@ fn a_slow_token_endpoint_is_asked_once_by_the_whole_fleet() {
     assert_eq!(server.requests_served(), 1, "one request for the fleet");
     assert_eq!(report.tokens.len(), 1);
 }
+
+#[test]
+fn twenty_replicas_against_a_rate_limit_send_one_request_per_retry_after() {
+    if as_replica() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let test = "twenty_replicas_against_a_rate_limit_send_one_request_per_retry_after";
+    let server = TestServer::builder().expires_in(Some(60)).start();
+    let namespace = namespace("rate-limited");
+    // Every request is refused for a minute: the first replica's failure is written to the
+    // store, and every other replica fails with it, its `Retry-After` what remains.
+    server.set_fault(Some(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(60),
+    }));
+    let replicas: Vec<Child> = (0..20)
+        .map(|_| {
+            spawn_replica(
+                test,
+                &server,
+                &redis_url(),
+                &namespace,
+                Duration::from_millis(1_500),
+                &[],
+            )
+        })
+        .collect();
+    let report = collect(replicas);
+    eprintln!(
+        "fleet rate limited: 20 replicas sent {} requests, {} errors",
+        server.requests_served(),
+        report.errors.len()
+    );
+    assert!(report.tokens.is_empty(), "no token was issued");
+    assert!(
+        report.errors.iter().all(|error| error.contains("429")),
+        "every replica failed with the rate limit: {:?}",
+        report.errors.first()
+    );
+    assert_eq!(
+        server.requests_served(),
+        1,
+        "one request for the fleet in the minute the server asked for"
+    );
+}

@@ -103,7 +103,9 @@ pub enum Op {
 pub struct Stored {
     value: Vec<u8>,
     until: Instant,
-    token: String,
+    /// The token it holds, or `None` for a failure.
+    token: Option<String>,
+    /// Until when it is fresh: the token's freshness, or the failure's back-off.
     fresh_until: SystemTime,
 }
 
@@ -194,6 +196,8 @@ pub struct Seen {
     /// Genuine entries the store gave this run, and when.
     pub offered: Vec<(Stored, SystemTime)>,
     pub fetched: Option<String>,
+    /// Whether the run's fetch failed.
+    pub fetch_failed: bool,
     /// When the lease this run holds expires, if it holds one.
     pub lease_until: Option<Instant>,
     pub fetches: u32,
@@ -234,6 +238,9 @@ fn act(
         FleetStep::Read => {
             law!(!seen.store_failed, "a read after the store failed");
             let read = world.read();
+            // A genuine failure whose back-off has not ended must be served as it is.
+            let failure = matches!(&read, Ok((_, Some(stored)))
+                if stored.token.is_none() && world.wall < stored.fresh_until);
             if let Ok((_, Some(stored))) = &read {
                 seen.offered.push((stored.clone(), world.wall));
             }
@@ -246,6 +253,19 @@ fn act(
                 law!(
                     matches!(next, FleetStep::Fetch { .. }),
                     "a store failure did not fall back to a fetch: {next:?}"
+                );
+            }
+            if failure {
+                law!(
+                    matches!(
+                        next,
+                        FleetStep::Done {
+                            outcome: Err(_),
+                            origin: TokenOrigin::Store,
+                            ..
+                        }
+                    ),
+                    "the fleet's failure was not honoured: {next:?}"
                 );
             }
             next
@@ -330,6 +350,7 @@ fn act(
                 .as_ref()
                 .ok()
                 .map(|t| t.access_token().secret().to_owned());
+            seen.fetch_failed = fetched.is_err();
             world.nonces += 1;
             let nonce = world.nonces.to_le_bytes();
             run.machine.handle_fetched(fetched, world.wall, || {
@@ -384,9 +405,11 @@ fn after(world: &mut World, holder: &str, seen: &mut Seen, afterwards: Afterward
     );
     seen.released = afterwards.release;
     if let Some((value, ttl)) = afterwards.write {
-        let Some(token) = seen.fetched.clone() else {
-            return Err("a write without a token fetched".into());
-        };
+        law!(
+            seen.fetched.is_some() || seen.fetch_failed,
+            "a write without a fetch"
+        );
+        let token = seen.fetched.clone();
         law!(!ttl.is_zero(), "a write that expires at once");
         seen.wrote = true;
         if !world.down() {
@@ -422,17 +445,23 @@ fn check_done(
 ) -> Law {
     if seen.holder {
         law!(seen.released, "a holder ended without releasing");
-        if origin == TokenOrigin::Fetch && outcome.is_ok() {
-            law!(seen.wrote, "a holder ended without writing its token");
+        // Every failure of the simulated endpoint is the fleet's: shared too.
+        if origin == TokenOrigin::Fetch {
+            law!(seen.wrote, "a holder ended without writing what it fetched");
         }
     }
-    let token = match outcome {
-        Ok(token) => token,
-        Err(_) => {
-            law!(origin == TokenOrigin::Fetch, "an error from the store");
+    let token = match (outcome, origin) {
+        (Ok(token), _) => token,
+        (Err(_), TokenOrigin::Fetch) => {
+            law!(seen.fetch_failed, "an error that is not the fetch's");
+            return Ok(());
+        }
+        (Err(_), TokenOrigin::Store) => {
             law!(
-                seen.fetches == 1 && seen.fetched.is_none(),
-                "an error that is not the fetch's"
+                seen.offered.iter().any(
+                    |(stored, read_at)| stored.token.is_none() && *read_at < stored.fresh_until
+                ),
+                "a failure that no genuine negative entry in its back-off gave this run"
             );
             return Ok(());
         }
@@ -445,7 +474,8 @@ fn check_done(
         law!(
             seen.offered
                 .iter()
-                .any(|(stored, _)| stored.token == secret && world.wall < stored.fresh_until),
+                .any(|(stored, _)| stored.token.as_ref() == Some(&secret)
+                    && world.wall < stored.fresh_until),
             "a store token that no genuine, fresh entry gave this run"
         );
     }
