@@ -84,6 +84,28 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs a lease `script` on `key` for `holder` (and a time to live in milliseconds).
+    async fn run(
+        &self,
+        script: &Script,
+        key: &str,
+        holder: &str,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StoreError> {
+        let mut connection = self.connection()?;
+        let mut invocation = script.key(key);
+        invocation.arg(holder);
+        if let Some(ttl) = ttl {
+            invocation.arg(millis(ttl));
+        }
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)
+    }
+}
+
 fn failed(error: redis::RedisError) -> StoreError {
     StoreError::Failed(Box::new(error))
 }
@@ -142,14 +164,7 @@ impl TokenStore for RedisStore {
 
     fn release_lease<'a>(&'a self, key: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut connection = self.connection()?;
-            let _released: i64 = self
-                .release
-                .key(key)
-                .arg(holder)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failed)?;
+            let _released = self.run(&self.release, key, holder, None).await?;
             Ok(())
         })
     }
@@ -160,18 +175,7 @@ impl TokenStore for RedisStore {
         holder: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut connection = self.connection()?;
-            let renewed: i64 = self
-                .renew
-                .key(key)
-                .arg(holder)
-                .arg(millis(ttl))
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failed)?;
-            Ok(renewed == 1)
-        })
+        Box::pin(async move { Ok(self.run(&self.renew, key, holder, Some(ttl)).await? == 1) })
     }
 }
 

@@ -426,9 +426,9 @@ mod tests {
         EntrySealing::Encrypted(StoreEncryptionKey::new([7; 32]))
     }
 
-    #[test]
-    fn an_entry_opens_with_the_lifetime_that_remains_and_no_refresh_token() {
-        let sealed = seal(
+    /// The token's entry under `key("a")`, expiring at 1,100 s and fresh until 1,090 s.
+    fn sealed() -> Vec<u8> {
+        seal(
             &encrypted(),
             &key("a"),
             &token(),
@@ -436,7 +436,12 @@ mod tests {
             at(1_090),
             [1; 12],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn an_entry_opens_with_the_lifetime_that_remains_and_no_refresh_token() {
+        let sealed = sealed();
         let opened = token_of(open(&encrypted(), &key("a"), &sealed, at(1_030)));
         assert_eq!(opened.access_token.secret(), "the-access-token");
         assert_eq!(opened.token_type, TokenType::DPoP);
@@ -449,15 +454,7 @@ mod tests {
 
     #[test]
     fn an_entry_read_between_two_milliseconds_never_outlives_the_token() {
-        let sealed = seal(
-            &encrypted(),
-            &key("a"),
-            &token(),
-            at(1_100),
-            at(1_090),
-            [1; 12],
-        )
-        .unwrap();
+        let sealed = sealed();
         let now = at(1_030) + Duration::from_micros(333);
         let opened = token_of(open(&encrypted(), &key("a"), &sealed, now));
         assert_eq!(opened.expires_at(), Some(at(1_100)));
@@ -465,15 +462,7 @@ mod tests {
 
     #[test]
     fn an_entry_past_its_freshness_is_stale() {
-        let sealed = seal(
-            &encrypted(),
-            &key("a"),
-            &token(),
-            at(1_100),
-            at(1_090),
-            [1; 12],
-        )
-        .unwrap();
+        let sealed = sealed();
         assert_eq!(
             open(&encrypted(), &key("a"), &sealed, at(1_090)).err(),
             Some(Refused::Stale)
@@ -482,15 +471,7 @@ mod tests {
 
     #[test]
     fn a_sealed_entry_holds_nothing_in_clear_and_opens_nowhere_else() {
-        let sealed = seal(
-            &encrypted(),
-            &key("a"),
-            &token(),
-            at(1_100),
-            at(1_090),
-            [1; 12],
-        )
-        .unwrap();
+        let sealed = sealed();
         let text = String::from_utf8_lossy(&sealed);
         assert!(!text.contains("the-access-token") && !text.contains("issued_token_type"));
         // Under another store key (the associated data), another encryption key, in clear.

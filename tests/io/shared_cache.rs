@@ -509,19 +509,21 @@ fn a_holder_renews_its_lease_so_a_slow_endpoint_is_asked_once() {
         let store = Arc::new(SimStore::default());
         let issued = Arc::new(Issued::default());
         // A fetch three times as long as the lease; the others wait up to a second.
-        let slow = |store: &Arc<SimStore>| {
-            replica_with(
-                store,
-                &issued,
-                Duration::from_millis(600),
-                |policy| policy,
-                |shared| shared.with_wait(Duration::from_secs(1)),
-            )
-        };
-        let first = slow(&store);
+        let mut replicas: Vec<TokenSource> = (0..4)
+            .map(|_| {
+                replica_with(
+                    &store,
+                    &issued,
+                    Duration::from_millis(600),
+                    |policy| policy,
+                    |shared| shared.with_wait(Duration::from_secs(1)),
+                )
+            })
+            .collect();
+        let first = replicas.remove(0);
         let holder = tokio::spawn(async move { first.token().await.unwrap() });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let others: Vec<TokenSource> = (0..3).map(|_| slow(&store)).collect();
+        let others = replicas;
         let tokens = futures_join(&others).await;
         let held = holder.await.unwrap();
         assert_eq!(
@@ -599,28 +601,32 @@ fn durations_of_any_size_never_panic() {
     runtime().block_on(async {
         let store = Arc::new(SimStore::default());
         let issued = Arc::new(Issued::default());
-        let longest = |store: &Arc<SimStore>| {
-            replica_with(
-                store,
-                &issued,
-                Duration::ZERO,
-                |policy| policy.with_fetch_timeout(Duration::MAX),
-                |shared| {
-                    shared
-                        .with_store_timeout(Duration::MAX)
-                        .with_lease_ttl(Duration::MAX)
-                        .with_wait(Duration::MAX)
-                        .with_poll_interval(Duration::from_millis(5))
-                },
-            )
-        };
+        let replicas: Vec<TokenSource> = (0..2)
+            .map(|_| {
+                replica_with(
+                    &store,
+                    &issued,
+                    Duration::ZERO,
+                    |policy| policy.with_fetch_timeout(Duration::MAX),
+                    |shared| {
+                        shared
+                            .with_store_timeout(Duration::MAX)
+                            .with_lease_ttl(Duration::MAX)
+                            .with_wait(Duration::MAX)
+                            .with_poll_interval(Duration::from_millis(5))
+                    },
+                )
+            })
+            .collect();
         // Another process holds the lease for a moment: the replica waits, then takes it.
         let taken = store
             .take_lease(&leased_key(), "another-process", Duration::from_millis(100))
             .await;
         assert_eq!(taken.ok(), Some(true));
-        assert!(longest(&store).token().await.is_ok());
-        assert!(longest(&store).token().await.is_ok(), "and reads the store");
+        assert!(replicas[0].token().await.is_ok());
+        // Once the background write has landed, the other reads the store.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(replicas[1].token().await.is_ok(), "and reads the store");
         assert_eq!(issued.expiry.lock().unwrap().len(), 1);
     });
 }
