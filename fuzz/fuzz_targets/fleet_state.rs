@@ -1,11 +1,13 @@
 //! Fuzzes the fleet machine (the shared cache's decisions) with any interleaving of three
 //! replicas' fetches, out-of-order answers, store behaviours (healthy, down, stale, tampered),
-//! token endpoint answers (a token of any lifetime, a refusal) and time steps, under any lease,
+//! token endpoint answers (a token of any lifetime, a refusal, slower than the lease) and time
+//! steps, under any lease,
 //! wait and poll interval, and checks the laws of `tests/protocol/fleet_sim.rs` (the model the
 //! property tests use) at every step: a token served is one the store gave (an entry that
 //! opened, fresh) or the run's own fetch, never expired nor the replica's last token; a holder
-//! writes and releases; a waiter never sleeps past its bound; a store failure falls back to a
-//! fetch; a run fetches at most once and ends.
+//! renews its lease before it expires while it fetches, then writes and releases; a waiter
+//! never sleeps past its bound nor gives up before it; a store failure falls back to a fetch;
+//! a run fetches at most once and ends.
 #![no_main]
 
 use std::time::Duration;
@@ -39,6 +41,8 @@ enum FuzzOp {
     Tampered,
     Issue(u8),
     Refuse,
+    Slow,
+    Fast,
     AdvanceMs(u16),
 }
 
@@ -54,6 +58,8 @@ impl FuzzOp {
             // Lifetimes from 1 s: the endpoint never issues a token without one here.
             Self::Issue(secs) => Op::Endpoint(Endpoint::Issue(u64::from(secs) + 1)),
             Self::Refuse => Op::Endpoint(Endpoint::Refuse),
+            Self::Slow => Op::Slow(true),
+            Self::Fast => Op::Slow(false),
             Self::AdvanceMs(ms) => Op::Advance(Duration::from_millis(ms.into())),
         }
     }
