@@ -248,11 +248,14 @@ pub mod dpop {
 #[cfg(feature = "shared-cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shared-cache")))]
 pub mod shared_cache {
+    pub use crate::io::source::fleet::SharedCache;
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub use crate::io::redis::RedisStore;
-    pub use crate::io::shared::SharedCache;
+    pub use crate::io::source::redis::RedisStore;
     pub use crate::store::encryption_key::StoreEncryptionKey;
+    pub use crate::store::fleet::{
+        Afterwards, FleetConfig, FleetMachine, FleetStep, StoreDown, TokenOrigin,
+    };
     pub use crate::store::key::StoreKey;
     pub use crate::store::{StoreError, StoreFuture, TokenStore};
 }

@@ -333,6 +333,22 @@ pub(crate) fn store_not_shared(namespace: &str) {
     let _ = namespace;
 }
 
+/// Event `store_hit` (DEBUG), for the shared cache: a first-level miss or due refresh was
+/// answered by the fresh entry `key` (a digest, never a secret), with no request to the token
+/// endpoint.
+#[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+pub(crate) fn store_hit(key: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        name: "store_hit",
+        target: TARGET,
+        key,
+        "the shared token store had a fresh token: no request to the token endpoint"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = key;
+}
+
 /// Event `store_entry_refused` (WARN), for the shared cache: the entry `key` did not open
 /// (tampered, sealed by another key, or another format), so it is ignored and replaced.
 #[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]

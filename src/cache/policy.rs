@@ -270,7 +270,7 @@ impl CachePolicy {
     }
 
     /// How long to back off after the `failures`-th failure in a row.
-    pub(super) fn backoff(
+    pub(crate) fn backoff(
         &self,
         error: &Error,
         failures: u32,
@@ -322,7 +322,7 @@ pub(super) fn scale(duration: Duration, fraction: f64) -> Duration {
 }
 
 /// `instant + duration`, or the latest instant near it that the platform can represent.
-pub(super) fn later(instant: Instant, mut duration: Duration) -> Instant {
+pub(crate) fn later(instant: Instant, mut duration: Duration) -> Instant {
     loop {
         if let Some(later) = instant.checked_add(duration) {
             return later;

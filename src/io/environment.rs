@@ -55,11 +55,25 @@ pub(crate) fn fill_random(bytes: &mut [u8]) -> Result<(), getrandom::Error> {
     getrandom::fill(bytes)
 }
 
-/// A random word for jitter. Jitter only has to differ between processes and tokens, not resist
-/// prediction: the operating system's random source when it answers, else std's per-process
-/// random hash keys (which `RandomState::new` steps on every call).
+/// `N` random bytes that only have to differ between processes and calls, not resist
+/// prediction (a jitter, a lease holder's name; never a nonce or a key): the operating system's
+/// random source when it answers, else std's per-process random hash keys (which
+/// `RandomState::new` steps on every call).
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0_u8; N];
+    if fill_random(&mut bytes).is_err() {
+        let state = RandomState::new();
+        for (index, chunk) in bytes.chunks_mut(8).enumerate() {
+            let word = state.hash_one(index).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+    bytes
+}
+
+/// A random word for jitter, as [`random_bytes`].
 pub(crate) fn random_word() -> u64 {
-    getrandom::u64().unwrap_or_else(|_| RandomState::new().hash_one(0_u8))
+    u64::from_le_bytes(random_bytes())
 }
 
 /// The clock a token source's hit is checked against. On Linux, the coarse monotonic clock

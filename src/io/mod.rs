@@ -13,10 +13,6 @@ pub(crate) mod assertion_file;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub(crate) mod call;
 pub(crate) mod environment;
-#[cfg(feature = "redis")]
-pub(crate) mod redis;
-#[cfg(feature = "shared-cache")]
-pub(crate) mod shared;
 pub(crate) mod source;
 #[cfg(feature = "__transport")]
 pub(crate) mod transport;

@@ -1,8 +1,10 @@
 //! The second-level token cache that a fleet of processes shares, without IO: the trait a
 //! store implements ([`TokenStore`]), the store key derived from a request's cache identity
-//! ([`StoreKey`], `key.rs`), and what an entry holds and how it is sealed ([`EntrySealing`],
-//! `entry.rs`). The store itself (Redis) and the fleet-wide fetch that reads, leases and writes
-//! it are in the IO layer (`io/redis.rs`, `io/shared.rs`).
+//! ([`StoreKey`], `key.rs`), what an entry holds and how it is sealed ([`EntrySealing`],
+//! `entry.rs`), and the state machine of a fleet-wide fetch, which decides when to read,
+//! lease, wait, fetch, write and release ([`FleetMachine`](crate::FleetMachine), `fleet.rs`).
+//! The store itself (Redis) and the thin driver that performs the machine's steps are in the
+//! IO layer (`io/source/redis.rs`, `io/source/fleet.rs`).
 //!
 //! The in-process [`TokenCache`](crate::cache::TokenCache) stays the first level and the authority
 //! for hits: a hit never touches the store. The store is asked only when the first level would
@@ -16,6 +18,7 @@ use crate::client_auth::jwt::BoxError;
 
 pub(crate) mod encryption_key;
 pub(crate) mod entry;
+pub(crate) mod fleet;
 pub(crate) mod key;
 
 /// What every [`TokenStore`] call returns: a boxed future, so that the trait is object safe
@@ -48,6 +51,23 @@ pub trait TokenStore: Send + Sync {
     /// Releases the lease `key` if `holder` still holds it (a lease that expired and was taken
     /// by another process stays theirs).
     fn release_lease<'a>(&'a self, key: &'a str, holder: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Sets the lease `key` to expire after `ttl` if `holder` still holds it, in one step
+    /// (compare and expire): whether it did. The holder renews its lease while it fetches, so
+    /// that a slow token endpoint is asked once by the whole fleet. In Redis: a script that
+    /// runs `PEXPIRE` only if `GET` gives `holder`.
+    ///
+    /// By default the store cannot renew (`false`): the lease then expires after its time to
+    /// live however long its holder's fetch takes, and another process may fetch too.
+    fn renew_lease<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (key, holder, ttl);
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// Why a [`TokenStore`] call failed. The token source never returns it: on any store failure

@@ -124,6 +124,19 @@ fn as_replica() -> bool {
     }
 }
 
+/// In a replica, runs it and gives `None`; in the test itself, the lock that runs one fleet
+/// test at a time.
+fn coordinator() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if as_replica() {
+        return None;
+    }
+    Some(
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
 /// Starts a replica: this binary again, running only `test`, as a replica of `server`.
 fn spawn_replica(
     test: &str,
@@ -153,6 +166,29 @@ fn spawn_replica(
     command
         .spawn()
         .expect("the test binary runs again as a replica")
+}
+
+/// The replicas' settings for a lease's time to live and a wait.
+fn lease_and_wait(lease: Duration, wait: Duration) -> [(&'static str, String); 2] {
+    [
+        (CHILD_LEASE_MS, lease.as_millis().to_string()),
+        (CHILD_WAIT_MS, wait.as_millis().to_string()),
+    ]
+}
+
+/// Starts `count` replicas, as [`spawn_replica`] does.
+fn spawn_replicas(
+    count: usize,
+    test: &str,
+    server: &TestServer,
+    redis: &str,
+    namespace: &str,
+    run: Duration,
+    extra: &[(&str, String)],
+) -> Vec<Child> {
+    (0..count)
+        .map(|_| spawn_replica(test, server, redis, namespace, run, extra))
+        .collect()
 }
 
 /// The test names' module path as the harness knows it (empty: the tests are at the root).
@@ -227,27 +263,21 @@ const REFRESH_CYCLE: Duration = Duration::from_millis(1_700);
 
 #[test]
 fn eight_processes_send_one_request_per_token_lifetime() {
-    if as_replica() {
+    let Some(_serial) = coordinator() else {
         return;
-    }
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let server = TestServer::builder().expires_in(Some(2)).start();
     let run = Duration::from_secs(7);
     let namespace = namespace("lifetime");
-    let children: Vec<Child> = (0..8)
-        .map(|_| {
-            spawn_replica(
-                "eight_processes_send_one_request_per_token_lifetime",
-                &server,
-                &redis_url(),
-                &namespace,
-                run,
-                &[],
-            )
-        })
-        .collect();
+    let children = spawn_replicas(
+        8,
+        "eight_processes_send_one_request_per_token_lifetime",
+        &server,
+        &redis_url(),
+        &namespace,
+        run,
+        &[],
+    );
     let report = collect(children);
     assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
     assert_eq!(report.first_ms.len(), 8, "every replica got a token");
@@ -334,28 +364,22 @@ impl Drop for OwnRedis {
 
 #[test]
 fn replicas_keep_getting_tokens_while_redis_is_down_and_share_again_when_it_is_back() {
-    if as_replica() {
+    let Some(_serial) = coordinator() else {
         return;
-    }
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let server = TestServer::builder().expires_in(Some(2)).start();
     let mut redis = OwnRedis::start();
     let namespace = namespace("outage");
     let run = Duration::from_secs(12);
-    let children: Vec<Child> = (0..8)
-        .map(|_| {
-            spawn_replica(
-                "replicas_keep_getting_tokens_while_redis_is_down_and_share_again_when_it_is_back",
-                &server,
-                &redis.url(),
-                &namespace,
-                run,
-                &[],
-            )
-        })
-        .collect();
+    let children = spawn_replicas(
+        8,
+        "replicas_keep_getting_tokens_while_redis_is_down_and_share_again_when_it_is_back",
+        &server,
+        &redis.url(),
+        &namespace,
+        run,
+        &[],
+    );
     std::thread::sleep(Duration::from_secs(3));
     let before_outage = server.requests_served();
     redis.stop();
@@ -384,21 +408,15 @@ fn replicas_keep_getting_tokens_while_redis_is_down_and_share_again_when_it_is_b
 
 #[test]
 fn a_killed_lease_holder_frees_the_request_within_the_lease_ttl() {
-    if as_replica() {
+    let Some(_serial) = coordinator() else {
         return;
-    }
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let test = "a_killed_lease_holder_frees_the_request_within_the_lease_ttl";
     let server = TestServer::builder().expires_in(Some(60)).start();
     let namespace = namespace("holder");
     let lease = Duration::from_millis(1_500);
     let wait = Duration::from_secs(4);
-    let settings = [
-        (CHILD_LEASE_MS, lease.as_millis().to_string()),
-        (CHILD_WAIT_MS, wait.as_millis().to_string()),
-    ];
+    let settings = lease_and_wait(lease, wait);
     // The holder's request hangs for longer than the test; it is killed mid-fetch.
     server.push_fault(Fault::Delay(Duration::from_secs(30)));
     let mut holder = spawn_replica(
@@ -413,18 +431,15 @@ fn a_killed_lease_holder_frees_the_request_within_the_lease_ttl() {
     holder.kill().unwrap(); // SIGKILL
     let _ = holder.wait();
     let killed_at = instant();
-    let waiters: Vec<Child> = (0..3)
-        .map(|_| {
-            spawn_replica(
-                test,
-                &server,
-                &redis_url(),
-                &namespace,
-                Duration::from_millis(300),
-                &settings,
-            )
-        })
-        .collect();
+    let waiters = spawn_replicas(
+        3,
+        test,
+        &server,
+        &redis_url(),
+        &namespace,
+        Duration::from_millis(300),
+        &settings,
+    );
     let report = collect(waiters);
     let took = killed_at.elapsed();
     assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
@@ -530,7 +545,9 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
         }
         assert_eq!(server.requests_served(), requests.len(), "all from Redis");
 
-        // Every key and value under the namespace: no token, client id or secret in clear.
+        // Every key and value under the namespace: no token, client id or secret in clear,
+        // once the writes and releases that go on in the background have landed.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -609,6 +626,7 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
             requests.len() + 1,
             "a fresh fetch replaced it"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let replaced: Vec<u8> = redis::cmd("GET")
             .arg(key)
             .query_async(&mut connection)
@@ -680,4 +698,79 @@ fn a_replica_with_the_wrong_secret_never_reads_the_victims_token_from_redis() {
             other => panic!("expected invalid_client, got {other:?}"),
         }
     });
+}
+
+#[test]
+fn a_slow_token_endpoint_is_asked_once_by_the_whole_fleet() {
+    let Some(_serial) = coordinator() else {
+        return;
+    };
+    let test = "a_slow_token_endpoint_is_asked_once_by_the_whole_fleet";
+    let server = TestServer::builder().expires_in(Some(60)).start();
+    let namespace = namespace("slow");
+    // The first request takes three lease lifetimes: its holder renews the lease meanwhile,
+    // and the others wait for its token rather than taking the lease over and asking again.
+    let lease = Duration::from_millis(1_000);
+    server.push_fault(Fault::Delay(Duration::from_secs(3)));
+    let settings = lease_and_wait(lease, Duration::from_secs(20));
+    let replicas = spawn_replicas(
+        8,
+        test,
+        &server,
+        &redis_url(),
+        &namespace,
+        Duration::from_millis(500),
+        &settings,
+    );
+    let report = collect(replicas);
+    eprintln!(
+        "fleet slow endpoint: {} requests, first tokens after {:?} ms",
+        server.requests_served(),
+        report.first_ms
+    );
+    assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
+    assert_eq!(report.first_ms.len(), 8, "every replica got a token");
+    assert_eq!(server.requests_served(), 1, "one request for the fleet");
+    assert_eq!(report.tokens.len(), 1);
+}
+
+#[test]
+fn twenty_replicas_against_a_rate_limit_send_one_request_per_retry_after() {
+    let Some(_serial) = coordinator() else {
+        return;
+    };
+    let test = "twenty_replicas_against_a_rate_limit_send_one_request_per_retry_after";
+    let server = TestServer::builder().expires_in(Some(60)).start();
+    let namespace = namespace("rate-limited");
+    // Every request is refused for a minute: the first replica's failure is written to the
+    // store, and every other replica fails with it, its `Retry-After` what remains.
+    server.set_fault(Some(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(60),
+    }));
+    let replicas = spawn_replicas(
+        20,
+        test,
+        &server,
+        &redis_url(),
+        &namespace,
+        Duration::from_millis(1_500),
+        &[],
+    );
+    let report = collect(replicas);
+    eprintln!(
+        "fleet rate limited: 20 replicas sent {} requests, {} errors",
+        server.requests_served(),
+        report.errors.len()
+    );
+    assert!(report.tokens.is_empty(), "no token was issued");
+    assert!(
+        report.errors.iter().all(|error| error.contains("429")),
+        "every replica failed with the rate limit: {:?}",
+        report.errors.first()
+    );
+    assert_eq!(
+        server.requests_served(),
+        1,
+        "one request for the fleet in the minute the server asked for"
+    );
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use client_credentials::shared_cache::{
-    SharedCache, StoreEncryptionKey, StoreError, StoreFuture, TokenStore,
+    SharedCache, StoreEncryptionKey, StoreError, StoreFuture, StoreKey, TokenStore,
 };
 use client_credentials::{
     CachePolicy, ClientCredentials, ClientSecret, Token, TokenRequest, TokenSource, TokenUrl,
@@ -28,6 +28,8 @@ enum Behaviour {
     Stale,
     /// Reads return the value with one byte flipped.
     Tampered,
+    /// Writes and releases take longer than the store timeout; reads and leases answer.
+    StallWrites,
 }
 
 /// An in-memory store with expiring values and leases, and a behaviour the test switches.
@@ -74,6 +76,7 @@ impl SimStore {
     async fn enter(&self) -> Result<Behaviour, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.behaviour() {
+            Behaviour::StallWrites => Ok(Behaviour::Healthy),
             Behaviour::Fail => Err(StoreError::Failed("the simulated store is down".into())),
             Behaviour::Stall => {
                 tokio::time::sleep(STORE_TIMEOUT * 5).await;
@@ -81,6 +84,35 @@ impl SimStore {
             }
             other => Ok(other),
         }
+    }
+}
+
+/// When a value or lease set at `now` for `ttl` expires: as Redis does, a time to live too
+/// long for the clock is as good as forever.
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3_600))
+}
+
+impl SimStore {
+    /// For `StallWrites`: a write or a release that outlasts any store timeout of these tests.
+    async fn stall_writes(&self) -> Result<(), StoreError> {
+        if self.behaviour() == Behaviour::StallWrites {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return Err(StoreError::Failed("stalled".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether anybody holds a lease now.
+    fn leased(&self) -> bool {
+        let now = instant();
+        self.state
+            .lock()
+            .unwrap()
+            .leases
+            .values()
+            .any(|(_, until)| now < *until)
     }
 }
 
@@ -110,6 +142,7 @@ impl TokenStore for SimStore {
     fn write<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.enter().await?;
+            self.stall_writes().await?;
             let mut state = self.state.lock().unwrap();
             state
                 .first_written
@@ -117,7 +150,7 @@ impl TokenStore for SimStore {
                 .or_insert_with(|| value.to_vec());
             state
                 .values
-                .insert(key.to_owned(), (value.to_vec(), instant() + ttl));
+                .insert(key.to_owned(), (value.to_vec(), expiry(instant(), ttl)));
             Ok(())
         })
     }
@@ -137,7 +170,7 @@ impl TokenStore for SimStore {
             }
             state
                 .leases
-                .insert(key.to_owned(), (holder.to_owned(), now + ttl));
+                .insert(key.to_owned(), (holder.to_owned(), expiry(now, ttl)));
             Ok(true)
         })
     }
@@ -145,6 +178,7 @@ impl TokenStore for SimStore {
     fn release_lease<'a>(&'a self, key: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.enter().await?;
+            self.stall_writes().await?;
             let mut state = self.state.lock().unwrap();
             if state
                 .leases
@@ -154,6 +188,26 @@ impl TokenStore for SimStore {
                 state.leases.remove(key);
             }
             Ok(())
+        })
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.enter().await?;
+            let mut state = self.state.lock().unwrap();
+            let now = instant();
+            match state.leases.get_mut(key) {
+                Some((owner, until)) if owner == holder && now < *until => {
+                    *until = expiry(now, ttl);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
         })
     }
 }
@@ -180,11 +234,30 @@ fn request() -> TokenRequest {
 
 /// A replica: its own first-level cache, fetching from the simulated server, sharing `store`.
 fn replica(store: &Arc<SimStore>, issued: &Arc<Issued>) -> TokenSource {
+    replica_with(
+        store,
+        issued,
+        Duration::ZERO,
+        |policy| policy,
+        |shared| shared,
+    )
+}
+
+/// A replica whose server answers after `delay`, its policy and shared cache set by `policy`
+/// and `shared` after the tests' defaults.
+fn replica_with(
+    store: &Arc<SimStore>,
+    issued: &Arc<Issued>,
+    delay: Duration,
+    policy: impl FnOnce(CachePolicy) -> CachePolicy,
+    shared: impl FnOnce(SharedCache) -> SharedCache,
+) -> TokenSource {
     let issued = Arc::clone(issued);
     let source = TokenSource::from_fn(request(), move |request| {
         let issued = Arc::clone(&issued);
         async move {
             let sent_at = wall();
+            tokio::time::sleep(delay).await;
             let mut expiry = issued.expiry.lock().unwrap();
             let access_token = format!("token-{}", expiry.len());
             expiry.insert(access_token.clone(), sent_at + Duration::from_secs(LIFETIME_SECS));
@@ -200,12 +273,12 @@ fn replica(store: &Arc<SimStore>, issued: &Arc<Issued>) -> TokenSource {
             request.parse_response(&response, sent_at)
         }
     })
-    .with_policy(
+    .with_policy(policy(
         CachePolicy::new()
             .with_fetch_timeout(Duration::from_secs(2))
             .with_invalidate_min_age(Duration::ZERO),
-    );
-    let shared = SharedCache::new(
+    ));
+    let defaults = SharedCache::new(
         StoreArc(Arc::clone(store)),
         "test",
         StoreEncryptionKey::new([3; 32]),
@@ -214,7 +287,7 @@ fn replica(store: &Arc<SimStore>, issued: &Arc<Issued>) -> TokenSource {
     .with_lease_ttl(Duration::from_millis(200))
     .with_wait(Duration::from_millis(300))
     .with_poll_interval(Duration::from_millis(5));
-    source.with_store(shared)
+    source.with_store(shared(defaults))
 }
 
 /// The shared store behind each replica's `SharedCache`.
@@ -237,6 +310,14 @@ impl TokenStore for StoreArc {
     }
     fn release_lease<'a>(&'a self, key: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {
         self.0.release_lease(key, holder)
+    }
+    fn renew_lease<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.0.renew_lease(key, holder, ttl)
     }
 }
 
@@ -331,6 +412,8 @@ fn a_first_level_hit_never_touches_the_store() {
         let issued = Arc::new(Issued::default());
         let source = replica(&store, &issued);
         let first = source.token().await.unwrap();
+        // The write and the release go on in the background: let them land.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let calls = store.calls.load(Ordering::SeqCst);
         assert!(
             calls >= 3,
@@ -410,7 +493,9 @@ fn an_invalidated_token_is_replaced_for_the_fleet_not_read_back_from_the_store()
             "the refused token came back from the store"
         );
         assert_eq!(issued.expiry.lock().unwrap().len(), 2);
-        // Another replica now reads the replacement, without a fetch.
+        // Another replica now reads the replacement, without a fetch, once the write that
+        // goes on in the background has landed.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let other = replica(&store, &issued).token().await.unwrap();
         assert_eq!(
             other.access_token().secret(),
@@ -418,4 +503,138 @@ fn an_invalidated_token_is_replaced_for_the_fleet_not_read_back_from_the_store()
         );
         assert_eq!(issued.expiry.lock().unwrap().len(), 2);
     });
+}
+
+#[test]
+fn a_holder_renews_its_lease_so_a_slow_endpoint_is_asked_once() {
+    runtime().block_on(async {
+        let store = Arc::new(SimStore::default());
+        let issued = Arc::new(Issued::default());
+        // A fetch three times as long as the lease; the others wait up to a second.
+        let mut replicas: Vec<TokenSource> = (0..4)
+            .map(|_| {
+                replica_with(
+                    &store,
+                    &issued,
+                    Duration::from_millis(600),
+                    |policy| policy,
+                    |shared| shared.with_wait(Duration::from_secs(1)),
+                )
+            })
+            .collect();
+        let first = replicas.remove(0);
+        let holder = tokio::spawn(async move { first.token().await.unwrap() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let others = replicas;
+        let tokens = futures_join(&others).await;
+        let held = holder.await.unwrap();
+        assert_eq!(
+            issued.expiry.lock().unwrap().len(),
+            1,
+            "the lease outlived its time to live while its holder fetched"
+        );
+        assert!(
+            tokens
+                .iter()
+                .all(|token| token == held.access_token().secret())
+        );
+    });
+}
+
+#[test]
+fn a_holder_returns_its_token_without_waiting_for_a_stalled_store_write_and_release() {
+    runtime().block_on(async {
+        let store = Arc::new(SimStore::default());
+        let issued = Arc::new(Issued::default());
+        let timeout = Duration::from_millis(500);
+        let source = replica_with(
+            &store,
+            &issued,
+            Duration::ZERO,
+            |policy| policy,
+            |shared| shared.with_store_timeout(timeout),
+        );
+        store.set(Behaviour::StallWrites);
+        let started = instant();
+        let token = source.token().await;
+        let took = started.elapsed();
+        assert!(token.is_ok());
+        assert!(
+            took < timeout,
+            "the caller waited {took:?} for the store's write and release"
+        );
+    });
+}
+
+#[test]
+fn a_holder_whose_caller_gives_up_releases_its_lease() {
+    runtime().block_on(async {
+        let store = Arc::new(SimStore::default());
+        let issued = Arc::new(Issued::default());
+        // A fetch that never ends, under a lease that would outlive the test.
+        let source = replica_with(
+            &store,
+            &issued,
+            Duration::from_secs(3_600),
+            |policy| policy.with_fetch_timeout(Duration::from_secs(3_600)),
+            |shared| shared.with_lease_ttl(Duration::from_secs(60)),
+        );
+        let caller = tokio::spawn(async move { source.token().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            store.leased(),
+            "the caller holds the lease while it fetches"
+        );
+        caller.abort();
+        let _ = caller.await;
+        let deadline = instant() + Duration::from_secs(1);
+        while store.leased() {
+            assert!(
+                instant() < deadline,
+                "the lease of a cancelled holder was not released"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+#[test]
+fn durations_of_any_size_never_panic() {
+    runtime().block_on(async {
+        let store = Arc::new(SimStore::default());
+        let issued = Arc::new(Issued::default());
+        let replicas: Vec<TokenSource> = (0..2)
+            .map(|_| {
+                replica_with(
+                    &store,
+                    &issued,
+                    Duration::ZERO,
+                    |policy| policy.with_fetch_timeout(Duration::MAX),
+                    |shared| {
+                        shared
+                            .with_store_timeout(Duration::MAX)
+                            .with_lease_ttl(Duration::MAX)
+                            .with_wait(Duration::MAX)
+                            .with_poll_interval(Duration::from_millis(5))
+                    },
+                )
+            })
+            .collect();
+        // Another process holds the lease for a moment: the replica waits, then takes it.
+        let taken = store
+            .take_lease(&leased_key(), "another-process", Duration::from_millis(100))
+            .await;
+        assert_eq!(taken.ok(), Some(true));
+        assert!(replicas[0].token().await.is_ok());
+        // Once the background write has landed, the other reads the store.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(replicas[1].token().await.is_ok(), "and reads the store");
+        assert_eq!(issued.expiry.lock().unwrap().len(), 1);
+    });
+}
+
+/// The lease key of the replicas' request.
+fn leased_key() -> String {
+    let key = StoreKey::new("test", &request(), &StoreEncryptionKey::new([3; 32])).unwrap();
+    key.lease().to_owned()
 }

@@ -1023,10 +1023,10 @@ async fn the_builder_refines_the_request_and_builds_a_source_every_way() {
 #[tokio::test]
 #[allow(clippy::disallowed_methods)] // The test drives the cache as a broker would: it reads the clock.
 async fn a_cache_never_serves_a_token_to_a_request_with_the_wrong_secret() {
+    use client_credentials::cache::{Lookup, TokenCache};
+    use client_credentials::error::ErrorCode;
     use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
-    use client_credentials::{
-        ClientCredentials, ClientSecret, cache::Lookup, cache::TokenCache, error::ErrorCode,
-    };
+    use client_credentials::{ClientCredentials, ClientSecret};
 
     let server = TestServer::start();
     let http = client_credentials::reqwest::recommended_client();

@@ -5,5 +5,9 @@
 mod support;
 
 mod cache_properties;
+#[cfg(feature = "shared-cache")]
+mod fleet_properties;
+#[cfg(feature = "shared-cache")]
+mod fleet_sim;
 mod properties;
 mod providers;

@@ -49,6 +49,10 @@ use crate::token_fetch::{Transport, fetch_token};
 
 #[cfg(feature = "reqwest-blocking")]
 pub(crate) mod blocking;
+#[cfg(feature = "shared-cache")]
+pub(crate) mod fleet;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 /// What a fetch by an adapter gives back.
 type Fetched = Result<Token, Error>;
@@ -493,16 +497,17 @@ impl TokenSource {
     #[cfg(feature = "shared-cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "shared-cache")))]
     #[must_use]
-    pub fn with_store(self, shared: crate::io::shared::SharedCache) -> Self {
+    pub fn with_store(self, shared: crate::io::source::fleet::SharedCache) -> Self {
         let (request, policy) = (self.0.core.request.clone(), self.0.core.policy);
-        let Some(fleet) = crate::io::shared::FleetFetch::new(shared, &request, policy) else {
+        let Some(fleet) = crate::io::source::fleet::FleetFetch::new(shared, &request, policy)
+        else {
             return self;
         };
         let fleet = Arc::new(fleet);
         let fetch = Arc::clone(&self.0.fetch);
         let shared_fetch: FetchFn = Arc::new(move |request| {
             let (fleet, fetch) = (Arc::clone(&fleet), Arc::clone(&fetch));
-            Box::pin(async move { fleet.token(|| fetch(request)).await })
+            Box::pin(async move { fleet.token(|| fetch(request.clone())).await })
         });
         Self(AsyncSource::new(request, policy, shared_fetch))
     }
