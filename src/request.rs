@@ -13,7 +13,7 @@ use crate::attempt::{Attempt, DpopNonces};
 use crate::client_auth::assertion::AssertionSource;
 use crate::client_auth::identity::CredentialIdentity;
 use crate::client_auth::method::AuthMethod;
-use crate::client_auth::{ClientAuth, EncodedAuth};
+use crate::client_auth::{ClientAuth, EncodedAuth, PerAttempt};
 use crate::clock::ServerClock;
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
@@ -519,7 +519,7 @@ impl TokenRequest {
         let dpop = client.dpop.is_some();
         #[cfg(not(feature = "jwt"))]
         let dpop = false;
-        client.auth.jwt.is_some() || dpop
+        matches!(client.auth.per_attempt, Some(PerAttempt::Jwt(_))) || dpop
     }
 
     /// The HTTP request for one attempt, retries included: a `POST` with a form body (RFC 6749
@@ -554,7 +554,10 @@ impl TokenRequest {
     /// [`fetch_token`](crate::fetch::fetch_token) does.
     #[must_use]
     pub fn assertion_source(&self) -> Option<&AssertionSource> {
-        self.0.client.0.auth.source.as_ref()
+        match &self.0.client.0.auth.per_attempt {
+            Some(PerAttempt::Source(source)) => Some(source),
+            _ => None,
+        }
     }
 
     /// As [`http_request`](Self::http_request), with the attempt's assertion from the client's
@@ -579,25 +582,25 @@ impl TokenRequest {
     ) -> Result<http::Request<RequestBody>, Error> {
         let client = &self.0.client.0;
         let mut request = self.unsigned_http_request();
-        let assertion = match (&client.auth.jwt, &client.auth.source) {
-            (Some(jwt), _) => Some(jwt.assertion(&client.client_id, &client.token_url, attempt)?),
-            (None, Some(_)) => match supplied {
-                Some(assertion) => Some(assertion.secret().to_owned()),
+        // A signed assertion is base64url and `.`, which a form carries as they are; one from a
+        // source is encoded, as it may be anything.
+        let encoded: Option<std::borrow::Cow<'_, str>> = match &client.auth.per_attempt {
+            Some(PerAttempt::Jwt(jwt)) => Some(
+                jwt.assertion(&client.client_id, &client.token_url, attempt)?
+                    .into(),
+            ),
+            Some(PerAttempt::Source(_)) => match supplied {
+                Some(assertion) => Some(
+                    form_urlencoded::byte_serialize(assertion.secret().as_bytes())
+                        .collect::<String>()
+                        .into(),
+                ),
                 None => return Err(AssertionError::NotSupplied.into()),
             },
-            (None, None) => None,
+            None => None,
         };
-        if let Some(assertion) = assertion {
-            // The assertion is base64url and `.`, which a form carries as they are; one from a
-            // source is encoded, as it may be anything.
+        if let Some(encoded) = encoded {
             const NAME: &[u8] = b"&client_assertion=";
-            let encoded: std::borrow::Cow<'_, str> = if client.auth.source.is_some() {
-                form_urlencoded::byte_serialize(assertion.as_bytes())
-                    .collect::<String>()
-                    .into()
-            } else {
-                assertion.as_str().into()
-            };
             let mut body = BytesMut::with_capacity(self.0.body.len() + NAME.len() + encoded.len());
             body.extend_from_slice(&self.0.body);
             body.extend_from_slice(NAME);
