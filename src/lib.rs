@@ -174,14 +174,17 @@
 // role modules below, so that a file can move without moving a public path.
 mod attempt;
 mod challenge;
+mod client;
 mod client_auth;
 mod clock;
 mod endpoint;
+mod grant;
 mod observe;
 mod request;
 mod response;
 mod sanitize;
 mod secret;
+mod session;
 #[cfg(feature = "shared-cache")]
 mod store;
 mod token_fetch;
@@ -231,6 +234,7 @@ pub mod fetch {
     pub use crate::io::environment::SystemEnvironment;
     pub use crate::response::rules::ResponseRules;
     pub use crate::secret::RequestBody;
+    pub use crate::session::Session;
     pub use crate::token_fetch::{Environment, FetchStep, TokenFetch, Transport, fetch_token};
 }
 
@@ -281,12 +285,13 @@ pub use serde_json;
 
 pub use attempt::Attempt;
 pub use cache::CachePolicy;
+pub use client::ClientCredentials;
 pub use endpoint::TokenUrl;
 pub use error::Error;
 #[cfg(feature = "token-source")]
 #[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub use io::source::{TokenSource, TokenSourceBuilder};
-pub use request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
+pub use request::{TokenRequest, TokenRequestBuilder};
 pub use secret::ClientSecret;
 pub use token::Token;
 

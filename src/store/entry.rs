@@ -157,8 +157,8 @@ pub(crate) fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClientCredentials;
     use crate::endpoint::TokenUrl;
-    use crate::request::ClientCredentials;
     use crate::secret::ClientSecret;
 
     fn key(scope: &str) -> StoreKey {
