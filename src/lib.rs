@@ -225,7 +225,9 @@ pub mod auth {
 /// The sans-IO attempt machinery, for driving the token exchange with any HTTP client:
 /// [`TokenFetch`](crate::fetch::TokenFetch) (build an attempt, handle its response, retry once for a DPoP nonce or a
 /// corrected clock), the [`Transport`](crate::fetch::Transport) that sends, the [`Environment`](crate::fetch::Environment) that tells the time and
-/// draws randomness, and [`fetch_token`](crate::fetch::fetch_token), the one loop that drives them.
+/// draws randomness, the [`Session`](crate::fetch::Session) that keeps what the server taught
+/// (its DPoP nonces, its clock), and [`fetch_token`](crate::fetch::fetch_token), the one loop
+/// that drives them.
 pub mod fetch {
     pub use crate::attempt::Attempt;
     pub use crate::clock::{ServerClock, is_refusal_about_time};
