@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use client_credentials::fetch::TokenFetch;
+use client_credentials::fetch::{Session, TokenFetch};
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::test_server::TestServer;
 use client_credentials::token::TokenType;
@@ -167,7 +167,7 @@ impl Bench {
 /// the token the adapters parse, so that both sides of a pair do the same HTTP. Returns the
 /// server's response, for timing the adapters' work without IO.
 async fn check(bench: &Bench) -> http::Response<Bytes> {
-    let attempt = TokenFetch::new(&bench.request)
+    let attempt = TokenFetch::new(&bench.request, &Session::new())
         .http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32]))
         .expect("an attempt");
     let raw = &bench.raw;
@@ -223,6 +223,7 @@ const PART_CALLS: usize = 20_000;
 #[allow(clippy::disallowed_methods)] // A benchmark times itself, and times the clock read.
 fn parts(bench: &Bench, canned: &http::Response<Bytes>) {
     let raw = &bench.raw;
+    let session = Session::new();
     let from_parts = || {
         let mut request = http::Request::new(raw.body.clone());
         *request.method_mut() = raw.method.clone();
@@ -240,13 +241,13 @@ fn parts(bench: &Bench, canned: &http::Response<Bytes>) {
             black_box(entropy);
         }),
         ("build the attempt: TokenFetch::http_request", &|| {
-            let mut exchange = TokenFetch::new(&bench.request);
+            let mut exchange = TokenFetch::new(&bench.request, &session);
             black_box(exchange.http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32])))
                 .expect("an attempt");
         }),
         ("parse the token: TokenFetch::handle_response", &|| {
             // The attempt is built outside the clock, and its cost is taken off below.
-            let mut exchange = TokenFetch::new(&bench.request);
+            let mut exchange = TokenFetch::new(&bench.request, &session);
             drop(exchange.http_request(SystemTime::UNIX_EPOCH, || Ok([0; 32])));
             drop(black_box(
                 exchange.handle_response(canned).expect("a token"),

@@ -99,9 +99,9 @@ impl fmt::Debug for Attempt {
 /// resource servers), by origin, for the next attempt's proof.
 ///
 /// A server may send a new nonce in any response, and refuses a proof without its current one
-/// with `use_dpop_nonce`. So every [`ClientCredentials`](crate::ClientCredentials) owns one
-/// store ([`dpop_nonces`](crate::ClientCredentials::dpop_nonces)), shared by its clones and
-/// requests: [`TokenFetch`](crate::fetch::TokenFetch) calls [`observe`](Self::observe) on every
+/// with `use_dpop_nonce`. So every [`Session`](crate::fetch::Session) holds one store
+/// ([`dpop_nonces`](crate::fetch::Session::dpop_nonces)), for the token endpoint:
+/// [`TokenFetch`](crate::fetch::TokenFetch) calls [`observe`](Self::observe) on every
 /// response and starts every attempt from [`attempt`](Self::attempt). A store of your own
 /// serves resource servers (RFC 9449 §9). Holds at most [`MAX_ORIGINS`](Self::MAX_ORIGINS) servers,
 /// forgetting the least recently updated. Safe to share between threads.

@@ -13,9 +13,9 @@ pub use crate::error::call::CallError;
 
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
 use crate::challenge;
+use crate::client::ClientCredentials;
 use crate::endpoint::is_loopback;
 use crate::error::Error;
-use crate::request::ClientCredentials;
 use crate::token::{Token, TokenType};
 
 /// gRPC's status header, sent in the response headers of a call that fails at once

@@ -20,10 +20,10 @@ use crate::error::oauth::ErrorCode;
 ///
 /// A client whose clock runs five minutes fast otherwise has every assertion refused as
 /// issued in the future, or, five minutes slow, as expired. Every
-/// [`ClientCredentials`](crate::ClientCredentials) owns one
-/// ([`server_clock`](crate::ClientCredentials::server_clock)), shared by its clones and
-/// requests: [`TokenFetch`](crate::fetch::TokenFetch) feeds it each response with the time its
-/// attempt was sent, and builds each attempt at [`server_time`](Self::server_time) of the
+/// [`Session`](crate::fetch::Session) holds one
+/// ([`server_clock`](crate::fetch::Session::server_clock)), for the token endpoint:
+/// [`TokenFetch`](crate::fetch::TokenFetch) feeds it each response with the time its attempt was
+/// sent, and builds each attempt at [`server_time`](Self::server_time) of the
 /// transport's clock. When the server refuses an assertion or a proof as expired or not yet
 /// valid ([`is_refusal_about_time`]), the exchange trusts that response's `Date` at once and
 /// tries once more, if it moves the estimate by at most [`MAX_ADOPTION`](Self::MAX_ADOPTION). A loop of your own over [`TokenRequest::http_request`](crate::TokenRequest::http_request)

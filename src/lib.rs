@@ -174,14 +174,17 @@
 // role modules below, so that a file can move without moving a public path.
 mod attempt;
 mod challenge;
+mod client;
 mod client_auth;
 mod clock;
 mod endpoint;
+mod grant;
 mod observe;
 mod request;
 mod response;
 mod sanitize;
 mod secret;
+mod session;
 #[cfg(feature = "shared-cache")]
 mod store;
 mod token_fetch;
@@ -222,7 +225,9 @@ pub mod auth {
 /// The sans-IO attempt machinery, for driving the token exchange with any HTTP client:
 /// [`TokenFetch`](crate::fetch::TokenFetch) (build an attempt, handle its response, retry once for a DPoP nonce or a
 /// corrected clock), the [`Transport`](crate::fetch::Transport) that sends, the [`Environment`](crate::fetch::Environment) that tells the time and
-/// draws randomness, and [`fetch_token`](crate::fetch::fetch_token), the one loop that drives them.
+/// draws randomness, the [`Session`](crate::fetch::Session) that keeps what the server taught
+/// (its DPoP nonces, its clock), and [`fetch_token`](crate::fetch::fetch_token), the one loop
+/// that drives them.
 pub mod fetch {
     pub use crate::attempt::Attempt;
     pub use crate::clock::{ServerClock, is_refusal_about_time};
@@ -231,6 +236,7 @@ pub mod fetch {
     pub use crate::io::environment::SystemEnvironment;
     pub use crate::response::rules::ResponseRules;
     pub use crate::secret::RequestBody;
+    pub use crate::session::Session;
     pub use crate::token_fetch::{Environment, FetchStep, TokenFetch, Transport, fetch_token};
 }
 
@@ -284,12 +290,13 @@ pub use serde_json;
 
 pub use attempt::Attempt;
 pub use cache::CachePolicy;
+pub use client::ClientCredentials;
 pub use endpoint::TokenUrl;
 pub use error::Error;
 #[cfg(feature = "token-source")]
 #[cfg_attr(docsrs, doc(cfg(feature = "token-source")))]
 pub use io::source::{TokenSource, TokenSourceBuilder};
-pub use request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
+pub use request::{TokenRequest, TokenRequestBuilder};
 pub use secret::ClientSecret;
 pub use token::Token;
 

@@ -1,4 +1,5 @@
-//! Building the token request (RFC 6749 §4.4.2): validated once, then built for every attempt.
+//! The token request: a client and a grant, validated once, then built for every attempt
+//! (RFC 6749 §4.4.2 for client credentials), and the cache key they make together.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -9,190 +10,19 @@ use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 
-use crate::attempt::{Attempt, DpopNonces};
+use crate::attempt::Attempt;
+use crate::client::{AUTH_PARAMS, ClientCredentials};
+use crate::client_auth::PerAttempt;
 use crate::client_auth::assertion::AssertionSource;
-use crate::client_auth::identity::CredentialIdentity;
-use crate::client_auth::method::AuthMethod;
-use crate::client_auth::{ClientAuth, EncodedAuth};
-use crate::clock::ServerClock;
-use crate::endpoint::TokenUrl;
 use crate::error::Error;
 use crate::error::assertion::AssertionError;
-use crate::response::rules::ResponseRules;
-use crate::secret::{ClientAssertion, ClientSecret, RequestBody};
+use crate::grant::client_credentials::ClientCredentialsGrant;
+use crate::grant::{GRANT_TYPE, Grant, invalid};
+use crate::secret::{ClientAssertion, RequestBody};
 use crate::token::Token;
 
-/// A client of one token endpoint: its URL, its identity and how it authenticates.
-///
-/// Cheap to clone and to share between threads; the credentials are encoded once, here.
-#[derive(Clone)]
-pub struct ClientCredentials(Arc<ClientInner>);
-
-#[derive(Clone)]
-struct ClientInner {
-    token_url: TokenUrl,
-    client_id: Box<str>,
-    method: AuthMethod,
-    auth: EncodedAuth,
-    /// The credential, as the cache key compares it: a token cached for one credential is never
-    /// served to a request with another, whatever the client id.
-    credential: CredentialIdentity,
-    /// The certificate the caller's HTTP client presents, as the caller named it
-    /// ([`ClientCredentials::with_certificate`]): a certificate-bound token (RFC 8705 §3) is
-    /// never served to a client presenting another.
-    certificate: Option<Arc<[u8]>>,
-    rules: ResponseRules,
-    /// The latest DPoP nonce of each server this client sent to, shared by its clones (those
-    /// made by `with_dpop` and `with_response_rules` included) and by every request built from
-    /// it. A nonce is what one server expects in the proofs it is sent, so it belongs with the
-    /// client that sends them, not with the process: a process-wide store would let one
-    /// client's servers push another's nonces out, and tie unrelated clients together. Bounded
-    /// by [`DpopNonces::MAX_ORIGINS`].
-    nonces: Arc<DpopNonces>,
-    /// The token endpoint's clock as this client has seen it, shared the same way: the offset
-    /// is a property of the server this client talks to.
-    clock: Arc<ServerClock>,
-    /// The key whose DPoP proof goes with every token request (RFC 9449 §5).
-    #[cfg(feature = "jwt")]
-    dpop: Option<crate::client_auth::dpop::DpopKey>,
-}
-
-impl ClientInner {
-    /// The DPoP key's thumbprint: tokens bound to different keys are different tokens.
-    #[cfg(feature = "jwt")]
-    fn dpop_thumbprint(&self) -> Option<&str> {
-        self.dpop
-            .as_ref()
-            .map(crate::client_auth::dpop::DpopKey::thumbprint)
-    }
-
-    /// Without feature `jwt` there is no DPoP key.
-    #[cfg(not(feature = "jwt"))]
-    fn dpop_thumbprint(&self) -> Option<&str> {
-        None
-    }
-}
-
 impl ClientCredentials {
-    /// A client that authenticates with `client_secret_basic`, the method every server must
-    /// support (RFC 6749 §2.3.1).
-    pub fn new(token_url: TokenUrl, client_id: impl Into<String>, secret: ClientSecret) -> Self {
-        let client_id = client_id.into();
-        let auth = EncodedAuth::secret_basic(&client_id, &secret);
-        let credential = CredentialIdentity::Secret(secret.secret().as_bytes().into());
-        Self::from_parts(
-            token_url,
-            client_id,
-            AuthMethod::ClientSecretBasic,
-            auth,
-            credential,
-        )
-    }
-
-    /// A client that authenticates with the given method.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidParameter`] if the client id cannot be sent with that method
-    /// ([`ClientAuth::SecretBasicUnencoded`] with a `:` in the id).
-    pub fn with_auth(
-        token_url: TokenUrl,
-        client_id: impl Into<String>,
-        auth: ClientAuth,
-    ) -> Result<Self, Error> {
-        let client_id = client_id.into();
-        let encoded = EncodedAuth::new(&client_id, &auth)?;
-        Ok(Self::from_parts(
-            token_url,
-            client_id,
-            auth.method(),
-            encoded,
-            auth.credential_identity(),
-        ))
-    }
-
-    fn from_parts(
-        token_url: TokenUrl,
-        client_id: String,
-        method: AuthMethod,
-        auth: EncodedAuth,
-        credential: CredentialIdentity,
-    ) -> Self {
-        Self(Arc::new(ClientInner {
-            token_url,
-            client_id: client_id.into_boxed_str(),
-            method,
-            auth,
-            credential,
-            certificate: None,
-            rules: ResponseRules::default(),
-            nonces: Arc::new(DpopNonces::new()),
-            clock: Arc::new(ServerClock::new()),
-            #[cfg(feature = "jwt")]
-            dpop: None,
-        }))
-    }
-
-    /// The DPoP nonces this client has been sent (RFC 9449 §8), which
-    /// [`TokenFetch`](crate::fetch::TokenFetch) puts in its next proofs: one store per client, shared by
-    /// its clones and by every request built from it.
-    #[must_use]
-    pub fn dpop_nonces(&self) -> &DpopNonces {
-        &self.0.nonces
-    }
-
-    /// What this client has learnt of its token endpoint's clock, which
-    /// [`TokenFetch`](crate::fetch::TokenFetch) signs each attempt's JWTs by: one per client, shared by
-    /// its clones and by every request built from it.
-    #[must_use]
-    pub fn server_clock(&self) -> &ServerClock {
-        &self.0.clock
-    }
-
-    /// Names the certificate this client's HTTP client presents in the TLS handshake (its DER
-    /// or PEM bytes, as you gave them to the HTTP client), for mutual TLS (RFC 8705): the
-    /// `tls_client_auth` methods, or certificate-bound tokens (§3) under any method.
-    ///
-    /// The crate never sends it: it only compares it, so that a cached token issued to one
-    /// certificate is never served to a client presenting another, in the process and through
-    /// a fleet's [`SharedCache`](crate::shared_cache::SharedCache) (where replicas with different
-    /// certificates then keep separate entries instead of overwriting each other's). Without
-    /// it, a `tls_client_auth` client is known by its client id alone, and its tokens are not
-    /// shared through a store.
-    #[must_use]
-    pub fn with_certificate(mut self, certificate: impl AsRef<[u8]>) -> Self {
-        Arc::make_mut(&mut self.0).certificate = Some(certificate.as_ref().into());
-        self
-    }
-
-    /// Replaces the rules responses are parsed by (tolerant by default).
-    #[must_use]
-    pub fn with_response_rules(mut self, rules: ResponseRules) -> Self {
-        Arc::make_mut(&mut self.0).rules = rules;
-        self
-    }
-
-    /// Sends a DPoP proof (RFC 9449 §5) signed by `key` with every token request, asking for a
-    /// token bound to the key (`token_type` `DPoP`). Requests must then be built with
-    /// [`TokenRequest::http_request`], and the token presented with
-    /// [`DpopKey::authorize`](crate::dpop::DpopKey::authorize).
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    #[must_use]
-    pub fn with_dpop(mut self, key: crate::client_auth::dpop::DpopKey) -> Self {
-        Arc::make_mut(&mut self.0).dpop = Some(key);
-        self
-    }
-
-    /// The DPoP key, if the client has one.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    #[must_use]
-    pub fn dpop_key(&self) -> Option<&crate::client_auth::dpop::DpopKey> {
-        self.0.dpop.as_ref()
-    }
-
-    /// Starts a token request.
+    /// Starts a request for a token by the client credentials grant (RFC 6749 §4.4).
     pub fn token_request(&self) -> TokenRequestBuilder {
         TokenRequestBuilder {
             client: self.clone(),
@@ -202,43 +32,10 @@ impl ClientCredentials {
             params: Vec::new(),
         }
     }
-
-    /// The token endpoint.
-    #[must_use]
-    pub fn token_url(&self) -> &TokenUrl {
-        &self.0.token_url
-    }
-
-    /// The client identifier.
-    #[must_use]
-    pub fn client_id(&self) -> &str {
-        &self.0.client_id
-    }
-
-    /// How the client authenticates.
-    #[must_use]
-    pub fn auth_method(&self) -> AuthMethod {
-        self.0.method
-    }
-
-    /// The rules responses are parsed by.
-    #[must_use]
-    pub fn response_rules(&self) -> &ResponseRules {
-        &self.0.rules
-    }
 }
 
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("token_url", &self.0.token_url)
-            .field("client_id", &self.0.client_id)
-            .field("auth_method", &self.0.method)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The parameters of a token request, checked when [`build`](Self::build) is called.
+/// The parameters of a client credentials token request (RFC 6749 §4.4.2), checked when
+/// [`build`](Self::build) is called.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct TokenRequestBuilder {
     client: ClientCredentials,
@@ -249,17 +46,9 @@ pub struct TokenRequestBuilder {
 }
 
 impl TokenRequestBuilder {
-    /// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot override.
-    pub const RESERVED_PARAMS: [&str; 8] = [
-        "grant_type",
-        "client_id",
-        "client_secret",
-        "client_assertion",
-        "client_assertion_type",
-        "scope",
-        "resource",
-        "audience",
-    ];
+    /// Parameter names the crate sets itself, which [`TokenRequestBuilder::param`] cannot
+    /// override: `grant_type`, those of client authentication, and the grant's own.
+    pub const RESERVED_PARAMS: [&str; 8] = reserved_params(&ClientCredentialsGrant::PARAMS);
 
     /// Asks for one or more scopes (RFC 6749 §3.3), separated by single spaces; may be called
     /// again to add more.
@@ -305,37 +94,8 @@ impl TokenRequestBuilder {
     /// allow (or an empty one), an empty audience, a resource that is not an absolute URI or
     /// has a fragment (RFC 8707 §2), or an extra parameter that is empty or reserved.
     pub fn build(self) -> Result<TokenRequest, Error> {
-        for scope in &self.scopes {
-            check_scope_token(scope)?;
-        }
-        if self.audience.as_deref() == Some("") {
-            return Err(invalid("audience", "it is empty"));
-        }
-        for resource in &self.resources {
-            check_resource(resource)?;
-        }
-        for (name, _) in &self.params {
-            check_param_name(name)?;
-        }
-        let scope = (!self.scopes.is_empty()).then(|| Arc::from(self.scopes.join(" ")));
-        let mut scope_set: Vec<Box<str>> = self.scopes.into_iter().map(Into::into).collect();
-        scope_set.sort_unstable();
-        scope_set.dedup();
-        let mut request = RequestInner {
-            client: self.client,
-            scope,
-            scope_set,
-            audience: self.audience.map(Into::into),
-            resources: self.resources.into_iter().map(Into::into).collect(),
-            params: self
-                .params
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            body: Bytes::new(),
-        };
-        request.body = request.encode_body();
-        Ok(TokenRequest(Arc::new(request)))
+        let grant = ClientCredentialsGrant::new(self.scopes, self.audience, self.resources)?;
+        TokenRequest::new(self.client, grant, self.params)
     }
 }
 
@@ -353,66 +113,35 @@ impl fmt::Debug for TokenRequestBuilder {
     }
 }
 
-fn invalid(name: &str, reason: &'static str) -> Error {
-    Error::InvalidParameter {
-        name: name.to_owned(),
-        reason,
+/// Every name a grant's request reserves, `grant_type` and the client authentication's first:
+/// [`TokenRequestBuilder::RESERVED_PARAMS`] for client credentials. `N` must be their count,
+/// or the constant does not compile.
+const fn reserved_params<const N: usize>(grant: &[&'static str]) -> [&'static str; N] {
+    assert!(
+        N == 1 + AUTH_PARAMS.len() + grant.len(),
+        "N counts every reserved name"
+    );
+    let mut all = [""; N];
+    all[0] = GRANT_TYPE;
+    let mut i = 0;
+    while i < AUTH_PARAMS.len() {
+        all[1 + i] = AUTH_PARAMS[i];
+        i += 1;
     }
+    let mut j = 0;
+    while j < grant.len() {
+        all[1 + AUTH_PARAMS.len() + j] = grant[j];
+        j += 1;
+    }
+    all
 }
 
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn check_scope_token(token: &str) -> Result<(), Error> {
-    let allowed = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
-    if token.is_empty() {
-        return Err(invalid(
-            "scope",
-            "a scope is empty (two spaces in a row, or a leading or trailing space)",
-        ));
-    }
-    if !token.bytes().all(allowed) {
-        return Err(invalid(
-            "scope",
-            "a scope has a character RFC 6749 §3.3 forbids: only printable ASCII other than `\"` and `\\`",
-        ));
-    }
-    Ok(())
-}
-
-/// RFC 8707 §2: an absolute URI (RFC 3986 §4.3) without a fragment.
-fn check_resource(resource: &str) -> Result<(), Error> {
-    let Some((scheme, rest)) = resource.split_once(':') else {
-        return Err(invalid(
-            "resource",
-            "it is not an absolute uri (RFC 8707 §2)",
-        ));
-    };
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    if !scheme_ok || rest.is_empty() {
-        return Err(invalid(
-            "resource",
-            "it is not an absolute uri (RFC 8707 §2)",
-        ));
-    }
-    if resource.contains('#') {
-        return Err(invalid("resource", "it has a fragment (RFC 8707 §2)"));
-    }
-    if resource.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(invalid(
-            "resource",
-            "it has white space or control characters; percent-encode them",
-        ));
-    }
-    Ok(())
-}
-
-fn check_param_name(name: &str) -> Result<(), Error> {
+/// An extra parameter's name: not empty, and none the request or its grant sets.
+fn check_param_name(name: &str, grant: &dyn Grant) -> Result<(), Error> {
     if name.is_empty() {
         return Err(invalid(name, "the name is empty"));
     }
-    if TokenRequestBuilder::RESERVED_PARAMS.contains(&name) {
+    if name == GRANT_TYPE || AUTH_PARAMS.contains(&name) || grant.reserved().contains(&name) {
         return Err(invalid(
             name,
             "the crate sets this parameter itself; use the builder method or client authentication for it",
@@ -421,12 +150,15 @@ fn check_param_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A validated token request, ready to be sent any number of times.
+/// A validated token request, ready to be sent any number of times: a client, a grant and the
+/// caller's extra parameters, all immutable.
 ///
 /// Cheap to clone. Two requests are equal, and hash alike, when they would get the same token:
 /// the same endpoint, client, authentication method and credential (the same secret, signing
-/// key, assertion, named assertion source or certificate), DPoP key, scopes (in any order),
-/// audience, resources and extra parameters. That makes a `TokenRequest` a cache key.
+/// key, assertion, named assertion source or certificate), DPoP key, grant, scopes (in any
+/// order), audience, resources and extra parameters. That makes a `TokenRequest` a cache key:
+/// a plain value, holding nothing that changes as it is sent (the DPoP nonces and the server's
+/// clock are the [`Session`](crate::fetch::Session)'s).
 ///
 /// A cached token is therefore served only to a request whose credential is the one the token
 /// was issued for: a caller who knows a client id but holds another secret misses the cache
@@ -437,50 +169,80 @@ pub struct TokenRequest(Arc<RequestInner>);
 
 struct RequestInner {
     client: ClientCredentials,
-    scope: Option<Arc<str>>,
-    scope_set: Vec<Box<str>>,
-    audience: Option<Box<str>>,
-    resources: Vec<Box<str>>,
+    grant: Box<dyn Grant>,
     params: Vec<(Box<str>, Box<str>)>,
+    /// The grant's identity fields, each framed by its tag's and its value's lengths: what the
+    /// key compares of the grant, made once.
+    grant_identity: Box<[u8]>,
     body: Bytes,
 }
 
-impl RequestInner {
-    fn encode_body(&self) -> Bytes {
-        let mut form = form_urlencoded::Serializer::new(String::with_capacity(128));
-        form.append_pair("grant_type", "client_credentials");
-        for (name, value) in &self.client.0.auth.body_pairs {
-            form.append_pair(name, value);
+impl TokenRequest {
+    /// The request of `client` for `grant`, with the extra parameters `params` (sent after the
+    /// grant's, in order): the one way every grant's constructor makes a request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] for an extra parameter that is empty, `grant_type`, a
+    /// client authentication parameter or one of the grant's own.
+    pub(crate) fn new(
+        client: ClientCredentials,
+        grant: impl Grant,
+        params: Vec<(String, String)>,
+    ) -> Result<Self, Error> {
+        for (name, _) in &params {
+            check_param_name(name, &grant)?;
         }
-        if let Some(scope) = &self.scope {
-            form.append_pair("scope", scope);
-        }
-        if let Some(audience) = &self.audience {
-            form.append_pair("audience", audience);
-        }
-        for resource in &self.resources {
-            form.append_pair("resource", resource);
-        }
-        for (name, value) in &self.params {
-            form.append_pair(name, value);
-        }
-        Bytes::from(form.finish())
+        let mut grant_identity = Vec::new();
+        grant.identity(&mut |tag, value| {
+            for part in [tag.as_bytes(), value] {
+                grant_identity.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                grant_identity.extend_from_slice(part);
+            }
+        });
+        let params: Vec<(Box<str>, Box<str>)> = params
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let body = encode_body(&client, &grant, &params);
+        Ok(Self(Arc::new(RequestInner {
+            client,
+            grant: Box::new(grant),
+            params,
+            grant_identity: grant_identity.into(),
+            body,
+        })))
     }
+}
 
+/// The form body every attempt starts from: `grant_type`, the client's authentication, the
+/// grant's parameters, the extra parameters.
+fn encode_body(
+    client: &ClientCredentials,
+    grant: &dyn Grant,
+    params: &[(Box<str>, Box<str>)],
+) -> Bytes {
+    let mut form = form_urlencoded::Serializer::new(String::with_capacity(128));
+    form.append_pair(GRANT_TYPE, grant.grant_type());
+    for (name, value) in &client.inner().auth.body_pairs {
+        form.append_pair(name, value);
+    }
+    grant.form_pairs(&mut |name, value| {
+        form.append_pair(name, value);
+    });
+    for (name, value) in params {
+        form.append_pair(name, value);
+    }
+    Bytes::from(form.finish())
+}
+
+impl RequestInner {
+    /// What `Eq` and `Hash` compare: immutable data only.
     fn key(&self) -> impl Eq + Hash + '_ {
-        let client = &self.client.0;
         (
-            (
-                &client.token_url,
-                &client.client_id,
-                client.method,
-                &client.credential,
-                &client.certificate,
-                client.dpop_thumbprint(),
-            ),
-            &self.scope_set,
-            &self.audience,
-            &self.resources,
+            self.client.key(),
+            self.grant.grant_type(),
+            &self.grant_identity,
             &self.params,
         )
     }
@@ -493,7 +255,7 @@ impl TokenRequest {
     /// are shared with this `TokenRequest`. Crate-private, so that no caller can send it
     /// unsigned by mistake.
     pub(crate) fn unsigned_http_request(&self) -> http::Request<RequestBody> {
-        let client = &self.0.client.0;
+        let client = self.0.client.inner();
         let mut request = http::Request::new(RequestBody::new(self.0.body.clone()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = client.token_url.as_uri().clone();
@@ -511,15 +273,15 @@ impl TokenRequest {
     }
 
     /// Whether every attempt signs something afresh (a client assertion under
-    /// [`ClientAuth::Jwt`], a DPoP proof with a DPoP key), and so needs the attempt's entropy.
+    /// [`ClientAuth::Jwt`](crate::auth::ClientAuth::Jwt), a DPoP proof with a DPoP key), and so needs the attempt's entropy.
     #[must_use]
     pub fn signs_each_attempt(&self) -> bool {
-        let client = &self.0.client.0;
+        let client = self.0.client.inner();
         #[cfg(feature = "jwt")]
         let dpop = client.dpop.is_some();
         #[cfg(not(feature = "jwt"))]
         let dpop = false;
-        client.auth.jwt.is_some() || dpop
+        matches!(client.auth.per_attempt, Some(PerAttempt::Jwt(_))) || dpop
     }
 
     /// The HTTP request for one attempt, retries included: a `POST` with a form body (RFC 6749
@@ -528,7 +290,7 @@ impl TokenRequest {
     /// one way to build a token request, right for every client authentication;
     /// [`TokenFetch::http_request`](crate::fetch::TokenFetch::http_request) builds the attempt for you.
     ///
-    /// - Under [`ClientAuth::Jwt`], a new client assertion goes in the body
+    /// - Under [`ClientAuth::Jwt`](crate::auth::ClientAuth::Jwt), a new client assertion goes in the body
     ///   (`client_assertion`, RFC 7523 §2.2), its `jti` from the first half of the entropy.
     /// - With a DPoP key (`ClientCredentials::with_dpop`, feature `jwt`), a new proof goes in the `DPoP`
     ///   header (RFC 9449 §5), its `jti` from the second half, with the attempt's nonce.
@@ -542,19 +304,22 @@ impl TokenRequest {
     /// [`Error::Signing`] if the signer fails; [`Error::ClockBeforeUnixEpoch`] if the
     /// attempt's time is before 1970; [`Error::ClientAssertion`] with
     /// [`AssertionError::NotSupplied`](crate::error::AssertionError::NotSupplied) under
-    /// [`ClientAuth::Source`], whose assertion only
+    /// [`ClientAuth::Source`](crate::auth::ClientAuth::Source), whose assertion only
     /// [`http_request_with_assertion`](Self::http_request_with_assertion) takes.
     pub fn http_request(&self, attempt: &Attempt) -> Result<http::Request<RequestBody>, Error> {
         self.build_http_request(attempt, None)
     }
 
-    /// Where the client's assertions come from, under [`ClientAuth::Source`]: await it for each
+    /// Where the client's assertions come from, under [`ClientAuth::Source`](crate::auth::ClientAuth::Source): await it for each
     /// attempt and pass its assertion to
     /// [`http_request_with_assertion`](Self::http_request_with_assertion), as
     /// [`fetch_token`](crate::fetch::fetch_token) does.
     #[must_use]
     pub fn assertion_source(&self) -> Option<&AssertionSource> {
-        self.0.client.0.auth.source.as_ref()
+        match &self.0.client.inner().auth.per_attempt {
+            Some(PerAttempt::Source(source)) => Some(source),
+            _ => None,
+        }
     }
 
     /// As [`http_request`](Self::http_request), with the attempt's assertion from the client's
@@ -577,27 +342,27 @@ impl TokenRequest {
         attempt: &Attempt,
         supplied: Option<&ClientAssertion>,
     ) -> Result<http::Request<RequestBody>, Error> {
-        let client = &self.0.client.0;
+        let client = self.0.client.inner();
         let mut request = self.unsigned_http_request();
-        let assertion = match (&client.auth.jwt, &client.auth.source) {
-            (Some(jwt), _) => Some(jwt.assertion(&client.client_id, &client.token_url, attempt)?),
-            (None, Some(_)) => match supplied {
-                Some(assertion) => Some(assertion.secret().to_owned()),
+        // A signed assertion is base64url and `.`, which a form carries as they are; one from a
+        // source is encoded, as it may be anything.
+        let encoded: Option<std::borrow::Cow<'_, str>> = match &client.auth.per_attempt {
+            Some(PerAttempt::Jwt(jwt)) => Some(
+                jwt.assertion(&client.client_id, &client.token_url, attempt)?
+                    .into(),
+            ),
+            Some(PerAttempt::Source(_)) => match supplied {
+                Some(assertion) => Some(
+                    form_urlencoded::byte_serialize(assertion.secret().as_bytes())
+                        .collect::<String>()
+                        .into(),
+                ),
                 None => return Err(AssertionError::NotSupplied.into()),
             },
-            (None, None) => None,
+            None => None,
         };
-        if let Some(assertion) = assertion {
-            // The assertion is base64url and `.`, which a form carries as they are; one from a
-            // source is encoded, as it may be anything.
+        if let Some(encoded) = encoded {
             const NAME: &[u8] = b"&client_assertion=";
-            let encoded: std::borrow::Cow<'_, str> = if client.auth.source.is_some() {
-                form_urlencoded::byte_serialize(assertion.as_bytes())
-                    .collect::<String>()
-                    .into()
-            } else {
-                assertion.as_str().into()
-            };
             let mut body = BytesMut::with_capacity(self.0.body.len() + NAME.len() + encoded.len());
             body.extend_from_slice(&self.0.body);
             body.extend_from_slice(NAME);
@@ -615,7 +380,7 @@ impl TokenRequest {
     }
 
     /// Parses the token endpoint's response to this request, by the client's
-    /// [`ResponseRules`].
+    /// [`ResponseRules`](crate::fetch::ResponseRules).
     ///
     /// `sent_at` is when the request was sent: the token's expiry is counted from it, so the
     /// estimate errs early, never late. Where the server leaves out `scope`, the token's scope
@@ -623,14 +388,14 @@ impl TokenRequest {
     ///
     /// This is the one way to parse a token response: [`TokenFetch::handle_response`] and
     /// [`TokenCache::handle_response`] call it, so they cannot disagree with it. The client's
-    /// [`ResponseRules`] say which provider deviations it tolerates.
+    /// [`ResponseRules`](crate::fetch::ResponseRules) say which provider deviations it tolerates.
     ///
     /// [`TokenFetch::handle_response`]: crate::fetch::TokenFetch::handle_response
     /// [`TokenCache::handle_response`]: crate::cache::TokenCache::handle_response
     ///
     /// # Errors
     ///
-    /// - [`Error::BodyTooLarge`] if the body exceeds [`max_body_len`](ResponseRules::max_body_len);
+    /// - [`Error::BodyTooLarge`] if the body exceeds [`max_body_len`](crate::fetch::ResponseRules::max_body_len);
     /// - [`Error::Redirect`] for a 3xx;
     /// - [`Error::OAuth`] for a JSON (or form) body with an `error` member, whatever the status
     ///   (§5.2; GitHub and Slack send errors with 200);
@@ -644,13 +409,13 @@ impl TokenRequest {
         response: &http::Response<impl AsRef<[u8]>>,
         sent_at: SystemTime,
     ) -> Result<Token, Error> {
+        let scope = self.0.grant.scope();
         let token = self
             .0
             .client
-            .0
-            .rules
-            .parse_for(response, sent_at, self.0.scope.as_ref())?;
-        Ok(match &self.0.scope {
+            .response_rules()
+            .parse_for(response, sent_at, scope)?;
+        Ok(match scope {
             Some(requested) => token.with_default_scope(requested),
             None => token,
         })
@@ -665,18 +430,18 @@ impl TokenRequest {
     /// The requested scopes, space-separated, as given.
     #[must_use]
     pub fn scope(&self) -> Option<&str> {
-        self.0.scope.as_deref()
+        self.0.grant.scope().map(|scope| &**scope)
     }
 
     /// The requested audience.
     #[must_use]
     pub fn audience(&self) -> Option<&str> {
-        self.0.audience.as_deref()
+        self.0.grant.audience()
     }
 
     /// The requested resources (RFC 8707).
     pub fn resources(&self) -> impl Iterator<Item = &str> {
-        self.0.resources.iter().map(|r| &**r)
+        self.0.grant.resources().iter().map(|r| &**r)
     }
 
     /// The extra parameters, in order.
@@ -687,11 +452,16 @@ impl TokenRequest {
 
 impl TokenRequest {
     /// Hands each field of the request's cache identity (what `Eq` and `Hash` compare: token
-    /// URL, client id, authentication method, credential, certificate, DPoP key, scopes in
-    /// sorted order, audience, resources, extra parameters) to `field` as a tag and its bytes,
-    /// in a fixed order: the input of the shared cache's key digest, which must be the same in
-    /// every process. A list gives one call per element, so the calls alone tell every identity
-    /// apart. The credential's bytes may be a secret: the digest must be keyed.
+    /// URL, client id, authentication method, credential, certificate, DPoP key, the grant's
+    /// fields (for client credentials: scopes in sorted order, audience, resources), extra
+    /// parameters) to `field` as a tag and its bytes, in a fixed order: the input of the shared
+    /// cache's key digest, which must be the same in every process. A list gives one call per
+    /// element, so the calls alone tell every identity apart. The credential's bytes may be a
+    /// secret: the digest must be keyed.
+    ///
+    /// A grant other than client credentials hands its `grant_type` before its fields; client
+    /// credentials hands none, so that the digests fleets stored before there were other grants
+    /// stay the same.
     ///
     /// Returns `false`, having handed nothing, when the credential has no identity another
     /// process could compute (an unnamed assertion source, a signer without a public key), or
@@ -699,40 +469,14 @@ impl TokenRequest {
     #[cfg(feature = "shared-cache")]
     #[must_use]
     pub(crate) fn identity_fields(&self, mut field: impl FnMut(&str, &[u8])) -> bool {
-        let client = &self.0.client.0;
-        let Some((credential_kind, credential)) = client.credential.shareable() else {
-            return false;
-        };
-        let mtls = matches!(
-            client.method,
-            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
-        );
-        if mtls && client.certificate.is_none() {
+        if !self.0.client.identity_fields(&mut field) {
             return false;
         }
-        field(
-            "token_url",
-            client.token_url.as_uri().to_string().as_bytes(),
-        );
-        field("client_id", client.client_id.as_bytes());
-        field("auth_method", client.method.as_str().as_bytes());
-        field("credential_kind", credential_kind.as_bytes());
-        field("credential", credential);
-        if let Some(certificate) = &client.certificate {
-            field("certificate", certificate);
+        let grant_type = self.0.grant.grant_type();
+        if grant_type != ClientCredentialsGrant::GRANT_TYPE {
+            field(GRANT_TYPE, grant_type.as_bytes());
         }
-        if let Some(thumbprint) = client.dpop_thumbprint() {
-            field("dpop_jkt", thumbprint.as_bytes());
-        }
-        for scope in &self.0.scope_set {
-            field("scope", scope.as_bytes());
-        }
-        if let Some(audience) = &self.0.audience {
-            field("audience", audience.as_bytes());
-        }
-        for resource in &self.0.resources {
-            field("resource", resource.as_bytes());
-        }
+        self.0.grant.identity(&mut field);
         for (name, value) in &self.0.params {
             field("param_name", name.as_bytes());
             field("param_value", value.as_bytes());
@@ -761,20 +505,22 @@ impl fmt::Debug for TokenRequest {
         let param_names: Vec<&str> = self.0.params.iter().map(|(k, _)| &**k).collect();
         f.debug_struct("TokenRequest")
             .field("client", &self.0.client)
-            .field("scope", &self.0.scope)
-            .field("audience", &self.0.audience)
-            .field("resources", &self.0.resources)
+            .field("grant_type", &self.0.grant.grant_type())
+            .field("scope", &self.scope())
+            .field("audience", &self.audience())
+            .field("resources", &self.0.grant.resources())
             .field("param_names", &param_names)
             .finish()
     }
 }
 
-/// A request (client `client` with secret `secret` at `https://idp.example.com/token`, scopes
 /// `a b`, audience `x`), then one for each field of the cache key changed alone: no two may
 /// share a token. Shared by the key's tests and the cache's.
 #[cfg(test)]
 pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
+    use crate::client_auth::ClientAuth;
     use crate::secret::ClientAssertion;
+    use crate::secret::ClientSecret;
     use crate::test_support::{token_url as idp, url};
     let secret = || ClientSecret::new("secret");
     let with_base_params =
@@ -820,7 +566,9 @@ pub(crate) fn requests_differing_in_each_key_field() -> Vec<TokenRequest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_auth::ClientAuth;
     use crate::secret::ClientAssertion;
+    use crate::secret::ClientSecret;
     use crate::test_support::{client, token_url};
 
     fn body(request: &TokenRequest) -> String {
@@ -1005,8 +753,6 @@ mod tests {
     }
 
     #[test]
-    // The client's DPoP nonce store is a mutex, but neither `Hash` nor `Eq` reads it.
-    #[allow(clippy::mutable_key_type)]
     fn assertion_sources_share_a_key_only_when_the_same_or_named_the_same() {
         use crate::client_auth::assertion::AssertionSource;
         use std::collections::HashSet;
@@ -1037,8 +783,6 @@ mod tests {
     }
 
     #[test]
-    // The client's DPoP nonce store is a mutex, but neither `Hash` nor `Eq` reads it.
-    #[allow(clippy::mutable_key_type)]
     fn equal_requests_share_a_key_and_differing_ones_do_not() {
         use std::collections::HashSet;
         let base = || client().token_request().scope("a b").audience("x");

@@ -7,8 +7,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::client::ClientCredentials;
 use crate::endpoint::TokenUrl;
-use crate::request::{ClientCredentials, TokenRequest};
+use crate::request::TokenRequest;
 use crate::secret::ClientSecret;
 
 /// The token URL of [`token_url`] and [`client`].

@@ -10,13 +10,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::attempt::DpopNonces;
 use crate::clock::{is_refusal_about_time, shift_by_correction};
 use crate::error::Error;
 use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
 use crate::secret::ClientAssertion;
 use crate::secret::RequestBody;
+use crate::session::Session;
 use crate::token::Token;
 
 /// What to do after a response, as [`TokenFetch::handle_response`] says.
@@ -38,20 +38,21 @@ pub enum FetchStep {
 ///
 /// For every attempt, [`http_request`](Self::http_request) builds the request from the time and
 /// 32 fresh random bytes you pass in, with the server's latest DPoP nonce from the
-/// client's [`DpopNonces`] store, so a JWT client signs a new assertion and a DPoP client a new proof
+/// [`Session`]'s store, so a JWT client signs a new assertion and a DPoP client a new proof
 /// every time. [`handle_response`](Self::handle_response) remembers the nonce the response
 /// brings and the server's clock its `Date` shows ([`ServerClock`](crate::fetch::ServerClock)),
 /// parses it, and says whether to send once more: for `use_dpop_nonce`, once, and for a
 /// refusal of the attempt's time whose `Date` corrects it, once
 /// ([`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS) in all). Each attempt's JWTs are signed at the
-/// server's time (the time passed in, corrected by the client's
-/// [`server_clock`](crate::ClientCredentials::server_clock)); the token's expiry is counted
-/// from the caller's time of the attempt that got it.
+/// server's time (the time passed in, corrected by the session's
+/// [`server_clock`](Session::server_clock)); the token's expiry is counted from the caller's
+/// time of the attempt that got it. The session is yours: keep one per client across
+/// exchanges, so that the next starts with what this one learnt.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
-/// use client_credentials::fetch::{FetchStep, TokenFetch};
+/// use client_credentials::fetch::{FetchStep, Session, TokenFetch};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = ClientCredentials::new(
@@ -67,7 +68,8 @@ pub enum FetchStep {
 /// #         .body(r#"{"access_token":"eyJ...","token_type":"Bearer","expires_in":3600}"#)
 /// # };
 ///
-/// let mut exchange = TokenFetch::new(&request); // the client's DPoP nonces
+/// let session = Session::new(); // kept for the client's next exchanges
+/// let mut exchange = TokenFetch::new(&request, &session);
 /// let token = loop {
 ///     # let (now, entropy) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), [7; 32]);
 ///     // let now = SystemTime::now();
@@ -87,7 +89,7 @@ pub enum FetchStep {
 #[must_use = "an exchange does nothing until its request is built and sent"]
 pub struct TokenFetch<'a> {
     request: &'a TokenRequest,
-    nonces: &'a DpopNonces,
+    session: &'a Session,
     /// When the attempt awaiting its response was made, by the caller's clock.
     sent_at: Option<SystemTime>,
     /// The server-clock correction that attempt was built with, in milliseconds.
@@ -102,13 +104,13 @@ impl<'a> TokenFetch<'a> {
     /// one on the server's time after a refusal of the attempt's.
     pub const MAX_ATTEMPTS: u8 = 3;
 
-    /// An exchange for `request`, taking and keeping DPoP nonces in its client's store
-    /// ([`ClientCredentials::dpop_nonces`](crate::ClientCredentials::dpop_nonces)), so that
-    /// later requests of the same client start with the server's nonce.
-    pub fn new(request: &'a TokenRequest) -> Self {
+    /// An exchange for `request` in `session`: it takes the DPoP nonces and the server's clock
+    /// from the session and keeps what the responses teach it there, so that later exchanges in
+    /// the same session start with the server's nonce and on its time.
+    pub fn new(request: &'a TokenRequest, session: &'a Session) -> Self {
         Self {
             request,
-            nonces: request.client().dpop_nonces(),
+            session,
             sent_at: None,
             correction: 0,
             attempts: 0,
@@ -168,8 +170,8 @@ impl<'a> TokenFetch<'a> {
             [0; 32]
         };
         // The JWTs are on the server's time; the token's lifetime counts from the caller's.
-        let correction = self.request.client().server_clock().correction_millis();
-        let attempt = self.nonces.attempt(
+        let correction = self.session.server_clock().correction_millis();
+        let attempt = self.session.dpop_nonces().attempt(
             self.request.client().token_url().as_uri(),
             shift_by_correction(now, correction),
             entropy,
@@ -204,11 +206,11 @@ impl<'a> TokenFetch<'a> {
             .sent_at
             .take()
             .ok_or(Error::NoAttemptAwaitingResponse)?;
-        self.nonces.observe(
+        self.session.dpop_nonces().observe(
             self.request.client().token_url().as_uri(),
             response.headers(),
         );
-        let clock = self.request.client().server_clock();
+        let clock = self.session.server_clock();
         clock.observe(sent_at, response.headers());
         match self.request.parse_response(response, sent_at) {
             Ok(token) => Ok(FetchStep::Done(token)),
@@ -241,6 +243,12 @@ impl<'a> TokenFetch<'a> {
     pub fn request(&self) -> &'a TokenRequest {
         self.request
     }
+
+    /// The session the exchange runs in.
+    #[must_use]
+    pub fn session(&self) -> &'a Session {
+        self.session
+    }
 }
 
 /// What the core may not read itself, handed to [`fetch_token`]: the wall clock and a
@@ -251,7 +259,7 @@ impl<'a> TokenFetch<'a> {
 /// without that feature, or to fix time and randomness in a test.
 pub trait Environment {
     /// The time of an attempt, read once per attempt, just before it is built and sent: the
-    /// token's [`sent_at`](Token::sent_at), and, corrected by the client's
+    /// token's [`sent_at`](Token::sent_at), and, corrected by the session's
     /// [`ServerClock`](crate::fetch::ServerClock), its JWTs' `iat`.
     fn now(&self) -> SystemTime;
 
@@ -289,10 +297,12 @@ pub trait Transport {
     ) -> impl Future<Output = Result<http::Response<Bytes>, Error>> + Send;
 }
 
-/// Fetches a token for `request` over `transport`: the one attempt loop of this crate.
+/// Fetches a token for `request` over `transport`, in `session`: the one attempt loop of this
+/// crate.
 ///
-/// Each attempt is built at [`Environment::now`] with [`Environment::entropy`] and the client's
-/// latest DPoP nonce, sent by [`Transport::send`] with the client's
+/// Each attempt is built at [`Environment::now`] with [`Environment::entropy`] and the
+/// session's latest DPoP nonce, on the server's time as the session knows it, sent by
+/// [`Transport::send`] with the client's
 /// [`max_body_len`](crate::fetch::ResponseRules::max_body_len), and its response handed to
 /// [`TokenFetch::handle_response`]; a server's `use_dpop_nonce` is answered by one more
 /// attempt, and so is a refusal of the attempt's time with a `Date` that corrects it, no more.
@@ -308,12 +318,13 @@ pub trait Transport {
 pub async fn fetch_token(
     transport: &impl Transport,
     request: &TokenRequest,
+    session: &Session,
     environment: &impl Environment,
 ) -> Result<Token, Error> {
     observe::fetch(
         request,
         || environment.now(),
-        attempt_loop(transport, request, environment),
+        attempt_loop(transport, request, session, environment),
     )
     .await
 }
@@ -322,10 +333,11 @@ pub async fn fetch_token(
 async fn attempt_loop(
     transport: &impl Transport,
     request: &TokenRequest,
+    session: &Session,
     environment: &impl Environment,
 ) -> (Result<Token, Error>, FetchRecord) {
     let limit = request.client().response_rules().max_body_len();
-    let mut exchange = TokenFetch::new(request);
+    let mut exchange = TokenFetch::new(request, session);
     let mut record = FetchRecord::default();
     let result = loop {
         let now = environment.now();
@@ -361,8 +373,8 @@ async fn attempt_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClientCredentials;
     use crate::error::oauth::ErrorCode;
-    use crate::request::ClientCredentials;
     use crate::test_support::{at, request, url};
 
     fn use_dpop_nonce(nonce: &str) -> http::Response<&'static str> {
@@ -402,7 +414,8 @@ mod tests {
     #[test]
     fn entropy_is_read_only_for_an_attempt_that_signs() {
         let request = request();
-        let mut exchange = TokenFetch::new(&request);
+        let session = Session::new();
+        let mut exchange = TokenFetch::new(&request, &session);
         exchange
             .http_request(at(1), || {
                 panic!("a client with a static secret signs nothing")
@@ -418,7 +431,7 @@ mod tests {
         .token_request()
         .build()
         .unwrap();
-        let mut exchange = TokenFetch::new(&jwt);
+        let mut exchange = TokenFetch::new(&jwt, &session);
         let mut read = false;
         exchange
             .http_request(at(1), || {
@@ -432,8 +445,9 @@ mod tests {
     #[test]
     fn a_token_on_the_first_attempt_is_done_and_counts_from_its_time() {
         let request = request();
-        let nonces = request.client().dpop_nonces();
-        let mut exchange = TokenFetch::new(&request);
+        let session = Session::new();
+        let nonces = session.dpop_nonces();
+        let mut exchange = TokenFetch::new(&request, &session);
         let http = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert_eq!(http.uri(), "https://as.example.com/token");
         match exchange.handle_response(&token(Some("n-0"))).unwrap() {
@@ -452,9 +466,10 @@ mod tests {
     #[test]
     fn use_dpop_nonce_is_retried_once_with_the_nonce_rfc9449_8() {
         let request = request();
-        let nonces = request.client().dpop_nonces();
+        let session = Session::new();
+        let nonces = session.dpop_nonces();
         let uri = request.client().token_url().as_uri();
-        let mut exchange = TokenFetch::new(&request);
+        let mut exchange = TokenFetch::new(&request, &session);
         let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         assert!(matches!(
             exchange.handle_response(&use_dpop_nonce("n-1")).unwrap(),
@@ -470,7 +485,7 @@ mod tests {
         assert_eq!(nonces.get(uri).as_deref(), Some("n-2"), "the newest nonce");
 
         // The retry's token counts from the retry's time.
-        let mut exchange = TokenFetch::new(&request);
+        let mut exchange = TokenFetch::new(&request, &session);
         let _ = exchange.http_request(at(200), || Ok([3; 32])).unwrap();
         let _ = exchange.handle_response(&use_dpop_nonce("n-3")).unwrap();
         let _ = exchange.http_request(at(205), || Ok([4; 32])).unwrap();
@@ -483,7 +498,8 @@ mod tests {
     #[test]
     fn other_errors_are_not_retried() {
         let request = request();
-        let mut exchange = TokenFetch::new(&request);
+        let session = Session::new();
+        let mut exchange = TokenFetch::new(&request, &session);
         let _ = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
         let refused = http::Response::builder()
             .status(400)
@@ -504,7 +520,8 @@ mod tests {
     #[test]
     fn a_response_without_an_attempt_is_a_typed_error() {
         let request = request();
-        let mut exchange = TokenFetch::new(&request);
+        let session = Session::new();
+        let mut exchange = TokenFetch::new(&request, &session);
         let error = exchange.handle_response(&token(None)).unwrap_err();
         assert!(matches!(error, Error::NoAttemptAwaitingResponse), "{error}");
         let _ = exchange.http_request(at(1), || Ok([0; 32])).unwrap();
@@ -562,8 +579,9 @@ mod tests {
     #[test]
     fn a_refusal_of_the_time_is_retried_once_on_the_servers_time() {
         let request = jwt_request();
-        let clock = request.client().server_clock();
-        let mut exchange = TokenFetch::new(&request);
+        let session = Session::new();
+        let clock = session.server_clock();
+        let mut exchange = TokenFetch::new(&request, &session);
         let first = exchange.http_request(at(1_000), || Ok([1; 32])).unwrap();
         assert_eq!(assertion_iat(&first), 1_000);
         let expired = refused_in_time("the client assertion expired at 1060", Some(1_600));
@@ -585,7 +603,7 @@ mod tests {
         let _ = third;
 
         // A later exchange of the same client starts on the server's time.
-        let mut later = TokenFetch::new(&request);
+        let mut later = TokenFetch::new(&request, &session);
         let next = later.http_request(at(2_000), || Ok([4; 32])).unwrap();
         assert!(assertion_iat(&next) > 2_000);
     }
@@ -593,7 +611,8 @@ mod tests {
     #[test]
     fn a_refusal_of_the_time_without_a_correcting_date_is_not_retried() {
         let request = jwt_request();
-        let mut exchange = TokenFetch::new(&request);
+        let session = Session::new();
+        let mut exchange = TokenFetch::new(&request, &session);
         let _ = exchange.http_request(at(1_000), || Ok([1; 32])).unwrap();
         let undated = refused_in_time("jwt expired", None);
         assert!(
@@ -610,7 +629,7 @@ mod tests {
         let other = refused_in_time("client authentication failed", Some(1_600));
         assert!(exchange.handle_response(&other).is_err(), "not about time");
         assert_eq!(
-            request.client().server_clock().offset_millis(),
+            session.server_clock().offset_millis(),
             Some(0),
             "an unrelated refusal's Date is one sample among others"
         );
@@ -673,8 +692,9 @@ mod tests {
     #[test]
     fn the_loop_retries_use_dpop_nonce_once_over_any_transport() {
         let request = request();
+        let session = Session::new();
         let transport = Scripted::new(vec![use_dpop_nonce("n-1"), token(None)]);
-        let issued = ready(fetch_token(&transport, &request, &transport)).unwrap();
+        let issued = ready(fetch_token(&transport, &request, &session, &transport)).unwrap();
         assert_eq!(issued.sent_at(), at(500), "the environment's clock");
         assert_eq!(
             transport
@@ -689,22 +709,24 @@ mod tests {
             use_dpop_nonce("n-3"),
             token(None),
         ]);
-        let error = ready(fetch_token(&transport, &request, &transport)).unwrap_err();
+        let error = ready(fetch_token(&transport, &request, &session, &transport)).unwrap_err();
         assert_eq!(error.oauth().unwrap().code(), &ErrorCode::UseDpopNonce);
         assert_eq!(transport.responses.lock().unwrap().len(), 1, "two attempts");
     }
 
     #[test]
-    fn a_nonce_is_kept_by_the_client_that_was_sent_it() {
+    fn a_nonce_is_kept_by_the_session_that_was_sent_it() {
         let first = request();
+        let session = Session::new();
         let transport = Scripted::new(vec![token(Some("n-1"))]);
-        ready(fetch_token(&transport, &first, &transport)).unwrap();
+        ready(fetch_token(&transport, &first, &session, &transport)).unwrap();
         let uri = first.client().token_url().as_uri();
         let clone = first.client().clone().token_request().build().unwrap();
+        let shared = session.clone();
         assert_eq!(
-            clone.client().dpop_nonces().get(uri).as_deref(),
+            shared.dpop_nonces().get(uri).as_deref(),
             Some("n-1"),
-            "shared by the client's clones and requests"
+            "shared by the session's clones, whichever request of the client it was"
         );
         let with_date = http::Response::builder()
             .status(200)
@@ -718,18 +740,15 @@ mod tests {
             .lock()
             .unwrap()
             .push(with_date.map(|body: &'static str| Bytes::from_static(body.as_bytes())));
-        ready(fetch_token(&transport, &clone, &transport)).unwrap();
+        ready(fetch_token(&transport, &clone, &shared, &transport)).unwrap();
         assert_eq!(
-            first.client().server_clock().offset_millis(),
+            session.server_clock().offset_millis(),
             Some(300_000),
-            "the server clock too: learnt by a clone's request, known to the original"
+            "the server clock too: learnt in a clone of the session, known to the original"
         );
-        let other = request(); // another client of the same server
-        assert_eq!(
-            other.client().dpop_nonces().get(uri),
-            None,
-            "no other client's"
-        );
-        assert_eq!(other.client().server_clock().offset_millis(), None);
+        let other = Session::new(); // another session, for the same server
+        assert_eq!(other.dpop_nonces().get(uri), None, "no other session's");
+        assert_eq!(other.server_clock().offset_millis(), None);
+        assert_eq!(first, clone, "the session is no part of the request's key");
     }
 }

@@ -406,9 +406,9 @@ mod tests {
     #[test]
     fn a_request_carries_the_assertion_it_is_given_and_refuses_to_go_without() {
         use crate::attempt::Attempt;
+        use crate::client::ClientCredentials;
         use crate::client_auth::ClientAuth;
         use crate::endpoint::TokenUrl;
-        use crate::request::ClientCredentials;
         let source = AssertionSource::from_fn(|| async { Ok(ClientAssertion::new("unused")) });
         let client = ClientCredentials::with_auth(
             TokenUrl::new("https://as.example.com/token").unwrap(),

@@ -303,8 +303,8 @@ mod tests {
 
     #[test]
     fn token_request_attempt_carries_a_proof_with_the_nonce_rfc9449_5() {
+        use crate::client::ClientCredentials;
         use crate::endpoint::TokenUrl;
-        use crate::request::ClientCredentials;
         use crate::secret::ClientSecret;
         let (key, public) = es256();
         let token_url = TokenUrl::new("https://server.example.com/token?tenant=a").unwrap();

@@ -712,8 +712,8 @@ mod tests {
 
     #[test]
     fn token_request_carries_a_fresh_assertion_per_attempt() {
+        use crate::client::ClientCredentials;
         use crate::client_auth::ClientAuth;
-        use crate::request::ClientCredentials;
         let jwt = JwtAuth::new(Fixed(JwsAlgorithm::Es256, None));
         let client =
             ClientCredentials::with_auth(url(TOKEN_URL), "c 1", ClientAuth::Jwt(jwt)).unwrap();
@@ -755,7 +755,7 @@ mod tests {
 
     #[test]
     fn static_auth_is_the_same_with_or_without_an_attempt() {
-        let client = crate::request::ClientCredentials::new(
+        let client = crate::client::ClientCredentials::new(
             url(TOKEN_URL),
             "c",
             crate::secret::ClientSecret::new("s"),

@@ -146,10 +146,19 @@ pub(crate) struct EncodedAuth {
     pub(crate) header: Option<HeaderValue>,
     /// Form pairs for the body, in order.
     pub(crate) body_pairs: Vec<(&'static str, Box<str>)>,
-    /// The signer of a fresh assertion per attempt, sent after the other pairs.
-    pub(crate) jwt: Option<JwtAuth>,
-    /// Where each attempt's assertion comes from, sent after the other pairs.
-    pub(crate) source: Option<AssertionSource>,
+    /// The assertion made afresh for every attempt, if there is one: one kind or the other,
+    /// never both.
+    pub(crate) per_attempt: Option<PerAttempt>,
+}
+
+/// Where an attempt's client assertion comes from, when the client sends a new one every time:
+/// sent after the other body pairs.
+#[derive(Clone)]
+pub(crate) enum PerAttempt {
+    /// Signed for the attempt, at its time, with its entropy.
+    Jwt(JwtAuth),
+    /// Asked of the source before the attempt, by the loop that drives it.
+    Source(AssertionSource),
 }
 
 impl EncodedAuth {
@@ -158,8 +167,7 @@ impl EncodedAuth {
             Ok(Self {
                 header: None,
                 body_pairs: pairs,
-                jwt: None,
-                source: None,
+                per_attempt: None,
             })
         };
         match auth {
@@ -198,8 +206,7 @@ impl EncodedAuth {
                         ClientAuth::JWT_BEARER_ASSERTION_TYPE.into(),
                     ),
                 ],
-                jwt: Some(jwt.clone()),
-                source: None,
+                per_attempt: Some(PerAttempt::Jwt(jwt.clone())),
             }),
             ClientAuth::Source(source) => Ok(Self {
                 header: None,
@@ -210,8 +217,7 @@ impl EncodedAuth {
                         ClientAuth::JWT_BEARER_ASSERTION_TYPE.into(),
                     ),
                 ],
-                jwt: None,
-                source: Some(source.clone()),
+                per_attempt: Some(PerAttempt::Source(source.clone())),
             }),
         }
     }
@@ -233,8 +239,7 @@ impl EncodedAuth {
         Self {
             header: Some(header),
             body_pairs: Vec::new(),
-            jwt: None,
-            source: None,
+            per_attempt: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::client::ClientCredentials;
 use crate::client_auth::ClientAuth;
 use crate::client_auth::method::AuthMethod;
 use crate::discovery::issuer::Issuer;
@@ -15,7 +16,6 @@ use crate::endpoint::TokenUrl;
 use crate::error::Error;
 use crate::error::discovery::DiscoveryError;
 use crate::error::problem::ResponseProblem;
-use crate::request::ClientCredentials;
 use crate::sanitize::{self, MAX_SERVER_TEXT_LEN};
 
 /// An authorization server's metadata (RFC 8414 §2; OpenID Connect Discovery §3), checked

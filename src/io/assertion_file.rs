@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::client::ClientCredentials;
 use crate::client_auth::ClientAuth;
 use crate::client_auth::assertion::{
     AssertionFuture, AssertionProvider, AssertionSource, FileStamp, HeldAssertion,
@@ -18,7 +19,6 @@ use crate::client_auth::assertion::{
 use crate::endpoint::TokenUrl;
 use crate::error::Error;
 use crate::error::assertion::AssertionError;
-use crate::request::ClientCredentials;
 use crate::secret::ClientAssertion;
 
 /// A client assertion in a file that its platform rotates: the kubelet rewrites a projected

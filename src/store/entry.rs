@@ -318,8 +318,8 @@ impl std::error::Error for FleetFailure {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClientCredentials;
     use crate::endpoint::TokenUrl;
-    use crate::request::ClientCredentials;
     use crate::secret::ClientSecret;
 
     fn key(scope: &str) -> StoreKey {

@@ -96,10 +96,11 @@ impl fmt::Debug for StoreKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClientCredentials;
     use crate::client_auth::ClientAuth;
     use crate::client_auth::assertion::AssertionSource;
     use crate::endpoint::TokenUrl;
-    use crate::request::{ClientCredentials, requests_differing_in_each_key_field};
+    use crate::request::requests_differing_in_each_key_field;
     use crate::secret::{ClientAssertion, ClientSecret};
 
     fn fleet_key() -> StoreEncryptionKey {

@@ -15,10 +15,10 @@ use super::resource_tests::exchange;
 use super::server::TestServer;
 use super::trust::JwksError;
 use crate::attempt::Attempt;
+use crate::client::ClientCredentials;
 use crate::client_auth::ClientAuth;
 use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
 use crate::client_auth::key::PrivateKey;
-use crate::request::ClientCredentials;
 
 const ISSUER: &str = "https://oidc.prod-aks.azure.com/tenant-1/";
 const SUBJECT: &str = "system:serviceaccount:billing:worker";

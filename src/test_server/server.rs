@@ -20,8 +20,8 @@ use super::faults::Fault;
 use super::resource::AccessState;
 use super::tokens::SkewedClock;
 use super::trust::{JwksError, TrustedIssuer};
+use crate::client::ClientCredentials;
 use crate::endpoint::TokenUrl;
-use crate::request::ClientCredentials;
 use crate::secret::{AccessToken, ClientSecret};
 
 /// Configures a [`TestServer`] before starting it.

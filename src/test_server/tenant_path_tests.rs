@@ -13,12 +13,13 @@ use super::endpoint::is_token_path;
 use super::resource_tests::exchange;
 use super::server::TestServer;
 use crate::attempt::Attempt;
+use crate::client::ClientCredentials;
 use crate::client_auth::ClientAuth;
 use crate::client_auth::dpop::DpopKey;
 use crate::client_auth::jwt::{JwsAlgorithm, JwtAuth};
 use crate::client_auth::key::PrivateKey;
 use crate::endpoint::TokenUrl;
-use crate::request::{ClientCredentials, TokenRequest};
+use crate::request::TokenRequest;
 use crate::secret::ClientSecret;
 
 const TENANT_PATH: &str = "/tenant-1/oauth2/v2.0/token";

@@ -13,8 +13,8 @@ use http::header::{
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::client::ClientCredentials;
 use crate::client_auth::method::AuthMethod;
-use crate::request::ClientCredentials;
 use crate::secret::ClientSecret;
 
 use super::body::*;

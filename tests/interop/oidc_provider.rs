@@ -56,7 +56,7 @@ use client_credentials::auth::{
 use client_credentials::discovery::{AuthMaterial, Issuer, MetadataRequest, ServerMetadata};
 use client_credentials::dpop::DpopKey;
 use client_credentials::error::{AssertionError, DiscoveryError, ErrorCode};
-use client_credentials::fetch::{FetchStep, RequestBody, ResponseRules, TokenFetch};
+use client_credentials::fetch::{FetchStep, RequestBody, ResponseRules, Session, TokenFetch};
 use client_credentials::http::{self, HeaderValue, StatusCode, header};
 use client_credentials::token::TokenType;
 use client_credentials::{
@@ -297,7 +297,7 @@ fn core_request(request: &TokenRequest) -> http::Request<Bytes> {
 /// Sends `request` one way and parses the response.
 async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
     match way {
-        // The client's own store, as every adapter's.
+        // A session of its own, as every adapter's one-shot fetch.
         Way::Core => fetch_core(request).await,
         Way::Adapter(name) => Adapter::named(name).fetch(request).await,
     }
@@ -305,7 +305,8 @@ async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
 
 /// The core's exchange, sent with this file's own HTTP client: what an adapter does.
 async fn fetch_core(request: &TokenRequest) -> Result<Token, Error> {
-    let mut exchange = TokenFetch::new(request);
+    let session = Session::new();
+    let mut exchange = TokenFetch::new(request, &session);
     loop {
         let now = now();
         let http_request = match request.assertion_source() {
@@ -1458,9 +1459,13 @@ fn cli_discovers_the_issuer_and_signs_with_a_private_key_from_a_file() {
 // ---------------------------------------------------------------------------------------------
 // Clock skew: a client whose clock is ten minutes off oidc-provider's.
 
-/// The core's exchange at a client clock `skew` seconds off the real time.
-async fn fetch_core_skewed(request: &TokenRequest, skew: i64) -> Result<Token, Error> {
-    let mut exchange = TokenFetch::new(request);
+/// The core's exchange in `session` at a client clock `skew` seconds off the real time.
+async fn fetch_core_skewed(
+    request: &TokenRequest,
+    session: &Session,
+    skew: i64,
+) -> Result<Token, Error> {
+    let mut exchange = TokenFetch::new(request, session);
     loop {
         let off = Duration::from_secs(skew.unsigned_abs());
         let at = if skew >= 0 { now() + off } else { now() - off };
@@ -1492,8 +1497,8 @@ async fn a_skewed_client_learns_oidc_providers_clock_from_its_date() {
         .build()
         .unwrap_or_else(|e| panic!("skew {skew}: {e}"))
     };
-    let learnt = |request: &TokenRequest, skew: i64| {
-        let offset = request.client().server_clock().offset_millis();
+    let learnt = |session: &Session, skew: i64| {
+        let offset = session.server_clock().offset_millis();
         let offset = offset.expect("oidc-provider sends Date");
         assert!(
             (offset / 1000).abs_diff(-skew) <= 2,
@@ -1501,24 +1506,24 @@ async fn a_skewed_client_learns_oidc_providers_clock_from_its_date() {
         );
     };
 
-    let slow = client(-600);
-    let error = fetch_core_skewed(&slow, -600).await.unwrap_err();
+    let (slow, session) = (client(-600), Session::new());
+    let error = fetch_core_skewed(&slow, &session, -600).await.unwrap_err();
     let oauth = error.oauth().expect("an OAuth refusal");
     assert_eq!(oauth.code(), &ErrorCode::InvalidClient);
     assert_eq!(oauth.description(), Some("client authentication failed"));
     assert!(!client_credentials::fetch::is_refusal_about_time(&error));
-    learnt(&slow, -600);
-    let token = fetch_core_skewed(&slow, -600)
+    learnt(&session, -600);
+    let token = fetch_core_skewed(&slow, &session, -600)
         .await
         .expect("on the server's time");
     assert_eq!(token.token_type(), &TokenType::Bearer);
 
-    let fast = client(600);
-    fetch_core_skewed(&fast, 600)
+    let (fast, session) = (client(600), Session::new());
+    fetch_core_skewed(&fast, &session, 600)
         .await
         .expect("a future iat is accepted");
-    learnt(&fast, 600);
-    fetch_core_skewed(&fast, 600)
+    learnt(&session, 600);
+    fetch_core_skewed(&fast, &session, 600)
         .await
         .expect("on the server's time");
 }

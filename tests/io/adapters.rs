@@ -15,7 +15,7 @@ use client_credentials::auth::{ClientAuth, JwsAlgorithm, JwtAuth, PrivateKey};
 use client_credentials::discovery::{Issuer, MetadataRequest};
 use client_credentials::dpop::DpopKey;
 use client_credentials::error::{DiscoveryError, ErrorCode, TransportKind};
-use client_credentials::fetch::ResponseRules;
+use client_credentials::fetch::{ResponseRules, Session};
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
 use client_credentials::test_server::{Fault, TestServer};
@@ -766,16 +766,21 @@ async fn use_dpop_nonce_is_retried_once_and_the_nonce_remembered() {
             .token_request()
             .build()
             .unwrap();
+        // One session, a new HTTP client for every fetch: the nonce is the session's.
+        let session = Session::new();
         let token = Adapter::named(name)
-            .fetch(&request)
+            .fetch_in(&request, &session)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(token.token_type(), &TokenType::DPoP, "{name}");
         Adapter::named(name)
-            .fetch(&request)
+            .fetch_in(&request, &session)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let error = expect_err(name, Adapter::named(name).fetch(&request).await);
+        let error = expect_err(
+            name,
+            Adapter::named(name).fetch_in(&request, &session).await,
+        );
         assert_eq!(
             error.oauth().map(|e| e.code()),
             Some(&ErrorCode::UseDpopNonce),
@@ -787,8 +792,8 @@ async fn use_dpop_nonce_is_retried_once_and_the_nonce_remembered() {
         assert_eq!(received.len(), 5, "{name}: the script ran out");
         let claims: Vec<Value> = received.iter().map(dpop_claims).collect();
         let nonces: Vec<&Value> = claims.iter().map(|c| &c["nonce"]).collect();
-        // The first proof's nonce is whatever the process knew of this address: none, unless
-        // an earlier server of the process had the same port.
+        // The first proof has no nonce: the session is new.
+        assert!(nonces[0].is_null(), "{name}: {}", nonces[0]);
         assert_eq!(nonces[1..], ["n-1", "n-2", "n-2", "n-3"], "{name}");
         let jtis: std::collections::HashSet<&str> =
             claims.iter().map(|c| c["jti"].as_str().unwrap()).collect();

@@ -80,7 +80,8 @@ async fn a_dpop_bound_token_from_every_adapter_opens_the_resource() {
         }
     }
     // For each key, the first exchange gets `use_dpop_nonce`, then the token; the other two
-    // adapters' exchanges of the same `ClientCredentials` know the nonce and send one request.
+    // adapters' exchanges, in the same session (`fetch_all`'s), know the nonce and send one
+    // request.
     assert_eq!(server.token_requests(), 2 * (2 + 1 + 1));
     assert_eq!(server.resource_requests(), 12);
 }

@@ -12,7 +12,7 @@ use client_credentials::auth::{
     ClientAssertion, ClientAuth, JwsAlgorithm, JwsSigner, JwtAuth, PrivateKey,
 };
 use client_credentials::dpop::DpopKey;
-use client_credentials::fetch::is_refusal_about_time;
+use client_credentials::fetch::{Session, is_refusal_about_time};
 use client_credentials::test_server::{FederatedCredential, TestClient, TestServer};
 use client_credentials::token::TokenType;
 use client_credentials::{ClientCredentials, TokenRequest};
@@ -59,8 +59,9 @@ async fn every_adapter_recovers_from_the_first_refusal_of_a_skewed_server() {
             for adapter in Adapter::all(None) {
                 let name = adapter.name();
                 let (server, request) = skewed(skew, dpop);
+                let session = Session::new();
                 let token = adapter
-                    .fetch(&request)
+                    .fetch_in(&request, &session)
                     .await
                     .unwrap_or_else(|e| panic!("{name}, skew {skew}, dpop {dpop}: {e}"));
                 assert_eq!(token.scope(), Some("read"));
@@ -75,13 +76,13 @@ async fn every_adapter_recovers_from_the_first_refusal_of_a_skewed_server() {
                     2,
                     "{name}, skew {skew}: one refusal, one retry"
                 );
-                let offset = request.client().server_clock().offset_millis().unwrap();
+                let offset = session.server_clock().offset_millis().unwrap();
                 assert!(
                     (offset / 1000).abs_diff(skew) <= 2,
                     "{name}: the offset {offset} ms is the skew {skew} s"
                 );
-                // The client now knows the server's clock: no refusal the second time.
-                adapter.fetch(&request).await.unwrap();
+                // The session now knows the server's clock: no refusal the second time.
+                adapter.fetch_in(&request, &session).await.unwrap();
                 assert_eq!(
                     server.token_requests(),
                     3,

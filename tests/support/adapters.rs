@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use client_credentials::discovery::{MetadataRequest, ServerMetadata};
+use client_credentials::fetch::Session;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::{Error, Token, TokenRequest};
 use http_body_util::Full;
@@ -28,8 +29,13 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 /// A hyper client over any connector (plain TCP, or rustls presenting a client certificate),
 /// its connector's type erased so that one [`Adapter`] holds any of them.
 pub trait AnyHyper: Send + Sync {
-    /// `client_credentials::hyper::fetch_token` with this client.
-    fn fetch<'a>(&'a self, request: &'a TokenRequest, timeout: Duration) -> Boxed<'a, Token>;
+    /// `client_credentials::hyper::fetch_token_in` with this client.
+    fn fetch<'a>(
+        &'a self,
+        request: &'a TokenRequest,
+        session: &'a Session,
+        timeout: Duration,
+    ) -> Boxed<'a, Token>;
     /// `client_credentials::hyper::fetch_metadata` with this client.
     fn fetch_metadata<'a>(
         &'a self,
@@ -39,9 +45,14 @@ pub trait AnyHyper: Send + Sync {
 }
 
 impl<C: Connect + Clone + Send + Sync + 'static> AnyHyper for HyperClient<C, Full<Bytes>> {
-    fn fetch<'a>(&'a self, request: &'a TokenRequest, timeout: Duration) -> Boxed<'a, Token> {
-        Box::pin(client_credentials::hyper::fetch_token(
-            self, request, timeout,
+    fn fetch<'a>(
+        &'a self,
+        request: &'a TokenRequest,
+        session: &'a Session,
+        timeout: Duration,
+    ) -> Boxed<'a, Token> {
+        Box::pin(client_credentials::hyper::fetch_token_in(
+            self, request, session, timeout,
         ))
     }
 
@@ -125,14 +136,25 @@ impl Adapter {
         }
     }
 
-    /// Fetches a token for `request`.
+    /// Fetches a token for `request` in a session of its own, as the adapters' `fetch_token`.
     pub async fn fetch(&self, request: &TokenRequest) -> Result<Token, Error> {
+        self.fetch_in(request, &Session::new()).await
+    }
+
+    /// Fetches a token for `request` in `session`, by the adapters' `fetch_token_in`: what
+    /// one fetch learns of the server, the next in the session starts with.
+    pub async fn fetch_in(
+        &self,
+        request: &TokenRequest,
+        session: &Session,
+    ) -> Result<Token, Error> {
         match self {
             Self::Reqwest(client, timeout) => {
-                client_credentials::reqwest::fetch_token(client, request, *timeout).await
+                client_credentials::reqwest::fetch_token_in(client, request, session, *timeout)
+                    .await
             }
-            Self::Hyper(client, timeout) => client.fetch(request, *timeout).await,
-            Self::Blocking(timeout) => fetch_blocking(request, Some(*timeout)),
+            Self::Hyper(client, timeout) => client.fetch(request, session, *timeout).await,
+            Self::Blocking(timeout) => fetch_blocking_in(request, session, Some(*timeout)),
         }
     }
 
@@ -151,14 +173,16 @@ impl Adapter {
     }
 }
 
-/// Every adapter's result for `request`, by name.
+/// Every adapter's result for `request`, by name, one after the other in one session: what
+/// one adapter's fetch learns of the server (a DPoP nonce, its clock), the next starts with.
 pub async fn fetch_all(
     request: &TokenRequest,
     timeout: Option<Duration>,
 ) -> Vec<(&'static str, Result<Token, Error>)> {
+    let session = Session::new();
     let mut results = Vec::new();
     for adapter in Adapter::all(timeout) {
-        results.push((adapter.name(), adapter.fetch(request).await));
+        results.push((adapter.name(), adapter.fetch_in(request, &session).await));
     }
     results
 }
@@ -171,6 +195,23 @@ pub fn fetch_blocking(request: &TokenRequest, timeout: Option<Duration>) -> Resu
         client_credentials::reqwest::blocking::fetch_token(
             &client,
             request,
+            timeout.unwrap_or(TIMEOUT),
+        )
+    })
+}
+
+/// As [`fetch_blocking`], in `session`.
+pub fn fetch_blocking_in(
+    request: &TokenRequest,
+    session: &Session,
+    timeout: Option<Duration>,
+) -> Result<Token, Error> {
+    on_a_thread(|| {
+        let client = client_credentials::reqwest::blocking::recommended_client();
+        client_credentials::reqwest::blocking::fetch_token_in(
+            &client,
+            request,
+            session,
             timeout.unwrap_or(TIMEOUT),
         )
     })

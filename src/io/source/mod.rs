@@ -36,14 +36,16 @@ use tokio::sync::Notify;
 
 use crate::cache::policy::CachePolicy;
 use crate::cache::{FetchTicket, Lookup, TokenCache};
+use crate::client::ClientCredentials;
 use crate::endpoint::TokenUrl;
 use crate::error::{Error, TransportKind};
 use crate::io::environment::{
     HitInstant, SystemEnvironment, hit_now, hit_until, monotonic_now, random_word, wall_now,
 };
 use crate::observe;
-use crate::request::{ClientCredentials, TokenRequest, TokenRequestBuilder};
+use crate::request::{TokenRequest, TokenRequestBuilder};
 use crate::secret::ClientSecret;
+use crate::session::Session;
 use crate::token::Token;
 use crate::token_fetch::{Transport, fetch_token};
 
@@ -432,32 +434,42 @@ pub struct TokenSource(Arc<AsyncSource>);
 impl TokenSource {
     /// A source of tokens for `request`, fetched over `transport` by the core's one attempt
     /// loop ([`crate::fetch::fetch_token`]), by the default [`CachePolicy`].
+    ///
+    /// The source owns the [`Session`] its fetches run in: the token endpoint's DPoP nonces and
+    /// clock, learnt by one fetch and used by the next, shared by the source's clones and by
+    /// the sources [`with_policy`](Self::with_policy) and `with_store` make from it.
     #[must_use]
     pub fn new<T>(transport: T, request: TokenRequest) -> Self
     where
         T: Transport + Send + Sync + 'static,
     {
         let transport = Arc::new(transport);
+        let session = Session::new();
         Self::from_fn(request, move |request| {
-            let transport = Arc::clone(&transport);
-            async move { fetch_token(&*transport, &request, &SystemEnvironment).await }
+            let (transport, session) = (Arc::clone(&transport), session.clone());
+            async move { fetch_token(&*transport, &request, &session, &SystemEnvironment).await }
         })
     }
 
     /// A source of tokens for `request`, fetched by `fetch`, your own async function, by the
     /// default [`CachePolicy`]. The source still bounds each fetch by
-    /// [`CachePolicy::fetch_timeout`], and drops its future when that passes.
+    /// [`CachePolicy::fetch_timeout`], and drops its future when that passes. What the fetches
+    /// learn of the token endpoint (a [`Session`]) is your function's to keep.
     ///
     /// ```no_run
     /// # async fn run(request: client_credentials::TokenRequest) {
-    /// let tokens = client_credentials::TokenSource::from_fn(request, |request| async move {
+    /// let session = client_credentials::fetch::Session::new();
+    /// let tokens = client_credentials::TokenSource::from_fn(request, move |request| {
+    ///     let session = session.clone(); // one for every fetch of the source
+    ///     async move {
     ///     // Any fetch: here the reqwest adapter's, with its own timeout.
     /// #   #[cfg(feature = "reqwest")]
     ///     let http = client_credentials::reqwest::recommended_client();
     /// #   #[cfg(feature = "reqwest")]
-    ///     return client_credentials::reqwest::fetch_token(&http, &request, client_credentials::reqwest::TIMEOUT).await;
+    ///     return client_credentials::reqwest::fetch_token_in(&http, &request, &session, client_credentials::reqwest::TIMEOUT).await;
     /// #   #[cfg(not(feature = "reqwest"))]
     /// #   unimplemented!()
+    ///     }
     /// });
     /// # let _ = tokens; }
     /// ```

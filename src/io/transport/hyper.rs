@@ -60,6 +60,7 @@ use crate::io::source::{TokenSource, TokenSourceBuilder};
 use crate::io::transport::shared::{chain, has_io_kind, metadata_error, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
+use crate::session::Session;
 use crate::token::Token;
 use crate::token_fetch::Transport;
 
@@ -74,8 +75,9 @@ use crate::token_fetch::Transport;
 /// [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random bytes from the
 /// operating system: a JWT client signs a new assertion, a DPoP client a new proof. When the
 /// server answers `use_dpop_nonce` with a nonce, the request is sent once more with it
-/// ([`TokenFetch`](crate::fetch::TokenFetch)); the nonce is kept by the
-/// [`ClientCredentials`](crate::ClientCredentials) for its later requests to that server.
+/// ([`TokenFetch`](crate::fetch::TokenFetch)). The exchange runs in a [`Session`] of its own:
+/// a nonce or a clock offset it learns is not carried to the next call, which
+/// [`fetch_token_in`] keeps in a session you hold.
 /// Dropping the future abandons the exchange: this function spawns nothing, and hyper closes a
 /// connection whose request was abandoned rather than reuse it.
 ///
@@ -98,9 +100,28 @@ pub async fn fetch_token<C>(
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
+    fetch_token_in(client, request, &Session::new(), timeout).await
+}
+
+/// As [`fetch_token`], in `session`: each attempt starts with the session's latest DPoP nonce
+/// and on the server's time as the session knows it, and what the responses teach is kept
+/// there for the next call. Keep one session per client.
+///
+/// # Errors
+///
+/// As [`fetch_token`].
+pub async fn fetch_token_in<C>(
+    client: &Client<C, Full<Bytes>>,
+    request: &TokenRequest,
+    session: &Session,
+    timeout: Duration,
+) -> Result<Token, Error>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     within(
         timeout,
-        crate::token_fetch::fetch_token(client, request, &SystemEnvironment),
+        crate::token_fetch::fetch_token(client, request, session, &SystemEnvironment),
     )
     .await
 }

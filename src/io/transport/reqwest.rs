@@ -7,8 +7,9 @@
 //! attempt it reads the clock and 32 random bytes (from the operating system, by `getrandom`),
 //! sends the request the core builds, and hands the response to the core, which says whether to
 //! send once more (only for a server's `use_dpop_nonce`, RFC 9449 §8, and only once). The DPoP
-//! nonces servers send are kept by the [`ClientCredentials`](crate::ClientCredentials), so later
-//! requests of the same client start with them. In between, the body is read through the client's
+//! nonces servers send, and their clocks, are kept by a [`Session`]: [`fetch_token`] runs in a
+//! session of its own, [`fetch_token_in`] in yours, so that later requests start with them (as
+//! a [`TokenSource`]'s do). In between, the body is read through the client's
 //! [`max_body_len`](crate::fetch::ResponseRules::max_body_len) while it streams (a larger
 //! `Content-Length` is refused before a byte is read). Failures of the HTTP client become
 //! [`Error::Transport`] with a [`TransportKind`] and the reqwest error as the source, boxed, so no
@@ -78,6 +79,7 @@ use crate::io::source::{TokenSource, TokenSourceBuilder};
 use crate::io::transport::shared::{is_tls, metadata_error, within};
 use crate::request::TokenRequest;
 use crate::secret::RequestBody;
+use crate::session::Session;
 use crate::token::Token;
 use crate::token_fetch::Transport;
 
@@ -165,6 +167,9 @@ pub fn recommended_client() -> ::reqwest::Client {
 /// connecting, the response head and every read of the body; the client's own timeouts apply
 /// too. It needs a Tokio runtime with its time driver on, as reqwest's own timeouts do.
 ///
+/// The exchange runs in a [`Session`] of its own: a DPoP nonce or a clock offset it learns is
+/// not carried to the next call. [`fetch_token_in`] keeps them in a session you hold.
+///
 /// This is the core's one loop, [`crate::fetch::fetch_token`], over `client`'s
 /// [`Transport`](crate::fetch::Transport): every attempt is built afresh, with the time just before
 /// sending (the token's [`sent_at`](Token::sent_at), and the `iat` of its JWTs) and 32 random
@@ -207,9 +212,25 @@ pub async fn fetch_token(
     request: &TokenRequest,
     timeout: Duration,
 ) -> Result<Token, Error> {
+    fetch_token_in(client, request, &Session::new(), timeout).await
+}
+
+/// As [`fetch_token`], in `session`: each attempt starts with the session's latest DPoP nonce
+/// and on the server's time as the session knows it, and what the responses teach is kept
+/// there for the next call. Keep one session per client.
+///
+/// # Errors
+///
+/// As [`fetch_token`].
+pub async fn fetch_token_in(
+    client: &::reqwest::Client,
+    request: &TokenRequest,
+    session: &Session,
+    timeout: Duration,
+) -> Result<Token, Error> {
     within(
         timeout,
-        crate::token_fetch::fetch_token(client, request, &SystemEnvironment),
+        crate::token_fetch::fetch_token(client, request, session, &SystemEnvironment),
     )
     .await
 }
@@ -446,6 +467,7 @@ pub mod blocking {
     use crate::io::transport::shared::{Deadline, metadata_error, run_ready};
     use crate::request::TokenRequest;
     use crate::secret::RequestBody;
+    use crate::session::Session;
     use crate::token::Token;
     use crate::token_fetch::Transport;
 
@@ -488,8 +510,8 @@ pub mod blocking {
     /// Sends `request` with `client` and parses the response into a token, blocking the thread.
     ///
     /// As [`super::fetch_token`], the same loop: a fresh attempt for every send, the one
-    /// `use_dpop_nonce` retry, the same errors, the same body limit, and `client` must not
-    /// follow redirects.
+    /// `use_dpop_nonce` retry, the same errors, the same body limit, a [`Session`] of its own
+    /// ([`fetch_token_in`] for yours), and `client` must not follow redirects.
     ///
     /// The whole call, both attempts included, is bounded by `timeout` ([`TIMEOUT`] is the
     /// sound default): connecting, the response head and every read of the body. reqwest's
@@ -507,6 +529,20 @@ pub mod blocking {
         request: &TokenRequest,
         timeout: Duration,
     ) -> Result<Token, Error> {
+        fetch_token_in(client, request, &Session::new(), timeout)
+    }
+
+    /// As [`fetch_token`], in `session`, as the async [`super::fetch_token_in`].
+    ///
+    /// # Errors
+    ///
+    /// As [`fetch_token`].
+    pub fn fetch_token_in(
+        client: &Client,
+        request: &TokenRequest,
+        session: &Session,
+        timeout: Duration,
+    ) -> Result<Token, Error> {
         let transport = Deadlined {
             client,
             deadline: Deadline::after(timeout),
@@ -515,6 +551,7 @@ pub mod blocking {
         run_ready(crate::token_fetch::fetch_token(
             &transport,
             request,
+            session,
             &SystemEnvironment,
         ))
     }
@@ -578,8 +615,10 @@ pub mod blocking {
         #[must_use]
         pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
             let fetch_timeout = policy.fetch_timeout();
+            // The source's session: one for all its fetches, whichever thread makes them.
+            let session = Session::new();
             Self::from_fetch(request, policy, move |request| {
-                fetch_token(&client, request, fetch_timeout)
+                fetch_token_in(&client, request, &session, fetch_timeout)
             })
         }
     }

@@ -200,7 +200,7 @@ fn a_scoped_path_needs_its_scope_rfc6750_3_1() {
     let server = TestServer::builder()
         .client(TestClient::new("c", "s").scopes(["api:read"]))
         .start();
-    let client = crate::request::ClientCredentials::new(
+    let client = crate::client::ClientCredentials::new(
         server.token_url(),
         "c",
         crate::secret::ClientSecret::new("s"),

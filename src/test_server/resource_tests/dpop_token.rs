@@ -110,7 +110,7 @@ fn a_dpop_bound_client_must_send_a_proof_rfc9449_5_2() {
                 .dpop_bound(true),
         )
         .start();
-    let client = crate::request::ClientCredentials::new(
+    let client = crate::client::ClientCredentials::new(
         server.token_url(),
         "bound",
         crate::secret::ClientSecret::new("s"),

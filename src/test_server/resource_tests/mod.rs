@@ -116,7 +116,8 @@ fn send_token_request(
 
 /// The whole exchange, by the core's attempt loop (the DPoP-nonce retry included).
 fn fetch(server: &TestServer, request: &TokenRequest) -> Result<Token, crate::error::Error> {
-    let mut fetch = TokenFetch::new(request);
+    let session = crate::session::Session::new();
+    let mut fetch = TokenFetch::new(request, &session);
     loop {
         let http = fetch.http_request(now(), || Ok(entropy()))?;
         let (parts, body) = http.into_parts();
