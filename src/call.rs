@@ -12,7 +12,6 @@ pub use crate::challenge::Challenge;
 pub use crate::error::call::CallError;
 
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
-use crate::challenge;
 use crate::error::Error;
 use crate::request::ClientCredentials;
 use crate::token::{Token, TokenType};
@@ -332,7 +331,7 @@ fn judge(status: StatusCode, headers: &HeaderMap) -> Verdict {
         // A token-scheme challenge saying `invalid_token`, or naming no error at all (a server
         // that does not say why). Another error (`invalid_request`), a 401 without a challenge
         // or with another scheme's is not about the token.
-        let rejected = challenge::parse_all(headers).iter().any(|challenge| {
+        let rejected = Challenge::parse_all(headers).iter().any(|challenge| {
             let scheme = challenge.scheme();
             (scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("DPoP"))
                 && challenge
