@@ -3,7 +3,7 @@
 //! layer adds (the token from the source, presenting it, the DPoP nonce store, the copy kept for
 //! a retry, judging the answer) to the API call itself.
 //!
-//! `cargo bench --bench authorized --features tower,reqwest-middleware,test-server`
+//! `cargo bench --bench authorized --features tower,reqwest-middleware`
 //!
 //! One [`TestServer`] on 127.0.0.1, one client runtime on this thread, one keep-alive connection
 //! per client, warmed up before timing; every call is `GET /api/things` on the embedded
@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client_credentials::reqwest_middleware::AuthorizeMiddleware;
-use client_credentials::test_server::TestServer;
 use client_credentials::tower::{Authorize, AuthorizeLayer};
 use client_credentials::{CachePolicy, TokenSource};
+use client_credentials_test_server::TestServer;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};

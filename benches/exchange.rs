@@ -3,7 +3,7 @@
 //! (building the attempt, the clock, 32 random bytes, the body limit, parsing the token) to
 //! the HTTP exchange itself.
 //!
-//! `cargo bench --bench exchange --features hyper,reqwest,test-server`
+//! `cargo bench --bench exchange --features hyper,reqwest`
 //!
 //! One [`TestServer`] on 127.0.0.1, one client runtime on this thread, one keep-alive connection
 //! per client, warmed up before timing. Each pair is timed in rounds of [`PER_ROUND`] exchanges
@@ -21,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use client_credentials::fetch::{Session, TokenFetch};
 use client_credentials::reqwest::TIMEOUT;
-use client_credentials::test_server::TestServer;
 use client_credentials::token::TokenType;
 use client_credentials::{Attempt, TokenRequest};
+use client_credentials_test_server::TestServer;
 use http::{HeaderMap, Method, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;

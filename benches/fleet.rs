@@ -9,14 +9,14 @@
 //! 3. a second-level hit (a replica's first token, read from Redis) beside a fetch from the
 //!    embedded token server, in µs.
 //!
-//! `REDIS_URL=redis://127.0.0.1:6379/ cargo bench --bench fleet --features redis,reqwest,test-server`
+//! `REDIS_URL=redis://127.0.0.1:6379/ cargo bench --bench fleet --features redis,reqwest`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use client_credentials::shared_cache::{RedisStore, SharedCache, StoreEncryptionKey};
-use client_credentials::test_server::TestServer;
 use client_credentials::{TokenRequest, TokenSource};
+use client_credentials_test_server::TestServer;
 
 /// The token lifetime of the replica runs, in seconds (the embedded server's unit).
 const LIFETIME_SECS: u64 = 1;

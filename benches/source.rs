@@ -3,7 +3,7 @@
 //! hand-rolled cache, which must read the clock as the source does), and a `TokenCache` behind
 //! a `Mutex` (what the source would cost without its fast path), in the same run.
 //!
-//! `cargo bench --bench source --features reqwest,test-server`
+//! `cargo bench --bench source --features reqwest`
 //!
 //! Each configuration runs several rounds, interleaved, and reports the median; compare the
 //! ratios, not the absolute figures, on a shared machine.
@@ -14,8 +14,8 @@ use std::thread;
 use std::time::Instant;
 
 use client_credentials::cache::{Lookup, TokenCache};
-use client_credentials::test_server::TestServer;
 use client_credentials::{Token, TokenRequest, TokenSource};
+use client_credentials_test_server::TestServer;
 
 /// Gets per round, shared among the round's threads.
 const GETS_PER_ROUND: usize = 2_000_000;

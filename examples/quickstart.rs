@@ -1,17 +1,18 @@
-//! The first thing to run: start the embedded token server, fetch a token from it through the
-//! reqwest adapter, show the token, then show what a failure looks like.
+//! The first thing to run: start the embedded token server (the `client-credentials-test-server`
+//! crate, a dev-dependency), fetch a token from it through the reqwest adapter, show the token,
+//! then show what a failure looks like.
 //!
 //! ```text
-//! cargo run --example quickstart --features reqwest,test-server
+//! cargo run --example quickstart --features reqwest
 //! ```
 //!
 //! Against a real identity provider, only the token URL, the client id and the secret change.
 
 use client_credentials::reqwest::{TIMEOUT, fetch_token, recommended_client};
-use client_credentials::test_server::{
+use client_credentials::{ClientCredentials, ClientSecret};
+use client_credentials_test_server::{
     DEMO_AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer,
 };
-use client_credentials::{ClientCredentials, ClientSecret};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

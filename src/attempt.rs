@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use http::{HeaderMap, StatusCode, Uri};
 
-use crate::challenge;
+use crate::challenge::Challenge;
 use crate::error::Error;
 use crate::response::dpop_nonce;
 
@@ -199,7 +199,7 @@ pub fn resource_dpop_retry_nonce(status: StatusCode, headers: &HeaderMap) -> Opt
     if status != StatusCode::UNAUTHORIZED {
         return None;
     }
-    let asks_for_nonce = challenge::parse_all(headers).iter().any(|challenge| {
+    let asks_for_nonce = Challenge::parse_all(headers).iter().any(|challenge| {
         challenge.scheme().eq_ignore_ascii_case("DPoP")
             && challenge.param("error") == Some("use_dpop_nonce")
     });

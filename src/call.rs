@@ -12,7 +12,6 @@ pub use crate::challenge::Challenge;
 pub use crate::error::call::CallError;
 
 use crate::attempt::{Attempt, resource_dpop_retry_nonce};
-use crate::challenge;
 use crate::client::ClientCredentials;
 use crate::endpoint::is_loopback;
 use crate::error::Error;
@@ -396,7 +395,7 @@ fn judge(presented: &TokenType, status: StatusCode, headers: &HeaderMap) -> Verd
         let dpop = *presented == TokenType::DPoP;
         let scheme = if dpop { "DPoP" } else { "Bearer" };
         let mut verdict = Verdict::Accepted;
-        for challenge in challenge::parse_all(headers) {
+        for challenge in Challenge::parse_all(headers) {
             // Another scheme's challenge is about another credential than the one sent.
             if !challenge.scheme().eq_ignore_ascii_case(scheme) {
                 continue;

@@ -23,6 +23,35 @@ pub struct Challenge {
 }
 
 impl Challenge {
+    /// Every challenge in every `WWW-Authenticate` header of a response, in the order sent:
+    /// for reading what an API's refusal says (the `scope` of an `insufficient_scope`, the
+    /// `algs` of a `DPoP` challenge). At most 16 challenges of all the headers together and 32
+    /// parameters each are kept, the values sanitized and capped as all server text is; a
+    /// malformed header gives the challenges before the fault. It never fails.
+    ///
+    /// ```
+    /// use client_credentials::call::Challenge;
+    /// use client_credentials::http::HeaderMap;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(
+    ///     "www-authenticate",
+    ///     r#"Bearer realm="api", error="insufficient_scope", scope="write", DPoP algs="ES256""#.parse()?,
+    /// );
+    /// let challenges = Challenge::parse_all(&headers);
+    /// assert_eq!(challenges[0].param("scope"), Some("write"));
+    /// assert_eq!(challenges[1].scheme(), "DPoP");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn parse_all(headers: &HeaderMap) -> Vec<Self> {
+        let mut challenges = Vec::new();
+        for value in headers.get_all(WWW_AUTHENTICATE) {
+            Parser::new(value.as_bytes()).parse_into(&mut challenges);
+        }
+        challenges
+    }
+
     /// The authentication scheme, as sent (`Basic`, `Bearer`, `DPoP`, …).
     #[must_use]
     pub fn scheme(&self) -> &str {
@@ -54,15 +83,6 @@ impl Challenge {
     pub fn token68(&self) -> Option<&str> {
         self.token68.as_deref()
     }
-}
-
-/// Every challenge in every `WWW-Authenticate` header, up to [`MAX_CHALLENGES`].
-pub(crate) fn parse_all(headers: &HeaderMap) -> Vec<Challenge> {
-    let mut challenges = Vec::new();
-    for value in headers.get_all(WWW_AUTHENTICATE) {
-        Parser::new(value.as_bytes()).parse_into(&mut challenges);
-    }
-    challenges
 }
 
 struct Parser<'a> {
@@ -202,7 +222,7 @@ mod tests {
         for value in values {
             headers.append(WWW_AUTHENTICATE, HeaderValue::from_str(value).unwrap());
         }
-        parse_all(&headers)
+        Challenge::parse_all(&headers)
     }
 
     #[test]

@@ -221,7 +221,7 @@ fn shift(time: SystemTime, millis: i64) -> SystemTime {
 /// The wordings by which servers say a JWT was refused for its time, lower-cased:
 /// oidc-provider (`jwt expired`, `jwt not active yet`, `jwt issued in the future`), Entra ID
 /// (`AADSTS700024: Client assertion is not within its valid time range`), Keycloak (`Token is
-/// not active`, `Token was issued in the future`, `Token expired`), this crate's test server
+/// not active`, `Token was issued in the future`, `Token expired`), the embedded test server
 /// (`expired`, `not yet valid`, `issued in the future`; for DPoP, `from the server's clock`).
 const TIME_WORDINGS: [&str; 8] = [
     "expired",

@@ -276,10 +276,6 @@ pub use io::call::tower;
 #[cfg(feature = "__transport")]
 pub use io::transport::*;
 
-// A real token endpoint and protected resource for tests.
-#[cfg(feature = "test-server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
-pub mod test_server;
 // Helpers shared by the unit tests.
 #[cfg(test)]
 mod test_support;

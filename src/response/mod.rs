@@ -16,7 +16,7 @@ mod words;
 
 use rules::ResponseRules;
 
-use crate::challenge;
+use crate::challenge::Challenge;
 use crate::error::Error;
 use crate::error::oauth::ErrorCode;
 use crate::error::oauth::{Details, OAuthError, RetryAfter};
@@ -418,7 +418,7 @@ fn oauth_error(
         Box::new(Details {
             uri,
             challenges: if present.www_authenticate {
-                challenge::parse_all(headers)
+                Challenge::parse_all(headers)
             } else {
                 Vec::new()
             },

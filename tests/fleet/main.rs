@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client_credentials::shared_cache::{RedisStore, SharedCache, StoreEncryptionKey};
-use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, TestServer};
 use client_credentials::{ClientCredentials, ClientSecret, TokenSource, TokenUrl};
+use client_credentials_test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, TestServer};
 
 /// The environment variables that make this binary a replica, and its settings.
 const CHILD_TOKEN_URL: &str = "FLEET_CHILD_TOKEN_URL";
@@ -474,7 +474,7 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
     runtime.block_on(async {
         let server = TestServer::builder()
             .client(
-                client_credentials::test_server::TestClient::new("second-client", "second-secret")
+                client_credentials_test_server::TestClient::new("second-client", "second-secret")
                     .scopes(["read", "write"])
                     .audiences(["https://a.example", "https://b.example"])
                     .resources(["https://r.example/"]),

@@ -1424,38 +1424,6 @@ async fn a_discovered_jwt_client_sends_the_issuer_as_audience_and_gets_a_token()
     token(route, fetch(route.way, &request).await);
 }
 
-#[test]
-fn cli_discovers_the_issuer_and_signs_with_a_private_key_from_a_file() {
-    let dir = std::env::var("INTEROP_CLIENT_KEY_DIR").unwrap_or_else(|_| {
-        panic!("INTEROP_CLIENT_KEY_DIR is not set: run the interop tests with `scripts/test`")
-    });
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_client-credentials"))
-        .env_remove("CLIENT_SECRET")
-        .stdin(std::process::Stdio::null())
-        .args(["--issuer", &issuer(), "--client-id", "jwt-client"])
-        .args([
-            "--private-key",
-            &format!("{dir}/client-key.der"),
-            "--alg",
-            "ES256",
-        ])
-        .args([
-            "--key-id",
-            "interop-client",
-            "--scope",
-            "api:read",
-            "--json",
-        ])
-        .output()
-        .expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let json: Value = serde_json::from_str(&stdout).expect("json on stdout");
-    assert_eq!(json["token_type"], "Bearer", "{stdout}");
-    assert_eq!(json["scope"], "api:read", "{stdout}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Clock skew: a client whose clock is ten minutes off oidc-provider's.
 

@@ -18,9 +18,9 @@ use client_credentials::error::{DiscoveryError, ErrorCode, TransportKind};
 use client_credentials::fetch::{ResponseRules, Session};
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::TokenSource as BlockingSource;
-use client_credentials::test_server::{Fault, TestServer};
 use client_credentials::token::TokenType;
 use client_credentials::{CachePolicy, ClientCredentials, ClientSecret, Error, Token, TokenUrl};
+use client_credentials_test_server::{Fault, TestServer};
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use support::adapters::{Adapter, fetch_all, fetch_blocking};
@@ -853,8 +853,8 @@ async fn metadata_is_fetched_and_checked_by_every_adapter() {
 /// server says `invalid_client` or answers a failed client authentication with an empty 403.
 #[tokio::test]
 async fn a_credential_refusal_is_one_question_whatever_the_server_answers() {
-    use client_credentials::test_server::{DEMO_CLIENT_ID, Fault, TestServer};
     use client_credentials::{ClientCredentials, ClientSecret};
+    use client_credentials_test_server::{DEMO_CLIENT_ID, Fault, TestServer};
 
     let server = TestServer::start();
     let http = client_credentials::reqwest::recommended_client();

@@ -13,8 +13,8 @@ use client_credentials::auth::{
     PrivateKey,
 };
 use client_credentials::error::AssertionError;
-use client_credentials::test_server::{DEMO_CLIENT_ID, TestClient, TestServer};
 use client_credentials::{ClientCredentials, Error, TokenRequest, TokenSource};
+use client_credentials_test_server::{DEMO_CLIENT_ID, TestClient, TestServer};
 
 use crate::support::adapters::Adapter;
 

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use client_credentials::auth::{JwsAlgorithm, JwsSigner, PrivateKey, entra_scope};
 use client_credentials::error::ErrorCode;
-use client_credentials::test_server::{FederatedCredential, TestClient, TestServer};
 use client_credentials::{ClientCredentials, TokenSource};
+use client_credentials_test_server::{FederatedCredential, TestClient, TestServer};
 
 const ISSUER: &str = "https://oidc.prod-aks.azure.com/3f0c2a9e-5b1d-4c7e-9a8f-1d2e3c4b5a69/";
 const SUBJECT: &str = "system:serviceaccount:payments:api";

@@ -582,7 +582,7 @@ proptest! {
 #[test]
 fn authorized_calls_show_their_retries_and_never_a_token_or_proof() {
     use client_credentials::call::CallPolicy;
-    use client_credentials::test_server::{DEMO_CLIENT_SECRET, Fault, TestServer};
+    use client_credentials_test_server::{DEMO_CLIENT_SECRET, Fault, TestServer};
     use http::{Method, StatusCode};
 
     use crate::authorized::{Api, dpop_source};

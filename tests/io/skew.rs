@@ -13,9 +13,9 @@ use client_credentials::auth::{
 };
 use client_credentials::dpop::DpopKey;
 use client_credentials::fetch::{Session, is_refusal_about_time};
-use client_credentials::test_server::{FederatedCredential, TestClient, TestServer};
 use client_credentials::token::TokenType;
 use client_credentials::{ClientCredentials, TokenRequest};
+use client_credentials_test_server::{FederatedCredential, TestClient, TestServer};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use client_credentials::test_server::{Fault, TestServer, TestServerBuilder};
 use client_credentials::{CachePolicy, Error, Token, TokenRequest};
+use client_credentials_test_server::{Fault, TestServer, TestServerBuilder};
 use http::StatusCode;
 use http::header::AUTHORIZATION;
 use http_body_util::Full;
@@ -522,8 +522,8 @@ mod blocking {
     use std::time::Duration;
 
     use client_credentials::reqwest::blocking::{TokenSource, recommended_client};
-    use client_credentials::test_server::{Fault, TestServer, TestServerBuilder};
     use client_credentials::{CachePolicy, Token};
+    use client_credentials_test_server::{Fault, TestServer, TestServerBuilder};
     use http::StatusCode;
 
     use super::{
@@ -719,8 +719,8 @@ mod every_source {
     use std::time::{Duration, SystemTime};
 
     use client_credentials::reqwest::blocking;
-    use client_credentials::test_server::{Fault, TestServer};
     use client_credentials::{CachePolicy, Token};
+    use client_credentials_test_server::{Fault, TestServer};
     use http::StatusCode;
     use proptest::prelude::*;
 
@@ -773,7 +773,7 @@ mod every_source {
             .with_fetch_timeout(GIVE_UP)
     }
 
-    fn server() -> client_credentials::test_server::TestServerBuilder {
+    fn server() -> client_credentials_test_server::TestServerBuilder {
         TestServer::builder().expires_in(Some(1))
     }
 
@@ -1023,10 +1023,10 @@ async fn the_builder_refines_the_request_and_builds_a_source_every_way() {
 #[tokio::test]
 #[allow(clippy::disallowed_methods)] // The test drives the cache as a broker would: it reads the clock.
 async fn a_cache_never_serves_a_token_to_a_request_with_the_wrong_secret() {
-    use client_credentials::cache::{Lookup, TokenCache};
-    use client_credentials::error::ErrorCode;
-    use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
-    use client_credentials::{ClientCredentials, ClientSecret};
+    use client_credentials::{
+        ClientCredentials, ClientSecret, cache::Lookup, cache::TokenCache, error::ErrorCode,
+    };
+    use client_credentials_test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
     let server = TestServer::start();
     let http = client_credentials::reqwest::recommended_client();

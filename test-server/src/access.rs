@@ -3,12 +3,12 @@
 
 use std::fmt;
 
+use client_credentials::token::TokenType;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::jws::ALGORITHMS;
 use super::refusal::REALM;
-use crate::token::TokenType;
 
 /// A request the resource accepted: the token's client, scopes and type.
 ///
@@ -56,7 +56,7 @@ impl AccessGrant {
         &self.token_type
     }
 
-    /// Who issued the token: this server's URL, or a [trusted issuer](crate::test_server::TrustedIssuer).
+    /// Who issued the token: this server's URL, or a [trusted issuer](crate::TrustedIssuer).
     #[must_use]
     pub fn issuer(&self) -> &str {
         &self.issuer

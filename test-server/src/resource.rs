@@ -2,6 +2,7 @@
 //! and the `/api/` endpoint that answers with what it found.
 
 use bytes::Bytes;
+use client_credentials::token::TokenType;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Body;
@@ -14,7 +15,6 @@ use super::jws;
 use super::refusal::MAX_REQUEST_BODY_LEN;
 use super::tokens::{Issued, Registry};
 use super::trust::TrustedIssuer;
-use crate::token::TokenType;
 
 /// The paths of the protected resource: any method on any path under it.
 pub const RESOURCE_PATH_PREFIX: &str = "/api/";

@@ -55,10 +55,10 @@ fn the_resource_reads_the_body_up_to_the_limit() {
     let server = TestServer::start();
     let token = bearer_token(&server);
     let mut request = with_bearer(api(&server, Method::POST, "/api/upload"), &token);
-    *request.body_mut() = vec![b'a'; crate::test_server::refusal::MAX_REQUEST_BODY_LEN];
+    *request.body_mut() = vec![b'a'; crate::refusal::MAX_REQUEST_BODY_LEN];
     assert_eq!(
         body(&exchange(&server, &request))["body_len"],
-        json!(crate::test_server::refusal::MAX_REQUEST_BODY_LEN)
+        json!(crate::refusal::MAX_REQUEST_BODY_LEN)
     );
     request.body_mut().push(b'a');
     assert_eq!(
@@ -107,7 +107,7 @@ proptest::proptest! {
         proof in "[!-~]{0,120}",
         path in "/api/(scope/)?[!-~&&[^?#]]{0,20}",
     ) {
-        let access = crate::test_server::resource::AccessState::new("http://127.0.0.1:1".into(), Vec::new());
+        let access = crate::resource::AccessState::new("http://127.0.0.1:1".into(), Vec::new());
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, format!("{scheme} {token}").parse().unwrap());
         headers.insert("dpop", proof.parse().unwrap());

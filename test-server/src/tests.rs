@@ -1,21 +1,20 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
+use client_credentials::auth::{AuthMethod, ClientAuth};
+use client_credentials::error::ErrorCode;
+use client_credentials::fetch::ResponseRules;
+use client_credentials::{Attempt, ClientCredentials, ClientSecret, Error, TokenRequest};
 use http::header::{
     ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
-
-use crate::client::ClientCredentials;
-use crate::client_auth::method::AuthMethod;
-use crate::secret::ClientSecret;
 
 use super::body::*;
 use super::client::*;
@@ -23,10 +22,6 @@ use super::endpoint::*;
 use super::faults::*;
 use super::refusal::*;
 use super::server::*;
-use crate::client_auth::ClientAuth;
-use crate::error::Error;
-use crate::error::oauth::ErrorCode;
-use crate::request::TokenRequest;
 
 /// Sends raw bytes and reads the whole answer (the request must ask to close).
 fn raw_exchange(server: &TestServer, request: &[u8]) -> Vec<u8> {
@@ -68,7 +63,11 @@ fn parse_raw(raw: &[u8]) -> Response<Vec<u8>> {
 }
 
 fn http_bytes(server: &TestServer, request: &TokenRequest) -> Vec<u8> {
-    let http_request = request.unsigned_http_request();
+    // The test server's clients authenticate by secret: an attempt's time and entropy change
+    // nothing of what is sent.
+    let http_request = request
+        .http_request(&Attempt::new(sent_at(), [0; 32]))
+        .unwrap();
     let mut raw = format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
         http_request.uri().path(),
@@ -92,15 +91,15 @@ fn sent_at() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
 
-fn fetch(server: &TestServer, request: &TokenRequest) -> Result<crate::token::Token, Error> {
+fn fetch(server: &TestServer, request: &TokenRequest) -> Result<client_credentials::Token, Error> {
     request.parse_response(&send(server, request), sent_at())
 }
 
-fn demo(server: &TestServer) -> crate::request::TokenRequestBuilder {
+fn demo(server: &TestServer) -> client_credentials::TokenRequestBuilder {
     server.demo_credentials().token_request()
 }
 
-fn oauth_code(result: Result<crate::token::Token, Error>) -> (ErrorCode, u16) {
+fn oauth_code(result: Result<client_credentials::Token, Error>) -> (ErrorCode, u16) {
     let error = result.expect_err("an error response");
     let oauth = error
         .oauth()
@@ -108,7 +107,7 @@ fn oauth_code(result: Result<crate::token::Token, Error>) -> (ErrorCode, u16) {
     (oauth.code().clone(), oauth.status().as_u16())
 }
 
-fn claims(token: &crate::token::Token) -> Value {
+fn claims(token: &client_credentials::Token) -> Value {
     let parts: Vec<&str> = token.access_token().secret().split('.').collect();
     assert_eq!(parts.len(), 3);
     assert_eq!(parts[2], "", "an unsecured JWT has an empty signature");
@@ -146,7 +145,10 @@ fn issues_a_token_by_basic_with_claims_rfc6749_5_1() {
     assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
     assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     let token = request.parse_response(&response, sent_at()).unwrap();
-    assert_eq!(token.token_type(), &crate::token::TokenType::Bearer);
+    assert_eq!(
+        token.token_type(),
+        &client_credentials::token::TokenType::Bearer
+    );
     assert_eq!(token.scope(), Some("read"));
     assert_eq!(token.expires_in(), Some(Duration::from_secs(3600)));
     let claims = claims(&token);
@@ -438,9 +440,9 @@ fn status_and_retry_faults() {
     assert_eq!(error.status(), Some(StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(
         error.retry_after(),
-        Some(crate::error::oauth::RetryAfter::Delay(Duration::from_secs(
-            2
-        )))
+        Some(client_credentials::error::RetryAfter::Delay(
+            Duration::from_secs(2)
+        ))
     );
 
     let unavailable = send(&server, &request);
@@ -567,15 +569,14 @@ fn oversized_body_fault_streams_exactly_len_bytes() {
     let response = send(&server, &request);
     assert_eq!(response.body().len(), len);
     assert_eq!(response.headers()[CONTENT_LENGTH], len.to_string().as_str());
-    let rules = crate::response::rules::ResponseRules::default().with_max_body_len(len - 1);
-    assert!(matches!(
-        rules.parse(&response, sent_at()),
-        Err(Error::BodyTooLarge { .. })
-    ));
-    let token = crate::response::rules::ResponseRules::default()
-        .with_max_body_len(len)
-        .parse(&response, sent_at())
-        .unwrap();
+    let parse = |max_body_len: usize| {
+        let rules = ResponseRules::default().with_max_body_len(max_body_len);
+        let client = server.demo_credentials().with_response_rules(rules);
+        let request = client.token_request().build().unwrap();
+        request.parse_response(&response, sent_at())
+    };
+    assert!(matches!(parse(len - 1), Err(Error::BodyTooLarge { .. })));
+    let token = parse(len).unwrap();
     assert!(token.access_token().secret().len() > 99_000);
     server.push_fault(Fault::OversizedBody { len: 5 });
     assert_eq!(send(&server, &request).body(), b"aaaaa");

@@ -2,12 +2,13 @@
 
 use std::fmt;
 
+use client_credentials::ClientSecret;
+use client_credentials::auth::AuthMethod;
+
 use super::assertion::{AssertionTrust, FederatedCredential};
 use super::trust::{JwksError, KeySet};
-use crate::client_auth::method::AuthMethod;
-use crate::secret::ClientSecret;
 
-/// The client id of the client [`TestServer::start`](crate::test_server::TestServer::start) registers.
+/// The client id of the client [`TestServer::start`](crate::TestServer::start) registers.
 pub const DEMO_CLIENT_ID: &str = "demo-client";
 
 /// The secret of the demo client. It guards nothing: the server listens on loopback only.
@@ -19,7 +20,7 @@ pub const DEMO_SCOPES: [&str; 2] = ["read", "write"];
 /// The audience (and RFC 8707 resource) the demo client is allowed.
 pub const DEMO_AUDIENCE: &str = "https://api.example.com";
 
-/// A client registered with a [`TestServer`](crate::test_server::TestServer): its credentials and what it is allowed.
+/// A client registered with a [`TestServer`](crate::TestServer): its credentials and what it is allowed.
 ///
 /// By default it may authenticate by `client_secret_basic` and `client_secret_post`, is
 /// allowed the client credentials grant, and no scope, audience or resource, and its tokens
@@ -71,7 +72,7 @@ impl TestClient {
     ///
     /// # Errors
     ///
-    /// As [`TrustedIssuer::new`](crate::test_server::TrustedIssuer::new): the JWKS is
+    /// As [`TrustedIssuer::new`](crate::TrustedIssuer::new): the JWKS is
     /// malformed, holds a private or unsupported key, or has no signing key.
     pub fn assertion_jwks(self, jwks_json: &str) -> Result<Self, JwksError> {
         Ok(self.trust_assertions(AssertionTrust::Own(KeySet::parse(jwks_json)?)))

@@ -9,9 +9,8 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use client_credentials::auth::PublicJwk;
 use serde_json::{Map, Value};
-
-use crate::client_auth::jwt::PublicJwk;
 
 /// The longest compact JWS the server decodes: proofs and access tokens are far smaller.
 pub(super) const MAX_JWS_LEN: usize = 16 * 1024;
@@ -286,12 +285,11 @@ impl fmt::Debug for PublicKey {
 mod tests {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use client_credentials::auth::{JwsAlgorithm, JwsSigner, PrivateKey};
     use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
-    use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner};
-    use crate::client_auth::key::PrivateKey;
 
     fn signed(alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
         let header = BASE64URL.encode(json!({ "alg": alg }).to_string());

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use client_credentials::token::AccessToken;
+use client_credentials::{ClientCredentials, ClientSecret, TokenUrl};
 use tokio::sync::oneshot;
 
 use super::access::{AccessGrant, AccessRefusal};
@@ -20,14 +22,11 @@ use super::faults::Fault;
 use super::resource::AccessState;
 use super::tokens::SkewedClock;
 use super::trust::{JwksError, TrustedIssuer};
-use crate::client::ClientCredentials;
-use crate::endpoint::TokenUrl;
-use crate::secret::{AccessToken, ClientSecret};
 
 /// Configures a [`TestServer`] before starting it.
 ///
 /// It starts with the demo client registered ([`DEMO_CLIENT_ID`], [`DEMO_CLIENT_SECRET`],
-/// [`DEMO_SCOPES`](crate::test_server::DEMO_SCOPES), [`DEMO_AUDIENCE`](crate::test_server::DEMO_AUDIENCE)) and tokens that live [`DEFAULT_EXPIRES_IN`] seconds.
+/// [`DEMO_SCOPES`](crate::DEMO_SCOPES), [`DEMO_AUDIENCE`](crate::DEMO_AUDIENCE)) and tokens that live [`DEFAULT_EXPIRES_IN`] seconds.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct TestServerBuilder {
@@ -39,7 +38,7 @@ pub struct TestServerBuilder {
 
 impl TestServerBuilder {
     /// Skews the server's clock by `seconds` (positive: ahead of the real time), clamped to
-    /// [`MAX_CLOCK_SKEW`](crate::test_server::MAX_CLOCK_SKEW): the `Date` header of every
+    /// [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW): the `Date` header of every
     /// response, the issued tokens' `iat` and `exp`, the freshness of DPoP proofs and the
     /// times of client assertions all follow it, so a client whose clock disagrees with its
     /// server's can be tested.
@@ -160,7 +159,7 @@ impl TestServerBuilder {
 /// An embedded token endpoint and protected resource on `127.0.0.1`; dropping it stops the
 /// server and its thread.
 ///
-/// See the [module documentation](crate::test_server) for what it answers.
+/// See the [module documentation](crate) for what it answers.
 pub struct TestServer {
     addr: SocketAddr,
     token_url: TokenUrl,
@@ -171,7 +170,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server with the demo client ([`DEMO_CLIENT_ID`], [`DEMO_CLIENT_SECRET`],
-    /// scopes [`DEMO_SCOPES`](crate::test_server::DEMO_SCOPES), audience and resource [`DEMO_AUDIENCE`](crate::test_server::DEMO_AUDIENCE)), returning once it
+    /// scopes [`DEMO_SCOPES`](crate::DEMO_SCOPES), audience and resource [`DEMO_AUDIENCE`](crate::DEMO_AUDIENCE)), returning once it
     /// listens.
     ///
     /// # Panics
@@ -263,7 +262,7 @@ impl TestServer {
 
     /// Revokes a token this server issued: the resource refuses it from now on with
     /// `invalid_token`. `false` if the server does not know the token (another server's, or
-    /// forgotten past [`MAX_ISSUED_TOKENS`](crate::test_server::MAX_ISSUED_TOKENS)) or it was
+    /// forgotten past [`MAX_ISSUED_TOKENS`](crate::MAX_ISSUED_TOKENS)) or it was
     /// already revoked.
     pub fn revoke(&self, token: &AccessToken) -> bool {
         self.shared.access.tokens.revoke(token)

@@ -17,7 +17,7 @@ use super::trust::{JwksError, KeySet};
 /// and Keycloak allow a few minutes).
 pub const ASSERTION_LEEWAY: u64 = 60;
 
-/// Another issuer whose JWTs a [`TestClient`](crate::test_server::TestClient) accepts as its
+/// Another issuer whose JWTs a [`TestClient`](crate::TestClient) accepts as its
 /// client assertions: Entra ID's "federated identity credential", Keycloak's federated client
 /// (a Kubernetes or SPIFFE identity provider).
 ///
@@ -46,7 +46,7 @@ impl FederatedCredential {
     ///
     /// # Errors
     ///
-    /// As [`TrustedIssuer::new`](crate::test_server::TrustedIssuer::new): the JWKS is
+    /// As [`TrustedIssuer::new`](crate::TrustedIssuer::new): the JWKS is
     /// malformed, holds a private or unsupported key, or has no signing key;
     /// [`JwksError::Empty`] if the issuer, subject or audience is empty.
     pub fn new(

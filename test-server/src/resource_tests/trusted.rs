@@ -178,7 +178,7 @@ fn a_malformed_jwks_is_a_typed_error() {
     ));
     let huge = format!(
         r#"{{"keys":[],"pad":"{}"}}"#,
-        "a".repeat(crate::test_server::trust::MAX_JWKS_LEN)
+        "a".repeat(crate::trust::MAX_JWKS_LEN)
     );
     assert!(matches!(
         TrustedIssuer::new(ISSUER, &huge, AUDIENCE),

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use client_credentials::test_server::{
+use client_credentials_test_server::{
     DEMO_AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, TestClient, TestServer,
 };
 use serde_json::Value;

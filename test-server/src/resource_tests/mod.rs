@@ -9,6 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::auth::{JwsAlgorithm, JwsSigner, PrivateKey};
+use client_credentials::call::Challenge;
+use client_credentials::dpop::{DpopKey, resource_dpop_retry_nonce};
+use client_credentials::error::ErrorCode;
+use client_credentials::fetch::{FetchStep, Session, TokenFetch};
+use client_credentials::token::{AccessToken, TokenType};
+use client_credentials::{Attempt, Token, TokenRequest};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use serde_json::{Value, json};
@@ -19,16 +26,6 @@ use super::faults::Fault;
 use super::server::TestServer;
 use super::tokens::{Issued, MAX_ISSUED_TOKENS, Registry};
 use super::trust::{JwksError, TrustedIssuer};
-use crate::attempt::{Attempt, resource_dpop_retry_nonce};
-use crate::challenge::{Challenge, parse_all};
-use crate::client_auth::dpop::DpopKey;
-use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner};
-use crate::client_auth::key::PrivateKey;
-use crate::error::oauth::ErrorCode;
-use crate::request::TokenRequest;
-use crate::secret::AccessToken;
-use crate::token::{Token, TokenType};
-use crate::token_fetch::{FetchStep, TokenFetch};
 
 mod bearer;
 mod bounds;
@@ -115,8 +112,8 @@ fn send_token_request(
 }
 
 /// The whole exchange, by the core's attempt loop (the DPoP-nonce retry included).
-fn fetch(server: &TestServer, request: &TokenRequest) -> Result<Token, crate::error::Error> {
-    let session = crate::session::Session::new();
+fn fetch(server: &TestServer, request: &TokenRequest) -> Result<Token, client_credentials::Error> {
+    let session = Session::new();
     let mut fetch = TokenFetch::new(request, &session);
     loop {
         let http = fetch.http_request(now(), || Ok(entropy()))?;
@@ -185,7 +182,7 @@ fn claims(token: &AccessToken) -> Value {
 
 /// The challenges of a response, by scheme.
 fn challenge(headers: &HeaderMap, scheme: &str) -> Challenge {
-    parse_all(headers)
+    Challenge::parse_all(headers)
         .into_iter()
         .find(|c| c.scheme().eq_ignore_ascii_case(scheme))
         .unwrap_or_else(|| {

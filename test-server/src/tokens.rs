@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::secret::AccessToken;
+use client_credentials::token::AccessToken;
 
 /// How many issued tokens the server remembers; past it, the oldest is forgotten, and its
 /// resource refuses it as unknown.
@@ -86,7 +86,7 @@ impl Registry {
     }
 }
 
-/// The largest clock skew [`TestServerBuilder::clock_skew`](crate::test_server::TestServerBuilder::clock_skew)
+/// The largest clock skew [`TestServerBuilder::clock_skew`](crate::TestServerBuilder::clock_skew)
 /// takes, either way: a week. A larger one is clamped to it.
 pub const MAX_CLOCK_SKEW: i64 = 7 * 24 * 60 * 60;
 
@@ -112,7 +112,7 @@ impl SkewedClock {
 
 /// The current time in seconds since the Unix epoch.
 // The server stamps `iat` and `exp` with the real time and checks them against it, as a real
-// server does; it is the one part of the crate that reads the clock outside an adapter.
+// server does; outside the tests it is the one place this crate reads the wall clock.
 #[allow(clippy::disallowed_methods)]
 fn unix_now() -> u64 {
     SystemTime::now()

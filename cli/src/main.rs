@@ -9,6 +9,9 @@
 //! (`--assertion-file FILE`, a Kubernetes service-account token). Exit status: 0 for a
 //! token, 1 when the token endpoint refused or could not be reached, 2 for a usage error.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 use std::error::Error as _;
 use std::io::{self, BufRead as _, IsTerminal as _, Read as _};
 use std::process::ExitCode;
@@ -27,8 +30,8 @@ use client_credentials::dpop::DpopKey;
 use client_credentials::reqwest::TIMEOUT;
 use client_credentials::reqwest::blocking::fetch_metadata;
 use client_credentials::reqwest::blocking::{fetch_token, recommended_client};
-use client_credentials::test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
 use client_credentials::{ClientCredentials, ClientSecret, Error, Token, TokenUrl};
+use client_credentials_test_server::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestServer};
 use serde_json::{Map, Value, json};
 
 /// The longest secret read from standard input, and the longest private key file.

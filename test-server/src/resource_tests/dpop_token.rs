@@ -110,10 +110,10 @@ fn a_dpop_bound_client_must_send_a_proof_rfc9449_5_2() {
                 .dpop_bound(true),
         )
         .start();
-    let client = crate::client::ClientCredentials::new(
+    let client = client_credentials::ClientCredentials::new(
         server.token_url(),
         "bound",
-        crate::secret::ClientSecret::new("s"),
+        client_credentials::ClientSecret::new("s"),
     );
     let error = fetch(&server, &client.token_request().build().unwrap()).unwrap_err();
     let oauth = error.oauth().expect("an OAuth error");

@@ -39,12 +39,12 @@ pub enum JwksError {
 /// An issuer whose JWT access tokens (RFC 9068) the test server's resource accepts: signed by
 /// a key of its JWKS (the one its `kid` names, if any; ES256, ES384, EdDSA, RS256 or PS256),
 /// `iss` the issuer, `aud` containing the audience, `exp` in the future, `nbf` (if any) at most
-/// [`DPOP_PROOF_WINDOW`](crate::test_server::DPOP_PROOF_WINDOW) ahead, and bound to the DPoP proof's key when they carry `cnf.jkt`. Their `client_id` claim
-/// (or `sub`) and `scope` make the [`AccessGrant`](crate::test_server::AccessGrant). The header's
+/// [`DPOP_PROOF_WINDOW`](crate::DPOP_PROOF_WINDOW) ahead, and bound to the DPoP proof's key when they carry `cnf.jkt`. Their `client_id` claim
+/// (or `sub`) and `scope` make the [`AccessGrant`](crate::AccessGrant). The header's
 /// `typ` is not checked, since not every server sets RFC 9068's `at+jwt`; such tokens cannot be
-/// [revoked](crate::test_server::TestServer::revoke).
+/// [revoked](crate::TestServer::revoke).
 ///
-/// Give it to [`TestServerBuilder::trust`](crate::test_server::TestServerBuilder::trust).
+/// Give it to [`TestServerBuilder::trust`](crate::TestServerBuilder::trust).
 #[derive(Clone)]
 pub struct TrustedIssuer {
     pub(super) issuer: String,
@@ -53,7 +53,7 @@ pub struct TrustedIssuer {
 }
 
 /// The signing keys of a JWKS (RFC 7517 §5), as read for a [`TrustedIssuer`] or a
-/// [`FederatedCredential`](crate::test_server::FederatedCredential).
+/// [`FederatedCredential`](crate::FederatedCredential).
 #[derive(Clone)]
 pub(super) struct KeySet(Vec<TrustedKey>);
 

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use client_credentials::auth::{AuthMethod, ClientAuth};
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, DATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Body;
@@ -22,8 +23,6 @@ use super::form::{Form, basic_credentials};
 use super::refusal::{MAX_REQUEST_BODY_LEN, Refusal, invalid_client, invalid_request, refuse};
 use super::resource::{AccessState, RESOURCE_PATH_PREFIX, serve};
 use super::tokens::{Issued, SkewedClock};
-use crate::client_auth::ClientAuth;
-use crate::client_auth::method::AuthMethod;
 
 /// The lifetime of the tokens the server issues unless told otherwise, in seconds.
 pub const DEFAULT_EXPIRES_IN: u64 = 3600;

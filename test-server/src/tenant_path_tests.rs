@@ -5,6 +5,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use client_credentials::auth::{ClientAuth, JwsAlgorithm, JwtAuth, PrivateKey};
+use client_credentials::dpop::DpopKey;
+use client_credentials::{Attempt, ClientCredentials, ClientSecret, TokenRequest, TokenUrl};
 use http::Request;
 use serde_json::Value;
 
@@ -12,15 +15,6 @@ use super::client::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, TestClient};
 use super::endpoint::is_token_path;
 use super::resource_tests::exchange;
 use super::server::TestServer;
-use crate::attempt::Attempt;
-use crate::client::ClientCredentials;
-use crate::client_auth::ClientAuth;
-use crate::client_auth::dpop::DpopKey;
-use crate::client_auth::jwt::{JwsAlgorithm, JwtAuth};
-use crate::client_auth::key::PrivateKey;
-use crate::endpoint::TokenUrl;
-use crate::request::TokenRequest;
-use crate::secret::ClientSecret;
 
 const TENANT_PATH: &str = "/tenant-1/oauth2/v2.0/token";
 

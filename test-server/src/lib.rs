@@ -32,7 +32,7 @@
 //!
 //! A DPoP proof is checked as [RFC 9449 §4.3] says: one `DPoP` header; `typ` `dpop+jwt`; `alg`
 //! one of ES256, ES384, EdDSA, RS256, PS256 (those the crate's
-//! [`PrivateKey`](crate::auth::PrivateKey) signs, and ES384); a public `jwk` (no private member)
+//! [`PrivateKey`](client_credentials::auth::PrivateKey) signs, and ES384); a public `jwk` (no private member)
 //! whose key verifies the signature; `htm` the request's method; `htu` the request's URL
 //! without query (scheme and host compared case-insensitively); `iat` within
 //! [`DPOP_PROOF_WINDOW`] of the server's clock; a `jti` not seen before (the last
@@ -68,7 +68,7 @@
 //! [`TestServerBuilder::clock_skew`] can put ahead of or behind the real time: the tokens'
 //! `iat` and `exp`, the freshness of DPoP proofs and the times of client assertions follow it,
 //! so a client whose clock disagrees with its server's (and its recovery, see
-//! [`ServerClock`](crate::fetch::ServerClock)) can be tested without a cloud account.
+//! [`ServerClock`](client_credentials::fetch::ServerClock)) can be tested without a cloud account.
 //!
 //! A parameter sent with an empty value counts as omitted ([§3.1]). A request without `scope`
 //! gets every scope the client is allowed. The access token is an unsecured JWT
@@ -88,13 +88,13 @@
 //! # Example
 //!
 //! In a test, point your client at [`token_url`](TestServer::token_url), make the server
-//! misbehave, and check what your code does. With the `reqwest` feature the exchange is
+//! misbehave, and check what your code does. With the library's `reqwest` feature the exchange is
 //! `client_credentials::reqwest::fetch_token(&http, &request, TIMEOUT).await`; here it goes by
 //! hand over a `TcpStream`, to show that any HTTP client will do.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use client_credentials::test_server::{Fault, TestClient, TestServer};
+//! use client_credentials_test_server::{Fault, TestClient, TestServer};
 //! use client_credentials::{ClientCredentials, ClientSecret};
 //! use client_credentials::error::ErrorCode;
 //!
@@ -149,7 +149,7 @@
 //!
 //! ```
 //! use client_credentials::token::AccessToken;
-//! use client_credentials::test_server::TestServer;
+//! use client_credentials_test_server::TestServer;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = TestServer::start();
@@ -223,6 +223,9 @@
 //! [RFC 9449 §8]: https://www.rfc-editor.org/rfc/rfc9449#section-8
 //! [RFC 9449 §9]: https://www.rfc-editor.org/rfc/rfc9449#section-9
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod access;
 mod assertion;
 mod body;
@@ -249,6 +252,11 @@ pub use resource::{RESOURCE_PATH_PREFIX, SCOPED_PATH_PREFIX};
 pub use server::{TestServer, TestServerBuilder};
 pub use tokens::{MAX_CLOCK_SKEW, MAX_ISSUED_TOKENS};
 pub use trust::{JwksError, MAX_JWKS_LEN, TrustedIssuer};
+
+// The README's example.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 #[cfg(test)]
 mod assertion_tests;

@@ -200,10 +200,10 @@ fn a_scoped_path_needs_its_scope_rfc6750_3_1() {
     let server = TestServer::builder()
         .client(TestClient::new("c", "s").scopes(["api:read"]))
         .start();
-    let client = crate::client::ClientCredentials::new(
+    let client = client_credentials::ClientCredentials::new(
         server.token_url(),
         "c",
-        crate::secret::ClientSecret::new("s"),
+        client_credentials::ClientSecret::new("s"),
     );
     let token = fetch(&server, &client.token_request().build().unwrap()).unwrap();
     let request = with_bearer(

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use client_credentials::auth::{ClientAuth, JwsAlgorithm, JwsSigner, JwtAuth, PrivateKey};
+use client_credentials::{Attempt, ClientCredentials};
 use http::{Request, Response};
 use serde_json::{Value, json};
 
@@ -14,11 +16,6 @@ use super::client::TestClient;
 use super::resource_tests::exchange;
 use super::server::TestServer;
 use super::trust::JwksError;
-use crate::attempt::Attempt;
-use crate::client::ClientCredentials;
-use crate::client_auth::ClientAuth;
-use crate::client_auth::jwt::{JwsAlgorithm, JwsSigner, JwtAuth};
-use crate::client_auth::key::PrivateKey;
 
 const ISSUER: &str = "https://oidc.prod-aks.azure.com/tenant-1/";
 const SUBJECT: &str = "system:serviceaccount:billing:worker";

@@ -11,8 +11,8 @@ use super::body::{ResponseBody, TRICKLED_TOKEN, html, plain, response};
 /// A way for the server to misbehave, as real servers and gateways do.
 ///
 /// A fault applies to whatever request gets it, before the request is read: on any path but
-/// the protected resource's for [`TestServer::push_fault`](crate::test_server::TestServer::push_fault) and [`set_fault`](crate::test_server::TestServer::set_fault),
-/// under `/api/` for [`push_resource_fault`](crate::test_server::TestServer::push_resource_fault).
+/// the protected resource's for [`TestServer::push_fault`](crate::TestServer::push_fault) and [`set_fault`](crate::TestServer::set_fault),
+/// under `/api/` for [`push_resource_fault`](crate::TestServer::push_resource_fault).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
