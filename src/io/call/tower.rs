@@ -142,8 +142,8 @@ impl AuthorizeLayer {
     ///
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) if `origin` is not an
     /// absolute URI with a scheme and an authority.
-    pub fn with_origin(self, origin: &str) -> Result<Self, crate::Error> {
-        let invalid = || crate::Error::InvalidParameter {
+    pub fn with_origin(self, origin: &str) -> Result<Self, crate::error::Error> {
+        let invalid = || crate::error::Error::InvalidParameter {
             name: "origin".into(),
             reason: "it must be an absolute uri with a scheme and an authority, such as https://api.example.com",
         };
