@@ -296,17 +296,23 @@ fn core_request(request: &TokenRequest) -> http::Request<Bytes> {
 
 /// Sends `request` one way and parses the response.
 async fn fetch(way: Way, request: &TokenRequest) -> Result<Token, Error> {
+    // A session of its own, as every adapter's one-shot fetch.
+    fetch_in(way, request, &Session::new()).await
+}
+
+/// Fetches a token one way in `session`: what one fetch learns of the server (a DPoP nonce,
+/// the clock's offset), the next in the session starts with.
+async fn fetch_in(way: Way, request: &TokenRequest, session: &Session) -> Result<Token, Error> {
     match way {
-        // A session of its own, as every adapter's one-shot fetch.
-        Way::Core => fetch_core(request).await,
-        Way::Adapter(name) => Adapter::named(name).fetch(request).await,
+        Way::Core => fetch_core_in(request, session).await,
+        Way::Adapter(name) => Adapter::named(name).fetch_in(request, session).await,
     }
 }
 
-/// The core's exchange, sent with this file's own HTTP client: what an adapter does.
-async fn fetch_core(request: &TokenRequest) -> Result<Token, Error> {
-    let session = Session::new();
-    let mut exchange = TokenFetch::new(request, &session);
+/// The core's exchange in `session`, sent with this file's own HTTP client: what an adapter
+/// does.
+async fn fetch_core_in(request: &TokenRequest, session: &Session) -> Result<Token, Error> {
+    let mut exchange = TokenFetch::new(request, session);
     loop {
         let now = now();
         let http_request = match request.assertion_source() {
@@ -1096,19 +1102,21 @@ async fn server_asks_for_a_dpop_nonce_first() {
 
 #[tokio::test]
 async fn dpop_bound_token_with_the_nonce_retry() {
-    // The only test that sends DPoP proofs through the adapters. Their requests come from one
-    // client, whose nonce store its clones share: the first adapter exchange retries, the later
-    // ones start with the nonce. The core's come from a fresh client each, with a store of its
-    // own, so a DPoP client's first attempt always gets `use_dpop_nonce`.
-    let shared = DPOP.client(ResponseRules::default());
+    // The only test that sends DPoP proofs through the adapters. Their exchanges share one
+    // session, whose nonce store they all read and feed: the first adapter exchange retries,
+    // the later ones start with the nonce. The core's each run in a fresh session, with a
+    // store of its own, so a DPoP client's first attempt always gets `use_dpop_nonce`.
+    let shared = Session::new();
     let mut adapter_exchanges = 0;
     for route in routes() {
         let key = dpop_key();
-        let client = match route.way {
-            Way::Core => DPOP.client(ResponseRules::default()),
-            _ => shared.clone(),
+        let fresh = Session::new();
+        let session = match route.way {
+            Way::Core => &fresh,
+            _ => &shared,
         };
-        let request = client
+        let request = DPOP
+            .client(ResponseRules::default())
             .with_response_rules(rules(route.strict))
             .with_dpop(key.clone())
             .token_request()
@@ -1116,7 +1124,7 @@ async fn dpop_bound_token_with_the_nonce_retry() {
             .resource(JWT_RESOURCE)
             .build()
             .unwrap();
-        let token = token(route, fetch(route.way, &request).await);
+        let token = token(route, fetch_in(route.way, &request, session).await);
         assert_eq!(token.token_type(), &TokenType::DPoP, "{route}");
         assert_eq!(token.scope(), Some("api:read"), "{route}");
         let (_, claims) = jwt_claims(route, &token);
@@ -1139,8 +1147,9 @@ async fn dpop_bound_token_with_the_nonce_retry() {
 
 #[tokio::test]
 async fn the_core_exchange_remembers_the_nonce() {
-    // The clones of one client share its nonce store.
+    // The exchanges of one session share its nonce store, whatever clone of the client sends.
     let client = DPOP.client(ResponseRules::strict());
+    let session = Session::new();
     for expected in [&RETRIED[..], &WITH_NONCE[..]] {
         let key = dpop_key();
         let request = client
@@ -1149,7 +1158,7 @@ async fn the_core_exchange_remembers_the_nonce() {
             .token_request()
             .build()
             .unwrap();
-        let token = fetch_core(&request).await.unwrap();
+        let token = fetch_core_in(&request, &session).await.unwrap();
         assert_eq!(token.token_type(), &TokenType::DPoP);
         assert_eq!(dpop_log(&key).await, expected);
     }
