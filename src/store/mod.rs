@@ -68,6 +68,14 @@ pub trait TokenStore: Send + Sync {
         let _ = (key, holder, ttl);
         Box::pin(async { Ok(false) })
     }
+
+    /// Whether what goes to the store stays private on the way: TLS, a loopback host, a local
+    /// socket, or a store in the process. A shared cache that stores tokens in clear refuses a
+    /// store that says `false`. By default `true`: a store of yours answers for its own
+    /// connection.
+    fn is_private(&self) -> bool {
+        true
+    }
 }
 
 /// Why a [`TokenStore`] call failed. The token source never returns it: on any store failure

@@ -774,3 +774,108 @@ fn twenty_replicas_against_a_rate_limit_send_one_request_per_retry_after() {
         "one request for the fleet in the minute the server asked for"
     );
 }
+
+/// Hardening: Redis over TLS (`rediss://`, as Azure Cache for Redis, ElastiCache with
+/// in-transit encryption and Upstash require), against a real `redis-server` listening on a TLS
+/// port only (`REDIS_TLS_URL`, its certificate authority in `REDIS_TLS_CA`, both set by
+/// `scripts/test`); and no plaintext by accident. The refusals are of construction only:
+/// nothing is sent to the addresses they name.
+#[test]
+fn replicas_share_a_token_through_redis_over_tls_and_plaintext_is_refused_off_loopback() {
+    use client_credentials::shared_cache::StoreError;
+
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tls_url = std::env::var("REDIS_TLS_URL").expect(
+        "REDIS_TLS_URL is not set: run the tests with scripts/test, which starts a TLS redis-server",
+    );
+    let ca = std::fs::read(std::env::var("REDIS_TLS_CA").expect("REDIS_TLS_CA is not set"))
+        .expect("the TLS redis-server's certificate authority");
+
+    let refused = |result: Result<RedisStore, StoreError>, what: &str| match result {
+        Err(StoreError::InvalidUrl(reason)) => reason.to_string(),
+        Ok(_) => panic!("{what}: accepted"),
+        Err(other) => panic!("{what}: {other}"),
+    };
+    let text = refused(
+        RedisStore::new("redis://:password@10.0.0.5:6379/"),
+        "plain, remote",
+    );
+    assert!(
+        text.contains("rediss://") && !text.contains("password@"),
+        "{text}"
+    );
+    refused(
+        RedisStore::new("rediss://cache.example.com:6380/#insecure"),
+        "no name check",
+    );
+    refused(
+        RedisStore::with_root_certificates("redis://127.0.0.1:6379/", &ca),
+        "root certificates without tls",
+    );
+    assert!(
+        RedisStore::new("redis://127.0.0.1:6379/").is_ok(),
+        "loopback in clear"
+    );
+    let remote_in_clear = RedisStore::insecure_plaintext("redis://10.0.0.5:6379/").unwrap();
+    assert!(
+        SharedCache::insecure_plaintext(remote_in_clear, "ns", StoreEncryptionKey::new(KEY))
+            .is_err(),
+        "tokens in clear over a connection in clear"
+    );
+    let tls = RedisStore::with_root_certificates(&tls_url, &ca).unwrap();
+    assert!(SharedCache::insecure_plaintext(tls, "ns", StoreEncryptionKey::new(KEY)).is_ok());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = TestServer::start();
+        let request = server
+            .demo_credentials()
+            .token_request()
+            .scope("read")
+            .build()
+            .unwrap();
+        let namespace = namespace("tls");
+        let replica = |store: RedisStore| {
+            TokenSource::reqwest(
+                client_credentials::reqwest::recommended_client(),
+                request.clone(),
+            )
+            .with_store(SharedCache::new(
+                store,
+                &namespace,
+                StoreEncryptionKey::new(KEY),
+            ))
+        };
+        let first = replica(RedisStore::with_root_certificates(&tls_url, &ca).unwrap())
+            .token()
+            .await
+            .unwrap();
+        let second = replica(RedisStore::with_root_certificates(&tls_url, &ca).unwrap())
+            .token()
+            .await
+            .unwrap();
+        assert_eq!(
+            first.access_token().secret(),
+            second.access_token().secret()
+        );
+        assert_eq!(server.token_requests(), 1, "shared through the TLS store");
+
+        // The server's certificate is checked: against the system's roots (which do not hold
+        // the test authority) the store fails, and a replica fetches for itself.
+        let untrusted = replica(RedisStore::new(&tls_url).unwrap())
+            .token()
+            .await
+            .unwrap();
+        assert_ne!(
+            untrusted.access_token().secret(),
+            first.access_token().secret()
+        );
+        assert_eq!(
+            server.token_requests(),
+            2,
+            "an unverified store is no store"
+        );
+    });
+}

@@ -114,18 +114,30 @@ impl SharedCache {
     /// `key` seals nothing here, but still names the entries ([`StoreKey`]): a store key holds
     /// a digest of the credential, which must be keyed so that it cannot be tested against
     /// guessed secrets.
-    #[must_use]
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidUrl`] for a store whose connection is not private
+    /// ([`TokenStore::is_private`]: a `RedisStore` opened with
+    /// [`RedisStore::insecure_plaintext`](crate::shared_cache::RedisStore::insecure_plaintext)
+    /// to another host): tokens in clear over a network in clear are anyone's.
     pub fn insecure_plaintext(
         store: impl TokenStore + 'static,
         namespace: &str,
         key: StoreEncryptionKey,
-    ) -> Self {
-        Self::with_sealing(
+    ) -> Result<Self, StoreError> {
+        if !store.is_private() {
+            return Err(StoreError::InvalidUrl(
+                "tokens in clear are not sent over a connection in clear: use rediss:// (or a loopback host), or SharedCache::new, which seals them"
+                    .into(),
+            ));
+        }
+        Ok(Self::with_sealing(
             Arc::new(store),
             namespace,
             key,
             EntrySealing::InsecurePlaintext,
-        )
+        ))
     }
 
     fn with_sealing(

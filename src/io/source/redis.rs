@@ -13,8 +13,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo as _, Script, TlsCertificates};
 
+use crate::endpoint::is_loopback;
 use crate::store::{StoreError, StoreFuture, TokenStore};
 
 /// Releases a lease only if its holder still holds it, in one step on the server.
@@ -32,9 +33,20 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_millis(500);
 ///
 /// ```no_run
 /// # fn run() -> Result<(), client_credentials::shared_cache::StoreError> {
-/// let store = client_credentials::shared_cache::RedisStore::new("redis://127.0.0.1:6379/")?;
-/// # let _ = store; Ok(()) }
+/// use client_credentials::shared_cache::RedisStore;
+///
+/// // TLS (rustls), checked against the system's root certificates: Azure Cache for Redis,
+/// // ElastiCache with in-transit encryption, Upstash.
+/// let store = RedisStore::new("rediss://:password@cache.example.com:6380/0")?;
+/// // In clear, only to this host.
+/// let local = RedisStore::new("redis://127.0.0.1:6379/")?;
+/// # let _ = (store, local); Ok(()) }
 /// ```
+///
+/// Plain `redis://` carries the Redis password, and every entry, in clear: it is taken only for
+/// a loopback host (or a Unix socket) unless the caller says so by name
+/// ([`insecure_plaintext`](Self::insecure_plaintext)). A shared cache that stores tokens in
+/// clear refuses such a store ([`SharedCache::insecure_plaintext`](crate::shared_cache::SharedCache::insecure_plaintext)).
 ///
 /// It connects on its first call (inside a Tokio runtime) and reconnects by itself after a
 /// failure; it never blocks a caller longer than the shared cache's store timeout.
@@ -44,22 +56,96 @@ pub struct RedisStore {
     connection: Mutex<Option<ConnectionManager>>,
     release: Script,
     renew: Script,
+    /// Whether the connection is private: TLS, a loopback host or a Unix socket.
+    private: bool,
 }
 
 impl RedisStore {
-    /// A store at `url` (`redis://host:port/db`, `rediss://` for TLS where the `redis` crate
-    /// has it, `redis+unix:///path`). Nothing is sent until the first call.
+    /// A store at `url`: `rediss://host:port/db` over TLS (rustls, the server's certificate
+    /// checked against the system's root certificates and its name), `redis://` to a loopback
+    /// host, or `redis+unix:///path`. Nothing is sent until the first call.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidUrl`] if the URL is not a Redis URL, if it is plain `redis://` to
+    /// a host that is not loopback (use `rediss://`, or
+    /// [`insecure_plaintext`](Self::insecure_plaintext)), or if it turns off the TLS name check
+    /// (`#insecure`).
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, None, false)
+    }
+
+    /// A store at a `rediss://` `url` whose certificate is checked against `root_certificates`
+    /// (PEM: a private certificate authority's) instead of the system's.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and [`StoreError::InvalidUrl`] if `url` is not `rediss://` or the
+    /// certificates are not PEM.
+    pub fn with_root_certificates(url: &str, root_certificates: &[u8]) -> Result<Self, StoreError> {
+        Self::open(url, Some(root_certificates), false)
+    }
+
+    /// A store at `url` that may be plain `redis://` to any host: the Redis password and every
+    /// entry cross the network in clear, where anyone on the way can read them (the entries
+    /// stay sealed by the shared cache's key, the password does not). Only for a network you
+    /// trust as you trust this host; prefer `rediss://`.
     ///
     /// # Errors
     ///
     /// [`StoreError::InvalidUrl`] if the URL is not a Redis URL.
-    pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(|error| StoreError::InvalidUrl(Box::new(error)))?;
+    pub fn insecure_plaintext(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, None, true)
+    }
+
+    fn open(
+        url: &str,
+        root_certificates: Option<&[u8]>,
+        allow_plaintext: bool,
+    ) -> Result<Self, StoreError> {
+        let invalid = |reason: &'static str| StoreError::InvalidUrl(reason.into());
+        let info = url
+            .into_connection_info()
+            .map_err(|error| StoreError::InvalidUrl(Box::new(error)))?;
+        let private = match info.addr() {
+            ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(invalid(
+                    "the url turns off the tls name check (#insecure): remove it, and give the server's certificate authority with RedisStore::with_root_certificates",
+                ));
+            }
+            ConnectionAddr::TcpTls { .. } => true,
+            ConnectionAddr::Unix(_) => true,
+            ConnectionAddr::Tcp(host, _) => is_loopback(host),
+            // An address kind of a later `redis` crate: not known to be private.
+            _ => false,
+        };
+        if !private && !allow_plaintext {
+            return Err(invalid(
+                "plain redis:// sends the password and the entries in clear to a host that is not loopback: use rediss://, or RedisStore::insecure_plaintext",
+            ));
+        }
+        let client = match root_certificates {
+            None => Client::open(info),
+            Some(pem) => {
+                if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                    return Err(invalid(
+                        "root certificates are for a rediss:// url: the connection is not tls",
+                    ));
+                }
+                let certificates = TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                };
+                Client::build_with_tls(info, certificates)
+            }
+        }
+        .map_err(|error| StoreError::InvalidUrl(Box::new(error)))?;
         Ok(Self {
             client,
             connection: Mutex::new(None),
             release: Script::new(RELEASE),
             renew: Script::new(RENEW),
+            private,
         })
     }
 
@@ -117,6 +203,10 @@ fn millis(ttl: Duration) -> u64 {
 }
 
 impl TokenStore for RedisStore {
+    fn is_private(&self) -> bool {
+        self.private
+    }
+
     fn read<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
             let mut connection = self.connection()?;
