@@ -879,3 +879,81 @@ fn replicas_share_a_token_through_redis_over_tls_and_plaintext_is_refused_off_lo
         );
     });
 }
+
+/// Hardening: a value of any size under a request's key costs one bounded read. A 20 MB value
+/// used to be downloaded whole, twice on a miss (the read, then the lease holder's re-read),
+/// before the 64 KiB check; now Redis sends at most `SharedCache::MAX_ENTRY_LEN` + 1 bytes of it.
+#[test]
+fn a_huge_value_under_a_requests_key_is_never_downloaded_whole() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = TestServer::start();
+        let url = redis_url();
+        let namespace = namespace("huge");
+        let request = server
+            .demo_credentials()
+            .token_request()
+            .scope("read")
+            .build()
+            .unwrap();
+        let key = client_credentials::shared_cache::StoreKey::new(
+            &namespace,
+            &request,
+            &StoreEncryptionKey::new(KEY),
+        )
+        .unwrap();
+        let mut connection = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let huge = vec![b'x'; 20 << 20];
+        let () = redis::cmd("SET")
+            .arg(key.entry())
+            .arg(&huge)
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let sent_by_redis = |info: String| -> u64 {
+            info.lines()
+                .find_map(|line| line.strip_prefix("total_net_output_bytes:"))
+                .and_then(|value| value.trim().parse().ok())
+                .expect("INFO stats names total_net_output_bytes")
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let before = sent_by_redis(info);
+
+        let source =
+            TokenSource::reqwest(client_credentials::reqwest::recommended_client(), request)
+                .with_store(SharedCache::new(
+                    RedisStore::new(&url).unwrap(),
+                    &namespace,
+                    StoreEncryptionKey::new(KEY),
+                ));
+        source
+            .token()
+            .await
+            .expect("a token, fetched: the huge value is no entry");
+        assert_eq!(server.token_requests(), 1);
+
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let sent = sent_by_redis(info) - before;
+        assert!(
+            sent < 1 << 20,
+            "Redis sent {sent} bytes for one miss over a 20 MB value"
+        );
+    });
+}

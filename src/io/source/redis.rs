@@ -210,11 +210,17 @@ impl TokenStore for RedisStore {
     fn read<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
             let mut connection = self.connection()?;
-            redis::cmd("GET")
+            // At most one byte more than an entry may hold: a longer value (planted, or a
+            // foreign key's) is read no further and refused as too long, however large it is.
+            // A missing key reads as empty, which no entry is.
+            let value: Vec<u8> = redis::cmd("GETRANGE")
                 .arg(key)
+                .arg(0)
+                .arg(crate::store::entry::MAX_ENTRY_LEN)
                 .query_async(&mut connection)
                 .await
-                .map_err(failed)
+                .map_err(failed)?;
+            Ok((!value.is_empty()).then_some(value))
         })
     }
 
