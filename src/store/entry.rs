@@ -48,6 +48,9 @@ struct Stored {
     token_type: String,
     /// When the token expires, in milliseconds since the Unix epoch.
     expires_at_ms: u64,
+    /// The token's whole lifetime, in milliseconds: a replica whose wall clock is behind the
+    /// writer's never serves it longer than this.
+    lifetime_ms: u64,
     /// Until when a replica may take it instead of fetching, in milliseconds since the epoch.
     fresh_until_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +123,11 @@ pub(crate) fn seal(
         access_token: token.access_token.secret().to_owned(),
         token_type: token.token_type.as_str().to_owned(),
         expires_at_ms: millis(expires_at),
+        lifetime_ms: expires_at
+            .duration_since(token.sent_at)
+            .map_or(0, |lifetime| {
+                u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX)
+            }),
         fresh_until_ms: millis(fresh_until),
         scope: token.scope.as_deref().map(str::to_owned),
         extra: token.extra.clone(),
@@ -232,9 +240,13 @@ pub(crate) fn open(
     if now_ms >= stored.fresh_until_ms || now_ms >= stored.expires_at_ms {
         return Err(Refused::Stale);
     }
-    // Counted from `now` itself, not its whole millisecond: never past the real expiry.
+    // Counted from `now` itself, not its whole millisecond: never past the real expiry. And
+    // never longer than the token's whole lifetime: under a wall clock far behind the writer's,
+    // the expiry would otherwise be decades away.
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let expires_in = Duration::from_millis(stored.expires_at_ms).saturating_sub(since_epoch);
+    let expires_in = Duration::from_millis(stored.expires_at_ms)
+        .saturating_sub(since_epoch)
+        .min(Duration::from_millis(stored.lifetime_ms));
     Ok(Opened::Token(Token {
         access_token: AccessToken::new(stored.access_token),
         token_type: TokenType::parse(&stored.token_type),
@@ -458,6 +470,16 @@ mod tests {
         let now = at(1_030) + Duration::from_micros(333);
         let opened = token_of(open(&encrypted(), &key("a"), &sealed, now));
         assert_eq!(opened.expires_at(), Some(at(1_100)));
+    }
+
+    #[test]
+    fn a_replica_whose_clock_is_far_behind_never_serves_a_token_longer_than_its_lifetime() {
+        // The token was sent at 1 000 for 100 s; a reader whose wall clock reads a year before
+        // sees an expiry a year away, and holds the token for its 100 s at most.
+        let sealed = sealed();
+        let year_behind = at(1_000) - Duration::from_secs(365 * 24 * 3600);
+        let opened = token_of(open(&encrypted(), &key("a"), &sealed, year_behind));
+        assert_eq!(opened.expires_in, Some(Duration::from_secs(100)));
     }
 
     #[test]
