@@ -30,12 +30,14 @@ impl Environment for SystemEnvironment {
 
 /// The wall-clock time: an attempt's `sent_at`, a fetch's start, an entry's age.
 #[allow(clippy::disallowed_methods)] // The IO layer's one wall-clock read.
+#[inline]
 pub(crate) fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
 /// The monotonic clock: the cache's decisions and every deadline.
 #[allow(clippy::disallowed_methods)] // The IO layer's one monotonic-clock read.
+#[inline]
 pub(crate) fn monotonic_now() -> Instant {
     Instant::now()
 }
@@ -92,8 +94,10 @@ pub(crate) type HitInstant = Instant;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const HIT_CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The hit clock's reading now.
+/// The hit clock's reading now. Inlined: it is on every cached get, and lives in another
+/// module (another codegen unit) than the get.
 #[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
 pub(crate) fn hit_now() -> HitInstant {
     // Not `now()`, which also stores the reading in a global that every caller would write.
     coarsetime::Instant::now_without_cache_update()
@@ -101,6 +105,7 @@ pub(crate) fn hit_now() -> HitInstant {
 
 /// The hit clock's reading now.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[inline]
 pub(crate) fn hit_now() -> HitInstant {
     monotonic_now()
 }
