@@ -61,6 +61,11 @@ struct Args {
     #[arg(long, value_name = "URL")]
     issuer: Option<String>,
 
+    /// Address JWT assertions to the token endpoint's URL even when the issuer is known, for a
+    /// server that accepts nothing else as `aud`
+    #[arg(long)]
+    token_endpoint_audience: bool,
+
     /// The client identifier
     #[arg(long, value_name = "ID", required_unless_present = "demo")]
     client_id: Option<String>,
@@ -97,8 +102,9 @@ struct Args {
     #[arg(long)]
     secret_stdin: bool,
 
-    /// How the client authenticates: HTTP Basic (client_secret_basic) or in the form body
-    /// (client_secret_post)
+    /// How the client authenticates: HTTP Basic (client_secret_basic), the same without the
+    /// RFC 6749 §2.3.1 form-encoding of the id and secret (for a server that compares them
+    /// raw), or in the form body (client_secret_post)
     #[arg(long, value_enum, default_value_t = Auth::Basic)]
     auth: Auth,
 
@@ -140,6 +146,9 @@ struct Args {
 enum Auth {
     /// client_secret_basic: HTTP Basic authentication
     Basic,
+    /// client_secret_basic without the form-encoding of the id and secret, for a server that
+    /// compares them as they come
+    BasicUnencoded,
     /// client_secret_post: the id and secret in the form body
     Post,
 }
@@ -207,6 +216,9 @@ fn run(args: &Args) -> Result<(), Failure> {
         if let Some(issuer) = &issuer {
             jwt = jwt.with_issuer(issuer);
         }
+        if args.token_endpoint_audience {
+            jwt = jwt.with_token_endpoint_audience();
+        }
         ClientAuth::Jwt(jwt)
     } else if let Some(path) = &args.assertion_file {
         ClientAuth::Source(AssertionSource::new(AssertionFile::new(path)))
@@ -218,6 +230,7 @@ fn run(args: &Args) -> Result<(), Failure> {
         };
         match args.auth {
             Auth::Basic => ClientAuth::SecretBasic(secret),
+            Auth::BasicUnencoded => ClientAuth::SecretBasicUnencoded(secret),
             Auth::Post => ClientAuth::SecretPost(secret),
         }
     };

@@ -160,6 +160,20 @@ fn reads_the_secret_from_stdin_or_a_named_variable() {
 }
 
 #[test]
+fn basic_credentials_go_unencoded_when_asked() {
+    let server = TestServer::start();
+    let (output, stdout, stderr) =
+        run(against(&server, DEMO_CLIENT_SECRET).args(["--auth", "basic-unencoded"]));
+    assert!(output.status.success(), "{stderr}");
+    assert_secret_absent(DEMO_CLIENT_SECRET, &stdout, &stderr);
+    let (_, help, _) = run(cli().arg("--help"));
+    assert!(
+        help.contains("basic-unencoded") && help.contains("--token-endpoint-audience"),
+        "{help}"
+    );
+}
+
+#[test]
 fn a_missing_secret_is_a_usage_error_naming_the_variable() {
     let server = TestServer::start();
     let (output, _, stderr) = run(cli()
