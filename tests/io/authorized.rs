@@ -1020,40 +1020,43 @@ mod grpc {
     }
 }
 
+/// The end of a middleware chain that never sends: it answers every request from memory,
+/// with what `answer` makes, so that no request can leave this machine.
+struct FromMemory<F>(F);
+
+impl<F> reqwest_middleware::Middleware for FromMemory<F>
+where
+    F: Fn() -> http::Response<reqwest::Body> + Send + Sync + 'static,
+{
+    // The signature `#[async_trait]` gives `async fn handle`.
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _: reqwest::Request,
+        _: &'life1 mut http::Extensions,
+        _: reqwest_middleware::Next<'life2>,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
+                + Send
+                + 'async_trait,
+        >,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(std::future::ready(Ok((self.0)().into())))
+    }
+}
+
 /// Hardening: a token never goes over plain http to a host that is not loopback, unless the
 /// policy allows it by name. The inner client and the middleware chain's end answer from
 /// memory, so that no request can leave this machine whatever the layers do.
 #[tokio::test]
 async fn a_token_goes_over_plain_http_only_to_loopback_unless_allowed_by_name() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// The end of a middleware chain: counts what reaches it and answers 200 from memory.
-    struct Answers(Arc<AtomicUsize>);
-
-    impl reqwest_middleware::Middleware for Answers {
-        // The signature `#[async_trait]` gives `async fn handle`.
-        fn handle<'life0, 'life1, 'life2, 'async_trait>(
-            &'life0 self,
-            _: reqwest::Request,
-            _: &'life1 mut http::Extensions,
-            _: reqwest_middleware::Next<'life2>,
-        ) -> Pin<
-            Box<
-                dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
-                    + Send
-                    + 'async_trait,
-            >,
-        >
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            'life2: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Box::pin(std::future::ready(Ok(http::Response::new("ok").into())))
-        }
-    }
 
     let fetches = Arc::new(AtomicUsize::new(0));
     let request = client_credentials::ClientCredentials::new(
@@ -1111,7 +1114,13 @@ async fn a_token_goes_over_plain_http_only_to_loopback_unless_allowed_by_name() 
 
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
             .with(AuthorizeMiddleware::with_policy(tokens.clone(), policy))
-            .with(Answers(Arc::clone(&sent)))
+            .with(FromMemory({
+                let sent = Arc::clone(&sent);
+                move || {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    http::Response::new(reqwest::Body::from("ok"))
+                }
+            }))
             .build();
         let middleware_outcome = client.get(url).send().await;
 
@@ -1178,31 +1187,6 @@ async fn only_a_refusal_of_the_token_presented_invalidates_it() {
                 }
             }
             response
-        }
-    }
-
-    impl reqwest_middleware::Middleware for Script {
-        // The signature `#[async_trait]` gives `async fn handle`.
-        fn handle<'life0, 'life1, 'life2, 'async_trait>(
-            &'life0 self,
-            _: reqwest::Request,
-            _: &'life1 mut http::Extensions,
-            _: reqwest_middleware::Next<'life2>,
-        ) -> Pin<
-            Box<
-                dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
-                    + Send
-                    + 'async_trait,
-            >,
-        >
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            'life2: 'async_trait,
-            Self: 'async_trait,
-        {
-            let response: http::Response<reqwest::Body> = self.answer();
-            Box::pin(std::future::ready(Ok(response.into())))
         }
     }
 
@@ -1312,7 +1296,10 @@ async fn only_a_refusal_of_the_token_presented_invalidates_it() {
             } else {
                 let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
                     .with(AuthorizeMiddleware::new(tokens))
-                    .with(script.clone())
+                    .with(FromMemory({
+                        let script = script.clone();
+                        move || script.answer::<reqwest::Body>()
+                    }))
                     .build();
                 client
                     .get("https://api.example.com/things")
