@@ -28,6 +28,14 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The fleet's key: every replica has the same.
 const KEY: [u8; 32] = [0x5a; 32];
 
+/// Runs an in-process fleet test on a runtime of its own, alone among the fleet tests.
+fn alone_on_a_runtime<T>(test: impl std::future::Future<Output = T>) -> T {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    tokio::runtime::Runtime::new().unwrap().block_on(test)
+}
+
 #[allow(clippy::disallowed_methods)] // The tests stand in for the caller, who reads the clock.
 fn unix_ms(time: Option<SystemTime>) -> u128 {
     time.unwrap_or_else(SystemTime::now)
@@ -467,11 +475,7 @@ fn a_killed_lease_holder_frees_the_request_within_the_lease_ttl() {
 
 #[test]
 fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_requests() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    alone_on_a_runtime(async {
         let server = TestServer::builder()
             .client(
                 client_credentials_test_server::TestClient::new("second-client", "second-secret")
@@ -646,11 +650,7 @@ fn redis_holds_nothing_in_clear_refuses_tampered_entries_and_never_mixes_request
 /// request reaches the token server, which refuses it with `invalid_client`.
 #[test]
 fn a_replica_with_the_wrong_secret_never_reads_the_victims_token_from_redis() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    alone_on_a_runtime(async {
         let server = TestServer::start();
         let (url, namespace) = (redis_url(), namespace("credential"));
         let source = |secret: &str| {
@@ -885,11 +885,7 @@ fn replicas_share_a_token_through_redis_over_tls_and_plaintext_is_refused_off_lo
 /// before the 64 KiB check; now Redis sends at most `SharedCache::MAX_ENTRY_LEN` + 1 bytes of it.
 #[test]
 fn a_huge_value_under_a_requests_key_is_never_downloaded_whole() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    alone_on_a_runtime(async {
         let server = TestServer::start();
         let url = redis_url();
         let namespace = namespace("huge");
