@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::clock::{is_refusal_about_time, shift_by_correction};
 use crate::error::Error;
+use crate::error::oauth::ErrorCode;
 use crate::observe::{self, FetchRecord};
 use crate::request::TokenRequest;
 use crate::secret::ClientAssertion;
@@ -97,6 +98,7 @@ pub struct TokenFetch<'a> {
     attempts: u8,
     nonce_retried: bool,
     clock_retried: bool,
+    proof_retried: bool,
 }
 
 impl<'a> TokenFetch<'a> {
@@ -116,6 +118,7 @@ impl<'a> TokenFetch<'a> {
             attempts: 0,
             nonce_retried: false,
             clock_retried: false,
+            proof_retried: false,
         }
     }
 
@@ -226,6 +229,18 @@ impl<'a> TokenFetch<'a> {
                     && clock.correction_millis() != self.correction =>
             {
                 self.clock_retried = true;
+                Ok(FetchStep::Retry)
+            }
+            // A refused DPoP proof, for no reason this client can correct (a server whose clock
+            // ticked past the proof's `iat` a moment late, say): once more, with a fresh proof.
+            Err(error)
+                if !self.proof_retried
+                    && self.request.client().inner().dpop_thumbprint().is_some()
+                    && error
+                        .oauth()
+                        .is_some_and(|oauth| *oauth.code() == ErrorCode::InvalidDpopProof) =>
+            {
+                self.proof_retried = true;
                 Ok(FetchStep::Retry)
             }
             Err(error) => Err(error),
@@ -515,6 +530,49 @@ mod tests {
             .body(r#"{"error":"use_dpop_nonce"}"#)
             .unwrap();
         assert!(exchange.handle_response(&bare).is_err());
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn a_refused_dpop_proof_is_retried_once_with_a_fresh_proof() {
+        use crate::client_auth::dpop::DpopKey;
+        use crate::client_auth::jwt::JwsAlgorithm;
+        use crate::client_auth::key::PrivateKey;
+        let key = DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap();
+        let request = request()
+            .client()
+            .clone()
+            .with_dpop(key)
+            .token_request()
+            .build()
+            .unwrap();
+        let session = Session::new();
+        let mut exchange = TokenFetch::new(&request, &session);
+        let refused = || {
+            http::Response::builder()
+                .status(400)
+                .header("content-type", "application/json")
+                .body(r#"{"error":"invalid_dpop_proof","error_description":"invalid DPoP proof"}"#)
+                .unwrap()
+        };
+        let first = exchange.http_request(at(100), || Ok([1; 32])).unwrap();
+        assert!(matches!(
+            exchange.handle_response(&refused()).unwrap(),
+            FetchStep::Retry
+        ));
+        let second = exchange.http_request(at(100), || Ok([2; 32])).unwrap();
+        assert_ne!(
+            first.headers()["dpop"],
+            second.headers()["dpop"],
+            "a fresh proof, its own jti"
+        );
+        let error = exchange.handle_response(&refused()).unwrap_err();
+        assert_eq!(
+            error.oauth().unwrap().code(),
+            &ErrorCode::InvalidDpopProof,
+            "once"
+        );
+        assert_eq!(exchange.attempts(), 2);
     }
 
     #[test]

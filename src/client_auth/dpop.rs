@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
@@ -59,11 +60,14 @@ pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
 #[derive(Clone)]
 pub struct DpopKey(Arc<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     signer: Arc<dyn JwsSigner>,
     algorithm: JwsAlgorithm,
     jwk: PublicJwk,
     thumbprint: Box<str>,
+    /// How far back each proof's `iat` is set.
+    iat_leeway: Duration,
 }
 
 /// The claims of a DPoP proof (RFC 9449 §4.2), in the RFC's order.
@@ -111,7 +115,30 @@ impl DpopKey {
             algorithm,
             jwk,
             thumbprint,
+            iat_leeway: Duration::ZERO,
         })))
+    }
+
+    /// The most [`with_iat_leeway`](Self::with_iat_leeway) sets a proof's `iat` back: 60
+    /// seconds, well within the proof windows servers accept (RFC 9449 §11.1 suggests minutes),
+    /// so that a proof set back is never refused as too old for it.
+    pub const MAX_IAT_LEEWAY: Duration = Duration::from_secs(60);
+
+    /// Sets every proof's `iat` this far before the attempt's time, at most
+    /// [`MAX_IAT_LEEWAY`](Self::MAX_IAT_LEEWAY) (a longer leeway is taken as that): for a
+    /// server that refuses a proof issued later than its own coarse clock, with no leeway of its
+    /// own, which otherwise refuses a proof now and then when the two clocks tick apart. In
+    /// whole seconds, as `iat` is: one second covers a server's clock truncated to the second.
+    #[must_use]
+    pub fn with_iat_leeway(mut self, leeway: Duration) -> Self {
+        Arc::make_mut(&mut self.0).iat_leeway = leeway.min(Self::MAX_IAT_LEEWAY);
+        self
+    }
+
+    /// How far back each proof's `iat` is set ([`with_iat_leeway`](Self::with_iat_leeway)).
+    #[must_use]
+    pub fn iat_leeway(&self) -> Duration {
+        self.0.iat_leeway
     }
 
     /// The signing algorithm, to check against the server's
@@ -138,7 +165,7 @@ impl DpopKey {
     ///
     /// The proof's header is `typ` `dpop+jwt`, `alg` and `jwk`; its claims are `jti` (from the
     /// second half of the attempt's entropy), `htm` the method, `htu` the URI without its query
-    /// and fragment, `iat` the attempt's time, `nonce` when the attempt has one, and `ath` the
+    /// and fragment, `iat` the attempt's time (less the key's [`iat_leeway`](Self::iat_leeway)), `nonce` when the attempt has one, and `ath` the
     /// base64url SHA-256 of `access_token` when one is given, as for a resource request (§7).
     ///
     /// # Errors
@@ -166,7 +193,9 @@ impl DpopKey {
             jti: &attempt.proof_jti(),
             htm: method.as_str(),
             htu: &htu,
-            iat: attempt.unix_time()?,
+            iat: attempt
+                .unix_time()?
+                .saturating_sub(self.0.iat_leeway.as_secs()),
             nonce: attempt.dpop_nonce(),
             ath: ath.as_deref(),
         };
@@ -258,6 +287,34 @@ mod tests {
     }
 
     const ES256_HEADER: &str = r#"{"typ":"dpop+jwt","alg":"ES256","jwk":{"crv":"P-256","kty":"EC","x":"ZYQS9taLokJgUZuQDN3b6wU7DCDstXTXAdKew6KdaPo","y":"a365tYOHKbRJj5MPzrRdLa8DvYm4PVS05KoW1FqxBck"}}"#;
+
+    #[test]
+    fn a_proofs_iat_is_set_back_by_the_bounded_leeway() {
+        let key = || DpopKey::new(PrivateKey::generate(JwsAlgorithm::Es256).unwrap()).unwrap();
+        let iat = |key: &DpopKey| {
+            let attempt = Attempt::new(crate::test_support::at(1_700_000_000), [7; 32]);
+            let uri: Uri = "https://server.example.com/token".parse().unwrap();
+            let proof = key.proof(&Method::POST, &uri, &attempt, None).unwrap();
+            let claims = proof
+                .to_str()
+                .unwrap()
+                .split('.')
+                .nth(1)
+                .unwrap()
+                .to_owned();
+            let claims: serde_json::Value =
+                serde_json::from_slice(&BASE64URL.decode(claims).unwrap()).unwrap();
+            claims["iat"].as_u64().unwrap()
+        };
+        assert_eq!(iat(&key()), 1_700_000_000);
+        assert_eq!(
+            iat(&key().with_iat_leeway(Duration::from_secs(2))),
+            1_699_999_998
+        );
+        let bounded = key().with_iat_leeway(Duration::from_secs(3600));
+        assert_eq!(bounded.iat_leeway(), DpopKey::MAX_IAT_LEEWAY);
+        assert_eq!(iat(&bounded), 1_700_000_000 - 60);
+    }
 
     #[test]
     fn golden_token_request_proof_rfc9449_4_2() {
