@@ -582,7 +582,8 @@ impl TokenCache {
     ///
     /// `sent_at` is the wall-clock time the request was sent (read it just before handing the
     /// ticket's request to the adapter): a failure's `Retry-After` date is counted from it. A
-    /// token carries its own [`sent_at`](Token::sent_at).
+    /// token carries its own [`sent_at`](Token::sent_at); one sent later than `sent_at` (after
+    /// a wait for another process's fetch, say) counts its lifetime from its own.
     ///
     /// # Errors
     ///
@@ -604,7 +605,15 @@ impl TokenCache {
         // A new token makes the request worth keeping, however long ago it was polled.
         entry.last_used = used;
         match result {
-            Ok(token) => Ok(entry.store(token, started, now, &policy, random)),
+            Ok(token) => {
+                // A token sent later than this ticket's fetch began (fetched by a fleet's lease
+                // holder after a wait, or read from a shared store) counts its lifetime from its
+                // own `sent_at`, not from the ticket: else it would fall due as early as the
+                // wait was long. Never later than now.
+                let lag = token.sent_at().duration_since(sent_at).unwrap_or_default();
+                let started = started.checked_add(lag).map_or(now, |aged| aged.min(now));
+                Ok(entry.store(token, started, now, &policy, random))
+            }
             Err(error) => Err(entry.fail(error, Some(sent_at), now, &policy, random)),
         }
     }

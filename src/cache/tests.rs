@@ -965,3 +965,38 @@ fn debug_never_shows_the_token() {
         assert!(!text.contains("secret"), "{text}");
     }
 }
+
+#[test]
+fn a_token_sent_after_its_ticket_began_is_aged_from_its_own_sent_at() {
+    // A fleet's waiter: its ticket's fetch began at 0, and the token it gets (fetched by the
+    // lease holder, or read from the store) was sent at 20. It lives 600 s from 20, so it
+    // falls due at 560, not 540, and expires at 620, not 600.
+    let clock = Clock::new();
+    let mut cache = TokenCache::new(CachePolicy::new().with_refresh_jitter(0.0));
+    let request = request();
+    let ticket = fetch(&mut cache, &request, clock.at(0.0));
+    let arrived = clock.at(20.0);
+    let parsed = request.parse_response(&token_response("waited", Some(600)), clock.wall(arrived));
+    let token = cache
+        .handle_result(ticket, parsed, clock.wall(clock.at(0.0)), arrived, 0)
+        .unwrap();
+    assert!(
+        cache.peek(&request, clock.at(559.9)).is_some(),
+        "not due at 540"
+    );
+    assert!(
+        cache.peek(&request, clock.at(560.0)).is_none(),
+        "due at 560"
+    );
+    match cache.poll(&request, clock.at(619.9)) {
+        Lookup::Refresh { token: served, .. } => assert!(Arc::ptr_eq(&served, &token)),
+        other => panic!("still valid at 619.9, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            cache.poll(&request, clock.at(620.0)),
+            Lookup::Fetch(_) | Lookup::Pending { .. }
+        ),
+        "expired at 620"
+    );
+}
