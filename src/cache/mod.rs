@@ -20,24 +20,39 @@ pub(crate) mod policy;
 pub use policy::CachePolicy;
 use policy::later;
 
-/// Starts a fetch for `entry`, whose ticket is the next one.
+/// Starts a fetch for `entry`, whose ticket is the next one. `seed` is the cache's random word,
+/// from which the fetch's own is drawn, for the back-off should it time out.
 fn issue(
     last_ticket: &mut u64,
+    seed: u64,
     entry: &mut Entry,
     request: &TokenRequest,
     now: Instant,
     timeout: Duration,
 ) -> FetchTicket {
     *last_ticket += 1;
+    let deadline = later(now, timeout);
     entry.fetch = Some(InFlight {
         id: *last_ticket,
         started: now,
-        deadline: later(now, timeout),
+        deadline,
+        timed_out: false,
+        random: mix(seed, *last_ticket),
     });
     FetchTicket {
         request: request.clone(),
         id: *last_ticket,
+        deadline,
     }
+}
+
+/// A random word for one fetch, from the cache's and the fetch's number (splitmix64's
+/// finalizer): fetches timing out together back off for different times.
+fn mix(seed: u64, id: u64) -> u64 {
+    let mut z = seed.wrapping_add(id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// What to do about one token request, as answered by [`TokenCache::poll`].
@@ -64,9 +79,10 @@ pub enum Lookup {
     /// [`TokenCache::abandon`].
     Fetch(FetchTicket),
     /// There is no usable token and a fetch is under way: wait for it to finish, then poll
-    /// again. Poll again at `deadline` at the latest: the fetch is given up then.
+    /// again. Poll again at `deadline` at the latest: a fetch unanswered by then counts as a
+    /// failure ([`Error::FetchTimedOut`]), which that poll answers with [`Lookup::BackOff`].
     Pending {
-        /// When the fetch under way will be given up (its [`CachePolicy::fetch_timeout`]).
+        /// When the fetch under way times out (its [`CachePolicy::fetch_timeout`]).
         deadline: Instant,
     },
     /// There is no usable token and the last fetch failed: fail with `error`, or wait until
@@ -101,6 +117,7 @@ impl Lookup {
 pub struct FetchTicket {
     request: TokenRequest,
     id: u64,
+    deadline: Instant,
 }
 
 impl FetchTicket {
@@ -116,6 +133,15 @@ impl FetchTicket {
     #[must_use]
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// When the fetch times out ([`CachePolicy::fetch_timeout`] after the ticket was handed
+    /// out): give the fetch up then, and hand [`Error::FetchTimedOut`] to
+    /// [`TokenCache::handle_failure`]. By then the cache has counted the failure and answers
+    /// waiters with it; handing it in gives the fetcher the same error.
+    #[must_use]
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -137,10 +163,17 @@ impl FetchTicket {
 /// - Failures are never cached as tokens. After a failure the request backs off: exponentially
 ///   if the failure is retryable ([`Error::is_retryable`]), for a flat time if not, with jitter
 ///   either way, and never less than the server's `Retry-After` (capped).
-/// - One fetch per request at a time. A fetch given up ([`abandon`](Self::abandon)) or not
-///   answered within [`CachePolicy::fetch_timeout`] frees the way for the next. A late answer
-///   still counts unless another fetch has started since; otherwise it is parsed for its
-///   caller but changes nothing in the cache.
+/// - One fetch per request at a time. A fetch given up ([`abandon`](Self::abandon)) frees the
+///   way for the next; one not answered within [`CachePolicy::fetch_timeout`] is a failure
+///   ([`Error::FetchTimedOut`]) like any other, and the request backs off. A late answer
+///   still counts unless another fetch has started since (a late failure without counting
+///   twice); otherwise it is parsed for its caller but changes nothing in the cache.
+/// - A token an API refused ([`invalidate`](Self::invalidate)) is replaced: from its minimum
+///   age on, polls wait for a fetch of a new one. While that fetch fails and the request backs
+///   off, the refused token is served again until it expires, to callers of other APIs; the
+///   caller it was refused to asks with [`poll_replacing`](Self::poll_replacing) and gets the
+///   failure. Refusals in a row double the minimum age, up to
+///   [`CachePolicy::with_invalidate_max_age`], until a call is [`accepted`](Self::accepted).
 ///
 /// # Example
 ///
@@ -219,6 +252,9 @@ pub struct TokenCache {
     /// `last_used` when chosen: one that has been used since is skipped. Chosen a batch at a
     /// time, so that a full cache scans its entries once per batch, not once per request.
     victims: Vec<(TokenRequest, u64)>,
+    /// Mixed from every random word handed in ([`with_seed`](Self::with_seed) and each
+    /// answer's): the jitter of back-offs the cache starts on its own, after a fetch times out.
+    seed: u64,
 }
 
 impl fmt::Debug for TokenCache {
@@ -238,6 +274,8 @@ struct Entry {
     backoff: Option<Backoff>,
     /// Failures in a row since the last token.
     failures: u32,
+    /// Tokens refused in a row ([`TokenCache::invalidate`]) since a call was accepted.
+    refusals: u32,
     /// The cache's `clock` when the entry was last polled or given a token.
     last_used: u64,
 }
@@ -247,12 +285,30 @@ struct Cached {
     started: Instant,
     refresh_at: Instant,
     expires_at: Instant,
+    /// When an API's refusal of the token takes effect (its minimum age): from then on a new
+    /// token is fetched, and this one is served only while that fails.
+    refused_at: Option<Instant>,
+}
+
+impl Cached {
+    fn refused(&self, now: Instant) -> bool {
+        self.refused_at.is_some_and(|at| now >= at)
+    }
+
+    fn is(&self, token: &Token) -> bool {
+        self.token.access_token().secret() == token.access_token().secret()
+    }
 }
 
 struct InFlight {
     id: u64,
     started: Instant,
     deadline: Instant,
+    /// Whether its deadline passed and the cache counted that as a failure.
+    timed_out: bool,
+    /// The jitter of the back-off should it time out: drawn when it starts, so that what
+    /// `peek` foresees and what `poll` does agree.
+    random: u64,
 }
 
 struct Backoff {
@@ -269,48 +325,93 @@ impl Entry {
         self.fetch.as_ref().filter(|fetch| now < fetch.deadline)
     }
 
-    fn backoff_active(&self, now: Instant) -> Option<&Backoff> {
-        self.backoff.as_ref().filter(|backoff| now < backoff.until)
+    /// A fetch whose deadline has passed, not yet counted as a failure: the next `settle`
+    /// counts it.
+    fn timed_out_uncounted(&self, now: Instant) -> Option<&InFlight> {
+        self.fetch
+            .as_ref()
+            .filter(|fetch| !fetch.timed_out && now >= fetch.deadline)
     }
 
-    /// Drops what `now` has made obsolete: an expired token, a back-off that is over. A
-    /// timed-out fetch is kept, though no longer counted, so that its late answer still counts
-    /// unless another fetch has started since.
-    fn settle(&mut self, now: Instant) {
+    /// When the back-off under way at `now` ends, if one is: the last failure's, or the one a
+    /// fetch that timed out starts once counted, foreseen here so that `&self` methods answer
+    /// as `poll` does.
+    fn backoff_end(&self, now: Instant, policy: &CachePolicy) -> Option<Instant> {
+        let until = match (&self.backoff, self.timed_out_uncounted(now)) {
+            (Some(backoff), _) => backoff.until,
+            (None, Some(fetch)) => {
+                let error = Error::FetchTimedOut {
+                    timeout: policy.fetch_timeout,
+                };
+                let failures = self.failures.saturating_add(1);
+                let delay = policy.backoff(&error, failures, None, fetch.random);
+                later(fetch.deadline, delay)
+            }
+            (None, None) => return None,
+        };
+        (now < until).then_some(until)
+    }
+
+    /// Counts a fetch that timed out as a failure, and drops what `now` has made obsolete: an
+    /// expired token, a back-off that is over. The timed-out fetch is kept, counted, so that
+    /// its late answer still counts (without counting twice) unless another fetch has started
+    /// since.
+    fn settle(&mut self, now: Instant, policy: &CachePolicy) {
+        if let Some(fetch) = self
+            .fetch
+            .as_mut()
+            .filter(|f| !f.timed_out && now >= f.deadline)
+        {
+            fetch.timed_out = true;
+            let (deadline, random) = (fetch.deadline, fetch.random);
+            let error = Error::FetchTimedOut {
+                timeout: policy.fetch_timeout,
+            };
+            // From the deadline, not from `now`: a poll long after it finds the back-off over,
+            // as `backoff_end` foresaw.
+            let _ = self.fail(error, None, deadline, policy, random);
+        }
         if self.token_valid(now).is_none() {
             self.token = None;
         }
-        if self.backoff_active(now).is_none() {
+        if self.backoff.as_ref().is_some_and(|b| now >= b.until) {
             self.backoff = None;
         }
     }
 
     /// Whether forgetting the entry loses nothing but its failure count: it has no valid token
     /// and no back-off under way.
-    fn idle(&self, now: Instant) -> bool {
-        self.token_valid(now).is_none() && self.backoff_active(now).is_none()
+    fn idle(&self, now: Instant, policy: &CachePolicy) -> bool {
+        self.token_valid(now).is_none() && self.backoff_end(now, policy).is_none()
     }
 
-    /// Whether the (settled) entry's token is due for a refresh that may start now.
+    /// Whether the (settled) entry's token is due for a fetch that may start now: its refresh
+    /// is due, or an API's refusal of it has taken effect.
     fn refresh_due(&self, now: Instant) -> bool {
         self.fetch_active(now).is_none()
             && self.backoff.is_none()
-            && self.token.as_ref().is_some_and(|c| now >= c.refresh_at)
+            && self
+                .token
+                .as_ref()
+                .is_some_and(|c| now >= c.refresh_at || c.refused(now))
     }
 
     /// The next moment at which a poll would answer differently.
-    fn next_event(&self, now: Instant) -> Option<Instant> {
+    fn next_event(&self, now: Instant, policy: &CachePolicy) -> Option<Instant> {
         let fetch = self.fetch_active(now).map(|fetch| fetch.deadline);
-        let backoff = self.backoff_active(now).map(|backoff| backoff.until);
-        match self.token_valid(now) {
-            Some(cached) => Some(
-                fetch
-                    .or(backoff)
-                    .unwrap_or(cached.refresh_at)
-                    .min(cached.expires_at),
-            ),
-            None => fetch.into_iter().chain(backoff).min(),
-        }
+        let backoff = self.backoff_end(now, policy);
+        let Some(cached) = self.token_valid(now) else {
+            return fetch.into_iter().chain(backoff).min();
+        };
+        let refused_at = cached.refused_at.filter(|&at| at > now);
+        let next = match fetch.or(backoff) {
+            Some(busy) => busy,
+            // A refusal in effect with nothing under way: a fetch is due now.
+            None if cached.refused(now) => cached.refused_at.unwrap_or(now),
+            None => cached.refresh_at,
+        };
+        let next = refused_at.map_or(next, |at| at.min(next));
+        Some(next.min(cached.expires_at))
     }
 
     fn store(
@@ -332,6 +433,7 @@ impl Entry {
                 started,
                 refresh_at,
                 expires_at,
+                refused_at: None,
             });
         }
         // A token already due (`expires_in: 0`, or a lifetime within the refresh lead) would
@@ -366,6 +468,31 @@ impl Entry {
         });
         error
     }
+
+    /// The failure of a fetch already counted as timed out, come late: the fetcher's own
+    /// report of the timeout gets the error waiters got; another failure replaces it, and
+    /// makes the back-off no shorter, without counting a second failure.
+    fn fail_late(
+        &mut self,
+        error: Error,
+        sent_at: Option<SystemTime>,
+        now: Instant,
+        policy: &CachePolicy,
+        random: u64,
+    ) -> Arc<Error> {
+        if let (Error::FetchTimedOut { .. }, Some(backoff)) = (&error, &self.backoff) {
+            return Arc::clone(&backoff.error);
+        }
+        let delay = policy.backoff(&error, self.failures.max(1), sent_at, random);
+        let until = later(now, delay);
+        let until = self.backoff.as_ref().map_or(until, |b| b.until.max(until));
+        let error = Arc::new(error);
+        self.backoff = Some(Backoff {
+            until,
+            error: Arc::clone(&error),
+        });
+        error
+    }
 }
 
 impl TokenCache {
@@ -378,7 +505,24 @@ impl TokenCache {
             last_ticket: 0,
             clock: 0,
             victims: Vec::new(),
+            seed: 0,
         }
+    }
+
+    /// The cache with `random` as the first random word of the jitter it draws on its own: of
+    /// the back-off after a fetch that timed out, which no answer brings a word for. Every
+    /// word handed in later (with each answer) is mixed in. Seed each cache of a fleet
+    /// differently (`fastrand::u64(..)`, say), so that their fetches timing out together do
+    /// not back off in lockstep; the token sources do.
+    #[must_use]
+    pub fn with_seed(mut self, random: u64) -> Self {
+        self.seed = random;
+        self
+    }
+
+    /// Mixes an answer's random word into the seed.
+    fn reseed(&mut self, random: u64) {
+        self.seed = mix(self.seed ^ random, 1);
     }
 
     /// How many requests the cache holds: at most [`CachePolicy::capacity`], unless more have
@@ -429,7 +573,8 @@ impl TokenCache {
     /// Chooses the next batch of victims, an eighth of the capacity: idle requests first,
     /// then the least recently used. Returns whether there is any.
     fn choose_victims(&mut self, now: Instant) -> bool {
-        let rank = |entry: &Entry| (!entry.idle(now), entry.last_used);
+        let policy = &self.policy;
+        let rank = |entry: &Entry| (!entry.idle(now, policy), entry.last_used);
         let mut ranks: Vec<(bool, u64)> = self
             .entries
             .values()
@@ -470,6 +615,29 @@ impl TokenCache {
     /// remembered until [`remove`](Self::remove)d, or forgotten to make room for another
     /// ([`CachePolicy::with_capacity`]).
     pub fn poll(&mut self, request: &TokenRequest, now: Instant) -> Lookup {
+        self.lookup(request, None, now)
+    }
+
+    /// Says what to do about `request` at `now` for the caller that an API just refused
+    /// `rejected` (and that has [`invalidate`](Self::invalidate)d it): as [`poll`](Self::poll),
+    /// except that once the refusal has taken effect, `rejected` is never the answer. While a
+    /// fetch of its replacement fails and the request backs off, [`poll`](Self::poll) still
+    /// serves `rejected` to callers of other APIs, but this caller gets the failure
+    /// ([`Lookup::BackOff`]).
+    ///
+    /// Before its minimum age ([`CachePolicy::with_invalidate_min_age`]), the refusal has not
+    /// taken effect, and the answer may be `rejected` itself: send it again, and it will be
+    /// refused again.
+    pub fn poll_replacing(
+        &mut self,
+        request: &TokenRequest,
+        rejected: &Token,
+        now: Instant,
+    ) -> Lookup {
+        self.lookup(request, Some(rejected), now)
+    }
+
+    fn lookup(&mut self, request: &TokenRequest, rejected: Option<&Token>, now: Instant) -> Lookup {
         let used = self.tick();
         let entry = match self.entries.get_mut(request) {
             Some(entry) => entry,
@@ -479,13 +647,49 @@ impl TokenCache {
             }
         };
         entry.last_used = used;
-        entry.settle(now);
+        entry.settle(now, &self.policy);
         let fetch_timeout = self.policy.fetch_timeout;
+        let refused = entry.token.as_ref().filter(|cached| cached.refused(now));
+        if let Some(cached) = refused {
+            // A refused token is served only while its replacement cannot be had, and never
+            // to the caller it was refused to.
+            let excluded = rejected.is_some_and(|rejected| cached.is(rejected));
+            if let Some(fetch) = entry.fetch_active(now) {
+                return Lookup::Pending {
+                    deadline: fetch.deadline,
+                };
+            }
+            if let Some(backoff) = &entry.backoff {
+                if excluded {
+                    return Lookup::BackOff {
+                        until: backoff.until,
+                        error: Arc::clone(&backoff.error),
+                    };
+                }
+                return Lookup::Ready(Arc::clone(&cached.token));
+            }
+            let ticket = issue(
+                &mut self.last_ticket,
+                self.seed,
+                entry,
+                request,
+                now,
+                fetch_timeout,
+            );
+            return Lookup::Fetch(ticket);
+        }
         if entry.refresh_due(now)
             && let Some(cached) = &entry.token
         {
             let token = Arc::clone(&cached.token);
-            let ticket = issue(&mut self.last_ticket, entry, request, now, fetch_timeout);
+            let ticket = issue(
+                &mut self.last_ticket,
+                self.seed,
+                entry,
+                request,
+                now,
+                fetch_timeout,
+            );
             return Lookup::Refresh { token, ticket };
         }
         if let Some(cached) = &entry.token {
@@ -504,6 +708,7 @@ impl TokenCache {
         }
         Lookup::Fetch(issue(
             &mut self.last_ticket,
+            self.seed,
             entry,
             request,
             now,
@@ -517,8 +722,15 @@ impl TokenCache {
     pub fn peek(&self, request: &TokenRequest, now: Instant) -> Option<Arc<Token>> {
         let entry = self.entries.get(request)?;
         let cached = entry.token_valid(now)?;
-        let busy = entry.fetch_active(now).is_some() || entry.backoff_active(now).is_some();
-        (now < cached.refresh_at || busy).then(|| Arc::clone(&cached.token))
+        let fetching = entry.fetch_active(now).is_some();
+        let backing_off = entry.backoff_end(now, &self.policy).is_some();
+        let ready = if cached.refused(now) {
+            // Served only while its replacement fails.
+            backing_off && !fetching
+        } else {
+            now < cached.refresh_at || fetching || backing_off
+        };
+        ready.then(|| Arc::clone(&cached.token))
     }
 
     /// The cached token of `request` if it has not expired at `now`, whether or not its
@@ -544,7 +756,7 @@ impl TokenCache {
         now: Instant,
     ) -> Option<(Arc<Token>, Instant)> {
         let token = self.peek(request, now)?;
-        let until = self.entries.get(request)?.next_event(now)?;
+        let until = self.entries.get(request)?.next_event(now, &self.policy)?;
         Some((token, until))
     }
 
@@ -598,8 +810,9 @@ impl TokenCache {
         random: u64,
     ) -> Result<Arc<Token>, Arc<Error>> {
         let policy = self.policy;
+        self.reseed(random);
         let used = self.tick();
-        let Some((entry, started)) = self.take_current(&ticket) else {
+        let Some((entry, fetch)) = self.take_current(&ticket, now) else {
             return result.map(Arc::new).map_err(Arc::new);
         };
         // A new token makes the request worth keeping, however long ago it was polled.
@@ -611,17 +824,26 @@ impl TokenCache {
                 // own `sent_at`, not from the ticket: else it would fall due as early as the
                 // wait was long. Never later than now.
                 let lag = token.sent_at().duration_since(sent_at).unwrap_or_default();
-                let started = started.checked_add(lag).map_or(now, |aged| aged.min(now));
+                let started = fetch
+                    .started
+                    .checked_add(lag)
+                    .map_or(now, |aged| aged.min(now));
                 Ok(entry.store(token, started, now, &policy, random))
+            }
+            Err(error) if fetch.timed_out => {
+                Err(entry.fail_late(error, Some(sent_at), now, &policy, random))
             }
             Err(error) => Err(entry.fail(error, Some(sent_at), now, &policy, random)),
         }
     }
 
     /// Takes a failure to get a response to a ticket's request, such as the
-    /// [`Error::Transport`] or [`Error::BodyTooLarge`] an adapter reports, and backs off.
+    /// [`Error::Transport`] or [`Error::BodyTooLarge`] an adapter reports, or the
+    /// [`Error::FetchTimedOut`] of a fetch given up at its [deadline](FetchTicket::deadline),
+    /// and backs off.
     ///
-    /// Returns the error, shared with later polls ([`Lookup::BackOff`]). Responses belong in
+    /// Returns the error, shared with later polls ([`Lookup::BackOff`]): for a timeout the
+    /// cache has counted already, the error the waiters got. Responses belong in
     /// [`handle_response`](Self::handle_response), which also knows when the request was sent:
     /// here a `Retry-After` delay is honoured but a `Retry-After` date cannot be.
     pub fn handle_failure(
@@ -632,44 +854,71 @@ impl TokenCache {
         random: u64,
     ) -> Arc<Error> {
         let policy = self.policy;
-        match self.take_current(&ticket) {
+        self.reseed(random);
+        match self.take_current(&ticket, now) {
+            Some((entry, fetch)) if fetch.timed_out => {
+                entry.fail_late(error, None, now, &policy, random)
+            }
             Some((entry, _)) => entry.fail(error, None, now, &policy, random),
             None => Arc::new(error),
         }
     }
 
     /// Gives a ticket up without an answer (its caller was cancelled, say), so that the next
-    /// poll may start another fetch at once. Nothing is counted as a failure.
+    /// poll may start another fetch at once. Nothing is counted as a failure, unless the fetch
+    /// had already timed out when the cache last looked.
     pub fn abandon(&mut self, ticket: FetchTicket) {
-        let _ = self.take_current(&ticket);
+        let _ = self
+            .entries
+            .get_mut(&ticket.request)
+            .and_then(|entry| entry.fetch.take_if(|fetch| fetch.id == ticket.id));
     }
 
-    /// Drops the cached token of `request` if it is `rejected`, the token an API just refused
-    /// (HTTP 401), so that the next poll fetches a new one. Returns whether it was the cached
-    /// token, and so is dropped.
+    /// Records that an API refused `rejected`, the token of `request` it was sent (HTTP 401),
+    /// so that the next poll fetches a new one. Returns whether it was the cached token, and
+    /// so is refused.
     ///
     /// A token that has already been replaced stays: many tasks that got a 401 with the same
     /// old token cause at most one new fetch. A back-off under way still applies. A token
-    /// younger than [`CachePolicy::invalidate_min_age`] (from when its fetch started) is
-    /// dropped once it reaches that age, and served until then: an API that refuses every
-    /// token does not turn each call into a token request.
+    /// younger than its minimum age (from when its fetch started:
+    /// [`CachePolicy::invalidate_min_age`], doubled for each refusal in a row, up to
+    /// [`CachePolicy::invalidate_max_age`]) is refused once it reaches that age, and served
+    /// until then: an API that refuses every token does not turn each call into a token
+    /// request.
+    ///
+    /// A refused token is not forgotten: while the fetch of its replacement fails and the
+    /// request backs off, [`poll`](Self::poll) serves it until it expires (other APIs may
+    /// accept it), and [`poll_replacing`](Self::poll_replacing) answers the failure.
     pub fn invalidate(&mut self, request: &TokenRequest, rejected: &Token) -> bool {
-        let min_age = self.policy.invalidate_min_age;
+        let policy = self.policy;
         let Some(entry) = self.entries.get_mut(request) else {
             return false;
         };
-        let Some(cached) = entry.token.as_mut().filter(|cached| {
-            cached.token.access_token().secret() == rejected.access_token().secret()
-        }) else {
+        let Some(cached) = entry.token.as_mut().filter(|cached| cached.is(rejected)) else {
             return false;
         };
-        if min_age.is_zero() {
-            entry.token = None;
-        } else {
-            // Without a clock of its own the cache cannot tell the token's age here: it makes
-            // the token expire at its minimum age, which for an older token has passed.
-            cached.expires_at = cached.expires_at.min(later(cached.started, min_age));
+        if cached.refused_at.is_none() {
+            entry.refusals = entry.refusals.saturating_add(1);
+            // Without a clock of its own the cache cannot tell the token's age here: the
+            // refusal takes effect at the token's minimum age, which for an older token has
+            // passed.
+            cached.refused_at = Some(later(cached.started, policy.invalidate_age(entry.refusals)));
         }
+        true
+    }
+
+    /// Records that an API accepted `token`, the token of `request` it was sent: the next
+    /// refusal counts as the first in a row again ([`invalidate`](Self::invalidate)). Returns
+    /// whether there were refusals to forget.
+    pub fn accepted(&mut self, request: &TokenRequest, token: &Token) -> bool {
+        let Some(entry) = self.entries.get_mut(request) else {
+            return false;
+        };
+        let current = entry.token.as_ref().is_some_and(|cached| cached.is(token));
+        if !current || entry.refusals == 0 {
+            return false;
+        }
+        entry.refusals = 0;
         true
     }
 
@@ -702,7 +951,7 @@ impl TokenCache {
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         self.entries
             .values()
-            .filter_map(|entry| entry.next_event(now))
+            .filter_map(|entry| entry.next_event(now, &self.policy))
             .min()
     }
 
@@ -711,21 +960,42 @@ impl TokenCache {
     /// `None`. Requests without a valid token are left for callers to fetch.
     pub fn poll_refresh(&mut self, now: Instant) -> Option<FetchTicket> {
         for (request, entry) in &mut self.entries {
-            entry.settle(now);
+            entry.settle(now, &self.policy);
             if entry.refresh_due(now) {
                 let timeout = self.policy.fetch_timeout;
-                return Some(issue(&mut self.last_ticket, entry, request, now, timeout));
+                let seed = self.seed;
+                return Some(issue(
+                    &mut self.last_ticket,
+                    seed,
+                    entry,
+                    request,
+                    now,
+                    timeout,
+                ));
             }
         }
         None
     }
 
-    /// The entry whose current fetch `ticket` is, with that fetch taken out, and when it
-    /// started.
-    fn take_current(&mut self, ticket: &FetchTicket) -> Option<(&mut Entry, Instant)> {
+    /// The entry whose current fetch `ticket` is, settled at `now` (a fetch past its deadline
+    /// counted as timed out), with that fetch taken out.
+    fn take_current(
+        &mut self,
+        ticket: &FetchTicket,
+        now: Instant,
+    ) -> Option<(&mut Entry, InFlight)> {
+        let policy = self.policy;
         let entry = self.entries.get_mut(&ticket.request)?;
-        let fetch = entry.fetch.take_if(|fetch| fetch.id == ticket.id)?;
-        Some((entry, fetch.started))
+        if entry
+            .fetch
+            .as_ref()
+            .is_none_or(|fetch| fetch.id != ticket.id)
+        {
+            return None;
+        }
+        entry.settle(now, &policy);
+        let fetch = entry.fetch.take()?;
+        Some((entry, fetch))
     }
 }
 

@@ -23,6 +23,7 @@ pub struct CachePolicy {
     pub(super) retry_after_max: Duration,
     pub(super) fetch_timeout: Duration,
     pub(super) invalidate_min_age: Duration,
+    pub(super) invalidate_max_age: Duration,
     pub(super) capacity: usize,
 }
 
@@ -44,9 +45,10 @@ impl CachePolicy {
     ///   of which at most 5 minutes is honoured;
     /// - after a non-retryable failure (such as `invalid_client`), back off a flat 10 s, less
     ///   up to half at random;
-    /// - a fetch not answered within 30 s is given up, and another may start;
+    /// - a fetch not answered within 30 s counts as a (retryable) failure for back-off;
     /// - a token that arrives already due for refresh counts as a failure for back-off;
-    /// - a token is invalidated no earlier than 1 s after its fetch started;
+    /// - a token is invalidated no earlier than 1 s after its fetch started, doubling with
+    ///   each refusal in a row up to 60 s;
     /// - a [`TokenCache`](crate::cache::TokenCache) holds at most 1,024 requests.
     #[must_use]
     pub const fn new() -> Self {
@@ -62,6 +64,7 @@ impl CachePolicy {
             retry_after_max: Duration::from_secs(300),
             fetch_timeout: Duration::from_secs(30),
             invalidate_min_age: Duration::from_secs(1),
+            invalidate_max_age: Duration::from_secs(60),
             capacity: 1024,
         }
     }
@@ -149,24 +152,47 @@ impl CachePolicy {
         self
     }
 
-    /// Sets how long a fetch may stay unanswered before it is given up and another may start
-    /// (default 30 s). Give your HTTP client a shorter timeout.
+    /// Sets how long a fetch may stay unanswered (default 30 s): then it counts as a failure
+    /// ([`Error::FetchTimedOut`], retryable), the request backs off, and every caller waiting
+    /// for the fetch gets the failure at once. An answer that still comes later counts if no
+    /// other fetch has started since.
+    ///
+    /// It is the one bound of a token source's fetch, whatever the HTTP client: the async
+    /// sources drop the fetch when it passes; the blocking source makes what is left of it the
+    /// total timeout of each request it sends, in place of the client's own (which reqwest's
+    /// blocking client restarts for every read of a body). To fetch with a shorter bound, set a
+    /// shorter one here. An async client's own, shorter timeout ends a fetch sooner, as a
+    /// transport failure.
     #[must_use]
     pub const fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
     }
 
-    /// Sets the age a token must reach before [`TokenCache::invalidate`](crate::cache::TokenCache::invalidate) drops it (default
-    /// 1 s, counted from when its fetch started).
+    /// Sets the age a token must reach before [`TokenCache::invalidate`](crate::cache::TokenCache::invalidate)
+    /// refuses it (default 1 s, counted from when its fetch started), at the first refusal in
+    /// a row; each further one doubles it, up to [`with_invalidate_max_age`](Self::with_invalidate_max_age).
     ///
     /// An API that refuses every token (a misconfigured audience, say) would otherwise make
     /// each call fetch a new one. A younger token's invalidation is deferred, not refused: it
-    /// keeps being served until it reaches this age, then is dropped, and the next poll
-    /// fetches. So rejected tokens cost at most one request per this much time.
+    /// keeps being served until it reaches this age, then the next poll fetches. So rejected
+    /// tokens cost at most one request per this much time, and fewer as refusals go on.
     #[must_use]
     pub const fn with_invalidate_min_age(mut self, age: Duration) -> Self {
         self.invalidate_min_age = age;
+        self
+    }
+
+    /// Sets the most the minimum age of an invalidated token grows to (default 60 s).
+    ///
+    /// Each refusal in a row doubles the [minimum age](Self::with_invalidate_min_age) of the
+    /// next token refused, up to this: an API that refuses every token (a wrong audience,
+    /// another issuer) costs a token request after 1 s, then 2, 4, … and then one a minute,
+    /// not one a second forever. A call the API accepts ([`TokenCache::accepted`](crate::cache::TokenCache::accepted))
+    /// starts the count again.
+    #[must_use]
+    pub const fn with_invalidate_max_age(mut self, age: Duration) -> Self {
+        self.invalidate_max_age = age;
         self
     }
 
@@ -193,6 +219,23 @@ impl CachePolicy {
     #[must_use]
     pub const fn invalidate_min_age(&self) -> Duration {
         self.invalidate_min_age
+    }
+
+    /// The most the minimum age of an invalidated token grows to.
+    #[must_use]
+    pub const fn invalidate_max_age(&self) -> Duration {
+        self.invalidate_max_age
+    }
+
+    /// The age an invalidated token must reach before it is refused, at the `refusals`-th
+    /// refusal in a row: the minimum age, doubled for each refusal before, up to the maximum
+    /// (never below the minimum).
+    pub(super) fn invalidate_age(&self, refusals: u32) -> Duration {
+        let doublings = refusals.saturating_sub(1).min(31);
+        self.invalidate_min_age
+            .checked_mul(1 << doublings)
+            .unwrap_or(Duration::MAX)
+            .min(self.invalidate_max_age.max(self.invalidate_min_age))
     }
 
     /// The most a token is refreshed ahead of expiry, before jitter.
@@ -249,7 +292,7 @@ impl CachePolicy {
         self.retry_after_max
     }
 
-    /// How long a fetch may stay unanswered before another may start.
+    /// How long a fetch may stay unanswered before it counts as a failure.
     #[must_use]
     pub const fn fetch_timeout(&self) -> Duration {
         self.fetch_timeout

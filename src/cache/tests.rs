@@ -489,6 +489,7 @@ fn an_abandoned_ticket_frees_the_request_and_its_late_answer_changes_nothing() {
     let first_again = FetchTicket {
         request: request.clone(),
         id: first.id(),
+        deadline: first.deadline(),
     };
     cache.abandon(first);
     let second = fetch(&mut cache, &request, now);
@@ -509,28 +510,91 @@ fn an_abandoned_ticket_frees_the_request_and_its_late_answer_changes_nothing() {
 }
 
 #[test]
-fn a_fetch_unanswered_past_its_timeout_lets_another_start() {
+fn a_fetch_unanswered_past_its_timeout_is_a_failure_every_waiter_gets_at_once() {
+    let clock = Clock::new();
+    let policy = CachePolicy::new().with_fetch_timeout(Duration::from_millis(1500));
+    let mut cache = TokenCache::new(policy).with_seed(7);
+    let request = request();
+    let slow = fetch(&mut cache, &request, clock.at(0.0));
+    assert_eq!(slow.deadline(), clock.at(1.5));
+    assert!(matches!(
+        cache.poll(&request, clock.at(1.4)),
+        Lookup::Pending { deadline } if deadline == clock.at(1.5)
+    ));
+    // At the deadline the waiters get the timeout, not a ticket of their own.
+    let (until, error) = match cache.poll(&request, clock.at(1.5)) {
+        Lookup::BackOff { until, error } => (until, error),
+        other => panic!("a timed-out fetch must back off, not {other:?}"),
+    };
+    assert!(
+        matches!(*error, Error::FetchTimedOut { timeout } if timeout == Duration::from_millis(1500))
+    );
+    assert!(error.is_retryable());
+    // The first retryable back-off, from the deadline: 0.5 to 1 s.
+    assert!(
+        until > clock.at(2.0) && until <= clock.at(2.5),
+        "{:?}",
+        until - clock.at(0.0)
+    );
+    // The fetcher, giving up at the deadline, gets the very same failure, counted once.
+    let timeout = Error::FetchTimedOut {
+        timeout: Duration::from_millis(1500),
+    };
+    let same = cache.handle_failure(slow, timeout, clock.at(1.5), 0);
+    assert!(Arc::ptr_eq(&same, &error));
+    assert_eq!(backoff_until(&mut cache, &request, clock.at(1.6)), until);
+    // Then one fetch; its timeout is the second failure in a row: 1 to 2 s.
+    let second = fetch(&mut cache, &request, until);
+    let (again, _) = match cache.poll(&request, second.deadline()) {
+        Lookup::BackOff { until, error } => (until, error),
+        other => panic!("{other:?}"),
+    };
+    let from = second.deadline();
+    assert!(again > from + Duration::from_secs(1) && again <= from + Duration::from_secs(2));
+    // A late failure of a timed-out fetch replaces the error without counting again, and
+    // never shortens the back-off.
+    let late = cache.handle_failure(second, Error::BodyTooLarge { limit: 1 }, from, 0);
+    assert!(matches!(*late, Error::BodyTooLarge { .. }));
+    match cache.poll(&request, from) {
+        Lookup::BackOff { until, error } => {
+            assert!(Arc::ptr_eq(&error, &late));
+            assert!(until >= again);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_timeout_no_poll_saw_is_counted_when_its_answer_comes_and_peek_foresees_it() {
     let clock = Clock::new();
     let mut cache = TokenCache::default();
     let request = request();
-    let slow = fetch(&mut cache, &request, clock.at(0.0));
-    assert!(matches!(
-        cache.poll(&request, clock.at(29.9)),
-        Lookup::Pending { .. }
-    ));
-    let next = fetch(&mut cache, &request, clock.at(30.0));
-    let now = clock.at(31.0);
+    cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(600), 0);
+    let slow = refresh(&mut cache, &request, clock.at(540.0));
+    // Past the deadline, before any poll: peek serves the token as poll will (backing off).
+    let now = clock.at(570.2);
+    let peeked = cache
+        .peek(&request, now)
+        .expect("served while the refresh backs off");
+    let (until, timeout) = match cache.poll_timeout(now) {
+        Some(until) => (until, until - clock.at(570.0)),
+        None => panic!("the back-off ends"),
+    };
+    assert!(timeout > Duration::from_millis(500) && timeout <= Duration::from_secs(1));
+    assert!(Arc::ptr_eq(&ready(&mut cache, &request, now), &peeked));
+    // Its late answer, a failure that is not retryable: counted once, for its longer back-off.
     let error = cache.handle_failure(slow, Error::BodyTooLarge { limit: 1 }, now, 0);
     assert!(matches!(*error, Error::BodyTooLarge { .. }));
+    let later = cache.poll_timeout(now).expect("the back-off ends");
+    assert!(later >= now + Duration::from_secs(5) && later > until);
     assert!(
-        matches!(cache.poll(&request, now), Lookup::Pending { .. }),
-        "the stale failure causes no back-off"
+        cache.poll_refresh(until).is_none(),
+        "backing off until {later:?}"
     );
-    let response = token_response("t", Some(60));
-    cache
-        .handle_response(next, &response, clock.wall(now), now, 0)
-        .unwrap();
-    ready(&mut cache, &request, now);
+    assert!(
+        cache.poll_refresh(later).is_some(),
+        "due again after the back-off"
+    );
 }
 
 #[test]
@@ -542,8 +606,8 @@ fn a_late_answer_counts_unless_another_fetch_started() {
     let slow = refresh(&mut cache, &request, clock.at(540.0));
     assert!(cache.poll_refresh(clock.at(569.0)).is_none());
     assert!(
-        cache.peek(&request, clock.at(570.0)).is_none(),
-        "timed out: due again"
+        cache.peek(&request, clock.at(570.0)).is_some(),
+        "timed out: backs off, and serves the valid token meanwhile"
     );
     let now = clock.at(575.0);
     let response = token_response("late", Some(600));
@@ -767,8 +831,133 @@ fn invalidating_a_young_token_drops_it_at_its_minimum_age() {
     let mut cache = TokenCache::new(CachePolicy::new().with_invalidate_min_age(Duration::ZERO));
     let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
     assert!(cache.invalidate(&request, &token));
-    assert!(!cache.invalidate(&request, &token), "already dropped");
+    assert!(
+        cache.invalidate(&request, &token),
+        "refused already, and still the cached token"
+    );
     assert_fetches(&mut cache, &request, clock.at(0.0));
+}
+
+#[test]
+fn refusals_in_a_row_double_the_minimum_age_until_a_call_is_accepted() {
+    let clock = Clock::new();
+    let mut cache =
+        TokenCache::new(CachePolicy::new().with_invalidate_max_age(Duration::from_secs(5)));
+    let request = request();
+    // An API that refuses every token: each new one is refused as soon as it is served.
+    let mut fetched_at = Vec::new();
+    let mut now = clock.at(0.0);
+    let mut name = 0;
+    while now < clock.at(30.0) {
+        match cache.poll(&request, now) {
+            Lookup::Fetch(ticket) => {
+                fetched_at.push(now - clock.at(0.0));
+                name += 1;
+                let response = token_response(&format!("t{name}"), Some(3600));
+                let token = cache
+                    .handle_response(ticket, &response, clock.wall(now), now, 0)
+                    .unwrap();
+                assert!(cache.invalidate(&request, &token));
+            }
+            Lookup::Ready(token) => assert!(cache.invalidate(&request, &token)),
+            other => panic!("{other:?}"),
+        }
+        now += Duration::from_millis(100);
+    }
+    let secs: Vec<u64> = fetched_at.iter().map(|d| d.as_secs()).collect();
+    // 1, 2, 4, then 5 s (the maximum) apart: 8 fetches in 30 s, not 30.
+    assert_eq!(secs, [0, 1, 3, 7, 12, 17, 22, 27], "{fetched_at:?}");
+    // The API accepts the current token: the next refusal is the first again (1 s).
+    let current = ready(&mut cache, &request, now);
+    assert!(cache.accepted(&request, &current));
+    assert!(
+        !cache.accepted(&request, &current),
+        "nothing left to forget"
+    );
+    let started = now;
+    let ticket = match cache.poll(&request, now) {
+        Lookup::Ready(token) => {
+            assert!(cache.invalidate(&request, &token));
+            fetch(&mut cache, &request, started + Duration::from_secs(3))
+        }
+        other => panic!("{other:?}"),
+    };
+    // Refused at its age of 1 s (it is older): fetched at once.
+    assert_eq!(ticket.request(), &request);
+}
+
+#[test]
+fn a_refused_token_is_served_to_others_while_its_replacement_fails() {
+    let clock = Clock::new();
+    let mut cache = TokenCache::new(CachePolicy::new().with_backoff_jitter(0.0));
+    let request = request();
+    let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
+    let now = clock.at(10.0);
+    assert!(cache.invalidate(&request, &token));
+    assert!(
+        cache.peek(&request, now).is_none(),
+        "refused: wait for the new one"
+    );
+    let ticket = fetch(&mut cache, &request, now);
+    assert!(matches!(cache.poll(&request, now), Lookup::Pending { .. }));
+    assert!(matches!(
+        cache.poll_replacing(&request, &token, now),
+        Lookup::Pending { .. }
+    ));
+    let error = cache
+        .handle_response(ticket, &error_response(503, None), clock.wall(now), now, 0)
+        .unwrap_err();
+    // Other APIs still get the refused token, until the back-off is over (or it expires).
+    assert!(Arc::ptr_eq(&ready(&mut cache, &request, now), &token));
+    assert!(
+        cache
+            .peek(&request, now)
+            .is_some_and(|t| Arc::ptr_eq(&t, &token))
+    );
+    // The API that refused it gets the failure.
+    match cache.poll_replacing(&request, &token, now) {
+        Lookup::BackOff {
+            until,
+            error: shown,
+        } => {
+            assert!(Arc::ptr_eq(&shown, &error));
+            assert_eq!(until, clock.at(11.0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache.poll_timeout(now), Some(clock.at(11.0)));
+    // After the back-off, a new fetch; its token goes to everyone.
+    let ticket = fetch(&mut cache, &request, clock.at(11.0));
+    let response = token_response("new", Some(3600));
+    let now = clock.at(11.5);
+    cache
+        .handle_response(ticket, &response, clock.wall(now), now, 0)
+        .unwrap();
+    let new = ready(&mut cache, &request, now);
+    assert_eq!(secret(&new), "new");
+    assert!(matches!(
+        cache.poll_replacing(&request, &token, now),
+        Lookup::Ready(t) if Arc::ptr_eq(&t, &new)
+    ));
+    // Past its expiry a refused token is never served.
+    let mut cache =
+        TokenCache::new(CachePolicy::new().with_backoff_initial(Duration::from_secs(60)));
+    let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(100), 0);
+    assert!(cache.invalidate(&request, &token));
+    let ticket = fetch(&mut cache, &request, clock.at(85.0));
+    let refused = Error::Transport {
+        kind: TransportKind::Connect,
+        source: "connection refused".into(),
+    };
+    let _ = cache.handle_failure(ticket, refused, clock.at(85.0), 0);
+    assert!(Arc::ptr_eq(
+        &ready(&mut cache, &request, clock.at(99.0)),
+        &token
+    ));
+    assert!(matches!(
+        cache.poll(&request, clock.at(100.0)),
+        Lookup::BackOff { .. }
+    ));
 }
 
 /// A request unlike any other: a scope of its own.
@@ -879,15 +1068,21 @@ fn extreme_policies_and_lifetimes_do_not_panic() {
     assert_eq!(policy.backoff_jitter(), 0.0);
     let mut cache = TokenCache::new(policy);
     let now = clock.at(0.0);
+    let mut last = None;
     for expires_in in [None, Some(u64::MAX)] {
         let token = cache_token(&mut cache, &clock, &request, now, expires_in, u64::MAX);
         assert!(Arc::ptr_eq(&ready(&mut cache, &request, now), &token));
         assert!(cache.invalidate(&request, &token));
+        last = Some(token);
     }
+    let last = last.unwrap();
     let ticket = fetch(&mut cache, &request, now);
     let response = error_response(503, Some("99999999999999999"));
     let _ = cache.handle_response(ticket, &response, clock.wall(now), now, u64::MAX);
-    assert!(backoff_until(&mut cache, &request, now) > now);
+    match cache.poll_replacing(&request, &last, now) {
+        Lookup::BackOff { until, .. } => assert!(until > now),
+        other => panic!("{other:?}"),
+    }
     let _ = cache.poll_timeout(now);
 }
 
@@ -925,6 +1120,7 @@ fn handle_result_takes_a_parsed_token_or_failure() {
     let stale_again = FetchTicket {
         request: request.clone(),
         id: stale.id(),
+        deadline: stale.deadline(),
     };
     cache.abandon(stale);
     let late = Err(Error::BodyTooLarge { limit: 1 });

@@ -131,6 +131,19 @@ pub enum Error {
         lifetime: Duration,
     },
 
+    /// No answer came from the token endpoint within the cache's
+    /// [`fetch_timeout`](crate::CachePolicy::fetch_timeout): a
+    /// [`TokenCache`](crate::cache::TokenCache) counts it as a failure and backs off, and every
+    /// caller that waited for the fetch gets this error at once.
+    #[error(
+        "no answer from the token endpoint within the fetch timeout of {}s, so the request backs off; the server may be slow or unreachable: retry later, or raise the cache policy's fetch timeout",
+        timeout.as_secs_f64()
+    )]
+    FetchTimedOut {
+        /// The fetch timeout that passed.
+        timeout: Duration,
+    },
+
     /// The time an attempt was made at is before 1970, so its JWTs' `iat` and `exp` cannot be
     /// written: the clock that gave it is wrong.
     #[error(
@@ -206,7 +219,8 @@ impl Error {
     /// - OAuth errors with HTTP 408, 429 or 5xx, whatever their code, and OAuth errors coded
     ///   `temporarily_unavailable` or `server_error` (RFC 6749 §5.2, §4.1.2.1) or
     ///   `use_dpop_nonce` (RFC 9449 §8: retry with the nonce) under any status;
-    /// - [`Error::TokenDueOnArrival`]: the next token may live longer.
+    /// - [`Error::TokenDueOnArrival`]: the next token may live longer;
+    /// - [`Error::FetchTimedOut`]: the server may answer the next fetch.
     ///
     /// False for everything else: every other OAuth error (the server has decided, and the same
     /// request gets the same answer), redirects, unusable responses, bodies over the limit, and
@@ -227,6 +241,7 @@ impl Error {
             Self::Transport { kind, .. } => *kind != TransportKind::Tls,
             // The next token may live longer; the back-off keeps the asking rare.
             Self::TokenDueOnArrival { .. } => true,
+            Self::FetchTimedOut { .. } => true,
             // The platform may yet renew the file; a missing file or a bad one stays bad.
             Self::ClientAssertion(e) => match e {
                 AssertionError::Unreadable { source, .. } => !matches!(
@@ -238,6 +253,21 @@ impl Error {
             },
             _ => false,
         }
+    }
+
+    /// Whether no answer came in time: a transport timeout ([`TransportKind::Timeout`]: the
+    /// HTTP client's, or an adapter's `timeout`), or a token source's fetch that outlived its
+    /// [`fetch_timeout`](crate::CachePolicy::fetch_timeout) ([`Error::FetchTimedOut`]).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Self::FetchTimedOut { .. }
+                | Self::Transport {
+                    kind: TransportKind::Timeout,
+                    ..
+                }
+        )
     }
 
     /// Whether the token endpoint refused the client's credentials: an `invalid_client` error

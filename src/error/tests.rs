@@ -75,6 +75,17 @@ fn retryable_transport_failures() {
     assert!(transport(TransportKind::Timeout).is_retryable());
     assert!(transport(TransportKind::Io).is_retryable());
     assert!(!transport(TransportKind::Tls).is_retryable());
+    let timed_out = Error::FetchTimedOut {
+        timeout: std::time::Duration::from_millis(1500),
+    };
+    assert!(timed_out.is_retryable() && timed_out.is_timeout());
+    assert!(transport(TransportKind::Timeout).is_timeout());
+    assert!(!transport(TransportKind::Connect).is_timeout());
+    assert!(
+        timed_out
+            .to_string()
+            .contains("within the fetch timeout of 1.5s")
+    );
     assert!(!Error::BodyTooLarge { limit: 1 }.is_retryable());
 }
 

@@ -771,6 +771,80 @@ async fn a_token_endpoint_that_is_down_fails_the_call_and_the_api_gets_nothing()
     }
 }
 
+#[tokio::test]
+async fn a_token_one_api_refuses_still_serves_the_others_while_its_replacement_fails() {
+    for api_index in 0..2 {
+        // `server` issues the tokens and its API accepts them; the API `elsewhere` refuses
+        // every token it did not issue (`invalid_token`).
+        let server = TestServer::start();
+        let elsewhere = TestServer::start();
+        let tokens = source(&server, invalidate_at_once());
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let name = api.name();
+        assert_eq!(
+            api.get(&server.url("/api/a")).await.unwrap().status,
+            StatusCode::OK
+        );
+        server.set_fault(Some(Fault::ServiceUnavailable {
+            retry_after: Duration::from_secs(30),
+        }));
+        // The API that refused the token gets the failure to replace it.
+        let failed = api.get(&elsewhere.url("/api/b")).await.unwrap_err();
+        assert!(
+            failed.token && failed.text.contains("503"),
+            "{name}: {failed:?}"
+        );
+        // The others still get the refused token, valid for them, until it expires.
+        for _ in 0..3 {
+            let answer = api.get(&server.url("/api/c")).await;
+            assert_eq!(
+                answer.map(|a| a.status).ok(),
+                Some(StatusCode::OK),
+                "{name}"
+            );
+        }
+        let token_endpoint = server.requests_served() - server.resource_requests();
+        assert_eq!(
+            token_endpoint, 2,
+            "{name}: the first fetch and the failed one"
+        );
+        assert_eq!(elsewhere.resource_requests(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // It measures how long the callers waited.
+async fn an_api_that_refuses_every_token_costs_ever_fewer_token_requests() {
+    for api_index in 0..2 {
+        let server = TestServer::start();
+        let elsewhere = TestServer::start();
+        // Refusals in a row wait for 100 ms, 200, 400, then 800 ms at most.
+        let policy = CachePolicy::new()
+            .with_invalidate_min_age(Duration::from_millis(100))
+            .with_invalidate_max_age(Duration::from_millis(800));
+        let tokens = source(&server, policy);
+        let api = Api::both(&tokens, CallPolicy::new())[api_index].clone();
+        let name = api.name();
+        let started = std::time::Instant::now();
+        let mut calls = 0;
+        while started.elapsed() < Duration::from_millis(2_500) {
+            let refused = api.get(&elsewhere.url("/api/b")).await.unwrap();
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{name}");
+            // Another API accepts every token: that does not end the refusals in a row.
+            let accepted = api.get(&server.url("/api/a")).await.unwrap();
+            assert_eq!(accepted.status, StatusCode::OK, "{name}");
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Fetched at about 0, 0.1, 0.3, 0.7, 1.5 and 2.3 s; one every 100 ms (25) before.
+        let fetched = server.token_requests();
+        assert!(
+            (4..=7).contains(&fetched),
+            "{name}: {fetched} fetches for {calls} calls"
+        );
+    }
+}
+
 /// gRPC through the tower layer and tonic, against a tonic server whose one method answers the
 /// caller's client id, checking every call's token with `TestServer::check_access`.
 mod grpc {

@@ -422,6 +422,47 @@ async fn a_cancelled_caller_does_not_stall_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // It measures how long the callers waited.
+async fn a_fetch_that_times_out_is_one_failure_every_waiter_gets_at_once() {
+    for kind in KINDS {
+        let policy = CachePolicy::new().with_fetch_timeout(Duration::from_millis(1500));
+        let (server, source) = Source::start(kind, TestServer::builder(), policy);
+        server.set_fault(Some(Fault::NeverAnswer));
+        let started = std::time::Instant::now();
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let source = source.clone();
+                tokio::spawn(async move { (source.token().await, started.elapsed()) })
+            })
+            .collect();
+        for caller in callers {
+            let (result, elapsed) = caller.await.unwrap();
+            let error = result.expect_err("nothing answers");
+            assert!(
+                matches!(*error, Error::FetchTimedOut { .. }),
+                "{kind:?}: {error}"
+            );
+            // At the timeout, not after a second fetch of their own.
+            assert!(
+                elapsed < Duration::from_millis(2_200),
+                "{kind:?}: {elapsed:?}"
+            );
+        }
+        assert_eq!(
+            server.requests_served(),
+            1,
+            "{kind:?}: one request for four callers"
+        );
+        // A caller during the back-off fails at once, without a request.
+        let at = std::time::Instant::now();
+        let error = source.token().await.expect_err("backing off");
+        assert!(matches!(*error, Error::FetchTimedOut { .. }), "{error}");
+        assert!(at.elapsed() < Duration::from_millis(200));
+        assert_eq!(server.requests_served(), 1, "{kind:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidating_after_a_401_gets_one_new_token() {
     for kind in KINDS {
         let (server, source) = Source::start(kind, TestServer::builder(), invalidate_at_once());
@@ -609,15 +650,44 @@ mod blocking {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // It measures how long the callers waited.
+    fn a_fetch_that_times_out_is_one_failure_every_waiting_thread_gets_at_once() {
+        let policy = CachePolicy::new().with_fetch_timeout(Duration::from_millis(1500));
+        let (server, source) = start(TestServer::builder(), policy);
+        server.set_fault(Some(Fault::NeverAnswer));
+        let barrier = Arc::new(Barrier::new(4));
+        let started = std::time::Instant::now();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (source, barrier) = (source.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    (source.token(), started.elapsed())
+                })
+            })
+            .collect();
+        for thread in threads {
+            let (result, elapsed) = thread.join().unwrap();
+            let error = result.expect_err("nothing answers");
+            assert!(
+                matches!(*error, client_credentials::Error::FetchTimedOut { .. }),
+                "{error}"
+            );
+            // Before, they took 2.8, 4.3 and 5.8 s: each waiter fetched in turn.
+            assert!(elapsed < Duration::from_millis(2_200), "{elapsed:?}");
+        }
+        assert_eq!(server.requests_served(), 1, "one request for four threads");
+    }
+
+    #[test]
     fn a_refresh_that_fails_after_the_token_expired_returns_the_failure() {
         // A 1-second token, due for refresh at once; the refresh is never answered and the
-        // client gives it up after 1.5 s, by when the token has expired.
+        // source gives it up after 1.5 s (its fetch timeout, which bounds the client's
+        // requests), by when the token has expired.
         let server = TestServer::builder().expires_in(Some(1)).start();
-        let client = client_credentials::reqwest::blocking::recommended_client_builder()
-            .timeout(Duration::from_millis(1_500))
-            .build()
-            .unwrap();
-        let source = TokenSource::with_policy(client, request(&server), refresh_at_once());
+        let client = client_credentials::reqwest::blocking::recommended_client();
+        let policy = refresh_at_once().with_fetch_timeout(Duration::from_millis(1_500));
+        let source = TokenSource::with_policy(client, request(&server), policy);
         let first = ok(&source);
         server.push_fault(Fault::NeverAnswer);
         let error = source

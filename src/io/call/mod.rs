@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
@@ -89,6 +90,12 @@ pub(crate) struct Caller {
     pub(crate) policy: CallPolicy,
     pub(crate) origin: Option<Uri>,
     pub(crate) nonces: DpopNonces,
+    /// The origin of the API that last refused a token, until it accepts one: its acceptance,
+    /// not another API's, ends the source's refusals in a row (`TokenSource::accepted`).
+    refused_by: Mutex<Option<String>>,
+    /// Whether `refused_by` holds an origin: an accepted call reads this, and nothing else,
+    /// when none does.
+    refusal_on_record: AtomicBool,
 }
 
 /// What the loop keeps of a request while it is sent: the copy for a retry, or, when it keeps
@@ -139,7 +146,37 @@ impl Caller {
             policy,
             origin,
             nonces: DpopNonces::new(),
+            refused_by: Mutex::new(None),
+            refusal_on_record: AtomicBool::new(false),
         })
+    }
+
+    /// Records that the API at `uri` refused a token (and that it was invalidated).
+    fn record_refusal(&self, uri: &Uri) {
+        *self
+            .refused_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(origin_of(uri));
+        self.refusal_on_record.store(true, Ordering::Relaxed);
+    }
+
+    /// Tells the source that the API at `uri` accepted `token`, if that API is the one that
+    /// last refused a token.
+    fn record_acceptance<'u>(&self, uri: impl FnOnce() -> &'u Uri, token: &Token) {
+        if !self.refusal_on_record.load(Ordering::Relaxed) {
+            return;
+        }
+        let origin = origin_of(uri());
+        let mut refused_by = self
+            .refused_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if refused_by.as_deref() == Some(origin.as_str()) {
+            *refused_by = None;
+            self.refusal_on_record.store(false, Ordering::Relaxed);
+            drop(refused_by);
+            self.tokens.accepted(token);
+        }
     }
 
     /// Sends `request` with a token, and again when the API's answer and the policy say so.
@@ -196,8 +233,15 @@ impl Caller {
                 let mut refused: Option<Box<(C::Response, Arc<Token>)>> = None;
                 loop {
                     // `token()` answers a hit in its first poll from a small future; a miss
-                    // boxes its own state machine, so this one does not carry it.
-                    let token = match caller.tokens.token().await {
+                    // boxes its own state machine, so this one does not carry it. After a
+                    // refusal, the token is asked for as a replacement of the refused one: if
+                    // its fetch fails, this caller gets the failure, not the refused token
+                    // (which callers of other APIs keep being served).
+                    let asked = match &refused {
+                        Some(refusal) => Box::pin(caller.tokens.token_replacing(&refusal.1)).await,
+                        None => caller.tokens.token().await,
+                    };
+                    let token = match asked {
                         Ok(token) => token,
                         Err(error) => {
                             observe::call_token_failed(&error);
@@ -253,7 +297,15 @@ impl Caller {
                         response.status(),
                         response.headers(),
                     ) {
-                        CallStep::Return => break 'call Ok(response),
+                        CallStep::Return => {
+                            if response.status().is_success() {
+                                caller.record_acceptance(
+                                    || kept.uri(&uri, caller.origin.as_ref()),
+                                    &token,
+                                );
+                            }
+                            break 'call Ok(response);
+                        }
                         CallStep::Refused {
                             invalidate,
                             reason,
@@ -267,6 +319,7 @@ impl Caller {
                             );
                             if invalidate {
                                 caller.tokens.invalidate(&token);
+                                caller.record_refusal(kept.uri(&uri, caller.origin.as_ref()));
                             }
                             break 'call Ok(response);
                         }
@@ -287,6 +340,7 @@ impl Caller {
                             request = next;
                             if invalidate {
                                 caller.tokens.invalidate(&token);
+                                caller.record_refusal(kept.uri(&uri, caller.origin.as_ref()));
                                 refused = Some(Box::new((response, token)));
                             }
                         }
@@ -296,4 +350,16 @@ impl Caller {
             C::output(result)
         }
     }
+}
+
+/// A URI's origin, as `scheme://host:port` in lower case: what tells one API from another.
+fn origin_of(uri: &Uri) -> String {
+    // Host and port, never the authority's user information.
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let host = uri.host().unwrap_or_default();
+    match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    }
+    .to_ascii_lowercase()
 }

@@ -3,16 +3,19 @@
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Core, Fetched, Outcome};
 use crate::cache::policy::CachePolicy;
 use crate::cache::{FetchTicket, Lookup};
-use crate::error::Error;
+use crate::error::{Error, TransportKind};
 use crate::io::environment::{monotonic_now, wall_now};
 use crate::observe;
 use crate::request::TokenRequest;
 use crate::token::Token;
+
+/// What fetches for a blocking source, within the time it is given.
+type BlockingFetch = Box<dyn Fn(&TokenRequest, Duration) -> Fetched + Send + Sync>;
 
 /// What the clones of a blocking source share.
 struct Inner {
@@ -21,7 +24,8 @@ struct Inner {
     /// ended since it polled.
     ended: Mutex<u64>,
     changed: Condvar,
-    fetch: Box<dyn Fn(&TokenRequest) -> Fetched + Send + Sync>,
+    /// Fetches, within the time it is given: what is left of the ticket's.
+    fetch: BlockingFetch,
 }
 
 impl Inner {
@@ -86,12 +90,27 @@ impl Inner {
     /// Makes the ticket's fetch, hands the outcome to the cache and wakes the waiters; gives
     /// the ticket up if the fetch panics.
     fn fetch(&self, ticket: FetchTicket) -> Outcome {
+        let deadline = ticket.deadline();
         let guard = Abandon {
             inner: self,
             ticket: Some(ticket),
         };
         let sent_at = wall_now();
-        let fetched = (self.fetch)(&self.core.request);
+        let fetched = (self.fetch)(
+            &self.core.request,
+            deadline.saturating_duration_since(monotonic_now()),
+        );
+        // A timeout at the cache's deadline is the one the cache counts and the waiters get:
+        // handed in as such, this caller gets the same error.
+        let fetched = match fetched {
+            Err(Error::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }) if monotonic_now() >= deadline => Err(Error::FetchTimedOut {
+                timeout: self.core.policy.fetch_timeout(),
+            }),
+            fetched => fetched,
+        };
         guard.finish(fetched, sent_at)
     }
 }
@@ -162,12 +181,13 @@ impl Drop for Abandon<'_> {
 pub struct TokenSource(Arc<Inner>);
 
 impl TokenSource {
-    /// A source for `request` by `policy`, fetching with `fetch`: the adapter's constructors
+    /// A source for `request` by `policy`, fetching with `fetch` within the time it is given
+    /// (what is left of the fetch's [`CachePolicy::fetch_timeout`]): the adapter's constructors
     /// (in `io/transport/reqwest.rs`) pass its blocking `fetch_token`, so this file imports no adapter.
     pub(crate) fn from_fetch(
         request: TokenRequest,
         policy: CachePolicy,
-        fetch: impl Fn(&TokenRequest) -> Fetched + Send + Sync + 'static,
+        fetch: impl Fn(&TokenRequest, Duration) -> Fetched + Send + Sync + 'static,
     ) -> Self {
         Self(Arc::new(Inner {
             core: Core::new(request, policy),

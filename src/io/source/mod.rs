@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::{Instant, SystemTime};
@@ -38,7 +38,7 @@ use crate::cache::policy::CachePolicy;
 use crate::cache::{FetchTicket, Lookup, TokenCache};
 use crate::client::ClientCredentials;
 use crate::endpoint::TokenUrl;
-use crate::error::{Error, TransportKind};
+use crate::error::Error;
 use crate::io::environment::{
     HitInstant, SystemEnvironment, hit_now, hit_until, monotonic_now, random_word, wall_now,
 };
@@ -101,6 +101,9 @@ struct Core {
     /// Counts the changes of `hit`, raised after each: a thread's recent hit of an earlier
     /// generation is read again.
     generation: AtomicU64,
+    /// Whether the cache may hold refusals in a row to forget when an API accepts a token, so
+    /// that an accepted call costs no lock otherwise.
+    refusals: AtomicBool,
 }
 
 struct Hit {
@@ -114,10 +117,12 @@ impl Core {
         Self {
             request,
             policy,
-            cache: Mutex::new(TokenCache::new(policy)),
+            // Seeded, so that sources whose fetches time out together back off apart.
+            cache: Mutex::new(TokenCache::new(policy).with_seed(random_word())),
             id: NEXT_CORE.fetch_add(1, Ordering::Relaxed),
             hit: RwLock::new(None),
             generation: AtomicU64::new(0),
+            refusals: AtomicBool::new(false),
         }
     }
 
@@ -186,6 +191,17 @@ impl Core {
         self.change(|cache, now| cache.poll(&self.request, now))
     }
 
+    /// Polls for the caller an API refused `rejected` to, if it was: never `rejected` once the
+    /// refusal has taken effect.
+    fn poll_replacing(&self, rejected: Option<&Token>) -> Lookup {
+        match rejected {
+            Some(rejected) => {
+                self.change(|cache, now| cache.poll_replacing(&self.request, rejected, now))
+            }
+            None => self.poll(),
+        }
+    }
+
     /// Hands a fetch's outcome to the cache.
     fn complete(&self, ticket: FetchTicket, fetched: Fetched, sent_at: SystemTime) -> Outcome {
         let random = random_word();
@@ -204,7 +220,25 @@ impl Core {
     }
 
     fn invalidate(&self, rejected: &Token) -> bool {
-        self.change(|cache, _| cache.invalidate(&self.request, rejected))
+        let refused = self.change(|cache, _| cache.invalidate(&self.request, rejected));
+        if refused {
+            self.refusals.store(true, Ordering::Relaxed);
+        }
+        refused
+    }
+
+    /// Tells the cache an API accepted `token`, if a refusal is on record: one atomic read
+    /// otherwise, as it is asked after every accepted call.
+    fn accepted(&self, token: &Token) -> bool {
+        if !self.refusals.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let forgotten = cache.accepted(&self.request, token);
+        if forgotten {
+            self.refusals.store(false, Ordering::Relaxed);
+        }
+        forgotten
     }
 
     fn force_refresh(&self) -> bool {
@@ -249,20 +283,20 @@ impl AsyncSource {
                     if let Some(token) = self.core.peek() {
                         return Poll::Ready(Ok(token));
                     }
-                    missed.insert(Box::pin(self.wait_or_fetch()))
+                    missed.insert(Box::pin(self.wait_or_fetch(None)))
                 }
             };
             missed.as_mut().poll(cx)
         })
     }
 
-    /// What [`token`](Self::token) does on a miss: polls the cache, and waits for the fetch
-    /// under way or makes one.
-    async fn wait_or_fetch(self: &Arc<Self>) -> Outcome {
+    /// What [`token`](Self::token) does on a miss: polls the cache (for the caller an API
+    /// refused `rejected` to, if given), and waits for the fetch under way or makes one.
+    async fn wait_or_fetch(self: &Arc<Self>, rejected: Option<&Token>) -> Outcome {
         loop {
             // Registered before the poll: a fetch that ends after it wakes this caller.
             let changed = self.changed.notified();
-            match self.core.poll() {
+            match self.core.poll_replacing(rejected) {
                 Lookup::Ready(token) => return Ok(token),
                 Lookup::Refresh { token, ticket } => {
                     observe::refresh_ahead(&self.core.request);
@@ -310,18 +344,20 @@ impl AsyncSource {
     /// Makes the ticket's fetch, hands the outcome to the cache and wakes the waiters; gives
     /// the ticket up if dropped first.
     async fn fetch(&self, ticket: FetchTicket) -> Outcome {
+        let deadline = ticket.deadline();
         let guard = Abandon {
             source: self,
             ticket: Some(ticket),
         };
         let sent_at = wall_now();
         let fetch = (self.fetch)(self.core.request.clone());
-        let fetched = tokio::time::timeout(self.core.policy.fetch_timeout(), fetch)
+        // The cache's deadline, not a timeout of its own: at that moment the cache counts the
+        // failure and answers the waiters with it, and this caller gets the same.
+        let fetched = tokio::time::timeout_at(deadline.into(), fetch)
             .await
-            .unwrap_or_else(|elapsed| {
-                Err(Error::Transport {
-                    kind: TransportKind::Timeout,
-                    source: Box::new(elapsed),
+            .unwrap_or_else(|_elapsed| {
+                Err(Error::FetchTimedOut {
+                    timeout: self.core.policy.fetch_timeout(),
                 })
             });
         guard.finish(fetched, sent_at)
@@ -381,9 +417,14 @@ impl std::fmt::Debug for AsyncSource {
 ///   a spawned task: no caller holding a valid token waits for a refresh, and while refreshes
 ///   fail, the valid token keeps being served;
 /// - after a failed fetch, every caller fails at once with the same error, without a request to
-///   the server, until the back-off is over;
+///   the server, until the back-off is over; a fetch that outlives
+///   [`CachePolicy::fetch_timeout`] is such a failure ([`Error::FetchTimedOut`]), which every
+///   caller waiting for it gets at that moment;
 /// - if the API refuses a token (HTTP 401), [`invalidate`](Self::invalidate) it: the next call
-///   fetches a new one, however many tasks saw the 401.
+///   fetches a new one, however many tasks saw the 401 (refusals in a row wait longer each
+///   time); while that fetch fails, other APIs' callers keep getting the refused token until
+///   it expires, and the refused caller, asking with [`token_replacing`](Self::token_replacing),
+///   gets the failure.
 ///
 /// The timing (the refresh margin and its jitter, the lifetime of a token without
 /// `expires_in`, back-off, `Retry-After`, the fetch's timeout) is the [`CachePolicy`]'s: see
@@ -581,10 +622,45 @@ impl TokenSource {
     /// that the next call fetches a new one. Returns whether it was dropped: a token already
     /// replaced stays, so many callers that got a 401 with the same token cause one new fetch.
     /// A back-off under way still applies.
+    ///
+    /// Refusals in a row back off: each doubles the age a token must reach before its refusal
+    /// takes effect ([`CachePolicy::with_invalidate_max_age`]); tell the source of a call an
+    /// API accepted ([`accepted`](Self::accepted)) to start again. Until its replacement comes,
+    /// a refused token is served to nobody who waits for a fetch; while that fetch fails, it
+    /// is served again (until it expires) to callers of other APIs, and
+    /// [`token_replacing`](Self::token_replacing) gives the caller it was refused to the
+    /// failure.
     pub fn invalidate(&self, rejected: &Token) -> bool {
         let dropped = self.0.core.invalidate(rejected);
         observe::invalidated(&self.0.core.request, dropped);
         dropped
+    }
+
+    /// A token for the caller an API just refused `rejected` to, after
+    /// [`invalidate`](Self::invalidate): as [`token`](Self::token), but once the refusal has
+    /// taken effect never `rejected`. While the fetch of its replacement fails, this fails with
+    /// that failure, where [`token`](Self::token) still serves `rejected` to callers of other
+    /// APIs. Before the refused token's minimum age, the answer may be `rejected` itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub async fn token_replacing(&self, rejected: &Token) -> Result<Arc<Token>, Arc<Error>> {
+        if let Some(token) = self.0.core.peek()
+            && token.access_token().secret() != rejected.access_token().secret()
+        {
+            return Ok(token);
+        }
+        self.0.wait_or_fetch(Some(rejected)).await
+    }
+
+    /// Tells the source that an API accepted `token`: after refusals in a row
+    /// ([`invalidate`](Self::invalidate)), the next counts as the first again. Returns whether
+    /// there were refusals to forget. Costs one atomic read when there were none, so it may be
+    /// called after every accepted call; the tower layer and the middleware do, for the API
+    /// that last refused a token.
+    pub fn accepted(&self, token: &Token) -> bool {
+        self.0.core.accepted(token)
     }
 
     /// Makes the cached token due for refresh: the next call starts a refresh in the

@@ -610,15 +610,15 @@ pub mod blocking {
         /// A source of tokens for `request`, fetched with `client`, by `policy`.
         ///
         /// Each fetch, from connecting to the body's last byte, is bounded by
-        /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its requests.
-        /// Callers waiting for a fetch take over when it runs out.
+        /// [`CachePolicy::fetch_timeout`], which replaces the client's own timeout for its
+        /// requests (to fetch within less, set less there). A fetch that runs out is a failure
+        /// the source backs off from, and every caller waiting for it gets it at once.
         #[must_use]
         pub fn with_policy(client: Client, request: TokenRequest, policy: CachePolicy) -> Self {
-            let fetch_timeout = policy.fetch_timeout();
             // The source's session: one for all its fetches, whichever thread makes them.
             let session = Session::new();
-            Self::from_fetch(request, policy, move |request| {
-                fetch_token_in(&client, request, &session, fetch_timeout)
+            Self::from_fetch(request, policy, move |request, within| {
+                fetch_token_in(&client, request, &session, within)
             })
         }
     }
