@@ -1322,3 +1322,79 @@ async fn only_a_refusal_of_the_token_presented_invalidates_it() {
         }
     }
 }
+
+/// Hardening: an answer from another origin than the one the token was sent to says nothing
+/// about the token. The API answers with a 307 to a second server, which the client under the
+/// middleware follows (reqwest's redirect policy); the second server refuses the token, or
+/// demands a DPoP nonce of its own. Its answer reaches the caller as it came: the token is kept,
+/// the request is not sent again, and no nonce is kept for the API's origin.
+#[tokio::test]
+async fn an_answer_from_another_origin_keeps_the_token_and_gives_no_nonce() {
+    for dpop in [false, true] {
+        let what = if dpop { "a nonce demand" } else { "a refusal" };
+        let api = TestServer::start();
+        let elsewhere = TestServer::start();
+        let tokens = if dpop {
+            dpop_source(&api)
+        } else {
+            source(&api, invalidate_at_once())
+        };
+        let middleware = AuthorizeMiddleware::new(tokens.clone());
+        let following = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .unwrap();
+        let client = reqwest_middleware::ClientBuilder::new(following)
+            .with(middleware.clone())
+            .build();
+        let url = api.url("/api/things");
+        let moved = elsewhere.url("/api/moved");
+        api.push_resource_fault(Fault::TemporaryRedirect {
+            location: moved.clone(),
+        });
+        let (refusal, sent_challenge) = if dpop {
+            let nonce = "elsewheres-nonce".to_owned();
+            let fault = Fault::UseDpopNonce { nonce };
+            (fault, r#"DPoP error="use_dpop_nonce""#)
+        } else {
+            let challenge = r#"Bearer error="invalid_token""#;
+            let fault = Fault::Unauthorized {
+                challenge: challenge.into(),
+            };
+            (fault, challenge)
+        };
+        elsewhere.push_resource_fault(refusal);
+        let first = tokens.token().await.unwrap();
+
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(
+            response.url().as_str(),
+            moved,
+            "{what}: the redirect was followed"
+        );
+        assert_eq!(
+            challenge(response.headers()).as_deref(),
+            Some(sent_challenge),
+            "{what}: as it came"
+        );
+        assert_eq!(api.resource_requests(), 1, "{what}: not sent again");
+        assert_eq!(elsewhere.resource_requests(), 1, "{what}");
+        assert_eq!(
+            middleware.dpop_nonces().get(&url.parse().unwrap()),
+            None,
+            "{what}: another origin's nonce is not the API's"
+        );
+        assert_eq!(api.token_requests(), 1, "{what}: the token was kept");
+
+        let next = client.get(&url).send().await.unwrap();
+        assert_eq!(next.status(), StatusCode::OK, "{what}");
+        assert_eq!(api.token_requests(), 1, "{what}");
+        let now = tokens.token().await.unwrap();
+        assert_eq!(
+            now.access_token().secret(),
+            first.access_token().secret(),
+            "{what}: the same token"
+        );
+    }
+}

@@ -25,7 +25,10 @@
 //! when it can be replayed: an idempotent method, and a body that is [`ReplayBody`] and at most
 //! the policy's limit. A resource server's DPoP nonce request (RFC 9449 §9) gets one retry with
 //! the nonce, which is remembered for its origin. Every other answer (a 403,
-//! `insufficient_scope`, any other 401) reaches the caller untouched. A request whose token
+//! `insufficient_scope`, any other 401) reaches the caller untouched. Every answer is taken as
+//! from the request's origin: a service beneath that follows redirects (tower-http's
+//! `FollowRedirect`) does not say where its answer came from, which the reqwest middleware
+//! knows (and there an answer from another origin changes nothing). A request whose token
 //! cannot be had fails with [`CallError::Token`] and is never sent; so does a request to a
 //! plain-`http` URI whose host is not loopback ([`CallError::PlainHttp`]), unless the policy
 //! allows it by name ([`CallPolicy::insecure_allow_http`](crate::call::CallPolicy::insecure_allow_http)). A relative URI (a tonic
@@ -44,7 +47,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::attempt::DpopNonces;
-use crate::call::CallPolicy;
+use crate::call::{CallPolicy, Origin};
 use crate::error::call::CallError;
 use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
 use crate::io::source::TokenSource;
@@ -341,6 +344,13 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
         match origin {
             Some(origin) if target.scheme().is_none() => (origin.scheme_str(), origin.host()),
             _ => (target.scheme_str(), target.host()),
+        }
+    }
+
+    fn origin<'a>(target: &'a Uri, origin: Option<&'a Uri>) -> Option<Origin<'a>> {
+        match origin {
+            Some(origin) if target.scheme().is_none() => Origin::of(origin),
+            _ => Origin::of(target),
         }
     }
 
