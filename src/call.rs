@@ -1,14 +1,14 @@
 //! Authorized calls to an API with a token: presenting it on a request (RFC 6750 §2.1, RFC 9449
 //! §7.1), and deciding what the API's answer means for the token and whether the request goes
-//! out again (RFC 6750 §3.1, RFC 9449 §9, gRPC's `UNAUTHENTICATED`). Only an answer from the
-//! origin the token was sent to speaks of it: one the HTTP client fetched elsewhere, after
-//! following a redirect, never drops the token, never sends the request again and gives no DPoP
-//! nonce.
+//! out again (RFC 6750 §3.1, RFC 9449 §9, gRPC's `UNAUTHENTICATED`, in the headers or the
+//! trailers). Only an answer from the origin the token was sent to speaks of it: one the HTTP
+//! client fetched elsewhere, after following a redirect, never drops the token, never sends the
+//! request again and gives no DPoP nonce.
 //!
 //! Sans-IO, as the rest of the core: the tower layer and the reqwest middleware drive an
 //! [`AuthorizedCall`] for every request, and do what its [`CallStep`]s say.
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
 pub use crate::challenge::Challenge;
@@ -21,9 +21,12 @@ use crate::error::Error;
 use crate::response::DPOP_NONCE;
 use crate::token::{Token, TokenType};
 
-/// gRPC's status header, sent in the response headers of a call that fails at once
-/// ("Trailers-Only").
+/// gRPC's status, sent in the trailers of a call that began normally, or in the headers of a
+/// call that fails at once ("Trailers-Only").
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// gRPC's `UNAUTHENTICATED`, as `grpc-status` carries it.
+const GRPC_UNAUTHENTICATED: &[u8] = b"16";
 
 /// Where a request went, or where its answer came from (RFC 6454 §4): a URI's scheme, host and
 /// port, borrowed from it.
@@ -113,6 +116,36 @@ fn from_destination(sent_to: Option<Origin<'_>>, answered_from: Option<Origin<'_
         (Some(sent_to), Some(answered_from)) => sent_to == answered_from,
         _ => true,
     }
+}
+
+/// Whether `map`, a response's headers or trailers, says gRPC's `UNAUTHENTICATED`.
+fn grpc_unauthenticated(map: &HeaderMap) -> bool {
+    map.get(GRPC_STATUS)
+        .is_some_and(|code| code.as_bytes() == GRPC_UNAUTHENTICATED)
+}
+
+/// Whether the trailers of an answer refuse the token its call was sent with: gRPC's
+/// `UNAUTHENTICATED` (`grpc-status: 16`) at the end of a response that began normally (see
+/// [`AuthorizedCall::watches_trailers`]).
+///
+/// The answer is already the caller's by then, so the call cannot go again: drop the token from
+/// the source, for the next call to get a new one. The tower layer does it in its response
+/// body (`tower::AuthorizedBody`, feature `tower`).
+///
+/// ```
+/// use client_credentials::call::trailers_refuse_token;
+/// use client_credentials::http::HeaderMap;
+///
+/// let mut trailers = HeaderMap::new();
+/// trailers.insert("grpc-status", "16".parse()?);
+/// assert!(trailers_refuse_token(&trailers));
+/// trailers.insert("grpc-status", "0".parse()?);
+/// assert!(!trailers_refuse_token(&trailers));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn trailers_refuse_token(trailers: &HeaderMap) -> bool {
+    grpc_unauthenticated(trailers)
 }
 
 /// How an authorized call treats an API's refusal: whether it sends the request again, and which
@@ -533,6 +566,36 @@ impl AuthorizedCall {
             && headers.contains_key(DPOP_NONCE)
             && from_destination(sent_to, answered_from)
     }
+
+    /// Whether the answer given to the caller ([`CallStep::Return`]) may yet refuse the token in
+    /// its trailers, to be read by [`trailers_refuse_token`] at the end of its body: a gRPC call
+    /// that began normally (200, `content-type: application/grpc…`, no `grpc-status` in the
+    /// headers, which would have been judged already) from the origin the request was sent to.
+    #[must_use]
+    pub fn watches_trailers(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent_to: Option<Origin<'_>>,
+        answered_from: Option<Origin<'_>>,
+    ) -> bool {
+        status == StatusCode::OK
+            && headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|value| is_grpc(value.as_bytes()))
+            && !headers.contains_key(GRPC_STATUS)
+            && from_destination(sent_to, answered_from)
+    }
+}
+
+/// Whether a `content-type` is gRPC's: `application/grpc`, with any suffix (`+proto`,
+/// `-web`) or parameters. A body whose trailers never come is watched for nothing, and costs
+/// little; one missed keeps a refused token.
+fn is_grpc(content_type: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type
+        .get(..GRPC.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(GRPC))
 }
 
 /// What an API's answer says about the token it was sent.
@@ -576,10 +639,7 @@ fn judge(presented: &TokenType, status: StatusCode, headers: &HeaderMap) -> Verd
             }
         }
         return verdict;
-    } else if headers
-        .get(GRPC_STATUS)
-        .is_some_and(|code| code.as_bytes() == b"16")
-    {
+    } else if grpc_unauthenticated(headers) {
         return Verdict::TokenRejected;
     }
     Verdict::Accepted
@@ -926,6 +986,54 @@ mod tests {
             "no proof to put it in"
         );
         assert!(!call.keeps_dpop_nonce(DPOP, &HeaderMap::new(), sent, moved));
+    }
+
+    #[test]
+    fn grpc_unauthenticated_in_the_trailers_rejects_the_token() {
+        let call = AuthorizedCall::new(&CallPolicy::new(), &Method::POST, None);
+        let started = |content_type| headers(&[("content-type", content_type)]);
+        for content_type in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC; charset=utf-8",
+            "application/grpc-web+proto",
+        ] {
+            assert!(
+                call.watches_trailers(StatusCode::OK, &started(content_type), None, None),
+                "{content_type}"
+            );
+        }
+        let json = started("application/json");
+        assert!(!call.watches_trailers(StatusCode::OK, &json, None, None));
+        assert!(!call.watches_trailers(StatusCode::OK, &HeaderMap::new(), None, None));
+        let grpc = started("application/grpc");
+        assert!(
+            !call.watches_trailers(UNAUTHORIZED, &grpc, None, None),
+            "not begun"
+        );
+        // A "Trailers-Only" answer was judged by its headers already.
+        let trailers_only = headers(&[("content-type", "application/grpc"), ("grpc-status", "16")]);
+        assert!(!call.watches_trailers(StatusCode::OK, &trailers_only, None, None));
+        let sent: Uri = "https://api.example.com/pkg.Svc/M".parse().unwrap();
+        let elsewhere: Uri = "https://other.example.com/pkg.Svc/M".parse().unwrap();
+        assert!(
+            !call.watches_trailers(
+                StatusCode::OK,
+                &grpc,
+                Origin::of(&sent),
+                Origin::of(&elsewhere)
+            ),
+            "another origin's"
+        );
+
+        assert!(trailers_refuse_token(&headers(&[("grpc-status", "16")])));
+        for other in ["0", "7", "1", "160"] {
+            assert!(
+                !trailers_refuse_token(&headers(&[("grpc-status", other)])),
+                "{other}"
+            );
+        }
+        assert!(!trailers_refuse_token(&HeaderMap::new()));
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! resource server's DPoP nonce; every other answer untouched. An answer from another origin
 //! than the request's (a redirect the client followed: `Response::url` says where it ended)
 //! says nothing about the token: it reaches the caller as it came, the token kept, the request
-//! not sent again and no DPoP nonce kept. A request whose token cannot be
+//! not sent again and no DPoP nonce kept. Unlike the tower layer it reads no trailers (a gRPC
+//! call's status at the end of its body). A request whose token cannot be
 //! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`](crate::error::CallError)
 //! (`error.downcast_ref::<CallError>()` on the `anyhow::Error`), and is never sent.
 //!

@@ -60,6 +60,12 @@ pub(crate) trait CallResponse {
     fn origin(&self) -> Option<Origin<'_>> {
         None
     }
+    /// Readies the answer going to the caller to drop `token` from `tokens` if its trailers
+    /// refuse it (the core's `watches_trailers` said they may): for a client whose bodies can be
+    /// watched; others (the default) read no trailers.
+    fn watch_trailers(&mut self, tokens: &TokenSource, token: &Arc<Token>) {
+        let _ = (tokens, token);
+    }
 }
 
 /// What sends a request: the inner service, the rest of the middleware chain.
@@ -242,7 +248,7 @@ impl Caller {
                     {
                         break 'call Err(Stop::Client(error));
                     }
-                    let response = match client.send(request).await {
+                    let mut response = match client.send(request).await {
                         Ok(response) => response,
                         Err(error) => break 'call Err(Stop::Client(error)),
                     };
@@ -266,7 +272,17 @@ impl Caller {
                         sent_to,
                         answered_from,
                     ) {
-                        CallStep::Return => break 'call Ok(response),
+                        CallStep::Return => {
+                            if call.watches_trailers(
+                                response.status(),
+                                response.headers(),
+                                sent_to,
+                                answered_from,
+                            ) {
+                                response.watch_trailers(&caller.tokens, &token);
+                            }
+                            break 'call Ok(response);
+                        }
                         CallStep::Refused {
                             invalidate,
                             reason,
