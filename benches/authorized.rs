@@ -242,7 +242,12 @@ fn process_cpu() -> Duration {
     Duration::from_nanos(nanos)
 }
 
-async fn read_hyper(response: http::Response<hyper::body::Incoming>) -> StatusCode {
+/// Reads a response whole: hyper's, or the layer's over it (its body passing hyper's frames on).
+async fn read_hyper<B>(response: http::Response<B>) -> StatusCode
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Debug,
+{
     let status = response.status();
     let body = response
         .into_body()

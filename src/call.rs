@@ -1,11 +1,14 @@
 //! Authorized calls to an API with a token: presenting it on a request (RFC 6750 §2.1, RFC 9449
 //! §7.1), and deciding what the API's answer means for the token and whether the request goes
-//! out again (RFC 6750 §3.1, RFC 9449 §9, gRPC's `UNAUTHENTICATED`).
+//! out again (RFC 6750 §3.1, RFC 9449 §9, gRPC's `UNAUTHENTICATED`, in the headers or the
+//! trailers). Only an answer from the origin the token was sent to speaks of it: one the HTTP
+//! client fetched elsewhere, after following a redirect, never drops the token, never sends the
+//! request again and gives no DPoP nonce.
 //!
 //! Sans-IO, as the rest of the core: the tower layer and the reqwest middleware drive an
 //! [`AuthorizedCall`] for every request, and do what its [`CallStep`]s say.
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
 pub use crate::challenge::Challenge;
@@ -15,11 +18,135 @@ use crate::attempt::{Attempt, resource_dpop_retry_nonce};
 use crate::client::ClientCredentials;
 use crate::endpoint::is_loopback;
 use crate::error::Error;
+use crate::response::DPOP_NONCE;
 use crate::token::{Token, TokenType};
 
-/// gRPC's status header, sent in the response headers of a call that fails at once
-/// ("Trailers-Only").
+/// gRPC's status, sent in the trailers of a call that began normally, or in the headers of a
+/// call that fails at once ("Trailers-Only").
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// gRPC's `UNAUTHENTICATED`, as `grpc-status` carries it.
+const GRPC_UNAUTHENTICATED: &[u8] = b"16";
+
+/// Where a request went, or where its answer came from (RFC 6454 §4): a URI's scheme, host and
+/// port, borrowed from it.
+///
+/// Two origins are the same when their schemes and hosts are, ignoring ASCII case, and their
+/// ports are, a port left out standing for the scheme's default (80 for `http`, 443 for
+/// `https`). An answer from another origin than the one a token was sent to (a redirect the
+/// HTTP client followed) says nothing about that token: see
+/// [`AuthorizedCall::handle_response_from`].
+///
+/// ```
+/// use client_credentials::call::Origin;
+/// use client_credentials::http::Uri;
+///
+/// let sent: Uri = "https://API.example.com/things".parse()?;
+/// let moved: Uri = "https://api.example.com:443/v2/things".parse()?;
+/// let elsewhere: Uri = "https://login.example.com/signin".parse()?;
+/// assert_eq!(Origin::of(&sent), Origin::of(&moved));
+/// assert_ne!(Origin::of(&sent), Origin::of(&elsewhere));
+/// assert_eq!(Origin::of(&"/relative".parse()?), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    /// The port, the scheme's default when the URI names none (`None`: an unknown scheme's).
+    port: Option<u16>,
+}
+
+impl<'a> Origin<'a> {
+    /// The origin `scheme://host:port`; `port` `None` for the scheme's default.
+    #[must_use]
+    pub fn new(scheme: &'a str, host: &'a str, port: Option<u16>) -> Self {
+        let port = port.or_else(|| {
+            if scheme.eq_ignore_ascii_case("https") {
+                Some(443)
+            } else if scheme.eq_ignore_ascii_case("http") {
+                Some(80)
+            } else {
+                None
+            }
+        });
+        Self { scheme, host, port }
+    }
+
+    /// The origin of `uri`; `None` for a relative URI (without a scheme or a host).
+    #[must_use]
+    pub fn of(uri: &'a Uri) -> Option<Self> {
+        Some(Self::new(uri.scheme_str()?, uri.host()?, uri.port_u16()))
+    }
+
+    /// The scheme, as the URI spells it.
+    #[must_use]
+    pub fn scheme(&self) -> &'a str {
+        self.scheme
+    }
+
+    /// The host, as the URI spells it (an IPv6 address in brackets).
+    #[must_use]
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The port: the URI's, or the scheme's default; `None` for a scheme without a known one.
+    #[must_use]
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+impl PartialEq for Origin<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.port == other.port
+            && self.scheme.eq_ignore_ascii_case(other.scheme)
+            && self.host.eq_ignore_ascii_case(other.host)
+    }
+}
+
+impl Eq for Origin<'_> {}
+
+/// Whether an answer from `answered_from` may speak of a token sent to `sent_to`: when it came
+/// from that origin, or when either is unknown (a client that does not say where its answer came
+/// from: taken as the request's own).
+fn from_destination(sent_to: Option<Origin<'_>>, answered_from: Option<Origin<'_>>) -> bool {
+    match (sent_to, answered_from) {
+        (Some(sent_to), Some(answered_from)) => sent_to == answered_from,
+        _ => true,
+    }
+}
+
+/// Whether `map`, a response's headers or trailers, says gRPC's `UNAUTHENTICATED`.
+fn grpc_unauthenticated(map: &HeaderMap) -> bool {
+    map.get(GRPC_STATUS)
+        .is_some_and(|code| code.as_bytes() == GRPC_UNAUTHENTICATED)
+}
+
+/// Whether the trailers of an answer refuse the token its call was sent with: gRPC's
+/// `UNAUTHENTICATED` (`grpc-status: 16`) at the end of a response that began normally (see
+/// [`AuthorizedCall::watches_trailers`]).
+///
+/// The answer is already the caller's by then, so the call cannot go again: drop the token from
+/// the source, for the next call to get a new one. The tower layer does it in its response
+/// body (`tower::AuthorizedBody`, feature `tower`).
+///
+/// ```
+/// use client_credentials::call::trailers_refuse_token;
+/// use client_credentials::http::HeaderMap;
+///
+/// let mut trailers = HeaderMap::new();
+/// trailers.insert("grpc-status", "16".parse()?);
+/// assert!(trailers_refuse_token(&trailers));
+/// trailers.insert("grpc-status", "0".parse()?);
+/// assert!(!trailers_refuse_token(&trailers));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn trailers_refuse_token(trailers: &HeaderMap) -> bool {
+    grpc_unauthenticated(trailers)
+}
 
 /// How an authorized call treats an API's refusal: whether it sends the request again, and which
 /// requests it may send twice.
@@ -328,11 +455,53 @@ impl AuthorizedCall {
     /// sent. Of that scheme, `invalid_token` (or no error at all) refuses the token, and wins
     /// over the rest; a DPoP-bound token's `use_dpop_nonce` (with a `DPoP-Nonce`) and
     /// `invalid_dpop_proof` refuse the proof, which goes again, fresh, and keep the token.
+    ///
+    /// The answer is taken as from the origin the request was sent to; when the HTTP client may
+    /// have followed a redirect, use [`handle_response_from`](Self::handle_response_from).
     pub fn handle_response(
         &mut self,
         presented: &TokenType,
         status: StatusCode,
         headers: &HeaderMap,
+    ) -> CallStep {
+        self.handle_response_from(presented, status, headers, None, None)
+    }
+
+    /// [`handle_response`](Self::handle_response), for an answer that may come from another
+    /// origin than `sent_to`, the request's: its final URI's, `answered_from`, when the HTTP
+    /// client followed a redirect to get it (reqwest's `Response::url`).
+    ///
+    /// An answer from another origin says nothing about the token sent there: whatever it
+    /// says, it goes to the caller as it came ([`CallStep::Return`]), keeps the token and sends
+    /// nothing again. An origin not known (`None`) is taken as the request's.
+    ///
+    /// ```
+    /// use client_credentials::call::{AuthorizedCall, CallPolicy, CallStep, Origin};
+    /// use client_credentials::http::{HeaderMap, Method, StatusCode};
+    /// use client_credentials::token::TokenType;
+    ///
+    /// let mut call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("www-authenticate", r#"Bearer error="invalid_token""#.parse()?);
+    /// let sent = "https://api.example.com/a".parse()?;
+    /// let redirected = "https://cdn.example.net/a".parse()?; // where a 307 sent the client
+    /// let step = call.handle_response_from(
+    ///     &TokenType::Bearer,
+    ///     StatusCode::UNAUTHORIZED,
+    ///     &headers,
+    ///     Origin::of(&sent),
+    ///     Origin::of(&redirected),
+    /// );
+    /// assert_eq!(step, CallStep::Return); // the other origin's refusal, not the API's
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handle_response_from(
+        &mut self,
+        presented: &TokenType,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent_to: Option<Origin<'_>>,
+        answered_from: Option<Origin<'_>>,
     ) -> CallStep {
         let (reason, invalidate, enabled, retried) = match judge(presented, status, headers) {
             Verdict::Accepted => return CallStep::Return,
@@ -355,6 +524,10 @@ impl AuthorizedCall {
                 &mut self.retried_token,
             ),
         };
+        // Compared only for an answer that would change something: most answers are not.
+        if !from_destination(sent_to, answered_from) {
+            return CallStep::Return;
+        }
         let not_retried = if !enabled {
             Some(NotRetried::RetriesOff)
         } else if *retried {
@@ -374,6 +547,55 @@ impl AuthorizedCall {
             }
         }
     }
+
+    /// Whether the `DPoP-Nonce` of an answer is to be kept for `sent_to`, the origin the
+    /// request was sent to ([`DpopNonces::observe`](crate::dpop::DpopNonces::observe)): only on a
+    /// call made with a DPoP-bound token (a nonce goes only into a proof), and only from an
+    /// answer of that origin (`answered_from`, as for
+    /// [`handle_response_from`](Self::handle_response_from)): another origin's nonce is not
+    /// the API's.
+    #[must_use]
+    pub fn keeps_dpop_nonce(
+        &self,
+        presented: &TokenType,
+        headers: &HeaderMap,
+        sent_to: Option<Origin<'_>>,
+        answered_from: Option<Origin<'_>>,
+    ) -> bool {
+        *presented == TokenType::DPoP
+            && headers.contains_key(DPOP_NONCE)
+            && from_destination(sent_to, answered_from)
+    }
+
+    /// Whether the answer given to the caller ([`CallStep::Return`]) may yet refuse the token in
+    /// its trailers, to be read by [`trailers_refuse_token`] at the end of its body: a gRPC call
+    /// that began normally (200, `content-type: application/grpc…`, no `grpc-status` in the
+    /// headers, which would have been judged already) from the origin the request was sent to.
+    #[must_use]
+    pub fn watches_trailers(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent_to: Option<Origin<'_>>,
+        answered_from: Option<Origin<'_>>,
+    ) -> bool {
+        status == StatusCode::OK
+            && headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|value| is_grpc(value.as_bytes()))
+            && !headers.contains_key(GRPC_STATUS)
+            && from_destination(sent_to, answered_from)
+    }
+}
+
+/// Whether a `content-type` is gRPC's: `application/grpc`, with any suffix (`+proto`,
+/// `-web`) or parameters. A body whose trailers never come is watched for nothing, and costs
+/// little; one missed keeps a refused token.
+fn is_grpc(content_type: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type
+        .get(..GRPC.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(GRPC))
 }
 
 /// What an API's answer says about the token it was sent.
@@ -417,10 +639,7 @@ fn judge(presented: &TokenType, status: StatusCode, headers: &HeaderMap) -> Verd
             }
         }
         return verdict;
-    } else if headers
-        .get(GRPC_STATUS)
-        .is_some_and(|code| code.as_bytes() == b"16")
-    {
+    } else if grpc_unauthenticated(headers) {
         return Verdict::TokenRejected;
     }
     Verdict::Accepted
@@ -655,6 +874,166 @@ mod tests {
                 Verdict::Accepted
             );
         }
+    }
+
+    #[test]
+    fn origins_rfc6454_4() {
+        let same = |a: &str, b: &str| {
+            let (a, b): (Uri, Uri) = (a.parse().unwrap(), b.parse().unwrap());
+            Origin::of(&a) == Origin::of(&b)
+        };
+        let api = "https://api.example.com/things?page=2";
+        for other in [
+            "https://api.example.com/other",
+            "HTTPS://API.Example.COM:443/",
+            "https://api.example.com",
+        ] {
+            assert!(same(api, other), "{other}");
+        }
+        for other in [
+            "http://api.example.com/things",
+            "https://api.example.com:8443/things",
+            "https://login.example.com/things",
+            "https://api.example.com.evil.example/things",
+        ] {
+            assert!(!same(api, other), "{other}");
+        }
+        assert!(same("http://127.0.0.1/", "http://127.0.0.1:80/"));
+        assert!(!same("http://127.0.0.1:8080/", "http://127.0.0.1:8081/"));
+        assert!(same("http://[::1]:8080/a", "http://[::1]:8080/b"));
+        assert_eq!(Origin::of(&Uri::from_static("/relative")), None);
+        let explicit = Origin::new("https", "api.example.com", None);
+        assert_eq!(
+            (explicit.scheme(), explicit.host(), explicit.port()),
+            ("https", "api.example.com", Some(443))
+        );
+        let uri = Uri::from_static("https://API.example.com/");
+        assert_eq!(Some(explicit), Origin::of(&uri));
+        assert_eq!(Origin::new("ftp", "h", None).port(), None);
+    }
+
+    #[test]
+    fn an_answer_from_another_origin_speaks_of_no_token() {
+        let sent: Uri = "https://api.example.com/things".parse().unwrap();
+        let moved: Uri = "HTTPS://API.example.com:443/v2/things".parse().unwrap();
+        let elsewhere: Uri = "https://cdn.example.net/things".parse().unwrap();
+        let (sent, moved, elsewhere) = (
+            Origin::of(&sent),
+            Origin::of(&moved),
+            Origin::of(&elsewhere),
+        );
+        let nonce = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("dpop-nonce", "n-1"),
+        ]);
+        for (presented, status, answer) in [
+            (
+                BEARER,
+                UNAUTHORIZED,
+                challenge(r#"Bearer error="invalid_token""#),
+            ),
+            (BEARER, UNAUTHORIZED, challenge(r#"Bearer realm="api""#)),
+            (
+                DPOP,
+                UNAUTHORIZED,
+                challenge(r#"DPoP error="invalid_token""#),
+            ),
+            (
+                DPOP,
+                UNAUTHORIZED,
+                challenge(r#"DPoP error="invalid_dpop_proof""#),
+            ),
+            (DPOP, UNAUTHORIZED, nonce.clone()),
+            (BEARER, StatusCode::OK, headers(&[("grpc-status", "16")])),
+        ] {
+            let mut call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
+            assert_eq!(
+                call.handle_response_from(presented, status, &answer, sent, elsewhere),
+                CallStep::Return,
+                "{answer:?}"
+            );
+            // Nothing was spent on it: the API's own refusal still gets its retry.
+            for answered_from in [moved, None] {
+                assert!(
+                    matches!(
+                        call.clone().handle_response_from(
+                            presented,
+                            status,
+                            &answer,
+                            sent,
+                            answered_from
+                        ),
+                        CallStep::Retry { .. }
+                    ),
+                    "{answer:?} from {answered_from:?}"
+                );
+            }
+            assert!(matches!(
+                call.handle_response_from(presented, status, &answer, None, elsewhere),
+                CallStep::Retry { .. }
+            ));
+        }
+
+        let call = AuthorizedCall::new(&CallPolicy::new(), &Method::GET, Some(0));
+        assert!(call.keeps_dpop_nonce(DPOP, &nonce, sent, moved));
+        assert!(call.keeps_dpop_nonce(DPOP, &nonce, sent, None));
+        assert!(
+            !call.keeps_dpop_nonce(DPOP, &nonce, sent, elsewhere),
+            "another origin's nonce"
+        );
+        assert!(
+            !call.keeps_dpop_nonce(BEARER, &nonce, sent, moved),
+            "no proof to put it in"
+        );
+        assert!(!call.keeps_dpop_nonce(DPOP, &HeaderMap::new(), sent, moved));
+    }
+
+    #[test]
+    fn grpc_unauthenticated_in_the_trailers_rejects_the_token() {
+        let call = AuthorizedCall::new(&CallPolicy::new(), &Method::POST, None);
+        let started = |content_type| headers(&[("content-type", content_type)]);
+        for content_type in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC; charset=utf-8",
+            "application/grpc-web+proto",
+        ] {
+            assert!(
+                call.watches_trailers(StatusCode::OK, &started(content_type), None, None),
+                "{content_type}"
+            );
+        }
+        let json = started("application/json");
+        assert!(!call.watches_trailers(StatusCode::OK, &json, None, None));
+        assert!(!call.watches_trailers(StatusCode::OK, &HeaderMap::new(), None, None));
+        let grpc = started("application/grpc");
+        assert!(
+            !call.watches_trailers(UNAUTHORIZED, &grpc, None, None),
+            "not begun"
+        );
+        // A "Trailers-Only" answer was judged by its headers already.
+        let trailers_only = headers(&[("content-type", "application/grpc"), ("grpc-status", "16")]);
+        assert!(!call.watches_trailers(StatusCode::OK, &trailers_only, None, None));
+        let sent: Uri = "https://api.example.com/pkg.Svc/M".parse().unwrap();
+        let elsewhere: Uri = "https://other.example.com/pkg.Svc/M".parse().unwrap();
+        assert!(
+            !call.watches_trailers(
+                StatusCode::OK,
+                &grpc,
+                Origin::of(&sent),
+                Origin::of(&elsewhere)
+            ),
+            "another origin's"
+        );
+
+        assert!(trailers_refuse_token(&headers(&[("grpc-status", "16")])));
+        for other in ["0", "7", "1", "160"] {
+            assert!(
+                !trailers_refuse_token(&headers(&[("grpc-status", other)])),
+                "{other}"
+            );
+        }
+        assert!(!trailers_refuse_token(&HeaderMap::new()));
     }
 
     #[test]

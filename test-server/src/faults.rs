@@ -38,6 +38,13 @@ pub enum Fault {
         /// The challenge sent in `WWW-Authenticate`.
         challenge: String,
     },
+    /// Answer 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and this `DPoP-Nonce`
+    /// (left out if it is not a valid header value), whatever the request, as a resource server
+    /// (or a gateway before it) demanding its nonce does (RFC 9449 §9).
+    UseDpopNonce {
+        /// The nonce sent in `DPoP-Nonce`.
+        nonce: String,
+    },
     /// Answer 302 with this `Location` (left out if it is not a valid header value).
     Redirect {
         /// Where the redirect points.
@@ -104,6 +111,17 @@ pub(super) fn fault_response(fault: Fault) -> Response<ResponseBody> {
             let mut refused = plain(StatusCode::UNAUTHORIZED, "unauthorized: test-server fault");
             if let Ok(value) = HeaderValue::try_from(challenge) {
                 refused.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            refused
+        }
+        Fault::UseDpopNonce { nonce } => {
+            let mut refused = plain(StatusCode::UNAUTHORIZED, "unauthorized: test-server fault");
+            refused.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"DPoP error="use_dpop_nonce""#),
+            );
+            if let Ok(value) = HeaderValue::try_from(nonce) {
+                refused.headers_mut().insert("dpop-nonce", value);
             }
             refused
         }

@@ -524,6 +524,28 @@ fn an_unauthorized_fault_is_a_401_with_its_challenge() {
 }
 
 #[test]
+fn a_dpop_nonce_fault_is_a_401_asking_for_its_nonce() {
+    let server = TestServer::start();
+    let request = demo(&server).build().unwrap();
+    server.push_fault(Fault::UseDpopNonce {
+        nonce: "nonce-1".into(),
+    });
+    server.push_fault(Fault::UseDpopNonce {
+        nonce: "not\na header".into(),
+    });
+    let asked = send(&server, &request);
+    assert_eq!(asked.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        asked.headers()[http::header::WWW_AUTHENTICATE],
+        r#"DPoP error="use_dpop_nonce""#
+    );
+    assert_eq!(asked.headers()["dpop-nonce"], "nonce-1");
+    let without = send(&server, &request);
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    assert!(!without.headers().contains_key("dpop-nonce"));
+}
+
+#[test]
 fn redirect_html_and_delay_faults() {
     let server = TestServer::start();
     let request = demo(&server).build().unwrap();

@@ -18,7 +18,7 @@ use client_credentials::call::CallPolicy;
 use client_credentials::dpop::DpopKey;
 use client_credentials::error::CallError;
 use client_credentials::reqwest_middleware::AuthorizeMiddleware;
-use client_credentials::tower::{Authorize, AuthorizeLayer};
+use client_credentials::tower::{Authorize, AuthorizeLayer, AuthorizedBody};
 use client_credentials::{CachePolicy, TokenSource};
 use client_credentials_test_server::{Fault, TestServer};
 use http::header::WWW_AUTHENTICATE;
@@ -182,7 +182,7 @@ impl Api {
 }
 
 async fn read_hyper(
-    response: Result<http::Response<hyper::body::Incoming>, CallError>,
+    response: Result<http::Response<AuthorizedBody<hyper::body::Incoming>>, CallError>,
 ) -> Result<Answer, Failed> {
     let response = response.map_err(|e| Failed::from(&e))?;
     let status = response.status();
@@ -868,6 +868,12 @@ mod grpc {
 
     const PATH: &str = "/test.Echo/Ask";
 
+    /// A server-streaming method: one reply, then the end of the stream, whose status goes in
+    /// the trailers. Asked to `revoke`, the server revokes every token while the stream runs,
+    /// and ends it with `UNAUTHENTICATED`, as a server that checks a long call's token again
+    /// before its end does.
+    const STREAM_PATH: &str = "/test.Echo/Stream";
+
     #[derive(Clone)]
     struct Echo {
         server: Arc<TestServer>,
@@ -897,6 +903,7 @@ mod grpc {
             let grant = self
                 .server
                 .check_access(request.method(), &uri, request.headers());
+            let server = Arc::clone(&self.server);
             Box::pin(async move {
                 let grant = match grant {
                     Ok(grant) => grant,
@@ -913,10 +920,42 @@ mod grpc {
                     }
                 };
                 let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-                Ok(grpc
-                    .unary(Answer(grant.client_id().to_owned()), request)
-                    .await)
+                let answer = Answer(grant.client_id().to_owned());
+                if request.uri().path() == STREAM_PATH {
+                    return Ok(grpc
+                        .server_streaming(Streamed(answer, server), request)
+                        .await);
+                }
+                Ok(grpc.unary(answer, request).await)
             })
+        }
+    }
+
+    struct Streamed(Answer, Arc<TestServer>);
+
+    type Replies = futures_util::stream::Iter<std::vec::IntoIter<Result<Reply, tonic::Status>>>;
+
+    impl tonic::server::ServerStreamingService<Ask> for Streamed {
+        type Response = Reply;
+        type ResponseStream = Replies;
+        type Future = std::future::Ready<Result<tonic::Response<Replies>, tonic::Status>>;
+
+        fn call(&mut self, request: tonic::Request<Ask>) -> Self::Future {
+            let text = request.into_inner().text;
+            let revoke = text == "revoke";
+            let mut replies = vec![Ok(Reply {
+                client_id: self.0.0.clone(),
+                text,
+            })];
+            if revoke {
+                self.1.revoke_all();
+                replies.push(Err(tonic::Status::unauthenticated(
+                    "the token was revoked during the call",
+                )));
+            }
+            std::future::ready(Ok(tonic::Response::new(futures_util::stream::iter(
+                replies,
+            ))))
         }
     }
 
@@ -992,6 +1031,59 @@ mod grpc {
             assert_eq!(call.await.unwrap().client_id, "demo-client");
         }
         assert_eq!(server.token_requests(), 1);
+    }
+
+    /// A server-streaming call to [`STREAM_PATH`], read to its end: its replies' texts, or the
+    /// status it ended with and the replies before it.
+    async fn stream(channel: &Channel, text: &str) -> Result<Vec<String>, (tonic::Status, usize)> {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let request = tonic::Request::new(Ask { text: text.into() });
+        let path = http::uri::PathAndQuery::from_static(STREAM_PATH);
+        let mut replies = grpc
+            .server_streaming(
+                request,
+                path,
+                tonic_prost::ProstCodec::<Ask, Reply>::default(),
+            )
+            .await
+            .map_err(|status| (status, 0))?
+            .into_inner();
+        let mut texts = Vec::new();
+        loop {
+            match replies.message().await {
+                Ok(Some(reply)) => texts.push(reply.text),
+                Ok(None) => return Ok(texts),
+                Err(status) => return Err((status, texts.len())),
+            }
+        }
+    }
+
+    /// Hardening: a gRPC call that began normally and ends with `UNAUTHENTICATED` in its
+    /// trailers drops its token, as one refused at once does; an `OK` in the trailers drops
+    /// nothing.
+    #[tokio::test]
+    async fn unauthenticated_in_the_trailers_drops_the_token() {
+        let server = Arc::new(TestServer::start());
+        let origin = start(Arc::clone(&server)).await;
+        let channel = channel(&origin, source(&server, invalidate_at_once())).await;
+
+        assert_eq!(stream(&channel, "fine").await.unwrap(), ["fine"]);
+        assert_eq!(ask(&channel, "after").await.unwrap().text, "after");
+        assert_eq!(
+            server.token_requests(),
+            1,
+            "an OK in the trailers drops nothing"
+        );
+
+        let (refused, replies) = stream(&channel, "revoke").await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        assert_eq!(replies, 1, "the call began normally");
+        assert_eq!(server.token_requests(), 1, "not sent again");
+
+        let reply = ask(&channel, "again").await.unwrap();
+        assert_eq!(reply.text, "again", "with a new token");
+        assert_eq!(server.token_requests(), 2, "the refused token was dropped");
     }
 
     #[tokio::test]
@@ -1394,5 +1486,81 @@ async fn only_a_refusal_of_the_token_presented_invalidates_it() {
                 "{layer}: {what}: token fetches"
             );
         }
+    }
+}
+
+/// Hardening: an answer from another origin than the one the token was sent to says nothing
+/// about the token. The API answers with a 307 to a second server, which the client under the
+/// middleware follows (reqwest's redirect policy); the second server refuses the token, or
+/// demands a DPoP nonce of its own. Its answer reaches the caller as it came: the token is kept,
+/// the request is not sent again, and no nonce is kept for the API's origin.
+#[tokio::test]
+async fn an_answer_from_another_origin_keeps_the_token_and_gives_no_nonce() {
+    for dpop in [false, true] {
+        let what = if dpop { "a nonce demand" } else { "a refusal" };
+        let api = TestServer::start();
+        let elsewhere = TestServer::start();
+        let tokens = if dpop {
+            dpop_source(&api)
+        } else {
+            source(&api, invalidate_at_once())
+        };
+        let middleware = AuthorizeMiddleware::new(tokens.clone());
+        let following = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .unwrap();
+        let client = reqwest_middleware::ClientBuilder::new(following)
+            .with(middleware.clone())
+            .build();
+        let url = api.url("/api/things");
+        let moved = elsewhere.url("/api/moved");
+        api.push_resource_fault(Fault::TemporaryRedirect {
+            location: moved.clone(),
+        });
+        let (refusal, sent_challenge) = if dpop {
+            let nonce = "elsewheres-nonce".to_owned();
+            let fault = Fault::UseDpopNonce { nonce };
+            (fault, r#"DPoP error="use_dpop_nonce""#)
+        } else {
+            let challenge = r#"Bearer error="invalid_token""#;
+            let fault = Fault::Unauthorized {
+                challenge: challenge.into(),
+            };
+            (fault, challenge)
+        };
+        elsewhere.push_resource_fault(refusal);
+        let first = tokens.token().await.unwrap();
+
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(
+            response.url().as_str(),
+            moved,
+            "{what}: the redirect was followed"
+        );
+        assert_eq!(
+            challenge(response.headers()).as_deref(),
+            Some(sent_challenge),
+            "{what}: as it came"
+        );
+        assert_eq!(api.resource_requests(), 1, "{what}: not sent again");
+        assert_eq!(elsewhere.resource_requests(), 1, "{what}");
+        assert_eq!(
+            middleware.dpop_nonces().get(&url.parse().unwrap()),
+            None,
+            "{what}: another origin's nonce is not the API's"
+        );
+        assert_eq!(api.token_requests(), 1, "{what}: the token was kept");
+
+        let next = client.get(&url).send().await.unwrap();
+        assert_eq!(next.status(), StatusCode::OK, "{what}");
+        assert_eq!(api.token_requests(), 1, "{what}");
+        let now = tokens.token().await.unwrap();
+        assert_eq!(
+            now.access_token().secret(),
+            first.access_token().secret(),
+            "{what}: the same token"
+        );
     }
 }

@@ -18,7 +18,11 @@
 //! `DPoP` with a fresh proof); a 401 that refuses the token drops exactly that token and sends
 //! the request again once with a new one, when its method is idempotent and its body is none or
 //! bytes in memory (not a stream) within the [`CallPolicy`]'s limit; one retry with a
-//! resource server's DPoP nonce; every other answer untouched. A request whose token cannot be
+//! resource server's DPoP nonce; every other answer untouched. An answer from another origin
+//! than the request's (a redirect the client followed: `Response::url` says where it ended)
+//! says nothing about the token: it reaches the caller as it came, the token kept, the request
+//! not sent again and no DPoP nonce kept. Unlike the tower layer it reads no trailers (a gRPC
+//! call's status at the end of its body). A request whose token cannot be
 //! had fails with `reqwest_middleware::Error::Middleware` holding a [`CallError`](crate::error::CallError)
 //! (`error.downcast_ref::<CallError>()` on the `anyhow::Error`), and is never sent.
 //!
@@ -42,7 +46,7 @@ use http::{Extensions, HeaderMap, Method, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::attempt::DpopNonces;
-use crate::call::CallPolicy;
+use crate::call::{CallPolicy, Origin};
 use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
 use crate::io::source::TokenSource;
 
@@ -188,6 +192,10 @@ impl CallRequest for Attempted {
         (Some(target.scheme()), target.host_str())
     }
 
+    fn origin<'a>(target: &'a reqwest::Url, _: Option<&'a Uri>) -> Option<Origin<'a>> {
+        url_origin(target)
+    }
+
     fn headers_mut(&mut self) -> &mut HeaderMap {
         self.request.headers_mut()
     }
@@ -234,4 +242,25 @@ impl CallResponse for Answered {
     fn headers(&self) -> &HeaderMap {
         self.0.headers()
     }
+
+    /// The URL the answer came from: another than the request's when the client followed a
+    /// redirect (a `reqwest::Client` does by default). An answer a middleware made from an
+    /// `http::Response` without a URL (a cache's, a mock's) has reqwest's stand-in, which says
+    /// nothing of where it came from: taken as the request's, as when no URL is known.
+    fn origin(&self) -> Option<Origin<'_>> {
+        let url = self.0.url();
+        if url.host_str() == Some(NO_URL_HOST) {
+            return None;
+        }
+        url_origin(url)
+    }
+}
+
+/// The host of the URL reqwest gives a `Response` made from an `http::Response` that carries
+/// none (`http://no.url.provided.local`).
+const NO_URL_HOST: &str = "no.url.provided.local";
+
+/// A URL's origin, as the core compares them; `None` for a URL without a host.
+fn url_origin(url: &reqwest::Url) -> Option<Origin<'_>> {
+    Some(Origin::new(url.scheme(), url.host_str()?, url.port()))
 }

@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::attempt::DpopNonces;
-use crate::call::{AuthorizedCall, CallPolicy, CallStep, present_token_lazily};
+use crate::call::{AuthorizedCall, CallPolicy, CallStep, Origin, present_token_lazily};
 use crate::error::call::CallError;
 use crate::io::environment::{entropy, wall_now};
 use crate::io::source::TokenSource;
 use crate::observe;
-use crate::response::DPOP_NONCE;
-use crate::token::{Token, TokenType};
+use crate::token::Token;
 
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
@@ -43,6 +42,9 @@ pub(crate) trait CallRequest: Sized {
         target: &'a Self::Target,
         origin: Option<&'a Uri>,
     ) -> (Option<&'a str>, Option<&'a str>);
+    /// The target's origin, a relative target's `origin`'s (`None` without one): where an
+    /// answer must come from to speak of the token sent.
+    fn origin<'a>(target: &'a Self::Target, origin: Option<&'a Uri>) -> Option<Origin<'a>>;
     fn headers_mut(&mut self) -> &mut HeaderMap;
     /// The body's length if it is known before sending (`None` for a stream).
     fn body_len(&self) -> Option<u64>;
@@ -54,6 +56,17 @@ pub(crate) trait CallRequest: Sized {
 pub(crate) trait CallResponse {
     fn status(&self) -> StatusCode;
     fn headers(&self) -> &HeaderMap;
+    /// Where the answer came from, for a client that may follow a redirect and says where it
+    /// ended; `None` (the default) when the client does not say, taken as where the request went.
+    fn origin(&self) -> Option<Origin<'_>> {
+        None
+    }
+    /// Readies the answer going to the caller to drop `token` from `tokens` if its trailers
+    /// refuse it (the core's `watches_trailers` said they may): for a client whose bodies can be
+    /// watched; others (the default) read no trailers.
+    fn watch_trailers(&mut self, tokens: &TokenSource, token: &Arc<Token>) {
+        let _ = (tokens, token);
+    }
 }
 
 /// What sends a request: the inner service, the rest of the middleware chain.
@@ -279,23 +292,29 @@ impl Caller {
                     {
                         break 'call Err(Stop::Client(error));
                     }
-                    let response = match client.send(request).await {
+                    let mut response = match client.send(request).await {
                         Ok(response) => response,
                         Err(error) => break 'call Err(Stop::Client(error)),
                     };
-                    // A nonce goes only into a proof: a bearer token's answers are not searched
-                    // for one.
-                    if *token.token_type() == TokenType::DPoP
-                        && response.headers().contains_key(DPOP_NONCE)
-                    {
+                    // Borrowed, no allocation: a redirect followed may have ended elsewhere.
+                    let sent_to = R::origin(kept.target(), caller.origin.as_ref());
+                    let answered_from = response.origin();
+                    if call.keeps_dpop_nonce(
+                        token.token_type(),
+                        response.headers(),
+                        sent_to,
+                        answered_from,
+                    ) {
                         caller
                             .nonces
                             .observe(kept.uri(&uri, caller.origin.as_ref()), response.headers());
                     }
-                    match call.handle_response(
+                    match call.handle_response_from(
                         token.token_type(),
                         response.status(),
                         response.headers(),
+                        sent_to,
+                        answered_from,
                     ) {
                         CallStep::Return => {
                             if response.status().is_success() {
@@ -303,6 +322,14 @@ impl Caller {
                                     || kept.uri(&uri, caller.origin.as_ref()),
                                     &token,
                                 );
+                            }
+                            if call.watches_trailers(
+                                response.status(),
+                                response.headers(),
+                                sent_to,
+                                answered_from,
+                            ) {
+                                response.watch_trailers(&caller.tokens, &token);
                             }
                             break 'call Ok(response);
                         }

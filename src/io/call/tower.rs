@@ -25,7 +25,13 @@
 //! when it can be replayed: an idempotent method, and a body that is [`ReplayBody`] and at most
 //! the policy's limit. A resource server's DPoP nonce request (RFC 9449 §9) gets one retry with
 //! the nonce, which is remembered for its origin. Every other answer (a 403,
-//! `insufficient_scope`, any other 401) reaches the caller untouched. A request whose token
+//! `insufficient_scope`, any other 401) reaches the caller untouched. A gRPC call that began
+//! normally and ends with `UNAUTHENTICATED` in its trailers drops its token too, as the
+//! response's body ([`AuthorizedBody`]) passes the trailers on; it is not sent again, its answer
+//! being the caller's already. Every answer is taken as
+//! from the request's origin: a service beneath that follows redirects (tower-http's
+//! `FollowRedirect`) does not say where its answer came from, which the reqwest middleware
+//! knows (and there an answer from another origin changes nothing). A request whose token
 //! cannot be had fails with [`CallError::Token`] and is never sent; so does a request to a
 //! plain-`http` URI whose host is not loopback ([`CallError::PlainHttp`]), unless the policy
 //! allows it by name ([`CallPolicy::insecure_allow_http`](crate::call::CallPolicy::insecure_allow_http)). A relative URI (a tonic
@@ -35,19 +41,20 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::attempt::DpopNonces;
-use crate::call::CallPolicy;
+use crate::call::{CallPolicy, Origin, trailers_refuse_token};
 use crate::error::call::CallError;
 use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
 use crate::io::source::TokenSource;
+use crate::token::Token;
 
 /// The error of the HTTP client beneath, boxed.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -253,7 +260,7 @@ where
     ReqBody: Body + ReplayBody + Send + 'static,
     ResBody: Send + 'static,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<AuthorizedBody<ResBody>>;
     type Error = CallError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, CallError>> + Send>>;
 
@@ -290,7 +297,7 @@ where
 {
     type Response = Answered<R>;
     type Error = S::Error;
-    type Output = Result<Response<R>, CallError>;
+    type Output = Result<Response<AuthorizedBody<R>>, CallError>;
 
     fn ready(&mut self) -> impl Future<Output = Result<(), S::Error>> + Send {
         std::future::poll_fn(|cx| self.0.poll_ready(cx))
@@ -301,12 +308,21 @@ where
         request: Attempted<B>,
     ) -> impl Future<Output = Result<Answered<R>, S::Error>> + Send {
         let sent = self.0.call(request.0);
-        async move { sent.await.map(Answered) }
+        async move {
+            sent.await.map(|response| Answered {
+                response,
+                watch: None,
+            })
+        }
     }
 
-    fn output(result: Result<Answered<R>, Stop<S::Error>>) -> Result<Response<R>, CallError> {
+    fn output(
+        result: Result<Answered<R>, Stop<S::Error>>,
+    ) -> Result<Response<AuthorizedBody<R>>, CallError> {
         match result {
-            Ok(Answered(response)) => Ok(response),
+            Ok(Answered { response, watch }) => {
+                Ok(response.map(|inner| AuthorizedBody { inner, watch }))
+            }
             Err(Stop::Call(error)) => Err(error),
             Err(Stop::Client(error)) => Err(CallError::Client(error.into())),
         }
@@ -344,6 +360,13 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
         }
     }
 
+    fn origin<'a>(target: &'a Uri, origin: Option<&'a Uri>) -> Option<Origin<'a>> {
+        match origin {
+            Some(origin) if target.scheme().is_none() => Origin::of(origin),
+            _ => Origin::of(target),
+        }
+    }
+
     fn headers_mut(&mut self) -> &mut HeaderMap {
         self.0.headers_mut()
     }
@@ -364,15 +387,106 @@ impl<B: Body + ReplayBody> CallRequest for Attempted<B> {
     }
 }
 
-/// A response, as the loop reads it.
-struct Answered<B>(Response<B>);
+/// A response, as the loop reads it, and what its body is to watch for once the caller has it.
+struct Answered<B> {
+    response: Response<B>,
+    watch: Option<Watch>,
+}
 
 impl<B> CallResponse for Answered<B> {
     fn status(&self) -> StatusCode {
-        self.0.status()
+        self.response.status()
     }
 
     fn headers(&self) -> &HeaderMap {
-        self.0.headers()
+        self.response.headers()
+    }
+
+    fn watch_trailers(&mut self, tokens: &TokenSource, token: &Arc<Token>) {
+        self.watch = Some(Watch {
+            tokens: tokens.clone(),
+            token: Arc::clone(token),
+        });
+    }
+}
+
+/// The token a response's call was made with, and the source to drop it from if the trailers
+/// refuse it.
+struct Watch {
+    tokens: TokenSource,
+    token: Arc<Token>,
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a response through [`Authorize`]: the service's body, its frames passed on
+    /// as they come.
+    ///
+    /// A gRPC call that began normally (200, `application/grpc`) ends with its status in the
+    /// trailers, after the response reached the caller: when they say `UNAUTHENTICATED`
+    /// (`grpc-status: 16`, [`trailers_refuse_token`](crate::call::trailers_refuse_token)), the
+    /// body drops the token the call was made with from the source as the trailers go by, so
+    /// that the next call gets a new one. The call itself is not sent again: its answer is
+    /// already the caller's. Any other response's body is the service's, untouched, holding
+    /// nothing.
+    pub struct AuthorizedBody<B> {
+        #[pin]
+        inner: B,
+        // Only for a response whose trailers may refuse the token; dropped at the end.
+        watch: Option<Watch>,
+    }
+}
+
+impl<B> AuthorizedBody<B> {
+    /// The service's body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The service's body, without the layer's watch of its trailers.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B: Body> Body for AuthorizedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(watch) = this.watch.take()
+                    && trailers_refuse_token(trailers)
+                {
+                    watch.tokens.invalidate(&watch.token);
+                }
+            }
+            // The end, or a broken body: no trailers to come.
+            None | Some(Err(_)) => *this.watch = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for AuthorizedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizedBody")
+            .field("inner", &self.inner)
+            .field("watching_trailers", &self.watch.is_some())
+            .finish()
     }
 }
