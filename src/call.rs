@@ -304,7 +304,7 @@ pub enum RetryReason {
 }
 
 impl RetryReason {
-    /// The reason as a short name: `invalid_token`, `use_dpop_nonce`.
+    /// The reason as a short name: `invalid_token`, `use_dpop_nonce`, `invalid_dpop_proof`.
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
         match self {

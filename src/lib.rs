@@ -149,7 +149,7 @@
 //!
 //! | event | level | when | fields |
 //! | --- | --- | --- | --- |
-//! | `call_retried` | DEBUG | the API refused the call and it is sent once more | `reason`: `invalid_token` or `use_dpop_nonce` |
+//! | `call_retried` | DEBUG | the API refused the call and it is sent once more | `reason`: `invalid_token`, `use_dpop_nonce` or `invalid_dpop_proof` |
 //! | `call_not_replayed` | WARN | the API refused the call, whose body cannot be sent again: the refusal goes to the caller | `reason` |
 //! | `call_token_failed` | WARN | no token could be had for the call, which fails unsent | `retryable`, `error` |
 //!

@@ -1,21 +1,36 @@
-//! Fuzzes the token cache's state machine with any sequence of polls, peeks, answers, abandons,
-//! invalidations, removals and time steps, under any policy (capacity 1 to 5 over four requests
-//! included), and checks its laws after every step against a model that knows only what the
-//! caller knows:
+//! Fuzzes the token cache's state machine with any sequence of polls (plain, and for a caller an
+//! API refused a token), peeks, answers (the fetcher's own report of a timeout among them),
+//! abandons, invalidations, acceptances, removals and time steps, under any policy (capacity 1
+//! to 5 over four requests included) and seed, and checks its laws after every step against a
+//! model that knows only what the caller knows:
 //!
 //! - a token served (`Ready`, `Refresh`, `peek`) is the latest one stored for that request and
-//!   has not expired at `now` (nor reached its minimum age, once invalidated); a request with
-//!   such a token is always served it;
-//! - never two fetches in flight for one request, and no fetch before the back-off of the last
-//!   failure (the server's `Retry-After` as far as the policy honours it, else the shortest
-//!   back-off the policy allows) has passed;
+//!   has not expired at `now`; a request with such a token, not refused, is always served it;
+//! - an invalidated token is refused exactly from its minimum age, counted from when its fetch
+//!   started and doubled for each refusal in a row up to the policy's maximum, until a call is
+//!   accepted: until then it is served as before; from then on a fetch replaces it (never a
+//!   refresh), and it is served only while a back-off is under way with no fetch, and never to
+//!   `poll_replacing` for it, which gets the back-off; `invalidate` says whether it was the
+//!   cached token, `accepted` whether that had refusals in a row to forget;
+//! - never two fetches in flight for one request, and no fetch (refused token or not) before the
+//!   back-off of the last failure (the server's `Retry-After` as far as the policy honours it,
+//!   else the shortest back-off the policy allows after that many failures in a row) has passed;
+//! - a fetch unanswered at its ticket's `deadline` (`fetch_timeout` after it was handed out) is
+//!   a failure (`FetchTimedOut`) at once, backing off from the deadline: its waiters get it, and
+//!   no ticket, until the back-off ends; `peek` and `poll_timeout` foresee it before a poll
+//!   counts it. Its late token still counts; its late failure counts no second failure: the
+//!   fetcher's own timeout report gets the very error the back-off shows, another error
+//!   replaces it and makes the back-off no shorter. Abandoned before the cache looked at it
+//!   since its deadline, its timeout may go uncounted, and nothing else is counted;
 //! - a token that arrives due for refresh is a failure for back-off (`TokenDueOnArrival`),
 //!   whenever the model can tell it was due;
-//! - a ticket is for the request polled, and its id is new;
-//! - `peek` agrees with `poll`, and keeps its answer until `peek_until`'s moment;
+//! - a ticket is for the request polled, its id is new and its deadline is `fetch_timeout` on;
+//! - `peek` agrees with `poll` (and with `poll_replacing`, but for the refused token), and keeps
+//!   its answer until `peek_until`'s moment; `poll_timeout` comes no later than an expiry, a
+//!   fetch's deadline, a refusal taking effect or the end of a back-off under way;
 //! - a back-off shows the failure that caused it, ends in the future but within the policy's
-//!   bounds, keeps its end until the next failure, and a request with no token, no fetch and no
-//!   back-off under way gets a ticket (no deadlock);
+//!   bounds, keeps its end until the next failure, and a request with no usable token, no fetch
+//!   and no back-off under way gets a ticket (no deadlock);
 //! - a request is forgotten only when another, new one comes to a full cache, never one with a
 //!   fetch in flight, no more than make room, idle ones before the others and the least
 //!   recently used first; the cache holds more than its capacity only while all the others
@@ -45,6 +60,8 @@ const MAX_OPS: usize = 512;
 #[derive(Debug, Arbitrary)]
 struct Input {
     policy: Policy,
+    /// The cache's own random word: the jitter of back-offs after timeouts comes from it.
+    seed: u64,
     ops: Vec<Op>,
 }
 
@@ -54,6 +71,9 @@ struct Policy {
     /// Folded into 1..=5: below four requests the cache must forget some, at four or five never.
     capacity: u8,
     invalidate_min_age_ms: Option<u16>,
+    /// In milliseconds like the minimum, so that refusals in a row reach it (and it may be below
+    /// the minimum, which then wins).
+    invalidate_max_age_ms: Option<u16>,
     refresh_margin_secs: Option<u16>,
     refresh_fraction: Option<f64>,
     refresh_jitter: Option<f64>,
@@ -72,6 +92,9 @@ impl Policy {
         let mut policy = CachePolicy::new().with_capacity(1 + usize::from(self.capacity % 5));
         if let Some(ms) = self.invalidate_min_age_ms {
             policy = policy.with_invalidate_min_age(Duration::from_millis(ms.into()));
+        }
+        if let Some(ms) = self.invalidate_max_age_ms {
+            policy = policy.with_invalidate_max_age(Duration::from_millis(ms.into()));
         }
         if let Some(s) = self.refresh_margin_secs {
             policy = policy.with_refresh_margin(secs(s));
@@ -113,6 +136,12 @@ enum Op {
     /// To the cache's `poll_timeout`, to land exactly on expiries, deadlines and back-off ends.
     AdvanceToTimeout,
     Poll(Key),
+    /// Polls for the caller an API refused the `token`-th token handed out for the key (modulo
+    /// their number), so that stale tokens are tried too.
+    PollReplacing {
+        key: Key,
+        token: u8,
+    },
     Peek(Key),
     /// Answers the `ticket`-th outstanding ticket (modulo their number).
     Answer {
@@ -120,10 +149,22 @@ enum Op {
         reply: Reply,
         random: u64,
     },
+    /// The fetcher's own report that the `ticket`-th outstanding ticket's fetch timed out, at
+    /// its deadline (time moves there if it has not come) or, when `early`, now.
+    TimedOut {
+        ticket: u8,
+        early: bool,
+        random: u64,
+    },
     Abandon(u8),
     /// Invalidates the `token`-th token ever handed out for the key (modulo their number), so
     /// that stale tokens are tried too.
     Invalidate {
+        key: Key,
+        token: u8,
+    },
+    /// Tells the cache an API accepted the `token`-th token handed out for the key.
+    Accepted {
         key: Key,
         token: u8,
     },
@@ -256,15 +297,20 @@ struct Outstanding {
 /// What the caller knows about one request, independently of the cache.
 #[derive(Default)]
 struct Known {
-    /// The ticket the cache counts as this request's fetch (its answer changes the cache),
-    /// with when it was handed out: the latest, until it is answered, abandoned or removed.
-    current: Option<(u64, Instant)>,
-    /// The token the cache holds, with its expiry (counted from the ticket's start, and cut to
-    /// the minimum age once invalidated) and when its fetch started.
+    /// The fetch the cache counts as this request's (its answer changes the cache): the latest,
+    /// until it is answered, abandoned or removed, past its deadline too.
+    current: Option<Current>,
+    /// The token the cache holds, with its expiry (counted from the ticket's start) and when
+    /// its fetch started; kept past its expiry, which the cache may not have noticed yet.
     cached: Option<Stored>,
     /// The failure the cache backs off with, from the last answer that counted, until the next
     /// ticket for the request (a ticket is only handed out once a back-off is over).
     failure: Option<Failure>,
+    /// Failures in a row since the last token: at least, at most (the model cannot always tell
+    /// a token due on arrival, nor whether an abandoned fetch's timeout was counted).
+    failures: (u32, u32),
+    /// Tokens refused in a row since a call was accepted.
+    refusals: u32,
     /// Every token handed out for this request, for invalidation with stale ones.
     tokens: Vec<Arc<Token>>,
     /// `peek_until`'s answer, kept until the cache changes: until then `peek` keeps it.
@@ -274,27 +320,64 @@ struct Known {
     used: u64,
 }
 
+struct Current {
+    id: u64,
+    started: Instant,
+    /// Its deadline has passed: the model counted the timeout as a failure.
+    timed_out: bool,
+    /// The cache surely looked at the request since the deadline, and so counted it too: until
+    /// then an abandon takes the fetch, and its timeout, away.
+    looked: bool,
+}
+
 struct Stored {
     token: Arc<Token>,
     expiry: Option<Instant>,
     started: Instant,
+    /// When an API's refusal of the token takes effect, once invalidated (`None` past the
+    /// `Instant`s the platform has: never).
+    refused_at: Option<Instant>,
+    /// Whether it was invalidated: it is marked once, whatever the refusals after.
+    marked: bool,
 }
 
 /// The error a back-off shows.
 enum Shown {
     /// The error the cache handed back for the answer.
     Error(Arc<Error>),
-    /// A token due on arrival: the cache makes the error itself, so the model learns its `Arc`
-    /// from the first back-off that shows it.
-    Due {
-        lifetime: Duration,
+    /// An error the cache makes itself: the model learns its `Arc` from the first back-off
+    /// that shows it (or from the fetcher's own timeout report during the back-off).
+    Made {
+        made: Made,
         error: Option<Arc<Error>>,
     },
 }
 
+#[derive(Clone, Copy)]
+enum Made {
+    /// A token of this lifetime due on arrival.
+    Due(Duration),
+    /// A fetch unanswered at its deadline.
+    TimedOut,
+}
+
+impl Made {
+    fn matches(self, error: &Error, policy: &CachePolicy) -> bool {
+        match self {
+            Self::Due(lifetime) => {
+                matches!(*error, Error::TokenDueOnArrival { lifetime: l } if l == lifetime)
+            }
+            Self::TimedOut => {
+                matches!(*error, Error::FetchTimedOut { timeout } if timeout == policy.fetch_timeout())
+            }
+        }
+    }
+}
+
 struct Failure {
     shown: Shown,
-    /// Whether the cache surely backs off: false for a token the model cannot tell was due.
+    /// Whether the cache surely backs off: false for a token the model cannot tell was due, or
+    /// a timeout the cache may not have counted.
     certain: bool,
     /// How long the server's `Retry-After` (as far as honoured) forbids a fetch.
     not_before: Option<Instant>,
@@ -315,6 +398,39 @@ fn scaled(duration: Duration, fraction: f64) -> Duration {
         .map_or(duration, |scaled| scaled.min(duration))
 }
 
+/// The retryable back-off after the `failures`-th failure in a row, before jitter: the initial
+/// one, doubled for each failure before, up to the maximum (as the policy's docs say).
+fn retry_base(policy: &CachePolicy, failures: u32) -> Duration {
+    let max = policy.backoff_max();
+    let mut base = policy.backoff_initial();
+    for _ in 1..failures {
+        if base >= max {
+            break;
+        }
+        base = base.saturating_mul(2);
+    }
+    base.min(max)
+}
+
+/// The minimum age of a token refused at the `refusals`-th refusal in a row: the policy's
+/// minimum, doubled for each refusal before, up to the maximum (never below the minimum).
+fn refusal_age(policy: &CachePolicy, refusals: u32) -> Duration {
+    let cap = policy.invalidate_max_age().max(policy.invalidate_min_age());
+    let mut age = policy.invalidate_min_age();
+    for _ in 1..refusals {
+        if age >= cap {
+            break;
+        }
+        age = age.saturating_mul(2);
+    }
+    age.min(cap)
+}
+
+/// One more failure in a row.
+fn bump((least, most): (u32, u32)) -> (u32, u32) {
+    (least.saturating_add(1), most.saturating_add(1))
+}
+
 struct Model {
     keys: [TokenRequest; KEYS],
     policy: CachePolicy,
@@ -332,12 +448,12 @@ struct Model {
 impl Model {
     // The one clock read: the cache needs some `Instant`, and only offsets from it matter.
     #[allow(clippy::disallowed_methods)]
-    fn new(policy: CachePolicy) -> Self {
+    fn new(policy: CachePolicy, seed: u64) -> Self {
         let base = Instant::now();
         Self {
             keys: keys(),
             policy,
-            cache: TokenCache::new(policy),
+            cache: TokenCache::new(policy).with_seed(seed),
             base,
             now: base,
             known: Default::default(),
@@ -359,17 +475,32 @@ impl Model {
 
     /// The model's valid token for request `k` at `now`.
     fn valid(&self, k: usize) -> Option<&Arc<Token>> {
+        self.valid_stored(k).map(|stored| &stored.token)
+    }
+
+    fn valid_stored(&self, k: usize) -> Option<&Stored> {
         self.known[k]
             .cached
             .as_ref()
             .filter(|stored| stored.expiry.is_none_or(|expiry| self.now < expiry))
-            .map(|stored| &stored.token)
+    }
+
+    /// Whether request `k`'s valid token is refused at `now`: a new one is due.
+    fn refused(&self, k: usize) -> bool {
+        self.valid_stored(k)
+            .is_some_and(|stored| stored.refused_at.is_some_and(|at| self.now >= at))
+    }
+
+    /// Whether request `k` has a token to serve outright: valid and not refused.
+    fn usable(&self, k: usize) -> bool {
+        self.valid(k).is_some() && !self.refused(k)
     }
 
     fn fetch_active(&self, k: usize) -> bool {
         self.known[k]
             .current
-            .is_some_and(|(_, started)| self.now < deadline(started, &self.policy))
+            .as_ref()
+            .is_some_and(|current| self.now < deadline(current.started, &self.policy))
     }
 
     /// Whether request `k`'s back-off is surely over (or there is none).
@@ -400,9 +531,10 @@ impl Model {
         }
     }
 
-    /// Nothing holds a fetch for `k` back: the cache must hand out a ticket.
+    /// Nothing holds a fetch for `k` back: the cache must hand out a ticket (a refused token
+    /// is no reason to wait).
     fn nothing_pending(&self, k: usize) -> bool {
-        self.valid(k).is_none() && !self.fetch_active(k) && self.backoff_over(k)
+        !self.usable(k) && !self.fetch_active(k) && self.backoff_over(k)
     }
 
     fn check_served(&self, k: usize, token: &Arc<Token>) {
@@ -413,6 +545,13 @@ impl Model {
             Arc::ptr_eq(valid, token),
             "served a token not stored for {k}"
         );
+        // A refused token stands in only while its replacement fails.
+        if self.refused(k) {
+            assert!(
+                !self.fetch_active(k) && !self.backoff_over(k),
+                "served {k}'s refused token with no back-off under way"
+            );
+        }
     }
 
     fn check_issued(&mut self, k: usize, ticket: FetchTicket) {
@@ -424,6 +563,11 @@ impl Model {
             self.ids.insert(ticket.id()),
             "ticket id {} reused",
             ticket.id()
+        );
+        assert_eq!(
+            ticket.deadline(),
+            deadline(self.now, &self.policy),
+            "a ticket's deadline is not fetch_timeout on"
         );
         assert!(!self.fetch_active(k), "two fetches in flight for {k}");
         if let Some(failure) = &self.known[k].failure {
@@ -444,12 +588,43 @@ impl Model {
         // A ticket is handed out only once the back-off is over; the next comes with the next
         // failure.
         self.known[k].failure = None;
-        self.known[k].current = Some((ticket.id(), self.now));
+        self.known[k].current = Some(Current {
+            id: ticket.id(),
+            started: self.now,
+            timed_out: false,
+            looked: false,
+        });
         self.outstanding.push(Outstanding {
             ticket,
             key: k,
             started: self.now,
         });
+    }
+
+    /// Counts the timeout of every current fetch whose deadline has come, as the cache does
+    /// the moment it passes: a failure backing off from the deadline.
+    fn expire(&mut self) {
+        for k in 0..KEYS {
+            let Some(current) = &self.known[k].current else {
+                continue;
+            };
+            let at = deadline(current.started, &self.policy);
+            if current.timed_out || self.now < at {
+                continue;
+            }
+            let failures = bump(self.known[k].failures);
+            let shown = Shown::Made {
+                made: Made::TimedOut,
+                error: None,
+            };
+            let failure = self.failure(at, shown, true, None, failures);
+            let known = &mut self.known[k];
+            known.failures = failures;
+            known.failure = Some(failure);
+            if let Some(current) = &mut known.current {
+                current.timed_out = true;
+            }
+        }
     }
 
     /// Which requests the cache holds.
@@ -466,7 +641,6 @@ impl Model {
             ..Known::default()
         };
     }
-
     /// Checks the requests the poll of a new request `polled` made the cache forget, and
     /// forgets them in the model.
     fn check_evicted(&mut self, polled: usize, before: [bool; KEYS]) {
@@ -529,71 +703,114 @@ impl Model {
         }
     }
 
-    fn poll(&mut self, k: usize) {
+    /// Polls request `k`, for the caller an API refused `rejected` when there is one
+    /// (`poll_replacing`), and checks the answer.
+    fn lookup(&mut self, k: usize, rejected: Option<Arc<Token>>) {
         let before = self.held();
         let peeked = self.cache.peek(&self.keys[k], self.now);
-        let answer = self.cache.poll(&self.keys[k], self.now);
+        let answer = match &rejected {
+            Some(rejected) => self
+                .cache
+                .poll_replacing(&self.keys[k], rejected, self.now),
+            None => self.cache.poll(&self.keys[k], self.now),
+        };
         self.check_evicted(k, before);
         self.use_key(k);
+        // The poll settled the request: a timeout past is counted, if it was not already.
+        if let Some(current) = &mut self.known[k].current
+            && current.timed_out
+        {
+            current.looked = true;
+        }
+        let valid = self.valid(k).cloned();
+        let refused = self.refused(k);
+        let usable = self.usable(k);
+        // The token may not be the answer: refused, and refused to this very caller.
+        let excluded = refused
+            && valid
+                .as_ref()
+                .zip(rejected.as_ref())
+                .is_some_and(|(valid, rejected)| Arc::ptr_eq(valid, rejected));
         match (&answer, &peeked) {
             (Lookup::Ready(token), Some(peeked)) => assert!(Arc::ptr_eq(token, peeked)),
+            // `peek` answers as `poll` does, for any caller: the refused token in a back-off.
+            (Lookup::BackOff { .. }, Some(_)) if excluded => {}
             (Lookup::Ready(_), None) | (_, Some(_)) => {
-                panic!("peek {peeked:?} disagrees with poll {answer:?}")
+                panic!("peek {peeked:?} disagrees with {answer:?} (replacing {rejected:?})")
             }
             _ => {}
         }
-        let has_token = self.valid(k).is_some();
         if self.nothing_pending(k) {
             assert!(
                 matches!(answer, Lookup::Fetch(_)),
                 "{k} has nothing pending, yet the cache answered {answer:?}"
             );
         }
+        if !usable && self.fetch_active(k) {
+            assert!(
+                matches!(answer, Lookup::Pending { .. }),
+                "{k} has a fetch under way and no usable token, yet the cache answered {answer:?}"
+            );
+        }
+        if !usable && !self.fetch_active(k) && self.backoff_on(k) {
+            // The waiters of a failed fetch (a timed-out one too) get the failure, not a
+            // ticket; a refused token stands in for all but the caller it was refused to.
+            if refused && !excluded {
+                assert!(
+                    matches!(answer, Lookup::Ready(_)),
+                    "{k}'s refused token not served in a back-off: {answer:?}"
+                );
+            } else {
+                assert!(
+                    matches!(answer, Lookup::BackOff { .. }),
+                    "{k} backs off, yet the cache answered {answer:?}"
+                );
+            }
+        }
         match answer {
-            Lookup::Ready(token) => self.check_served(k, &token),
+            Lookup::Ready(token) => {
+                self.check_served(k, &token);
+                assert!(!excluded, "poll_replacing answered the token it replaces");
+            }
             Lookup::Refresh { token, ticket } => {
                 self.check_served(k, &token);
+                assert!(!refused, "a refresh of {k}'s refused token, not a fetch");
                 self.check_issued(k, ticket);
             }
             Lookup::Fetch(ticket) => {
-                assert!(!has_token, "a fetch while a valid token is stored for {k}");
+                assert!(!usable, "a fetch while a usable token is stored for {k}");
                 self.check_issued(k, ticket);
             }
             Lookup::Pending { deadline: until } => {
-                assert!(!has_token, "pending while a valid token is stored for {k}");
-                let (_, started) = self.known[k].current.expect("pending with no fetch");
+                assert!(!usable, "pending while a usable token is stored for {k}");
+                let current = self.known[k].current.as_ref().expect("pending with no fetch");
                 assert!(until > self.now);
-                assert_eq!(until, deadline(started, &self.policy));
+                assert_eq!(until, deadline(current.started, &self.policy));
             }
             Lookup::BackOff { until, error } => {
                 assert!(
-                    !has_token,
+                    valid.is_none() || excluded,
                     "a back-off while a valid token is stored for {k}"
                 );
                 assert!(until > self.now);
+                let policy = self.policy;
                 let failure = self.known[k]
                     .failure
                     .as_mut()
                     .expect("a back-off with no failure");
                 match &mut failure.shown {
                     Shown::Error(shown) => {
-                        assert!(Arc::ptr_eq(&error, shown), "another failure's back-off")
+                        assert!(Arc::ptr_eq(&error, shown), "another failure's back-off");
                     }
-                    Shown::Due {
-                        lifetime,
-                        error: shown,
-                    } => {
+                    Shown::Made { made, error: shown } => {
                         match shown {
                             Some(shown) => {
                                 assert!(Arc::ptr_eq(&error, shown), "another failure's back-off");
                             }
                             None => {
                                 assert!(
-                                    matches!(
-                                        *error,
-                                        Error::TokenDueOnArrival { lifetime: l } if l == *lifetime
-                                    ),
-                                    "a back-off with {error:?} after a token due on arrival"
+                                    made.matches(&error, &policy),
+                                    "a back-off with {error:?} after a failure the cache made"
                                 );
                                 *shown = Some(Arc::clone(&error));
                             }
@@ -638,14 +855,23 @@ impl Model {
         }
     }
 
-    /// The back-off after a failure that counts, as the policy bounds it.
-    fn failure(&self, shown: Shown, retryable: bool, retry_after: Option<Duration>) -> Failure {
-        let now = self.now;
+    /// The back-off from `from` after a failure, the `failures`-th in a row (at least, at
+    /// most), as the policy bounds it.
+    fn failure(
+        &self,
+        from: Instant,
+        shown: Shown,
+        retryable: bool,
+        retry_after: Option<Duration>,
+        failures: (u32, u32),
+    ) -> Failure {
         let policy = &self.policy;
         let honoured = retry_after.map(|d| d.min(policy.retry_after_max()));
         let (shortest, longest) = if retryable {
-            let initial = policy.backoff_initial().min(policy.backoff_max());
-            (initial, policy.backoff_max())
+            (
+                retry_base(policy, failures.0),
+                retry_base(policy, failures.1),
+            )
         } else {
             (
                 policy.non_retryable_backoff(),
@@ -661,10 +887,49 @@ impl Model {
         Failure {
             shown,
             certain: true,
-            not_before: honoured.and_then(|d| now.checked_add(d)),
-            min_end: now.checked_add(shortest).expect("a short back-off"),
-            max_end: now.checked_add(longest),
+            not_before: honoured.and_then(|d| from.checked_add(d)),
+            min_end: from.checked_add(shortest).expect("a short back-off"),
+            max_end: from.checked_add(longest),
             shown_end: None,
+        }
+    }
+
+    /// A failure of request `k`'s current fetch before its deadline: one more in a row.
+    fn fail(&mut self, k: usize, shown: Shown, retryable: bool, retry_after: Option<Duration>) {
+        let failures = bump(self.known[k].failures);
+        let failure = self.failure(self.now, shown, retryable, retry_after, failures);
+        self.known[k].failures = failures;
+        self.known[k].failure = Some(failure);
+    }
+
+    /// A late failure of request `k`'s fetch, whose timeout counted already: no second failure
+    /// in a row; its error replaces the timeout's, and the back-off ends no sooner than either.
+    fn fail_late(
+        &mut self,
+        k: usize,
+        shown: Shown,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    ) {
+        let failures = self.known[k].failures;
+        let mut failure = self.failure(self.now, shown, retryable, retry_after, failures);
+        if let Some(old) = self.known[k].failure.take() {
+            if old.certain {
+                failure.min_end = failure.min_end.max(old.min_end);
+            }
+            failure.max_end = failure.max_end.zip(old.max_end).map(|(a, b)| a.max(b));
+            failure.not_before = failure.not_before.max(old.not_before);
+        }
+        self.known[k].failure = Some(failure);
+    }
+
+    /// Whether an answer to ticket `id` of request `k` counts (no later fetch has started since,
+    /// it was not abandoned, its request not forgotten), and whether it comes after its timeout
+    /// counted; either way the fetch is current no more.
+    fn take_current(&mut self, k: usize, id: u64) -> (bool, bool) {
+        match self.known[k].current.take_if(|current| current.id == id) {
+            Some(current) => (true, current.timed_out),
+            None => (false, false),
         }
     }
 
@@ -699,14 +964,9 @@ impl Model {
         } = self
             .outstanding
             .swap_remove(usize::from(index) % self.outstanding.len());
-        // Its answer changes the cache exactly when no later fetch has started since (a late
-        // answer still counts), it was not abandoned and its request not forgotten.
-        let counts = self.known[k]
-            .current
-            .is_some_and(|(id, _)| id == ticket.id());
-        if counts {
-            self.known[k].current = None;
-        }
+        // Its answer changes the cache exactly when it is the current fetch: a late answer
+        // still counts.
+        let (counts, late) = self.take_current(k, ticket.id());
         let before = self.held();
         let (now, sent_at) = (self.now, self.wall());
         let (result, expected, retry_after) = match response(k, &reply, &mut self.minted, sent_at) {
@@ -775,6 +1035,7 @@ impl Model {
                 assert!(token.access_token().secret().starts_with(&name));
                 self.known[k].tokens.push(Arc::clone(&token));
                 if counts {
+                    // Late or not, a token clears the back-off, a timeout's too.
                     let lifetime = token.expires_in().unwrap_or(self.policy.default_lifetime());
                     let expiry = started.checked_add(lifetime);
                     // A token whose lifetime ran out in transit is never stored.
@@ -783,18 +1044,31 @@ impl Model {
                             token,
                             expiry,
                             started,
+                            refused_at: None,
+                            marked: false,
                         });
                     }
                     // A token due for refresh on arrival is a failure for back-off.
-                    self.known[k].failure = match self.due(lifetime, started) {
-                        Some(false) => None,
+                    let due = self.due(lifetime, started);
+                    let failures = bump(self.known[k].failures);
+                    self.known[k].failure = match due {
+                        Some(false) => {
+                            self.known[k].failures = (0, 0);
+                            None
+                        }
                         due => {
-                            let shown = Shown::Due {
-                                lifetime,
+                            let shown = Shown::Made {
+                                made: Made::Due(lifetime),
                                 error: None,
                             };
-                            let mut failure = self.failure(shown, true, None);
+                            let mut failure = self.failure(now, shown, true, None, failures);
                             failure.certain = due.is_some();
+                            // Not due after all, it started the count again.
+                            self.known[k].failures = if due.is_some() {
+                                failures
+                            } else {
+                                (0, failures.1)
+                            };
                             Some(failure)
                         }
                     };
@@ -804,11 +1078,101 @@ impl Model {
                 check_error(&error);
                 if counts {
                     let retryable = error.is_retryable();
-                    let failure = self.failure(Shown::Error(error), retryable, retry_after);
-                    self.known[k].failure = Some(failure);
+                    let shown = Shown::Error(error);
+                    if late {
+                        self.fail_late(k, shown, retryable, retry_after);
+                    } else {
+                        self.fail(k, shown, retryable, retry_after);
+                    }
                 }
             }
         }
+    }
+
+    /// The fetcher's own report that the `index`-th outstanding ticket's fetch timed out: at
+    /// its deadline, or now when `early` (a fetcher with a shorter bound of its own).
+    fn time_out(&mut self, index: u8, early: bool, random: u64) {
+        if self.outstanding.is_empty() {
+            return;
+        }
+        let index = usize::from(index) % self.outstanding.len();
+        if !early {
+            // A token source gives the fetch up at its deadline, or later if it was busy.
+            self.now = self.now.max(self.outstanding[index].ticket.deadline());
+            self.expire();
+        }
+        let Outstanding { ticket, key: k, .. } = self.outstanding.swap_remove(index);
+        let (counts, late) = self.take_current(k, ticket.id());
+        let timeout = self.policy.fetch_timeout();
+        let error = self.cache.handle_failure(
+            ticket,
+            Error::FetchTimedOut { timeout },
+            self.now,
+            random,
+        );
+        check_error(&error);
+        assert!(
+            Made::TimedOut.matches(&error, &self.policy),
+            "a timeout report came back as {error:?}"
+        );
+        if !counts {
+            return;
+        }
+        if !late {
+            // Before its deadline it is a failure like any other.
+            self.fail(k, Shown::Error(error), true, None);
+            return;
+        }
+        let (on, over) = (self.backoff_on(k), self.backoff_over(k));
+        let failure = self.known[k]
+            .failure
+            .as_mut()
+            .expect("a timed-out fetch with no failure");
+        let same = match &failure.shown {
+            Shown::Error(shown)
+            | Shown::Made {
+                error: Some(shown), ..
+            } => Some(Arc::ptr_eq(shown, &error)),
+            Shown::Made { error: None, .. } => None,
+        };
+        if on {
+            // The cache counted the timeout at the deadline: its own report is the same failure,
+            // the very error its waiters got.
+            match same {
+                Some(same) => assert!(
+                    same,
+                    "the fetcher's timeout report got another error than its back-off shows"
+                ),
+                None => failure.shown = Shown::Error(error),
+            }
+        } else if same == Some(true) {
+            assert!(!over, "a timeout report found a back-off past its end");
+        } else if over || same == Some(false) {
+            // The back-off was over: the report starts one of its own, no second failure.
+            self.fail_late(k, Shown::Error(error), true, None);
+        } else {
+            // Either the back-off is still under way and shows this error, or it was over and a
+            // new one from now shows it: the error is known, the end only bounded.
+            let later = self.failure(self.now, Shown::Error(error), true, None, self.known[k].failures);
+            let failure = self.known[k].failure.as_mut().expect("the failure");
+            failure.shown = later.shown;
+            failure.max_end = failure.max_end.zip(later.max_end).map(|(a, b)| a.max(b));
+            failure.shown_end = None;
+        }
+    }
+
+    /// The `token`-th token handed out for request `k` (modulo their number), if any was.
+    fn pick(&self, k: usize, token: u8) -> Option<Arc<Token>> {
+        let tokens = &self.known[k].tokens;
+        (!tokens.is_empty()).then(|| Arc::clone(&tokens[usize::from(token) % tokens.len()]))
+    }
+
+    /// Whether `token` is the one the model knows request `k`'s cache holds (valid or not).
+    fn is_stored(&self, k: usize, token: &Arc<Token>) -> bool {
+        self.known[k]
+            .cached
+            .as_ref()
+            .is_some_and(|stored| Arc::ptr_eq(&stored.token, token))
     }
 
     fn apply(&mut self, op: Op) {
@@ -835,7 +1199,14 @@ impl Model {
             }
             Op::Poll(key) => {
                 polled = true;
-                self.poll(key.index());
+                self.lookup(key.index(), None);
+            }
+            Op::PollReplacing { key, token } => {
+                let k = key.index();
+                if let Some(rejected) = self.pick(k, token) {
+                    polled = true;
+                    self.lookup(k, Some(rejected));
+                }
             }
             Op::Peek(key) => self.peek(key.index()),
             Op::Answer {
@@ -843,56 +1214,78 @@ impl Model {
                 reply,
                 random,
             } => self.answer(ticket, reply, random),
+            Op::TimedOut {
+                ticket,
+                early,
+                random,
+            } => self.time_out(ticket, early, random),
             Op::Abandon(index) => {
                 if !self.outstanding.is_empty() {
                     let abandoned = self
                         .outstanding
                         .swap_remove(usize::from(index) % self.outstanding.len());
-                    let known = &mut self.known[abandoned.key];
-                    if known
+                    let k = abandoned.key;
+                    let taken = self.known[k]
                         .current
-                        .is_some_and(|(id, _)| id == abandoned.ticket.id())
+                        .take_if(|current| current.id == abandoned.ticket.id());
+                    // The cache counts a timeout when it looks at the request: abandoned before
+                    // it did, the fetch takes its timeout away with it. Else nothing changes.
+                    if let Some(current) = taken
+                        && current.timed_out
+                        && !current.looked
                     {
-                        known.current = None;
+                        let known = &mut self.known[k];
+                        if let Some(failure) = &mut known.failure {
+                            failure.certain = false;
+                        }
+                        known.failures.0 = known.failures.0.saturating_sub(1);
                     }
                     self.cache.abandon(abandoned.ticket);
                 }
             }
             Op::Invalidate { key, token } => {
                 let k = key.index();
-                let tokens = &self.known[k].tokens;
-                if tokens.is_empty() {
+                let Some(rejected) = self.pick(k, token) else {
                     return;
-                }
-                let rejected = Arc::clone(&tokens[usize::from(token) % tokens.len()]);
-                let stored = self.known[k]
-                    .cached
-                    .as_ref()
-                    .is_some_and(|stored| Arc::ptr_eq(&stored.token, &rejected));
-                let dropped = self.cache.invalidate(&self.keys[k], &rejected);
+                };
+                let stored = self.is_stored(k, &rejected);
+                let marked = self.cache.invalidate(&self.keys[k], &rejected);
                 if self.valid(k).is_some() {
-                    assert_eq!(dropped, stored, "invalidate of the stored token");
+                    assert_eq!(marked, stored, "invalidate of the stored token");
                 } else {
+                    // An expired token the cache has not dropped yet is still its own.
                     assert!(
-                        !dropped || stored,
-                        "invalidate dropped a token never stored"
+                        !marked || stored,
+                        "invalidate marked a token never stored"
                     );
                 }
-                if dropped {
-                    // Served until its minimum age, then dropped.
-                    let min_age = self.policy.invalidate_min_age();
-                    let stored = self.known[k].cached.as_mut().expect("the stored token");
-                    let at = stored.started.checked_add(min_age);
-                    stored.expiry = match (stored.expiry, at) {
-                        (Some(expiry), Some(at)) => Some(expiry.min(at)),
-                        (expiry, at) => expiry.or(at),
-                    };
-                    if min_age.is_zero() {
-                        self.known[k].cached = None;
+                if marked {
+                    let policy = self.policy;
+                    let known = &mut self.known[k];
+                    let stored = known.cached.as_mut().expect("the stored token");
+                    // Marked once: another refusal of the same token changes nothing.
+                    if !stored.marked {
+                        stored.marked = true;
+                        known.refusals = known.refusals.saturating_add(1);
+                        let age = refusal_age(&policy, known.refusals);
+                        stored.refused_at = stored.started.checked_add(age);
                     }
-                    if self.valid(k).is_none() {
-                        assert!(self.cache.peek(&self.keys[k], self.now).is_none());
-                    }
+                }
+            }
+            Op::Accepted { key, token } => {
+                let k = key.index();
+                let Some(token) = self.pick(k, token) else {
+                    return;
+                };
+                let expected = self.is_stored(k, &token) && self.known[k].refusals > 0;
+                let accepted = self.cache.accepted(&self.keys[k], &token);
+                if self.valid(k).is_some() {
+                    assert_eq!(accepted, expected, "accepted of {k}'s token");
+                } else {
+                    assert!(!accepted || expected, "accepted forgot refusals not in a row");
+                }
+                if accepted {
+                    self.known[k].refusals = 0;
                 }
             }
             Op::ForceRefresh(key) => {
@@ -911,8 +1304,8 @@ impl Model {
                 removed = Some(k);
                 self.forget(k);
             }
-            Op::PollRefresh => {
-                if let Some(ticket) = self.cache.poll_refresh(self.now) {
+            Op::PollRefresh => match self.cache.poll_refresh(self.now) {
+                Some(ticket) => {
                     let k = self
                         .keys
                         .iter()
@@ -921,8 +1314,18 @@ impl Model {
                     assert!(self.valid(k).is_some(), "a refresh without a valid token");
                     self.check_issued(k, ticket);
                 }
-            }
+                // It looked at every request, and counted every timeout past.
+                None => {
+                    for known in &mut self.known {
+                        if let Some(current) = &mut known.current {
+                            current.looked = current.timed_out;
+                        }
+                    }
+                }
+            },
         }
+        // A deadline passed, by a time step or at once (a zero `fetch_timeout`), is a failure.
+        self.expire();
         if !polled {
             let after = self.held();
             for k in 0..KEYS {
@@ -941,6 +1344,7 @@ impl Model {
         let held = self.held();
         assert_eq!(self.cache.len(), held.iter().filter(|&&h| h).count());
         assert_eq!(self.cache.is_empty(), !held.contains(&true));
+        let timeout = self.cache.poll_timeout(self.now);
         for (k, held) in held.into_iter().enumerate() {
             if self.fetch_active(k) {
                 assert!(held, "{k} forgotten with a fetch in flight");
@@ -954,37 +1358,58 @@ impl Model {
                     "peek changed before peek_until's moment"
                 );
             }
-            if let Some(token) = self.cache.peek(&self.keys[k], self.now) {
-                self.check_served(k, &token);
+            let peeked = self.cache.peek(&self.keys[k], self.now);
+            if let Some(token) = &peeked {
+                self.check_served(k, token);
+            }
+            // Foreseen before any poll: a refused token stands in during a back-off (a
+            // timeout's the moment its deadline passes), and the back-off's end is an event.
+            if self.refused(k) && !self.fetch_active(k) && self.backoff_on(k) {
+                assert!(
+                    peeked.is_some(),
+                    "peek missed {k}'s refused token in a back-off"
+                );
+            }
+            if self.backoff_on(k)
+                && let Some(end) = self.known[k].failure.as_ref().and_then(|f| f.max_end)
+            {
+                assert!(
+                    timeout.is_some_and(|timeout| timeout <= end),
+                    "poll_timeout {timeout:?} after {k}'s back-off ends"
+                );
             }
         }
-        // A token expiring and a fetch's deadline are moments at which an answer changes on
-        // its own: `poll_timeout` comes no later than any of them.
+        // A token expiring, a refusal taking effect and a fetch's deadline are moments at which
+        // an answer changes on its own: `poll_timeout` comes no later than any of them.
         let events = (0..KEYS).flat_map(|k| {
-            let expiry = self
-                .valid(k)
-                .and_then(|_| self.known[k].cached.as_ref()?.expiry);
+            let stored = self.valid_stored(k);
+            let expiry = stored.and_then(|stored| stored.expiry);
+            let refusal = stored
+                .and_then(|stored| stored.refused_at)
+                .filter(|&at| at > self.now);
             let fetch = self.known[k]
                 .current
+                .as_ref()
                 .filter(|_| self.fetch_active(k))
-                .map(|(_, started)| deadline(started, &self.policy));
-            [expiry, fetch]
+                .map(|current| deadline(current.started, &self.policy));
+            [expiry, refusal, fetch]
         });
         if let Some(first) = events.flatten().min() {
-            let timeout = self.cache.poll_timeout(self.now);
             assert!(
                 timeout.is_some_and(|timeout| timeout <= first),
-                "poll_timeout {timeout:?} after an expiry or deadline"
+                "poll_timeout {timeout:?} after an expiry, refusal or deadline"
             );
         }
     }
 
-    /// A request with no token, no fetch under way and no back-off gets a ticket at once.
+    /// A request with no usable token, no fetch under way and no back-off gets a ticket at
+    /// once.
     fn check_live(&mut self) {
         for k in 0..KEYS {
             if self.nothing_pending(k) {
-                // `poll` asserts the ticket.
-                self.poll(k);
+                // `lookup` asserts the ticket.
+                self.lookup(k, None);
+                self.expire();
                 self.check_always();
             }
         }
@@ -1060,7 +1485,7 @@ fn check_error(error: &Error) {
 }
 
 fuzz_target!(|input: Input| {
-    let mut model = Model::new(input.policy.build());
+    let mut model = Model::new(input.policy.build(), input.seed);
     for op in input.ops.into_iter().take(MAX_OPS) {
         model.apply(op);
     }
