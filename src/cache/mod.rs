@@ -875,8 +875,8 @@ impl TokenCache {
     }
 
     /// Records that an API refused `rejected`, the token of `request` it was sent (HTTP 401),
-    /// so that the next poll fetches a new one. Returns whether it was the cached token, and
-    /// so is refused.
+    /// so that the next poll fetches a new one. Returns whether this call refused it: false for
+    /// a token no longer cached, or refused already.
     ///
     /// A token that has already been replaced stays: many tasks that got a 401 with the same
     /// old token cause at most one new fetch. A back-off under way still applies. A token
@@ -897,13 +897,14 @@ impl TokenCache {
         let Some(cached) = entry.token.as_mut().filter(|cached| cached.is(rejected)) else {
             return false;
         };
-        if cached.refused_at.is_none() {
-            entry.refusals = entry.refusals.saturating_add(1);
-            // Without a clock of its own the cache cannot tell the token's age here: the
-            // refusal takes effect at the token's minimum age, which for an older token has
-            // passed.
-            cached.refused_at = Some(later(cached.started, policy.invalidate_age(entry.refusals)));
+        if cached.refused_at.is_some() {
+            return false;
         }
+        entry.refusals = entry.refusals.saturating_add(1);
+        // Without a clock of its own the cache cannot tell the token's age here: the refusal
+        // takes effect at the token's minimum age, which for an older token has passed.
+        let age = policy.invalidate_age(entry.refusals);
+        cached.refused_at = Some(later(cached.started, age));
         true
     }
 

@@ -805,7 +805,7 @@ fn invalidating_a_young_token_drops_it_at_its_minimum_age() {
         let now = clock.at(f64::from(i) / 400.0);
         let served = ready(&mut cache, &request, now);
         assert!(Arc::ptr_eq(&served, &token));
-        assert!(cache.invalidate(&request, &served));
+        assert_eq!(cache.invalidate(&request, &served), i == 0, "refused once");
     }
     assert!(cache.peek(&request, clock.at(0.999)).is_some());
     assert_eq!(
@@ -831,10 +831,7 @@ fn invalidating_a_young_token_drops_it_at_its_minimum_age() {
     let mut cache = TokenCache::new(CachePolicy::new().with_invalidate_min_age(Duration::ZERO));
     let token = cache_token(&mut cache, &clock, &request, clock.at(0.0), Some(3600), 0);
     assert!(cache.invalidate(&request, &token));
-    assert!(
-        cache.invalidate(&request, &token),
-        "refused already, and still the cached token"
-    );
+    assert!(!cache.invalidate(&request, &token), "refused already");
     assert_fetches(&mut cache, &request, clock.at(0.0));
 }
 
@@ -859,7 +856,8 @@ fn refusals_in_a_row_double_the_minimum_age_until_a_call_is_accepted() {
                     .unwrap();
                 assert!(cache.invalidate(&request, &token));
             }
-            Lookup::Ready(token) => assert!(cache.invalidate(&request, &token)),
+            // Refused already, its refusal deferred to its minimum age.
+            Lookup::Ready(token) => assert!(!cache.invalidate(&request, &token)),
             other => panic!("{other:?}"),
         }
         now += Duration::from_millis(100);
@@ -874,16 +872,17 @@ fn refusals_in_a_row_double_the_minimum_age_until_a_call_is_accepted() {
         !cache.accepted(&request, &current),
         "nothing left to forget"
     );
-    let started = now;
-    let ticket = match cache.poll(&request, now) {
-        Lookup::Ready(token) => {
-            assert!(cache.invalidate(&request, &token));
-            fetch(&mut cache, &request, started + Duration::from_secs(3))
-        }
-        other => panic!("{other:?}"),
-    };
-    // Refused at its age of 1 s (it is older): fetched at once.
-    assert_eq!(ticket.request(), &request);
+    // Its replacement, refused too, is refused at its first minimum age again: 1 s.
+    let at = now + Duration::from_secs(5);
+    let ticket = fetch(&mut cache, &request, at);
+    let response = token_response("after", Some(3600));
+    let after = cache
+        .handle_response(ticket, &response, clock.wall(at), at, 0)
+        .unwrap();
+    assert!(cache.invalidate(&request, &after));
+    let almost = at + Duration::from_millis(999);
+    assert!(Arc::ptr_eq(&ready(&mut cache, &request, almost), &after));
+    assert_fetches(&mut cache, &request, at + Duration::from_secs(1));
 }
 
 #[test]

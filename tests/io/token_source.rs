@@ -778,6 +778,26 @@ mod blocking {
         assert!(Arc::ptr_eq(&ok(&source), &third));
         assert_eq!(server.requests_served(), 3);
     }
+
+    #[test]
+    fn a_refused_token_is_served_to_others_and_its_failure_to_the_refused() {
+        let (server, source) = start(TestServer::builder(), invalidate_at_once());
+        let first = ok(&source);
+        server.set_fault(Some(Fault::Status(StatusCode::BAD_GATEWAY)));
+        assert!(source.invalidate(&first));
+        let error = source
+            .token_replacing(&first)
+            .expect_err("the replacement fails");
+        assert_eq!(error.status(), Some(StatusCode::BAD_GATEWAY));
+        // Backing off: other callers keep the refused token, valid until it expires.
+        assert!(Arc::ptr_eq(&ok(&source), &first));
+        let again = source.token_replacing(&first).expect_err("backing off");
+        assert!(Arc::ptr_eq(&again, &error));
+        assert_eq!(server.requests_served(), 2);
+        // An accepted call ends the refusals in a row.
+        assert!(source.accepted(&first));
+        assert!(!source.accepted(&first));
+    }
 }
 
 /// The rule that binds every source, over random sequences of calls, waits, faults,

@@ -40,14 +40,18 @@ impl Inner {
         self.changed.notify_all();
     }
 
-    fn token(&self) -> Outcome {
-        if let Some(token) = self.core.peek() {
+    /// A valid token, for the caller an API refused `rejected` to if given: never `rejected`
+    /// once the refusal has taken effect.
+    fn token(&self, rejected: Option<&Token>) -> Outcome {
+        if let Some(token) = self.core.peek().filter(|token| {
+            rejected.is_none_or(|r| r.access_token().secret() != token.access_token().secret())
+        }) {
             return Ok(token);
         }
         loop {
             // Read before the poll: a fetch that ends after it changes the count.
             let seen = *self.ended();
-            match self.core.poll() {
+            match self.core.poll_replacing(rejected) {
                 Lookup::Ready(token) => return Ok(token),
                 // This caller refreshes, and gets the new token; the others keep the old one.
                 // If the refresh fails, the old token may have expired while it ran: the
@@ -206,12 +210,34 @@ impl TokenSource {
     /// of the fetch made or waited for, or the same again while the source backs off, shared
     /// by every caller it reached, hence the `Arc`.
     pub fn token(&self) -> Result<Arc<Token>, Arc<Error>> {
-        self.0.token()
+        self.0.token(None)
     }
 
-    /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP 401),
-    /// so that the next call fetches a new one. Returns whether it was dropped: a token
-    /// already replaced stays. A back-off under way still applies.
+    /// A token for the caller an API just refused `rejected` to, after
+    /// [`invalidate`](Self::invalidate), as the async
+    /// [`TokenSource::token_replacing`](crate::TokenSource::token_replacing): never `rejected`
+    /// once the refusal has taken effect, and the failure while its replacement cannot be had
+    /// (where [`token`](Self::token) serves `rejected` to callers of other APIs).
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub fn token_replacing(&self, rejected: &Token) -> Result<Arc<Token>, Arc<Error>> {
+        self.0.token(Some(rejected))
+    }
+
+    /// Tells the source that an API accepted `token`, as the async
+    /// [`TokenSource::accepted`](crate::TokenSource::accepted): after refusals in a row, the
+    /// next counts as the first again.
+    pub fn accepted(&self, token: &Token) -> bool {
+        self.0.core.accepted(token)
+    }
+
+    /// Refuses the cached token if it is `rejected`, the token an API just refused (HTTP 401),
+    /// so that the next call fetches a new one, as the async
+    /// [`TokenSource::invalidate`](crate::TokenSource::invalidate). Returns whether this call
+    /// refused it: a token already replaced (or refused) stays as it is. A back-off under way
+    /// still applies.
     pub fn invalidate(&self, rejected: &Token) -> bool {
         let dropped = self.0.core.invalidate(rejected);
         observe::invalidated(&self.0.core.request, dropped);

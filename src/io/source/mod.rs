@@ -618,10 +618,10 @@ impl TokenSource {
         self.0.token()
     }
 
-    /// Drops the cached token if it is `rejected`, the token an API just refused (HTTP 401), so
-    /// that the next call fetches a new one. Returns whether it was dropped: a token already
-    /// replaced stays, so many callers that got a 401 with the same token cause one new fetch.
-    /// A back-off under way still applies.
+    /// Refuses the cached token if it is `rejected`, the token an API just refused (HTTP 401),
+    /// so that the next call fetches a new one. Returns whether this call refused it: a token
+    /// already replaced (or refused) stays as it is, so many callers that got a 401 with the
+    /// same token cause one new fetch. A back-off under way still applies.
     ///
     /// Refusals in a row back off: each doubles the age a token must reach before its refusal
     /// takes effect ([`CachePolicy::with_invalidate_max_age`]); tell the source of a call an
