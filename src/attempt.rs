@@ -12,6 +12,7 @@ use http::{HeaderMap, StatusCode, Uri};
 
 use crate::challenge::Challenge;
 use crate::error::Error;
+use crate::origin::Origin;
 use crate::response::dpop_nonce;
 
 /// One attempt at sending a request: when it is made, 32 fresh random bytes, and the DPoP nonce
@@ -181,11 +182,10 @@ impl fmt::Debug for DpopNonces {
     }
 }
 
-/// `scheme://authority`, lower-cased, or `None` for a URI that is not absolute.
+/// The key of `uri`'s origin (`https://host:443`, whichever way the URI spells it), or `None`
+/// for a URI that is not absolute.
 fn origin(uri: &Uri) -> Option<String> {
-    let scheme = uri.scheme_str()?;
-    let authority = uri.authority()?;
-    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+    Origin::of(uri).map(|origin| origin.to_string())
 }
 
 /// The nonce to retry a resource request with, when the resource server refused its DPoP proof

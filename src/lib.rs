@@ -180,6 +180,7 @@ mod clock;
 mod endpoint;
 mod grant;
 mod observe;
+mod origin;
 mod request;
 mod response;
 mod sanitize;

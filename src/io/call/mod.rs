@@ -164,22 +164,25 @@ impl Caller {
         })
     }
 
-    /// Records that the API at `uri` refused a token (and that it was invalidated).
-    fn record_refusal(&self, uri: &Uri) {
+    /// Records that the API at `origin` refused a token (and that it was invalidated).
+    fn record_refusal(&self, origin: Option<Origin<'_>>) {
+        let origin = origin.map(|origin| origin.to_string());
         *self
             .refused_by
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(origin_of(uri));
+            .unwrap_or_else(PoisonError::into_inner) = origin;
         self.refusal_on_record.store(true, Ordering::Relaxed);
     }
 
-    /// Tells the source that the API at `uri` accepted `token`, if that API is the one that
+    /// Tells the source that the API at `origin` accepted `token`, if that API is the one that
     /// last refused a token.
-    fn record_acceptance<'u>(&self, uri: impl FnOnce() -> &'u Uri, token: &Token) {
+    fn record_acceptance(&self, origin: Option<Origin<'_>>, token: &Token) {
         if !self.refusal_on_record.load(Ordering::Relaxed) {
             return;
         }
-        let origin = origin_of(uri());
+        let Some(origin) = origin.map(|origin| origin.to_string()) else {
+            return;
+        };
         let mut refused_by = self
             .refused_by
             .lock()
@@ -318,10 +321,7 @@ impl Caller {
                     ) {
                         CallStep::Return => {
                             if response.status().is_success() {
-                                caller.record_acceptance(
-                                    || kept.uri(&uri, caller.origin.as_ref()),
-                                    &token,
-                                );
+                                caller.record_acceptance(sent_to, &token);
                             }
                             if call.watches_trailers(
                                 response.status(),
@@ -346,7 +346,7 @@ impl Caller {
                             );
                             if invalidate {
                                 caller.tokens.invalidate(&token);
-                                caller.record_refusal(kept.uri(&uri, caller.origin.as_ref()));
+                                caller.record_refusal(sent_to);
                             }
                             break 'call Ok(response);
                         }
@@ -356,6 +356,10 @@ impl Caller {
                                 kept.method(),
                                 kept.uri(&uri, caller.origin.as_ref()),
                             );
+                            if invalidate {
+                                // Before the copy goes: the origin is read from it.
+                                caller.record_refusal(sent_to);
+                            }
                             // The copy goes; a copy of it stays for a later retry.
                             let Some(next) = kept.take_copy() else {
                                 break 'call Ok(response); // not reached: a retry needs a copy
@@ -367,7 +371,6 @@ impl Caller {
                             request = next;
                             if invalidate {
                                 caller.tokens.invalidate(&token);
-                                caller.record_refusal(kept.uri(&uri, caller.origin.as_ref()));
                                 refused = Some(Box::new((response, token)));
                             }
                         }
@@ -377,16 +380,4 @@ impl Caller {
             C::output(result)
         }
     }
-}
-
-/// A URI's origin, as `scheme://host:port` in lower case: what tells one API from another.
-fn origin_of(uri: &Uri) -> String {
-    // Host and port, never the authority's user information.
-    let scheme = uri.scheme_str().unwrap_or_default();
-    let host = uri.host().unwrap_or_default();
-    match uri.port_u16() {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    }
-    .to_ascii_lowercase()
 }
