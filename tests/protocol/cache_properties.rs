@@ -1,8 +1,9 @@
 //! Laws of the token cache over random sequences of time steps, polls and responses: it never
 //! serves an expired token, never has two fetches in flight for one request, never serves a
-//! token of another request, and honours `Retry-After`; it never holds more requests than its
-//! capacity (unless the others all have fetches in flight), and never forgets one with a fetch
-//! in flight.
+//! token of another request, and honours `Retry-After`; never serves a refused token back to
+//! the caller it was refused to once the refusal has surely taken effect; it never holds more
+//! requests than its capacity (unless the others all have fetches in flight), and never forgets
+//! one with a fetch in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,10 @@ enum Op {
     },
     Abandon(usize),
     Invalidate(usize),
+    /// Polls as the caller the last refused token of the request was refused to.
+    PollReplacing(usize),
+    /// An API accepted the last token served for the request.
+    Accepted(usize),
     ForceRefresh(usize),
     PollRefresh,
 }
@@ -73,6 +78,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(ticket, reply, random)| Op::Reply { ticket, reply, random }),
         1 => any::<usize>().prop_map(Op::Abandon),
         1 => (0..KEYS).prop_map(Op::Invalidate),
+        1 => (0..KEYS).prop_map(Op::PollReplacing),
+        1 => (0..KEYS).prop_map(Op::Accepted),
         1 => (0..KEYS).prop_map(Op::ForceRefresh),
         1 => Just(Op::PollRefresh),
     ]
@@ -112,12 +119,15 @@ struct Model {
     current: [Option<u64>; KEYS],
     /// For each request: no fetch before this (the server's `Retry-After`).
     not_before: [Option<Instant>; KEYS],
-    /// Each token's expiry, by access token: the server's, or its minimum age once invalidated.
+    /// Each token's expiry, by access token: the server's (a refused token is served to others
+    /// while its replacement fails, until then).
     expiry: HashMap<String, Instant>,
     /// When each token's fetch started, by access token.
     started: HashMap<String, Instant>,
     /// The last token served for each request.
     served: [Option<Arc<Token>>; KEYS],
+    /// The last token refused for each request.
+    refused: [Option<Arc<Token>>; KEYS],
     minted: u64,
 }
 
@@ -142,6 +152,7 @@ impl Model {
             expiry: HashMap::new(),
             started: HashMap::new(),
             served: Default::default(),
+            refused: Default::default(),
             minted: 0,
         }
     }
@@ -205,11 +216,28 @@ impl Model {
         })
     }
 
-    fn poll(&mut self, k: usize) -> Result<(), TestCaseError> {
+    fn poll(&mut self, k: usize, rejected: Option<Arc<Token>>) -> Result<(), TestCaseError> {
         let peeked = self.cache.peek(&self.keys[k], self.now);
         let was_held = self.cache.contains(&self.keys[k]);
         let others_in_flight = self.in_flight().filter(|&j| j != k).count();
-        let answer = self.cache.poll(&self.keys[k], self.now);
+        let answer = match &rejected {
+            Some(rejected) => self.cache.poll_replacing(&self.keys[k], rejected, self.now),
+            None => self.cache.poll(&self.keys[k], self.now),
+        };
+        if let Some(rejected) = &rejected {
+            // Law: a refusal surely in effect (past the longest minimum age) is never answered
+            // with the refused token.
+            let name = rejected.access_token().secret();
+            let surely = self.started[name] + self.cache.policy().invalidate_max_age();
+            if self.now >= surely {
+                prop_assert!(
+                    answer
+                        .token()
+                        .is_none_or(|token| !Arc::ptr_eq(token, rejected)),
+                    "{name} served back to the caller it was refused to"
+                );
+            }
+        }
         // Law: a new request joins a full cache only if every other has a fetch in flight.
         let (len, capacity) = (self.cache.len(), self.cache.policy().capacity());
         prop_assert!(self.cache.contains(&self.keys[k]));
@@ -220,6 +248,7 @@ impl Model {
             );
         }
         match (&answer, &peeked) {
+            _ if rejected.is_some() => {}
             (Lookup::Ready(token), Some(peeked)) => prop_assert!(Arc::ptr_eq(token, peeked)),
             (Lookup::Ready(_), None) | (_, Some(_)) => {
                 prop_assert!(false, "peek {peeked:?} disagrees with poll {answer:?}")
@@ -322,7 +351,17 @@ impl Model {
                     self.now = self.now.max(timeout);
                 }
             }
-            Op::Poll(k) => self.poll(k)?,
+            Op::Poll(k) => self.poll(k, None)?,
+            Op::PollReplacing(k) => {
+                if let Some(rejected) = self.refused[k].clone() {
+                    self.poll(k, Some(rejected))?;
+                }
+            }
+            Op::Accepted(k) => {
+                if let Some(token) = &self.served[k] {
+                    let _ = self.cache.accepted(&self.keys[k], token);
+                }
+            }
             Op::Reply {
                 ticket,
                 reply,
@@ -339,16 +378,12 @@ impl Model {
                 }
             }
             Op::Invalidate(k) => {
-                if let Some(token) = self.served[k].take()
-                    && self.cache.invalidate(&self.keys[k], &token)
-                {
-                    // Law: an invalidated token is not served once it reaches the minimum age.
-                    let name = token.access_token().secret();
-                    let dropped_at = self.started[name] + self.cache.policy().invalidate_min_age();
-                    let expiry = self.expiry.get_mut(name).expect("a minted token");
-                    *expiry = (*expiry).min(dropped_at);
-                    if self.now >= dropped_at {
-                        prop_assert!(self.cache.peek(&self.keys[k], self.now).is_none());
+                if let Some(token) = self.served[k].take() {
+                    if self.cache.invalidate(&self.keys[k], &token) {
+                        self.refused[k] = Some(token);
+                    } else {
+                        // Law: a token is refused once: a second refusal of it changes nothing.
+                        prop_assert!(!self.cache.invalidate(&self.keys[k], &token));
                     }
                 }
             }
