@@ -69,6 +69,14 @@ pub fn trailers_refuse_token(trailers: &HeaderMap) -> bool {
     grpc_unauthenticated(trailers)
 }
 
+/// Whether the trailers of an answer say its call succeeded (`grpc-status: 0`), and so that the
+/// API accepted the token: what ends refusals in a row for a call whose status comes last.
+pub(crate) fn trailers_accept_token(trailers: &HeaderMap) -> bool {
+    trailers
+        .get(GRPC_STATUS)
+        .is_some_and(|code| code.as_bytes() == b"0")
+}
+
 /// How an authorized call treats an API's refusal: whether it sends the request again, and which
 /// requests it may send twice.
 ///

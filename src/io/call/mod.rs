@@ -62,10 +62,16 @@ pub(crate) trait CallResponse {
         None
     }
     /// Readies the answer going to the caller to drop `token` from `tokens` if its trailers
-    /// refuse it (the core's `watches_trailers` said they may): for a client whose bodies can be
-    /// watched; others (the default) read no trailers.
-    fn watch_trailers(&mut self, tokens: &TokenSource, token: &Arc<Token>) {
-        let _ = (tokens, token);
+    /// refuse it, and to record the refusal or the acceptance they say in `refusals` (the core's
+    /// `watches_trailers` said they may): for a client whose bodies can be watched; others (the
+    /// default) read no trailers.
+    fn watch_trailers(
+        &mut self,
+        tokens: &TokenSource,
+        refusals: &Arc<Refusals>,
+        token: &Arc<Token>,
+    ) {
+        let _ = (tokens, refusals, token);
     }
 }
 
@@ -103,12 +109,55 @@ pub(crate) struct Caller {
     pub(crate) policy: CallPolicy,
     pub(crate) origin: Option<Uri>,
     pub(crate) nonces: DpopNonces,
-    /// The origin of the API that last refused a token, until it accepts one: its acceptance,
-    /// not another API's, ends the source's refusals in a row (`TokenSource::accepted`).
+    /// The API that last refused a token, until it accepts one.
+    pub(crate) refusals: Arc<Refusals>,
+}
+
+/// The API that last refused a token of a layer's source, until it accepts one: its acceptance,
+/// not another API's, ends the source's refusals in a row (`TokenSource::accepted`). Shared
+/// with the bodies that watch a gRPC call's trailers, where its refusal or acceptance comes.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    /// The refusing API's origin (`None`: not known, so any acceptance ends the refusals).
     refused_by: Mutex<Option<String>>,
-    /// Whether `refused_by` holds an origin: an accepted call reads this, and nothing else,
-    /// when none does.
-    refusal_on_record: AtomicBool,
+    /// Whether a refusal is on record: an accepted call reads this, and nothing else, when
+    /// none is.
+    on_record: AtomicBool,
+}
+
+impl Refusals {
+    /// Records that the API at `origin` refused a token (and that it was invalidated).
+    pub(crate) fn refused(&self, origin: Option<Origin<'_>>) {
+        let origin = origin.map(|origin| origin.to_string());
+        *self
+            .refused_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = origin;
+        self.on_record.store(true, Ordering::Relaxed);
+    }
+
+    /// Tells `tokens` that the API at `origin` accepted `token`, if that API may be the one
+    /// that last refused a token (an unknown origin on either side may be).
+    pub(crate) fn accepted(&self, origin: Option<Origin<'_>>, tokens: &TokenSource, token: &Token) {
+        if !self.on_record.load(Ordering::Relaxed) {
+            return;
+        }
+        let origin = origin.map(|origin| origin.to_string());
+        let mut refused_by = self
+            .refused_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let same = match (refused_by.as_deref(), origin.as_deref()) {
+            (Some(refused_by), Some(origin)) => refused_by == origin,
+            _ => true,
+        };
+        if same {
+            *refused_by = None;
+            self.on_record.store(false, Ordering::Relaxed);
+            drop(refused_by);
+            tokens.accepted(token);
+        }
+    }
 }
 
 /// What the loop keeps of a request while it is sent: the copy for a retry, or, when it keeps
@@ -159,40 +208,8 @@ impl Caller {
             policy,
             origin,
             nonces: DpopNonces::new(),
-            refused_by: Mutex::new(None),
-            refusal_on_record: AtomicBool::new(false),
+            refusals: Arc::default(),
         })
-    }
-
-    /// Records that the API at `origin` refused a token (and that it was invalidated).
-    fn record_refusal(&self, origin: Option<Origin<'_>>) {
-        let origin = origin.map(|origin| origin.to_string());
-        *self
-            .refused_by
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = origin;
-        self.refusal_on_record.store(true, Ordering::Relaxed);
-    }
-
-    /// Tells the source that the API at `origin` accepted `token`, if that API is the one that
-    /// last refused a token.
-    fn record_acceptance(&self, origin: Option<Origin<'_>>, token: &Token) {
-        if !self.refusal_on_record.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(origin) = origin.map(|origin| origin.to_string()) else {
-            return;
-        };
-        let mut refused_by = self
-            .refused_by
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if refused_by.as_deref() == Some(origin.as_str()) {
-            *refused_by = None;
-            self.refusal_on_record.store(false, Ordering::Relaxed);
-            drop(refused_by);
-            self.tokens.accepted(token);
-        }
     }
 
     /// Sends `request` with a token, and again when the API's answer and the policy say so.
@@ -320,16 +337,16 @@ impl Caller {
                         answered_from,
                     ) {
                         CallStep::Return => {
-                            if response.status().is_success() {
-                                caller.record_acceptance(sent_to, &token);
-                            }
                             if call.watches_trailers(
                                 response.status(),
                                 response.headers(),
                                 sent_to,
                                 answered_from,
                             ) {
-                                response.watch_trailers(&caller.tokens, &token);
+                                // Accepted or refused in the trailers, not here.
+                                response.watch_trailers(&caller.tokens, &caller.refusals, &token);
+                            } else if response.status().is_success() {
+                                caller.refusals.accepted(sent_to, &caller.tokens, &token);
                             }
                             break 'call Ok(response);
                         }
@@ -346,7 +363,7 @@ impl Caller {
                             );
                             if invalidate {
                                 caller.tokens.invalidate(&token);
-                                caller.record_refusal(sent_to);
+                                caller.refusals.refused(sent_to);
                             }
                             break 'call Ok(response);
                         }
@@ -358,7 +375,7 @@ impl Caller {
                             );
                             if invalidate {
                                 // Before the copy goes: the origin is read from it.
-                                caller.record_refusal(sent_to);
+                                caller.refusals.refused(sent_to);
                             }
                             // The copy goes; a copy of it stays for a later retry.
                             let Some(next) = kept.take_copy() else {
@@ -379,5 +396,65 @@ impl Caller {
             };
             C::output(result)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cache::policy::CachePolicy;
+    use crate::test_support::request;
+
+    /// A source whose every fetch gives a new token, refusals counted in its cache.
+    async fn source_with_a_refusal() -> (TokenSource, Arc<Token>) {
+        let minted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let tokens = TokenSource::from_fn(request(), move |request| {
+            let n = minted.fetch_add(1, Ordering::Relaxed);
+            let body =
+                format!(r#"{{"access_token":"t{n}","token_type":"Bearer","expires_in":3600}}"#);
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap();
+            let sent_at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            std::future::ready(request.parse_response(&response, sent_at))
+        })
+        .with_policy(CachePolicy::new().with_invalidate_min_age(Duration::ZERO));
+        let token = tokens.token().await.unwrap();
+        assert!(tokens.invalidate(&token));
+        let next = tokens.token().await.unwrap();
+        (tokens, next)
+    }
+
+    #[tokio::test]
+    async fn only_the_api_that_refused_ends_the_refusals_in_a_row() {
+        let a: Uri = "https://a.example/things".parse().unwrap();
+        let b: Uri = "https://B.example:443/other".parse().unwrap();
+        let (tokens, token) = source_with_a_refusal().await;
+        let refusals = Refusals::default();
+        refusals.refused(Origin::of(&a));
+        refusals.accepted(Origin::of(&b), &tokens, &token);
+        assert!(
+            tokens.accepted(&token),
+            "another API's acceptance ended nothing"
+        );
+
+        let (tokens, token) = source_with_a_refusal().await;
+        refusals.refused(Origin::of(&a));
+        let same: Uri = "https://A.EXAMPLE:443/again".parse().unwrap();
+        refusals.accepted(Origin::of(&same), &tokens, &token);
+        assert!(
+            !tokens.accepted(&token),
+            "the refusing API's acceptance ended them"
+        );
+
+        // A refusal from an API not known (a gRPC call's trailers): any acceptance ends it.
+        let (tokens, token) = source_with_a_refusal().await;
+        refusals.refused(None);
+        refusals.accepted(Origin::of(&b), &tokens, &token);
+        assert!(!tokens.accepted(&token));
     }
 }

@@ -50,9 +50,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::attempt::DpopNonces;
-use crate::call::{CallPolicy, Origin, trailers_refuse_token};
+use crate::call::{CallPolicy, Origin, trailers_accept_token, trailers_refuse_token};
 use crate::error::call::CallError;
-use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Stop};
+use crate::io::call::{CallClient, CallRequest, CallResponse, Caller, Refusals, Stop};
 use crate::io::source::TokenSource;
 use crate::token::Token;
 
@@ -402,18 +402,25 @@ impl<B> CallResponse for Answered<B> {
         self.response.headers()
     }
 
-    fn watch_trailers(&mut self, tokens: &TokenSource, token: &Arc<Token>) {
+    fn watch_trailers(
+        &mut self,
+        tokens: &TokenSource,
+        refusals: &Arc<Refusals>,
+        token: &Arc<Token>,
+    ) {
         self.watch = Some(Watch {
             tokens: tokens.clone(),
+            refusals: Arc::clone(refusals),
             token: Arc::clone(token),
         });
     }
 }
 
-/// The token a response's call was made with, and the source to drop it from if the trailers
-/// refuse it.
+/// The token a response's call was made with, the source to drop it from if the trailers
+/// refuse it, and the layer's record of refusals, which they end if they accept it.
 struct Watch {
     tokens: TokenSource,
+    refusals: Arc<Refusals>,
     token: Arc<Token>,
 }
 
@@ -462,9 +469,15 @@ impl<B: Body> Body for AuthorizedBody<B> {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref()
                     && let Some(watch) = this.watch.take()
-                    && trailers_refuse_token(trailers)
                 {
-                    watch.tokens.invalidate(&watch.token);
+                    // The origin is not kept for this: one known to the layer (a tonic
+                    // channel's) is the only one its calls go to.
+                    if trailers_refuse_token(trailers) {
+                        watch.tokens.invalidate(&watch.token);
+                        watch.refusals.refused(None);
+                    } else if trailers_accept_token(trailers) {
+                        watch.refusals.accepted(None, &watch.tokens, &watch.token);
+                    }
                 }
             }
             // The end, or a broken body: no trailers to come.
