@@ -357,10 +357,8 @@ impl Entry {
     /// its late answer still counts (without counting twice) unless another fetch has started
     /// since.
     fn settle(&mut self, now: Instant, policy: &CachePolicy) {
-        if let Some(fetch) = self
-            .fetch
-            .as_mut()
-            .filter(|f| !f.timed_out && now >= f.deadline)
+        if self.timed_out_uncounted(now).is_some()
+            && let Some(fetch) = self.fetch.as_mut()
         {
             fetch.timed_out = true;
             let (deadline, random) = (fetch.deadline, fetch.random);
