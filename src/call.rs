@@ -70,8 +70,12 @@ pub fn trailers_refuse_token(trailers: &HeaderMap) -> bool {
 }
 
 /// Whether the trailers of an answer say its call succeeded (`grpc-status: 0`), and so that the
-/// API accepted the token: what ends refusals in a row for a call whose status comes last.
-pub(crate) fn trailers_accept_token(trailers: &HeaderMap) -> bool {
+/// API accepted the token its call was sent with: for a call whose status comes last (see
+/// [`AuthorizedCall::watches_trailers`]), what ends refusals in a row
+/// ([`TokenCache::accepted`](crate::cache::TokenCache::accepted)). The tower layer's response
+/// body tells its source.
+#[must_use]
+pub fn trailers_accept_token(trailers: &HeaderMap) -> bool {
     trailers
         .get(GRPC_STATUS)
         .is_some_and(|code| code.as_bytes() == b"0")

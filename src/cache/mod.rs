@@ -468,8 +468,9 @@ impl Entry {
     }
 
     /// The failure of a fetch already counted as timed out, come late: the fetcher's own
-    /// report of the timeout gets the error waiters got; another failure replaces it, and
-    /// makes the back-off no shorter, without counting a second failure.
+    /// report of the timeout gets the error waiters got and changes nothing (its back-off may
+    /// be over already: one timeout backs off once); another failure replaces it, and makes
+    /// the back-off no shorter, without counting a second failure.
     fn fail_late(
         &mut self,
         error: Error,
@@ -478,8 +479,13 @@ impl Entry {
         policy: &CachePolicy,
         random: u64,
     ) -> Arc<Error> {
-        if let (Error::FetchTimedOut { .. }, Some(backoff)) = (&error, &self.backoff) {
-            return Arc::clone(&backoff.error);
+        if let Error::FetchTimedOut { .. } = error {
+            return match &self.backoff {
+                Some(backoff) if matches!(*backoff.error, Error::FetchTimedOut { .. }) => {
+                    Arc::clone(&backoff.error)
+                }
+                _ => Arc::new(error),
+            };
         }
         let delay = policy.backoff(&error, self.failures.max(1), sent_at, random);
         let until = later(now, delay);
