@@ -10,8 +10,8 @@
 //!   started and doubled for each refusal in a row up to the policy's maximum, until a call is
 //!   accepted: until then it is served as before; from then on a fetch replaces it (never a
 //!   refresh), and it is served only while a back-off is under way with no fetch, and never to
-//!   `poll_replacing` for it, which gets the back-off; `invalidate` says whether it was the
-//!   cached token, `accepted` whether that had refusals in a row to forget;
+//!   `poll_replacing` for it, which gets the back-off; `invalidate` says whether it refused the
+//!   cached token (once: not again), `accepted` whether that had refusals in a row to forget;
 //! - never two fetches in flight for one request, and no fetch (refused token or not) before the
 //!   back-off of the last failure (the server's `Retry-After` as far as the policy honours it,
 //!   else the shortest back-off the policy allows after that many failures in a row) has passed;
@@ -136,8 +136,8 @@ enum Op {
     /// To the cache's `poll_timeout`, to land exactly on expiries, deadlines and back-off ends.
     AdvanceToTimeout,
     Poll(Key),
-    /// Polls for the caller an API refused the `token`-th token handed out for the key (modulo
-    /// their number), so that stale tokens are tried too.
+    /// Polls for the caller an API refused the `token`-th latest token handed out for the key
+    /// (modulo their number), so that stale tokens are tried too.
     PollReplacing {
         key: Key,
         token: u8,
@@ -157,13 +157,13 @@ enum Op {
         random: u64,
     },
     Abandon(u8),
-    /// Invalidates the `token`-th token ever handed out for the key (modulo their number), so
-    /// that stale tokens are tried too.
+    /// Invalidates the `token`-th latest token ever handed out for the key (modulo their
+    /// number), so that stale tokens are tried too.
     Invalidate {
         key: Key,
         token: u8,
     },
-    /// Tells the cache an API accepted the `token`-th token handed out for the key.
+    /// Tells the cache an API accepted the `token`-th latest token handed out for the key.
     Accepted {
         key: Key,
         token: u8,
@@ -334,6 +334,9 @@ struct Stored {
     token: Arc<Token>,
     expiry: Option<Instant>,
     started: Instant,
+    lifetime: Duration,
+    /// Made due for refresh (`force_refresh`).
+    forced: bool,
     /// When an API's refusal of the token takes effect, once invalidated (`None` past the
     /// `Instant`s the platform has: never).
     refused_at: Option<Instant>,
@@ -1044,6 +1047,8 @@ impl Model {
                             token,
                             expiry,
                             started,
+                            lifetime,
+                            forced: false,
                             refused_at: None,
                             marked: false,
                         });
@@ -1123,7 +1128,7 @@ impl Model {
             self.fail(k, Shown::Error(error), true, None);
             return;
         }
-        let (on, over) = (self.backoff_on(k), self.backoff_over(k));
+        let on = self.backoff_on(k);
         let failure = self.known[k]
             .failure
             .as_mut()
@@ -1145,26 +1150,17 @@ impl Model {
                 ),
                 None => failure.shown = Shown::Error(error),
             }
-        } else if same == Some(true) {
-            assert!(!over, "a timeout report found a back-off past its end");
-        } else if over || same == Some(false) {
-            // The back-off was over: the report starts one of its own, no second failure.
-            self.fail_late(k, Shown::Error(error), true, None);
-        } else {
-            // Either the back-off is still under way and shows this error, or it was over and a
-            // new one from now shows it: the error is known, the end only bounded.
-            let later = self.failure(self.now, Shown::Error(error), true, None, self.known[k].failures);
-            let failure = self.known[k].failure.as_mut().expect("the failure");
-            failure.shown = later.shown;
-            failure.max_end = failure.max_end.zip(later.max_end).map(|(a, b)| a.max(b));
-            failure.shown_end = None;
         }
+        // Else the back-off may be over: one timeout backs off once, and the report (whatever
+        // `Arc` it got) changes nothing.
     }
 
-    /// The `token`-th token handed out for request `k` (modulo their number), if any was.
+    /// The `token`-th latest token handed out for request `k` (modulo their number), if any
+    /// was: 0 is the latest, most often the one cached.
     fn pick(&self, k: usize, token: u8) -> Option<Arc<Token>> {
         let tokens = &self.known[k].tokens;
-        (!tokens.is_empty()).then(|| Arc::clone(&tokens[usize::from(token) % tokens.len()]))
+        let back = usize::from(token) % tokens.len().max(1);
+        tokens.iter().rev().nth(back).map(Arc::clone)
     }
 
     /// Whether `token` is the one the model knows request `k`'s cache holds (valid or not).
@@ -1248,28 +1244,29 @@ impl Model {
                 let Some(rejected) = self.pick(k, token) else {
                     return;
                 };
-                let stored = self.is_stored(k, &rejected);
+                // Refused once: another refusal of the same token changes nothing, and says so.
+                let unmarked = self.known[k]
+                    .cached
+                    .as_ref()
+                    .is_some_and(|stored| Arc::ptr_eq(&stored.token, &rejected) && !stored.marked);
                 let marked = self.cache.invalidate(&self.keys[k], &rejected);
                 if self.valid(k).is_some() {
-                    assert_eq!(marked, stored, "invalidate of the stored token");
+                    assert_eq!(marked, unmarked, "invalidate of the stored token");
                 } else {
                     // An expired token the cache has not dropped yet is still its own.
                     assert!(
-                        !marked || stored,
-                        "invalidate marked a token never stored"
+                        !marked || unmarked,
+                        "invalidate refused a token not stored, or refused already"
                     );
                 }
                 if marked {
                     let policy = self.policy;
                     let known = &mut self.known[k];
                     let stored = known.cached.as_mut().expect("the stored token");
-                    // Marked once: another refusal of the same token changes nothing.
-                    if !stored.marked {
-                        stored.marked = true;
-                        known.refusals = known.refusals.saturating_add(1);
-                        let age = refusal_age(&policy, known.refusals);
-                        stored.refused_at = stored.started.checked_add(age);
-                    }
+                    stored.marked = true;
+                    known.refusals = known.refusals.saturating_add(1);
+                    let age = refusal_age(&policy, known.refusals);
+                    stored.refused_at = stored.started.checked_add(age);
                 }
             }
             Op::Accepted { key, token } => {
@@ -1296,6 +1293,9 @@ impl Model {
                 }
                 if self.known[k].cached.is_none() {
                     assert!(!had, "force_refresh found a token never stored");
+                }
+                if had && let Some(stored) = &mut self.known[k].cached {
+                    stored.forced = true;
                 }
             }
             Op::Remove(key) => {
@@ -1361,6 +1361,20 @@ impl Model {
             let peeked = self.cache.peek(&self.keys[k], self.now);
             if let Some(token) = &peeked {
                 self.check_served(k, token);
+            }
+            // A token neither due for refresh nor refused (not yet: it is refused exactly
+            // from its minimum age) is a hit, and so is any usable one while a fetch or a
+            // back-off is under way.
+            if let Some(stored) = self.valid_stored(k)
+                && !self.refused(k)
+            {
+                let fresh = !stored.forced && self.due(stored.lifetime, stored.started) == Some(false);
+                if fresh || self.fetch_active(k) || self.backoff_on(k) {
+                    assert!(
+                        peeked.as_ref().is_some_and(|p| Arc::ptr_eq(p, &stored.token)),
+                        "peek missed {k}'s usable token: {peeked:?}"
+                    );
+                }
             }
             // Foreseen before any poll: a refused token stands in during a back-off (a
             // timeout's the moment its deadline passes), and the back-off's end is an event.
