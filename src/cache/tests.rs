@@ -565,6 +565,25 @@ fn a_fetch_unanswered_past_its_timeout_is_a_failure_every_waiter_gets_at_once() 
 }
 
 #[test]
+fn a_fetchers_report_of_its_timeout_after_the_back_off_changes_nothing() {
+    let clock = Clock::new();
+    let policy = CachePolicy::new().with_fetch_timeout(Duration::from_secs(2));
+    let mut cache = TokenCache::new(policy);
+    let request = request();
+    let slow = fetch(&mut cache, &request, clock.at(0.0));
+    let until = backoff_until(&mut cache, &request, clock.at(2.0));
+    // A fetcher busy elsewhere reports long after the back-off: one timeout backs off once.
+    let now = clock.at(10.0);
+    assert!(now > until);
+    let timeout = Error::FetchTimedOut {
+        timeout: Duration::from_secs(2),
+    };
+    let error = cache.handle_failure(slow, timeout, now, 0);
+    assert!(matches!(*error, Error::FetchTimedOut { .. }));
+    assert_fetches(&mut cache, &request, now);
+}
+
+#[test]
 fn a_timeout_no_poll_saw_is_counted_when_its_answer_comes_and_peek_foresees_it() {
     let clock = Clock::new();
     let mut cache = TokenCache::default();
