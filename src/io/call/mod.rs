@@ -345,7 +345,11 @@ impl Caller {
                             ) {
                                 // Accepted or refused in the trailers, not here.
                                 response.watch_trailers(&caller.tokens, &caller.refusals, &token);
-                            } else if response.status().is_success() {
+                            } else if response.status().is_success()
+                                && (answered_from.is_none() || answered_from == sent_to)
+                            {
+                                // Another origin's success (a redirect followed) is not the
+                                // API's acceptance.
                                 caller.refusals.accepted(sent_to, &caller.tokens, &token);
                             }
                             break 'call Ok(response);
