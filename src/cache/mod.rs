@@ -652,52 +652,25 @@ impl TokenCache {
         };
         entry.last_used = used;
         entry.settle(now, &self.policy);
-        let fetch_timeout = self.policy.fetch_timeout;
+        let (seed, timeout, last_ticket) =
+            (self.seed, self.policy.fetch_timeout, &mut self.last_ticket);
+        let mut issue = |entry: &mut Entry| issue(last_ticket, seed, entry, request, now, timeout);
+        // A refused token is served only while its replacement cannot be had (below), and
+        // never to the caller it was refused to.
         let refused = entry.token.as_ref().filter(|cached| cached.refused(now));
-        if let Some(cached) = refused {
-            // A refused token is served only while its replacement cannot be had, and never
-            // to the caller it was refused to.
-            let excluded = rejected.is_some_and(|rejected| cached.is(rejected));
-            if let Some(fetch) = entry.fetch_active(now) {
-                return Lookup::Pending {
-                    deadline: fetch.deadline,
+        if refused.is_none() {
+            if entry.refresh_due(now)
+                && let Some(cached) = &entry.token
+            {
+                let token = Arc::clone(&cached.token);
+                return Lookup::Refresh {
+                    token,
+                    ticket: issue(entry),
                 };
             }
-            if let Some(backoff) = &entry.backoff {
-                if excluded {
-                    return Lookup::BackOff {
-                        until: backoff.until,
-                        error: Arc::clone(&backoff.error),
-                    };
-                }
+            if let Some(cached) = &entry.token {
                 return Lookup::Ready(Arc::clone(&cached.token));
             }
-            let ticket = issue(
-                &mut self.last_ticket,
-                self.seed,
-                entry,
-                request,
-                now,
-                fetch_timeout,
-            );
-            return Lookup::Fetch(ticket);
-        }
-        if entry.refresh_due(now)
-            && let Some(cached) = &entry.token
-        {
-            let token = Arc::clone(&cached.token);
-            let ticket = issue(
-                &mut self.last_ticket,
-                self.seed,
-                entry,
-                request,
-                now,
-                fetch_timeout,
-            );
-            return Lookup::Refresh { token, ticket };
-        }
-        if let Some(cached) = &entry.token {
-            return Lookup::Ready(Arc::clone(&cached.token));
         }
         if let Some(fetch) = entry.fetch_active(now) {
             return Lookup::Pending {
@@ -705,19 +678,17 @@ impl TokenCache {
             };
         }
         if let Some(backoff) = &entry.backoff {
-            return Lookup::BackOff {
-                until: backoff.until,
-                error: Arc::clone(&backoff.error),
+            return match refused {
+                Some(cached) if !rejected.is_some_and(|rejected| cached.is(rejected)) => {
+                    Lookup::Ready(Arc::clone(&cached.token))
+                }
+                _ => Lookup::BackOff {
+                    until: backoff.until,
+                    error: Arc::clone(&backoff.error),
+                },
             };
         }
-        Lookup::Fetch(issue(
-            &mut self.last_ticket,
-            self.seed,
-            entry,
-            request,
-            now,
-            fetch_timeout,
-        ))
+        Lookup::Fetch(issue(entry))
     }
 
     /// The token [`poll`](Self::poll) would answer [`Lookup::Ready`] with, without changing
