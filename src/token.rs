@@ -37,6 +37,12 @@ impl Token {
         &self.access_token
     }
 
+    /// Whether `other` carries the same access token: what an API's refusal names, whatever
+    /// else differs (another `Arc`, a copy read from a store).
+    pub(crate) fn same_access_token(&self, other: &Token) -> bool {
+        self.access_token.secret() == other.access_token.secret()
+    }
+
     /// The token type, which says how to present the token (RFC 6749 §7.1).
     #[must_use]
     pub fn token_type(&self) -> &TokenType {

@@ -296,7 +296,7 @@ impl Cached {
     }
 
     fn is(&self, token: &Token) -> bool {
-        self.token.access_token().secret() == token.access_token().secret()
+        self.token.same_access_token(token)
     }
 }
 

@@ -283,7 +283,7 @@ impl Caller {
                     };
                     if let Some(refusal) = refused.take() {
                         let (response, rejected) = *refusal;
-                        if rejected.access_token().secret() == token.access_token().secret() {
+                        if rejected.same_access_token(&token) {
                             break 'call Ok(response);
                         }
                     }

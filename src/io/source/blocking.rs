@@ -43,9 +43,11 @@ impl Inner {
     /// A valid token, for the caller an API refused `rejected` to if given: never `rejected`
     /// once the refusal has taken effect.
     fn token(&self, rejected: Option<&Token>) -> Outcome {
-        if let Some(token) = self.core.peek().filter(|token| {
-            rejected.is_none_or(|r| r.access_token().secret() != token.access_token().secret())
-        }) {
+        if let Some(token) = self
+            .core
+            .peek()
+            .filter(|token| rejected.is_none_or(|rejected| !token.same_access_token(rejected)))
+        {
             return Ok(token);
         }
         loop {
@@ -110,9 +112,7 @@ impl Inner {
             Err(Error::Transport {
                 kind: TransportKind::Timeout,
                 ..
-            }) if monotonic_now() >= deadline => Err(Error::FetchTimedOut {
-                timeout: self.core.policy.fetch_timeout(),
-            }),
+            }) if monotonic_now() >= deadline => Err(self.core.timed_out()),
             fetched => fetched,
         };
         guard.finish(fetched, sent_at)

@@ -202,6 +202,14 @@ impl Core {
         }
     }
 
+    /// The failure of a fetch given up at its ticket's deadline: the one the cache counts then,
+    /// so that the fetcher, handing it in, gets the error its waiters got.
+    fn timed_out(&self) -> Error {
+        Error::FetchTimedOut {
+            timeout: self.policy.fetch_timeout(),
+        }
+    }
+
     /// Hands a fetch's outcome to the cache.
     fn complete(&self, ticket: FetchTicket, fetched: Fetched, sent_at: SystemTime) -> Outcome {
         let random = random_word();
@@ -355,11 +363,7 @@ impl AsyncSource {
         // failure and answers the waiters with it, and this caller gets the same.
         let fetched = tokio::time::timeout_at(deadline.into(), fetch)
             .await
-            .unwrap_or_else(|_elapsed| {
-                Err(Error::FetchTimedOut {
-                    timeout: self.core.policy.fetch_timeout(),
-                })
-            });
+            .unwrap_or_else(|_elapsed| Err(self.core.timed_out()));
         guard.finish(fetched, sent_at)
     }
 }
@@ -647,7 +651,7 @@ impl TokenSource {
     /// As [`token`](Self::token).
     pub async fn token_replacing(&self, rejected: &Token) -> Result<Arc<Token>, Arc<Error>> {
         if let Some(token) = self.0.core.peek()
-            && token.access_token().secret() != rejected.access_token().secret()
+            && !token.same_access_token(rejected)
         {
             return Ok(token);
         }
